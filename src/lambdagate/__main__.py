@@ -1,0 +1,3 @@
+from lambdagate.cli import main
+
+raise SystemExit(main())
