@@ -1,0 +1,118 @@
+"""HTTP backend: call an upstream service and decode its reply by the backend's `encoding`.
+
+URL templates, host rotation and header lists are prepared once per backend; a request only fills them in.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from lambdagate import __version__
+from lambdagate.config.loader import sanitize_host
+from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig
+from lambdagate.errors import BackendError
+from lambdagate.pipeline import BuildContext, BuiltBackend
+from lambdagate.proxy import ProxyRequest, ProxyResponse
+
+USER_AGENT = f"lambdagate/{__version__}"
+# Characters a path segment may carry unencoded (RFC 3986 pchar without "/"): a placeholder value can
+# never add a path segment, so "../admin" or "a/b" stay inside their own segment.
+_SEGMENT_SAFE = "!$&'()*+,;=:@~"
+
+
+def compile_url_pattern(pattern: str) -> Callable[[dict[str, str]], str]:
+    """A function filling `{placeholders}` of a url_pattern with percent-encoded values."""
+    parts = PLACEHOLDER_RE.split(pattern)
+    if len(parts) == 1:
+        return lambda params: pattern
+    literals, names = parts[0::2], parts[1::2]
+
+    def render(params: dict[str, str]) -> str:
+        out = [literals[0]]
+        for name, literal in zip(names, literals[1:]):
+            out.append(quote(params.get(name, ""), safe=_SEGMENT_SAFE))
+            out.append(literal)
+        return "".join(out)
+
+    return render
+
+
+def decode_json(body: bytes) -> dict[str, Any]:
+    """KrakenD's `json`/`safejson`: an object as is, an array as {"collection": [...]}, a scalar as {"content": v}."""
+    if not body.strip():
+        return {}
+    value = orjson.loads(body)
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        return {"collection": value}
+    return {"content": value}
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    length = resp.content_length
+    if length is not None:
+        if length > limit:
+            raise BackendError("the backend reply is too large", status=502, cause=f"reply of {length} bytes exceeds {limit}")
+        return await resp.read()
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise BackendError("the backend reply is too large", status=502, cause=f"reply exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
+    session = ctx.resources.session
+    limit = ctx.resources.max_response_bytes
+    hosts = [h if cfg.disable_host_sanitize else sanitize_host(h) for h in (cfg.host or ctx.service.host)]
+    next_host = itertools.cycle(hosts).__next__ if len(hosts) > 1 else (lambda h=hosts[0]: h)
+    method = cfg.method or ctx.endpoint.method
+    path, _, fixed_query = cfg.url_pattern.partition("?")
+    render_path = compile_url_pattern(path)
+    send_body = method not in ("GET", "HEAD")
+    passthrough = cfg.encoding == "no-op"
+    as_text = cfg.encoding == "string"
+    label = f"{method} {hosts[0]}{cfg.url_pattern}"
+
+    async def call(req: ProxyRequest) -> ProxyResponse:
+        url = next_host() + render_path(req.params)
+        query = fixed_query
+        if req.query:
+            query = f"{query}&{urlencode(req.query)}" if query else urlencode(req.query)
+        if query:
+            url = f"{url}?{query}"
+        headers = dict(req.headers)
+        headers.setdefault("user-agent", USER_AGENT)
+        headers["x-forwarded-for"] = req.client_ip
+        if req.host:
+            headers["x-forwarded-host"] = req.host
+        try:
+            async with session.request(method, URL(url, encoded=True), headers=headers,
+                                       data=req.body if send_body else None) as resp:
+                body = await read_bounded(resp, limit)
+                status = resp.status
+                reply_headers = list(resp.headers.items()) if passthrough else None
+        except aiohttp.ClientError as exc:
+            raise BackendError("the backend is unavailable", status=502 if passthrough else 500,
+                               cause=f"{type(exc).__name__}: {exc}") from None
+        if passthrough:
+            return ProxyResponse(None, False, status, reply_headers, body)
+        if status >= 400:
+            raise BackendError("the backend failed", cause=f"invalid status code {status}")
+        if as_text:
+            return ProxyResponse({"content": body.decode("utf-8", "replace")})
+        try:
+            return ProxyResponse(decode_json(body))
+        except orjson.JSONDecodeError as exc:
+            raise BackendError("the backend reply is not valid JSON", cause=f"invalid JSON: {exc}") from None
+
+    return BuiltBackend(call, label)

@@ -1,0 +1,129 @@
+"""Command line: `lambdagate run | check | version | functions serve`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+
+from lambdagate import __version__
+from lambdagate.config import LoadOptions, is_typed_backend, load_config
+from lambdagate.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lambdagate", description="KrakenD-compatible API gateway for AWS Lambda and HTTP services")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve a config")
+    run.add_argument("-c", "--config", required=True, help="krakend.json / .yaml")
+    run.add_argument("-p", "--port", type=int, help="listen port (default: the config's port, else 8080)")
+    run.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    run.add_argument("-w", "--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
+    run.add_argument("-d", "--debug", action="store_true", help="debug logs and the /__echo/ endpoint")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    run.add_argument("--functions", metavar="DIR", help="start the local Lambda runtime for the handlers in DIR and "
+                                                        "send every Lambda backend without an explicit endpoint to it")
+    check = sub.add_parser("check", help="validate a config and summarise it")
+    check.add_argument("-c", "--config", required=True)
+    check.add_argument("--functions", metavar="DIR", help="validate as `run --functions DIR` would")
+    sub.add_parser("version", help="print the version")
+    functions = sub.add_parser("functions", help="the local Lambda runtime")
+    fsub = functions.add_subparsers(dest="functions_command", required=True)
+    serve = fsub.add_parser("serve", help="serve Lambda's Invoke API for the Python handlers in DIR")
+    serve.add_argument("directory", metavar="DIR")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9001)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"lambdagate {__version__}")
+        return 0
+    if args.command == "check":
+        return _check(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "functions":
+        from lambdagate.local_runtime import main as runtime_main
+
+        return runtime_main([args.directory, "--host", args.host, "--port", str(args.port)]) or 0
+    return 2
+
+
+def _print_errors(path: str, exc: ConfigError) -> None:
+    print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+    for issue in exc.issues:
+        print(f"  error: {issue}", file=sys.stderr)
+
+
+def _check(args: argparse.Namespace) -> int:
+    options = LoadOptions(local_lambda_endpoint="http://127.0.0.1:0" if args.functions else None)
+    try:
+        loaded = load_config(args.config, options)
+    except ConfigError as exc:
+        _print_errors(args.config, exc)
+        return 1
+    service = loaded.service
+    kinds: Counter[str] = Counter()
+    for endpoint in service.endpoints:
+        for backend in endpoint.backend:
+            kinds["+".join(backend.namespaces) if is_typed_backend(backend) else "http"] += 1
+    print(f"{args.config}: OK — {len(service.endpoints)} endpoint(s), port {service.port}, timeout {service.timeout:g}s")
+    for endpoint in service.endpoints:
+        names = ", ".join("+".join(b.namespaces) if is_typed_backend(b) else "http" for b in endpoint.backend)
+        print(f"  {endpoint.method:7} {endpoint.endpoint}  → {len(endpoint.backend)} backend(s): {names}")
+    print("  backends: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    for warning in loaded.warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lambdagate.logs import configure
+
+    configure(args.log_format, args.debug)
+    runtime = None
+    local_endpoint = None
+    if args.functions:
+        from lambdagate.local_runtime import start_in_background
+
+        runtime = start_in_background(args.functions, host="127.0.0.1", port=0)
+        local_endpoint = runtime.url
+    try:
+        loaded = load_config(args.config, LoadOptions(local_lambda_endpoint=local_endpoint))
+    except ConfigError as exc:
+        _print_errors(args.config, exc)
+        if runtime is not None:
+            runtime.stop()
+        return 1
+    import logging
+
+    log = logging.getLogger("lambdagate")
+    if local_endpoint:
+        log.info("local Lambda runtime for %s at %s: Lambda backends without an explicit endpoint use it",
+                 args.functions, local_endpoint)
+    port = args.port if args.port is not None else loaded.service.port
+    os.environ["LAMBDAGATE_CONFIG"] = os.path.abspath(args.config)
+    os.environ["LAMBDAGATE_DEBUG"] = "1" if args.debug else "0"
+    os.environ["LAMBDAGATE_LOG_FORMAT"] = args.log_format
+    os.environ["LAMBDAGATE_ACCESS_LOG"] = "0" if args.no_access_log else "1"
+    os.environ["LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT"] = local_endpoint or ""
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    log.info("lambdagate %s listening on %s:%d with %d worker(s)", __version__, args.host, port, args.workers)
+    server = Server(
+        "lambdagate.server:app_from_env", address=args.host, port=port, interface=Interfaces.ASGI,
+        workers=args.workers, loop=Loops.uvloop, factory=True, websockets=False, log_access=False,
+        runtime_threads=1, backlog=2048,
+    )
+    try:
+        server.serve()
+    finally:
+        if runtime is not None:
+            runtime.stop()
+    return 0

@@ -1,0 +1,209 @@
+"""Read a JSON or YAML config file and validate it once: types, cross-field rules, extension namespaces.
+
+Every problem is collected (not just the first) and named by its JSON path, with what to write instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from lambdagate.config import namespaces
+from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig, EndpointConfig, ServiceConfig
+from lambdagate.config.namespaces import LoadOptions, NamespaceContext, NamespaceError
+from lambdagate.errors import ConfigError, ConfigIssue
+
+RESERVED_PREFIXES = ("/__health", "/__echo")
+
+
+@dataclass
+class LoadedConfig:
+    service: ServiceConfig
+    warnings: list[ConfigIssue] = field(default_factory=list)
+    source: str = ""
+
+
+def read_document(path: str | Path) -> Any:
+    """The raw document: YAML for .yaml/.yml, JSON otherwise. Syntax errors name the line."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read config file {str(p)!r}: {exc.strerror}")]) from None
+    if p.suffix.lower() in (".yaml", ".yml"):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError([ConfigIssue("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError([ConfigIssue("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
+
+
+def load_config(path: str | Path, options: LoadOptions | None = None) -> LoadedConfig:
+    loaded = validate_document(read_document(path), options or LoadOptions())
+    loaded.source = str(path)
+    return loaded
+
+
+def validate_document(doc: Any, options: LoadOptions) -> LoadedConfig:
+    if not isinstance(doc, dict):
+        raise ConfigError([ConfigIssue("", 'the config must be a JSON object such as {"version": 3, "endpoints": [...]}')])
+    try:
+        service = ServiceConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError([_pydantic_issue(e) for e in exc.errors()]) from None
+    errors: list[ConfigIssue] = []
+    warnings: list[ConfigIssue] = []
+    _check_service(service, options, errors, warnings)
+    if errors:
+        raise ConfigError(errors)
+    return LoadedConfig(service=service, warnings=warnings)
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_issue(err: dict) -> ConfigIssue:
+    # Drop pydantic's internal loc parts such as "function-before[...]" or literal choices.
+    loc = tuple(p for p in err["loc"] if isinstance(p, int) or not ("[" in p or "(" in p))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        msg = f'required: add "{loc[-1]}"' if loc else "required"
+    elif err["type"] == "literal_error":
+        msg = f"{msg}, got {err.get('input')!r}"
+    elif err["type"].endswith("_type") or err["type"].endswith("_parsing"):
+        msg = f"{msg}, got {type(err.get('input')).__name__} {_short(err.get('input'))}"
+    return ConfigIssue(_path(loc), msg)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _unknown_fields(model: BaseModel, path: str, warnings: list[ConfigIssue]) -> None:
+    for key in model.model_extra or {}:
+        warnings.append(ConfigIssue(f"{path}.{key}" if path else key, "not supported, ignored"))
+
+
+def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[ConfigIssue], warnings: list[ConfigIssue]) -> None:
+    base = ctx.path
+    for key, value in owner.extra_config.items():
+        path = f"{base}.extra_config.{key}" if base else f"extra_config.{key}"
+        ns = namespaces.lookup(key)
+        if ns is None:
+            warnings.append(ConfigIssue(path, "namespace not supported, ignored"))
+            continue
+        if ns.scope != scope:
+            warnings.append(ConfigIssue(path, f"namespace belongs in a {ns.scope}'s extra_config, ignored here"))
+            continue
+        if ns.name in owner.namespaces:
+            errors.append(ConfigIssue(path, f"{ns.name!r} is given twice (once under an alias): keep one"))
+            continue
+        ctx.path, ctx.warnings = path, []
+        try:
+            owner.namespaces[ns.name] = ns.parse(value, ctx)
+        except NamespaceError as exc:
+            errors.extend(ConfigIssue(f"{path}.{sub}" if sub else path, msg) for sub, msg in exc.issues)
+        warnings.extend(ConfigIssue(f"{path}.{sub}" if sub else path, msg) for sub, msg in ctx.warnings)
+    ctx.path = base
+
+
+def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, warnings: list) -> None:
+    _unknown_fields(service, "", warnings)
+    ctx = NamespaceContext(service=service, endpoint=None, backend=None, path="", options=options)
+    _parse_namespaces(service, "service", ctx, errors, warnings)
+    seen: dict[tuple[str, str], int] = {}
+    for i, endpoint in enumerate(service.endpoints):
+        path = f"endpoints[{i}]"
+        key = (endpoint.endpoint, endpoint.method)
+        if key in seen:
+            errors.append(ConfigIssue(path, f"duplicate of endpoints[{seen[key]}] ({endpoint.method} {endpoint.endpoint}): "
+                                            'change "endpoint" or "method"'))
+        seen.setdefault(key, i)
+        _check_endpoint(service, endpoint, path, options, errors, warnings)
+
+
+def _check_endpoint(service: ServiceConfig, endpoint: EndpointConfig, path: str, options: LoadOptions,
+                    errors: list, warnings: list) -> None:
+    _unknown_fields(endpoint, path, warnings)
+    placeholders = endpoint.placeholders
+    for segment in endpoint.endpoint.split("/"):
+        if "{" in segment and not PLACEHOLDER_RE.fullmatch(segment):
+            errors.append(ConfigIssue(f"{path}.endpoint", f"placeholder segment {segment!r} must be a whole path "
+                                                          'segment such as "/users/{id}"'))
+    if len(set(placeholders)) != len(placeholders):
+        errors.append(ConfigIssue(f"{path}.endpoint", f"a placeholder appears twice in {endpoint.endpoint}: rename one"))
+    if endpoint.endpoint.startswith(RESERVED_PREFIXES):
+        errors.append(ConfigIssue(f"{path}.endpoint", f"{endpoint.endpoint} is reserved for the gateway's built-in endpoints: choose another path"))
+    for name in ("timeout", "cache_ttl"):
+        value = getattr(endpoint, name)
+        if value is not None and value < 0:
+            errors.append(ConfigIssue(f"{path}.{name}", "must not be negative"))
+    if endpoint.timeout == 0:
+        errors.append(ConfigIssue(f"{path}.timeout", 'must be more than 0, e.g. "2s"'))
+    if endpoint.concurrent_calls > 1:
+        warnings.append(ConfigIssue(f"{path}.concurrent_calls", "accepted; each backend is called once per request"))
+    encoding = endpoint.output_encoding or service.output_encoding
+    if encoding == "no-op" and len(endpoint.backend) > 1:
+        errors.append(ConfigIssue(f"{path}.output_encoding", f'"no-op" passes one backend through, this endpoint has '
+                                                             f'{len(endpoint.backend)}: keep one backend or use "json"'))
+    ctx = NamespaceContext(service=service, endpoint=endpoint, backend=None, path=path, options=options)
+    _parse_namespaces(endpoint, "endpoint", ctx, errors, warnings)
+    for j, backend in enumerate(endpoint.backend):
+        bpath = f"{path}.backend[{j}]"
+        _unknown_fields(backend, bpath, warnings)
+        bctx = NamespaceContext(service=service, endpoint=endpoint, backend=backend, path=bpath, options=options)
+        _parse_namespaces(backend, "backend", bctx, errors, warnings)
+        if encoding == "no-op":
+            backend.encoding = "no-op"
+        elif backend.encoding == "no-op":
+            errors.append(ConfigIssue(f"{bpath}.encoding", '"no-op" needs the endpoint\'s "output_encoding": "no-op" too'))
+        if not is_typed_backend(backend):
+            _check_http_backend(service, endpoint, backend, bpath, errors)
+
+
+def is_typed_backend(backend: BackendConfig) -> bool:
+    """True when a registered backend type (e.g. Lambda) handles this backend instead of HTTP."""
+    return any(namespaces.lookup(k).backend_type for k in backend.namespaces)
+
+
+def _check_http_backend(service: ServiceConfig, endpoint: EndpointConfig, backend: BackendConfig, path: str,
+                        errors: list) -> None:
+    if not backend.url_pattern.startswith("/"):
+        errors.append(ConfigIssue(f"{path}.url_pattern", 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"'))
+    placeholders = set(endpoint.placeholders)
+    for name in PLACEHOLDER_RE.findall(backend.url_pattern):
+        if name not in placeholders:
+            errors.append(ConfigIssue(f"{path}.url_pattern", f"placeholder {{{name}}} is not in endpoint {endpoint.endpoint}"))
+    hosts = backend.host or service.host
+    if not hosts:
+        errors.append(ConfigIssue(f"{path}.host", 'no host: add "host": ["http://service:8080"] to the backend or the service'))
+    for k, host in enumerate(backend.host):
+        if not backend.disable_host_sanitize:
+            host = sanitize_host(host)
+        parts = urlsplit(host)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+            errors.append(ConfigIssue(f"{path}.host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"'))
+
+
+def sanitize_host(host: str) -> str:
+    """KrakenD's host sanitising: add "http://" when no scheme is given and drop a trailing slash."""
+    host = host.strip()
+    if "://" not in host:
+        host = "http://" + host
+    return host.rstrip("/")

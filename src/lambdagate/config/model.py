@@ -1,0 +1,114 @@
+"""Typed KrakenD v3 config: service → endpoints → backends. Parsed once; the pipeline reads only these objects."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
+
+from lambdagate.config.durations import parse_duration
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+OutputEncoding = Literal["json", "json-collection", "string", "no-op"]
+BackendEncoding = Literal["json", "safejson", "string", "no-op"]
+
+PLACEHOLDER_RE = re.compile(r"\{([a-zA-Z0-9_\-]+)\}")
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+def _upper_method(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _host_list(value: Any) -> Any:
+    # KrakenD writes a list; a single string is an easy mistake to forgive.
+    return [value] if isinstance(value, str) else value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+MethodField = Annotated[Method, BeforeValidator(_upper_method)]
+HostList = Annotated[list[str], BeforeValidator(_host_list)]
+
+
+class _Model(BaseModel):
+    # Unknown keys are kept (in model_extra) so `check` can list them as "not supported, ignored".
+    model_config = ConfigDict(extra="allow", frozen=False, populate_by_name=True)
+
+
+class BackendConfig(_Model):
+    host: HostList = Field(default_factory=list)
+    url_pattern: str = ""
+    method: MethodField | None = None
+    encoding: BackendEncoding = "json"
+    is_collection: bool = False
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    mapping: dict[str, str] = Field(default_factory=dict)
+    group: str | None = None
+    target: str | None = None
+    disable_host_sanitize: bool = False
+    extra_config: dict[str, Any] = Field(default_factory=dict)
+    # Parsed extra_config namespaces (canonical name → the namespace's own typed object).
+    _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def namespaces(self) -> dict[str, Any]:
+        return self._namespaces
+
+
+class EndpointConfig(_Model):
+    endpoint: str
+    method: MethodField = "GET"
+    backend: list[BackendConfig] = Field(min_length=1)
+    timeout: Duration | None = None
+    cache_ttl: Duration | None = None
+    output_encoding: OutputEncoding | None = None
+    input_headers: list[str] = Field(default_factory=list)
+    input_query_strings: list[str] = Field(default_factory=list)
+    concurrent_calls: int = Field(default=1, ge=1)
+    extra_config: dict[str, Any] = Field(default_factory=dict)
+    _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def namespaces(self) -> dict[str, Any]:
+        return self._namespaces
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f'must start with "/", e.g. "/{value}"')
+        return value
+
+    @property
+    def placeholders(self) -> list[str]:
+        return PLACEHOLDER_RE.findall(self.endpoint)
+
+
+class ServiceConfig(_Model):
+    schema_: str | None = Field(default=None, alias="$schema")  # editor metadata, accepted as is
+    version: int
+    name: str | None = None
+    port: int = Field(default=8080, ge=0, le=65535)
+    host: HostList = Field(default_factory=list)
+    timeout: Duration = 2.0
+    cache_ttl: Duration | None = None
+    output_encoding: OutputEncoding = "json"
+    extra_config: dict[str, Any] = Field(default_factory=dict)
+    endpoints: list[EndpointConfig] = Field(default_factory=list)
+    _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def namespaces(self) -> dict[str, Any]:
+        return self._namespaces
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value != 3:
+            raise ValueError(f'unsupported version {value}: lambdagate reads KrakenD v3 configs, write "version": 3')
+        return value

@@ -1,0 +1,62 @@
+"""Error types shared by the stages: config problems carry a JSON path, backend failures carry a status."""
+
+from __future__ import annotations
+
+
+class ConfigIssue:
+    """One problem (or warning) in a config file, located by its JSON path."""
+
+    __slots__ = ("path", "message")
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    def __repr__(self) -> str:
+        return f"ConfigIssue({str(self)!r})"
+
+
+class ConfigError(Exception):
+    """The config cannot be served. `issues` lists every problem found, each with its path."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class BackendError(Exception):
+    """A backend failed. `status` is what the client sees when this backend is the endpoint's only one.
+
+    `message` is short and safe to show; `cause` is for the log only. `details` reaches the client only
+    when the backend is configured to return error details.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 500,
+        cause: str | None = None,
+        details: dict | None = None,
+        retry_after: str | None = None,
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.cause = cause
+        self.details = details
+        self.retry_after = retry_after
+        self.timed_out = timed_out
+
+
+class RequestRejected(Exception):
+    """The client's request is refused before any backend is called (bad syntax, not allowed, too large)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

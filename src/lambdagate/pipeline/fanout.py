@@ -1,0 +1,94 @@
+"""Call an endpoint's backends under its deadline and merge their answers in config order.
+
+A failed or late backend never fails the others: the result is partial and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambdagate.errors import BackendError
+from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
+
+log = logging.getLogger("lambdagate.pipeline")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the endpoint's backends produced together."""
+
+    response: ProxyResponse | None  # merged data (or a single pass-through reply)
+    complete: bool
+    error: BackendError | None = None  # set when every backend failed
+    error_details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BackendSlot:
+    call: Backend
+    label: str  # for logs: which backend of which endpoint
+    details_key: str | None = None  # where error details go in a merge, when the backend shares them
+
+
+def _timeout_error(slot: BackendSlot) -> BackendError:
+    return BackendError("the backend did not answer in time", status=504, timed_out=True,
+                        cause=f"{slot.label}: deadline exceeded")
+
+
+def _log_failure(slot: BackendSlot, req: ProxyRequest, err: BackendError) -> None:
+    log.warning("backend failed: %s status=%d cause=%s request_id=%s", slot.label, err.status,
+                err.cause or err.message, req.request_id)
+
+
+def _as_backend_error(slot: BackendSlot, exc: BaseException) -> BackendError:
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return _timeout_error(slot)
+    log.error("backend raised an unexpected error: %s", slot.label, exc_info=exc)
+    return BackendError("the backend failed", cause=f"{type(exc).__name__}: {exc}")
+
+
+async def call_one(slot: BackendSlot, req: ProxyRequest) -> Outcome:
+    try:
+        async with asyncio.timeout_at(req.deadline):
+            resp = await slot.call(req)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a defined status
+        err = _as_backend_error(slot, exc)
+        _log_failure(slot, req, err)
+        return Outcome(None, False, err)
+    return Outcome(resp, resp.is_complete and bool(resp.data or resp.body is not None))
+
+
+async def call_all(slots: list[BackendSlot], req: ProxyRequest) -> Outcome:
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(s.call(req)) for s in slots]
+    done, pending = await asyncio.wait(tasks, timeout=max(0.0, req.deadline - loop.time()))
+    for task in pending:
+        task.cancel()
+    merged: dict[str, Any] = {}
+    complete = True
+    errors: list[BackendError] = []
+    details: dict[str, Any] = {}
+    for slot, task in zip(slots, tasks):
+        if task in done and task.exception() is None:
+            resp: ProxyResponse = task.result()
+            complete = complete and resp.is_complete
+            if resp.data:
+                merged.update(resp.data)
+            continue
+        err = _as_backend_error(slot, task.exception()) if task in done else _timeout_error(slot)
+        _log_failure(slot, req, err)
+        errors.append(err)
+        complete = False
+        if slot.details_key and err.details:
+            details[slot.details_key] = err.details
+    if len(errors) == len(slots):
+        timed_out = all(e.timed_out for e in errors)
+        summary = BackendError("all backends failed", status=504 if timed_out else 500, timed_out=timed_out)
+        return Outcome(None, False, summary, details)
+    merged.update(details)
+    return Outcome(ProxyResponse(merged, complete), complete and bool(merged))

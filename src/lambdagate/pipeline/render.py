@@ -1,0 +1,69 @@
+"""Turn an endpoint's outcome into the HTTP reply: status, headers and body, per `output_encoding`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from lambdagate.pipeline.fanout import Outcome
+
+JSON_TYPE = (b"content-type", b"application/json; charset=utf-8")
+TEXT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
+COMPLETE = (b"x-krakend-completed", b"true")
+INCOMPLETE = (b"x-krakend-completed", b"false")
+# Hop-by-hop headers and framing are the server's business, never copied from a backend.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "transfer-encoding", "upgrade", "content-length", "date", "server"})
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def json_reply(status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    return Reply(status, [JSON_TYPE, *(extra or ())], orjson.dumps(payload))
+
+
+class Renderer:
+    """Built once per endpoint: header lists and the encoder are fixed before the first request."""
+
+    def __init__(self, output_encoding: str, cache_ttl: float | None) -> None:
+        self.encoding = output_encoding
+        content_type = TEXT_TYPE if output_encoding == "string" else JSON_TYPE
+        self.complete_headers = [content_type, COMPLETE]
+        if cache_ttl:
+            self.complete_headers.append((b"cache-control", f"public, max-age={int(cache_ttl)}".encode()))
+        self.incomplete_headers = [content_type, INCOMPLETE]
+
+    def render(self, outcome: Outcome) -> Reply:
+        err = outcome.error
+        if err is not None:
+            body: dict[str, Any] = {"error": err.message}
+            if err.details:
+                body["details"] = err.details
+            elif outcome.error_details:
+                body["details"] = outcome.error_details
+            headers = [JSON_TYPE, INCOMPLETE]
+            if err.retry_after:
+                headers.append((b"retry-after", err.retry_after.encode()))
+            return Reply(err.status, headers, orjson.dumps(body))
+        resp = outcome.response
+        assert resp is not None
+        if resp.body is not None:  # pass-through (no-op, or a Lambda proxy reply on a single backend)
+            headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers
+                       if k.lower() not in HOP_BY_HOP]
+            headers.append(COMPLETE if outcome.complete else INCOMPLETE)
+            return Reply(resp.status, headers, resp.body)
+        data = resp.data or {}
+        headers = self.complete_headers if outcome.complete else self.incomplete_headers
+        if self.encoding == "json-collection":
+            return Reply(200, headers, orjson.dumps(data.get("collection", [])))
+        if self.encoding == "string":
+            content = data.get("content", "")
+            return Reply(200, headers, content.encode() if isinstance(content, str) else orjson.dumps(content))
+        return Reply(200, headers, orjson.dumps(data))
