@@ -104,7 +104,7 @@ class SigV4Signer:
         self._scope = ""
         self._keys: dict[tuple[str, str], bytes] = {}  # small fallback for alternating secrets
         self._uris: dict[str, str] = {}
-        self._plans: dict[tuple[tuple[str, ...], bool], tuple[str, str]] = {}
+        self._plans: dict[tuple[tuple[tuple[str, str], ...], bool], tuple[str, str, str, str, str]] = {}
 
     def signing_key(self, secret_key: str, datestamp: str) -> bytes:
         """The SigV4 signing key for ``datestamp`` (YYYYMMDD), derived once and cached."""
@@ -136,22 +136,30 @@ class SigV4Signer:
             self._uris[path] = uri
         return uri
 
-    def _plan(self, headers: Mapping[str, str], with_token: bool) -> tuple[str, str]:
-        # The sorted signed-header list depends only on the header names, so build it once per
-        # name set as a str.format template over (host, date, token, *header values).
-        slots: dict[str, int] = {}
-        for i, name in enumerate(headers):
+    def _plan(self, key: tuple[tuple[tuple[str, str], ...], bool]) -> tuple[str, str, str, str, str]:
+        # Extra headers are nearly always the same few (name, value) pairs, so their canonical
+        # lines are rendered once and only host/date/token are spliced in per request.
+        items, with_token = key
+        canon: dict[str, str] = {}
+        for name, value in items:
             lname = name.lower()
             if lname not in _UNSIGNED_HEADERS:
-                slots[lname] = i + 3
-        slots["host"], slots["x-amz-date"] = 0, 1
+                canon[lname] = " ".join(value.split())  # botocore's Trimall
+        canon.pop("host", None)
+        canon.pop("x-amz-date", None)
         if with_token:
-            slots["x-amz-security-token"] = 2
-        names = sorted(slots)
-        template = "".join(f"{n.replace('{', '{{').replace('}', '}}')}:{{{slots[n]}}}\n" for n in names)
+            canon.pop("x-amz-security-token", None)
+        names = sorted([*canon, "host", "x-amz-date", *(["x-amz-security-token"] if with_token else [])])
+
+        def lines(lo: str, hi: str) -> str:
+            return "".join(f"{n}:{canon[n]}\n" for n in sorted(canon) if lo < n < hi)
+
+        top = "x-amz-security-token" if with_token else "\U0010ffff"
+        plan = (";".join(names), lines("", "host"), lines("host", "x-amz-date"),
+                lines("x-amz-date", top), lines(top, "\U0010ffff") if with_token else "")
         if len(self._plans) >= _URI_CACHE_MAX:
             self._plans.clear()
-        plan = self._plans[(tuple(headers), with_token)] = (";".join(names), template)
+        self._plans[key] = plan
         return plan
 
     def sign(
@@ -176,12 +184,13 @@ class SigV4Signer:
         key = self.signing_key(credentials.secret_key, amz_date[:8])
         token = credentials.token
         if headers:
-            plan = self._plans.get((tuple(headers), token is not None))
-            if plan is None:
-                plan = self._plan(headers, token is not None)
-            signed, template = plan
-            # botocore's Trimall: strip and collapse runs of whitespace in each value.
-            canon_headers = template.format(host, amz_date, token, *[" ".join(v.split()) for v in headers.values()])
+            plan_key = (tuple(headers.items()), token is not None)
+            plan = self._plans.get(plan_key) or self._plan(plan_key)
+            signed, a, b, c, d = plan
+            if token:
+                canon_headers = f"{a}host:{host}\n{b}x-amz-date:{amz_date}\n{c}x-amz-security-token:{token}\n{d}"
+            else:
+                canon_headers = f"{a}host:{host}\n{b}x-amz-date:{amz_date}\n{c}"
         elif token:
             signed = "host;x-amz-date;x-amz-security-token"
             canon_headers = f"host:{host}\nx-amz-date:{amz_date}\nx-amz-security-token:{token}\n"
