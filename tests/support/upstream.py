@@ -10,6 +10,8 @@ Routes:
   /status/{code}       that status with a JSON body and a custom header
   /slow/{ms}           answers after ms milliseconds
   /big/{n}             n bytes of JSON string
+  /gzip                a gzip-compressed JSON object (Content-Encoding: gzip)
+  /cookies             two Set-Cookie headers and a JSON body
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ async def big(request: web.Request) -> web.Response:
     return web.Response(body=b'"' + b"x" * n + b'"', content_type="application/json")
 
 
+async def gzipped(request: web.Request) -> web.Response:
+    resp = web.json_response({"zipped": "x" * 2000})
+    resp.enable_compression(web.ContentCoding.gzip)
+    return resp
+
+
+async def cookies(request: web.Request) -> web.Response:
+    resp = web.json_response({"cookies": 2})
+    resp.headers.add("Set-Cookie", "a=1; Path=/")
+    resp.headers.add("Set-Cookie", "b=2; Path=/")
+    return resp
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/echo{tail:.*}", echo)
@@ -80,6 +95,8 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/slow/{ms}", slow)
     app.router.add_get("/big/{n}", big)
+    app.router.add_get("/gzip", gzipped)
+    app.router.add_get("/cookies", cookies)
     return app
 
 

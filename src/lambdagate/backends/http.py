@@ -26,8 +26,8 @@ USER_AGENT = f"lambdagate/{__version__}"
 _SEGMENT_SAFE = "!$&'()*+,;=:@~"
 
 
-def compile_url_pattern(pattern: str) -> Callable[[dict[str, str]], str]:
-    """A function filling `{placeholders}` of a url_pattern with percent-encoded values."""
+def compile_url_pattern(pattern: str, safe: str = _SEGMENT_SAFE) -> Callable[[dict[str, str]], str]:
+    """A function filling `{placeholders}` of a url_pattern with values percent-encoded but for `safe`."""
     parts = PLACEHOLDER_RE.split(pattern)
     if len(parts) == 1:
         return lambda params: pattern
@@ -36,7 +36,7 @@ def compile_url_pattern(pattern: str) -> Callable[[dict[str, str]], str]:
     def render(params: dict[str, str]) -> str:
         out = [literals[0]]
         for name, literal in zip(names, literals[1:]):
-            out.append(quote(params.get(name, ""), safe=_SEGMENT_SAFE))
+            out.append(quote(params.get(name, ""), safe=safe))
             out.append(literal)
         return "".join(out)
 
@@ -78,14 +78,18 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     method = cfg.method or ctx.endpoint.method
     path, _, fixed_query = cfg.url_pattern.partition("?")
     render_path = compile_url_pattern(path)
+    # Placeholders in the query part too ("/users?id={id}"), encoded so a value cannot add "&k=v" pairs.
+    render_query = compile_url_pattern(fixed_query, safe="")
     send_body = method not in ("GET", "HEAD")
     passthrough = cfg.encoding == "no-op"
     as_text = cfg.encoding == "string"
     label = f"{method} {hosts[0]}{cfg.url_pattern}"
+    # aiohttp has already decoded a compressed reply: passing its Content-Encoding on would lie to the client.
+    drop = frozenset({"content-encoding"}) if session.auto_decompress else frozenset()
 
     async def call(req: ProxyRequest) -> ProxyResponse:
         url = next_host() + render_path(req.params)
-        query = fixed_query
+        query = render_query(req.params)
         if req.query:
             query = f"{query}&{urlencode(req.query)}" if query else urlencode(req.query)
         if query:
@@ -100,7 +104,7 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
                                        data=req.body if send_body else None) as resp:
                 body = await read_bounded(resp, limit)
                 status = resp.status
-                reply_headers = list(resp.headers.items()) if passthrough else None
+                reply_headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in drop] if passthrough else None
         except aiohttp.ClientError as exc:
             raise BackendError("the backend is unavailable", status=502 if passthrough else 500,
                                cause=f"{type(exc).__name__}: {exc}") from None

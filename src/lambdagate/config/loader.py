@@ -19,7 +19,9 @@ from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig, EndpointConfi
 from lambdagate.config.namespaces import LoadOptions, NamespaceContext, NamespaceError
 from lambdagate.errors import ConfigError, ConfigIssue
 
-RESERVED_PREFIXES = ("/__health", "/__echo")
+# The built-in endpoints: "/__health" exactly and everything under "/__echo/" (the server answers those first).
+RESERVED_PATHS = ("/__health", "/__echo")
+RESERVED_PREFIX = "/__echo/"
 
 
 @dataclass
@@ -95,6 +97,11 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _key(key: str) -> str:
+    """A path step for a key: `.name`, or `["backend/lambda"]` when the key is not a plain word."""
+    return f".{key}" if key.replace("_", "").isalnum() else f'["{key}"]'
+
+
 def _unknown_fields(model: BaseModel, path: str, warnings: list[ConfigIssue]) -> None:
     for key in model.model_extra or {}:
         warnings.append(ConfigIssue(f"{path}.{key}" if path else key, "not supported, ignored"))
@@ -103,7 +110,7 @@ def _unknown_fields(model: BaseModel, path: str, warnings: list[ConfigIssue]) ->
 def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[ConfigIssue], warnings: list[ConfigIssue]) -> None:
     base = ctx.path
     for key, value in owner.extra_config.items():
-        path = f"{base}.extra_config.{key}" if base else f"extra_config.{key}"
+        path = f"{base}.extra_config{_key(key)}" if base else f"extra_config{_key(key)}"
         ns = namespaces.lookup(key)
         if ns is None:
             warnings.append(ConfigIssue(path, "namespace not supported, ignored"))
@@ -127,12 +134,16 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     _unknown_fields(service, "", warnings)
     ctx = NamespaceContext(service=service, endpoint=None, backend=None, path="", options=options)
     _parse_namespaces(service, "service", ctx, errors, warnings)
+    if service.timeout <= 0:
+        errors.append(ConfigIssue("timeout", 'must be more than 0, e.g. "2s"'))
     seen: dict[tuple[str, str], int] = {}
     for i, endpoint in enumerate(service.endpoints):
         path = f"endpoints[{i}]"
-        key = (endpoint.endpoint, endpoint.method)
+        # The router's view: "/a/" is "/a", and "/a/{x}" is "/a/{y}", so both would claim the same requests.
+        key = (route_shape(endpoint.endpoint), endpoint.method)
         if key in seen:
-            errors.append(ConfigIssue(path, f"duplicate of endpoints[{seen[key]}] ({endpoint.method} {endpoint.endpoint}): "
+            first = service.endpoints[seen[key]]
+            errors.append(ConfigIssue(path, f"duplicate of endpoints[{seen[key]}] ({first.method} {first.endpoint}): "
                                             'change "endpoint" or "method"'))
         seen.setdefault(key, i)
         _check_endpoint(service, endpoint, path, options, errors, warnings)
@@ -148,7 +159,8 @@ def _check_endpoint(service: ServiceConfig, endpoint: EndpointConfig, path: str,
                                                           'segment such as "/users/{id}"'))
     if len(set(placeholders)) != len(placeholders):
         errors.append(ConfigIssue(f"{path}.endpoint", f"a placeholder appears twice in {endpoint.endpoint}: rename one"))
-    if endpoint.endpoint.startswith(RESERVED_PREFIXES):
+    normal = _strip_slash(endpoint.endpoint)
+    if normal in RESERVED_PATHS or normal.startswith(RESERVED_PREFIX):
         errors.append(ConfigIssue(f"{path}.endpoint", f"{endpoint.endpoint} is reserved for the gateway's built-in endpoints: choose another path"))
     for name in ("timeout", "cache_ttl"):
         value = getattr(endpoint, name)
@@ -177,9 +189,18 @@ def _check_endpoint(service: ServiceConfig, endpoint: EndpointConfig, path: str,
             _check_http_backend(service, endpoint, backend, bpath, errors)
 
 
+def _strip_slash(path: str) -> str:
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
+
+
+def route_shape(path: str) -> str:
+    """The path as the router sees it: no trailing slash, placeholder names erased."""
+    return PLACEHOLDER_RE.sub("{}", _strip_slash(path))
+
+
 def is_typed_backend(backend: BackendConfig) -> bool:
     """True when a registered backend type (e.g. Lambda) handles this backend instead of HTTP."""
-    return any(namespaces.lookup(k).backend_type for k in backend.namespaces)
+    return any((ns := namespaces.lookup(k)) is not None and ns.backend_type for k in backend.extra_config)
 
 
 def _check_http_backend(service: ServiceConfig, endpoint: EndpointConfig, backend: BackendConfig, path: str,

@@ -1,0 +1,127 @@
+"""Lambda payloads built from a gateway request: KrakenD's format and API Gateway's v1.0 / v2.0 events.
+
+Only what the endpoint allows reaches the function: headers and query strings are the filtered ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any, Callable
+from urllib.parse import unquote, urlencode
+
+import orjson
+
+from lambdagate.proxy import ProxyRequest
+
+PayloadBuilder = Callable[[ProxyRequest], bytes]
+
+
+def krakend_payload(method: str) -> PayloadBuilder:
+    """KrakenD: GET sends the URL params (keys lower-cased, sorted, trailing newline); others the raw body."""
+    if method != "GET":
+        return lambda req: req.body
+
+    def from_params(req: ProxyRequest) -> bytes:
+        return orjson.dumps({k.lower(): v for k, v in req.params.items()}, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+    return from_params
+
+
+def _body(req: ProxyRequest) -> tuple[str | None, bool]:
+    if not req.body:
+        return None, False
+    try:
+        return req.body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(req.body).decode("ascii"), True
+
+
+def _clf_time(now: float) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+
+
+def apigateway_v1_payload(resource: str, stage: str = "$default") -> PayloadBuilder:
+    def build(req: ProxyRequest) -> bytes:
+        now = time.time()
+        body, is_b64 = _body(req)
+        query: dict[str, list[str]] = {}
+        for key, value in req.query:
+            query.setdefault(key, []).append(value)
+        path = unquote(req.path)
+        event: dict[str, Any] = {
+            "version": "1.0",
+            "resource": resource,
+            "path": path,
+            "httpMethod": req.method,
+            "headers": dict(req.headers),
+            "multiValueHeaders": {k: [v] for k, v in req.headers.items()},
+            "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+            "multiValueQueryStringParameters": query or None,
+            "pathParameters": dict(req.params) or None,
+            "stageVariables": None,
+            "requestContext": {
+                "accountId": "anonymous",
+                "apiId": "lambdagate",
+                "domainName": req.host,
+                "httpMethod": req.method,
+                "identity": {"sourceIp": req.client_ip, "userAgent": req.headers.get("user-agent")},
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "requestId": req.request_id,
+                "requestTime": _clf_time(now),
+                "requestTimeEpoch": int(now * 1000),
+                "resourcePath": resource,
+                "stage": stage,
+            },
+            "body": body,
+            "isBase64Encoded": is_b64,
+        }
+        return orjson.dumps(event)
+
+    return build
+
+
+def apigateway_v2_payload(method: str, resource: str, stage: str = "$default") -> PayloadBuilder:
+    route_key = f"{method} {resource}"
+
+    def build(req: ProxyRequest) -> bytes:
+        now = time.time()
+        body, is_b64 = _body(req)
+        headers = dict(req.headers)
+        cookie_header = headers.pop("cookie", None)
+        query: dict[str, str] = {}
+        for key, value in req.query:
+            query[key] = f"{query[key]},{value}" if key in query else value
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": req.path,
+            "rawQueryString": urlencode(req.query),
+            "headers": headers,
+            "requestContext": {
+                "accountId": "anonymous",
+                "apiId": "lambdagate",
+                "domainName": req.host,
+                "domainPrefix": req.host.split(".", 1)[0],
+                "http": {"method": req.method, "path": req.path, "protocol": "HTTP/1.1",
+                         "sourceIp": req.client_ip, "userAgent": headers.get("user-agent", "")},
+                "requestId": req.request_id,
+                "routeKey": route_key,
+                "stage": stage,
+                "time": _clf_time(now),
+                "timeEpoch": int(now * 1000),
+            },
+            "isBase64Encoded": is_b64,
+        }
+        if cookie_header:
+            event["cookies"] = [c.strip() for c in cookie_header.split(";") if c.strip()]
+        if query:
+            event["queryStringParameters"] = query
+        if req.params:
+            event["pathParameters"] = dict(req.params)
+        if body is not None:
+            event["body"] = body
+        return orjson.dumps(event)
+
+    return build
