@@ -144,7 +144,8 @@ class SigV4Signer:
         for name, value in items:
             lname = name.lower()
             if lname not in _UNSIGNED_HEADERS:
-                canon[lname] = " ".join(value.split())  # botocore's Trimall
+                value = " ".join(value.split())  # botocore's Trimall
+                canon[lname] = f"{canon[lname]},{value}" if lname in canon else value
         canon.pop("host", None)
         canon.pop("x-amz-date", None)
         if with_token:
@@ -178,6 +179,8 @@ class SigV4Signer:
         ``host`` is the Host header value (with ``:port`` when not the scheme default),
         ``path``/``query`` the percent-encoded wire path and query ('' for none), and
         ``headers`` the extra headers to sign; host, x-amz-date and the token always are.
+        Extra headers are cached by (name, value), so keep them to a few repeating values, and
+        leave out ``Date`` (botocore would then sign Date instead of X-Amz-Date).
         """
         if amz_date is None:
             amz_date = amz_date_now()
