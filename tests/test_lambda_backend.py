@@ -379,3 +379,18 @@ def test_apigateway_v2_plain_json_reply_is_inferred_as_200(stub_gateway):
     # echo-plain returns the v2 event itself (no statusCode): API Gateway v2 infers a 200 JSON reply
     status, headers, body = http("GET", f"{stub_gateway.url}/v2proxy")
     assert status == 200 and json.loads(body)["version"] == "2.0"
+
+
+def test_no_credentials_for_real_aws_stops_start_up_with_a_clear_message(tmp_path):
+    cfg = {"version": 3, "endpoints": [{"endpoint": "/x", "backend": [lam(function_name="f", region="us-east-1")]}]}
+    path = tmp_path / "krakend.json"
+    path.write_bytes(orjson.dumps(cfg))
+    env = {**AWS_ENV, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_ENDPOINT_URL_LAMBDA": ""}
+    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(free_port())), tmp_path / "log", env)
+    try:
+        assert proc.proc.wait(30) != 0
+    finally:
+        proc.stop()
+    log = proc.log()
+    assert "start-up failed: GET /x backend[0]: no AWS credentials found" in log
+    assert "Traceback" not in log

@@ -60,3 +60,7 @@ class RequestRejected(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class StartupError(Exception):
+    """A config that validated cannot be served here (e.g. no AWS credentials); the message says what to do."""

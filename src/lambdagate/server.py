@@ -21,7 +21,7 @@ from lambdagate import __version__
 from lambdagate.backends import Resources, factory_for
 from lambdagate.config import LoadedConfig, LoadOptions, load_config
 from lambdagate.config.model import EndpointConfig
-from lambdagate.errors import RequestRejected
+from lambdagate.errors import RequestRejected, StartupError
 from lambdagate.pipeline import EndpointPipeline, Reply, build_endpoint
 from lambdagate.pipeline.render import json_reply
 from lambdagate.proxy import ProxyRequest
@@ -70,9 +70,13 @@ class Gateway:
                                         auto_decompress=True, skip_auto_headers=("User-Agent",))
         self.resources = Resources(session=session, local_lambda_endpoint=self.local_lambda_endpoint)
         service = self.loaded.service
-        for endpoint in service.endpoints:
-            pipeline = await build_endpoint(service, endpoint, self.resources, factory_for)
-            self.router.add(endpoint.method, endpoint.endpoint, Route(pipeline, endpoint))
+        try:
+            for endpoint in service.endpoints:
+                pipeline = await build_endpoint(service, endpoint, self.resources, factory_for)
+                self.router.add(endpoint.method, endpoint.endpoint, Route(pipeline, endpoint))
+        except BaseException:
+            await self.shutdown()
+            raise
         for warning in self.loaded.warnings:
             log.warning("config %s", warning)
         log.info("serving %d endpoints from %s", len(service.endpoints), self.loaded.source or "config")
@@ -93,6 +97,10 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
+                except StartupError as exc:
+                    log.error("start-up failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

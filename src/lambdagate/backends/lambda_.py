@@ -26,7 +26,7 @@ from lambdagate.backends.lambda_events import apigateway_v1_payload, apigateway_
 from lambdagate.backends.lambda_reply import MalformedReply, is_proxy_shaped, unwrap
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError, register
-from lambdagate.errors import BackendError
+from lambdagate.errors import BackendError, StartupError
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.proxy import ProxyRequest, ProxyResponse
 
@@ -134,9 +134,9 @@ async def _credentials(cfg: LambdaConfig, ctx: BuildContext) -> CredentialProvid
             provider = await CredentialProvider.create(assume_role_arn=cfg.assume_role_arn, external_id=cfg.external_id,
                                                        role_session_name=cfg.role_session_name,
                                                        region=cfg.resolved_region)
-        except NoCredentialsError:
+        except NoCredentialsError as exc:
             if cfg.endpoint is None:
-                raise
+                raise StartupError(f"{ctx.path}: {exc}") from None
             # A custom endpoint (moto, Localstack, a test double) may need no real credentials.
             log.warning("no AWS credentials found; signing calls to %s with placeholder credentials", cfg.endpoint)
             provider = CredentialProvider.static(PLACEHOLDER_CREDENTIALS)
