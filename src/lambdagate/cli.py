@@ -103,6 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     log = logging.getLogger("lambdagate")
+    for warning in loaded.warnings:  # once, here, rather than once per worker
+        log.warning("config %s", warning)
     if local_endpoint:
         log.info("local Lambda runtime for %s at %s: Lambda backends without an explicit endpoint use it",
                  args.functions, local_endpoint)

@@ -77,8 +77,6 @@ class Gateway:
         except BaseException:
             await self.shutdown()
             raise
-        for warning in self.loaded.warnings:
-            log.warning("config %s", warning)
         log.info("serving %d endpoints from %s", len(service.endpoints), self.loaded.source or "config")
 
     async def shutdown(self) -> None:
