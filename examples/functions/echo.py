@@ -1,0 +1,5 @@
+"""Returns the event it received, unchanged."""
+
+
+def handler(event, context):
+    return event

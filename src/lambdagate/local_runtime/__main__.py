@@ -1,0 +1,52 @@
+"""Command line: ``python -m lambdagate.local_runtime DIR [--host H] [--port N]``.
+
+``main(argv)`` is also what ``lambdagate functions serve DIR ...`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def build_parser(prog: str = "python -m lambdagate.local_runtime") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve the Python Lambda handlers in DIR over Lambda's Invoke API "
+        "(use it with boto3 or the AWS CLI via --endpoint-url).",
+    )
+    parser.add_argument("directory", metavar="DIR", help="directory of NAME.py handlers (+ functions.yaml)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9001, help="port to listen on (default 9001)")
+    parser.add_argument("--region", default=None, help="region in ARNs and AWS_REGION (default from env or us-east-1)")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    # Set by start_in_background(): shut down when the embedding process is gone.
+    parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``argv`` (default sys.argv[1:]) and serve until interrupted; returns the exit status."""
+    args = (build_parser(prog) if prog else build_parser()).parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lambdagate.local_runtime").setLevel(args.log_level)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves
+
+    from lambdagate.local_runtime.functions import ConfigError
+    from lambdagate.local_runtime.server import serve
+
+    try:
+        serve(args.directory, args.host, args.port, region=args.region, parent_pid=args.parent_pid)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
