@@ -1,7 +1,7 @@
 """Greets by name: {"name": "Ana"} -> {"greeting": "Hello, Ana!"}.
 
 The name arrives as a top-level key, whether the gateway built the event from
-a GET's query parameters or passed a JSON POST body through.
+a GET's URL placeholders ({name}) or passed a JSON POST body through.
 """
 
 

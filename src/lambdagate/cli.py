@@ -89,9 +89,13 @@ def _run(args: argparse.Namespace) -> int:
     runtime = None
     local_endpoint = None
     if args.functions:
-        from lambdagate.local_runtime import start_in_background
+        from lambdagate.local_runtime import ConfigError as FunctionsError, start_in_background
 
-        runtime = start_in_background(args.functions, host="127.0.0.1", port=0)
+        try:
+            runtime = start_in_background(args.functions, host="127.0.0.1", port=0)
+        except (FunctionsError, RuntimeError, TimeoutError) as exc:
+            print(f"{args.functions}: cannot start the local Lambda runtime: {exc}", file=sys.stderr)
+            return 1
         local_endpoint = runtime.url
     try:
         loaded = load_config(args.config, LoadOptions(local_lambda_endpoint=local_endpoint))
