@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-d", "--debug", action="store_true", help="debug logs and the /__echo/ endpoint")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    run.add_argument("--watch", action="store_true", help="reload the config when the file changes (SIGHUP does too); "
+                                                          "an invalid config is refused and the old one keeps serving")
     run.add_argument("--functions", metavar="DIR", help="start the local Lambda runtime for the handlers in DIR and "
                                                         "send every Lambda backend without an explicit endpoint to it")
     check = sub.add_parser("check", help="validate a config and summarise it")
@@ -97,10 +99,14 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{args.functions}: cannot start the local Lambda runtime: {exc}", file=sys.stderr)
             return 1
         local_endpoint = runtime.url
+    from lambdagate.supervisor import ConfigSnapshots
+
+    snapshots = ConfigSnapshots(args.config, LoadOptions(local_lambda_endpoint=local_endpoint))
     try:
-        loaded = load_config(args.config, LoadOptions(local_lambda_endpoint=local_endpoint))
+        loaded = snapshots.take()
     except ConfigError as exc:
         _print_errors(args.config, exc)
+        snapshots.cleanup()
         if runtime is not None:
             runtime.stop()
         return 1
@@ -113,23 +119,18 @@ def _run(args: argparse.Namespace) -> int:
         log.info("local Lambda runtime for %s at %s: Lambda backends without an explicit endpoint use it",
                  args.functions, local_endpoint)
     port = args.port if args.port is not None else loaded.service.port
-    os.environ["LAMBDAGATE_CONFIG"] = os.path.abspath(args.config)
     os.environ["LAMBDAGATE_DEBUG"] = "1" if args.debug else "0"
     os.environ["LAMBDAGATE_LOG_FORMAT"] = args.log_format
     os.environ["LAMBDAGATE_ACCESS_LOG"] = "0" if args.no_access_log else "1"
     os.environ["LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT"] = local_endpoint or ""
-    from granian.constants import Interfaces, Loops
-    from granian.server import Server
+    from lambdagate.supervisor import serve
 
-    log.info("lambdagate %s listening on %s:%d with %d worker(s)", __version__, args.host, port, args.workers)
-    server = Server(
-        "lambdagate.server:app_from_env", address=args.host, port=port, interface=Interfaces.ASGI,
-        workers=args.workers, loop=Loops.uvloop, factory=True, websockets=False, log_access=False,
-        runtime_threads=1, backlog=2048,
-    )
+    log.info("lambdagate %s listening on %s:%d with %d worker(s)%s", __version__, args.host, port, args.workers,
+             "; watching the config for changes" if args.watch else "")
     try:
-        server.serve()
+        serve(snapshots, loaded, host=args.host, port=port, workers=args.workers, watch=args.watch)
     finally:
+        snapshots.cleanup()
         if runtime is not None:
             runtime.stop()
     return 0

@@ -19,7 +19,8 @@ import orjson
 
 from lambdagate import __version__
 from lambdagate.backends import Resources, factory_for
-from lambdagate.config import LoadedConfig, LoadOptions, load_config
+from lambdagate.admission import Admission
+from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
 from lambdagate.config.model import EndpointConfig
 from lambdagate.errors import RequestRejected, StartupError
 from lambdagate.pipeline import EndpointPipeline, Reply, build_endpoint
@@ -52,12 +53,14 @@ class Route:
 
 class Gateway:
     def __init__(self, loaded: LoadedConfig, *, debug: bool = False, local_lambda_endpoint: str | None = None,
-                 access_log_enabled: bool = True, max_body_bytes: int = 10 * 1024 * 1024) -> None:
+                 access_log_enabled: bool = True) -> None:
         self.loaded = loaded
         self.debug = debug
         self.local_lambda_endpoint = local_lambda_endpoint
         self.access_log_enabled = access_log_enabled
-        self.max_body_bytes = max_body_bytes
+        self.options = server_options(loaded.service)
+        self.max_body_bytes = self.options.max_body_bytes
+        self.read_timeout = self.options.read_timeout
         self.router: Router[Route] = Router()
         self.resources: Resources | None = None
         self.started = time.monotonic()
@@ -68,7 +71,8 @@ class Gateway:
         connector = aiohttp.TCPConnector(limit=1024, limit_per_host=512, ttl_dns_cache=60, keepalive_timeout=30)
         session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                                         auto_decompress=True, skip_auto_headers=("User-Agent",))
-        self.resources = Resources(session=session, local_lambda_endpoint=self.local_lambda_endpoint)
+        self.resources = Resources(session=session, local_lambda_endpoint=self.local_lambda_endpoint,
+                                   max_response_bytes=self.options.max_backend_response_bytes)
         service = self.loaded.service
         try:
             for endpoint in service.endpoints:
@@ -168,6 +172,13 @@ class Gateway:
         return await pipeline(req)
 
     async def _read_body(self, receive: Any) -> bytes:
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                return await self._receive_body(receive)
+        except TimeoutError:
+            raise RequestRejected(408, "request body not received in time") from None
+
+    async def _receive_body(self, receive: Any) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -205,7 +216,7 @@ def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
-def app_from_env() -> Gateway:
+def app_from_env() -> Admission:
     """granian's factory target: each worker loads and validates the config named by the environment."""
     from lambdagate.logs import configure
 
@@ -213,5 +224,6 @@ def app_from_env() -> Gateway:
     configure(os.environ.get("LAMBDAGATE_LOG_FORMAT", "text"), debug)
     local = os.environ.get("LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT") or None
     loaded = load_config(os.environ["LAMBDAGATE_CONFIG"], LoadOptions(local_lambda_endpoint=local))
-    return Gateway(loaded, debug=debug, local_lambda_endpoint=local,
-                   access_log_enabled=os.environ.get("LAMBDAGATE_ACCESS_LOG", "1") == "1")
+    gateway = Gateway(loaded, debug=debug, local_lambda_endpoint=local,
+                      access_log_enabled=os.environ.get("LAMBDAGATE_ACCESS_LOG", "1") == "1")
+    return Admission(gateway, gateway.options)

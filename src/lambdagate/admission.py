@@ -1,0 +1,76 @@
+"""Admission control in front of the gateway: refuse what it must not take, before any work is done.
+
+- more requests in flight in this worker than `max_in_flight` → 503 with Retry-After (no unbounded queue);
+- a URL longer than `max_url_length` → 414; too many or too large headers → 431;
+- a declared Content-Length above `max_body_bytes` → 413 (bodies without one are counted while read).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from lambdagate.config.server_options import ServerOptions
+
+log = logging.getLogger("lambdagate")
+
+
+def _refusal(status: int, message: str, *extra: tuple[bytes, bytes]) -> tuple[dict, dict]:
+    body = orjson.dumps({"error": message})
+    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+               *extra]
+    return ({"type": "http.response.start", "status": status, "headers": headers},
+            {"type": "http.response.body", "body": body})
+
+
+class Admission:
+    def __init__(self, app: Any, options: ServerOptions) -> None:
+        self.app = app
+        self.in_flight = 0
+        self.max_in_flight = options.max_in_flight
+        self.max_url = options.max_url_length
+        self.max_header_count = options.max_header_count
+        self.max_header_bytes = options.max_header_bytes
+        self.max_body = options.max_body_bytes
+        # Built once: the replies never change.
+        self.busy = _refusal(503, "server busy, retry later", (b"retry-after", b"1"))
+        self.url_too_long = _refusal(414, "URL too long")
+        self.headers_too_large = _refusal(431, "request headers too large")
+        self.body_too_large = _refusal(413, f"request body larger than {self.max_body} bytes")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._check(scope)
+        if refusal is not None:
+            await send(refusal[0])
+            await send(refusal[1])
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    def _check(self, scope: dict) -> tuple[dict, dict] | None:
+        if self.in_flight >= self.max_in_flight:
+            log.warning("refused %s %s: %d requests in flight (max_in_flight)", scope["method"], scope["path"][:200],
+                        self.in_flight)
+            return self.busy
+        raw_path = scope.get("raw_path") or b""
+        if len(raw_path) + len(scope["query_string"]) > self.max_url:
+            return self.url_too_long
+        headers = scope["headers"]
+        if len(headers) > self.max_header_count:
+            return self.headers_too_large
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                return self.body_too_large
+        if size > self.max_header_bytes:
+            return self.headers_too_large
+        return None

@@ -1,0 +1,54 @@
+"""`lambdagate/server`: the gateway's own limits and timeouts, set in the service's extra_config.
+
+```json
+"extra_config": {"lambdagate/server": {"max_body_bytes": 10485760, "max_in_flight": 1024}}
+```
+Every field has a safe default, so most configs never mention the namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+
+from lambdagate.config.durations import parse_duration
+from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError, register
+
+NAMESPACE = "lambdagate/server"
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+MiB = 1024 * 1024
+
+
+class ServerOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    max_body_bytes: StrictInt = Field(default=10 * MiB, gt=0)  # larger request bodies get 413
+    max_header_bytes: StrictInt = Field(default=64 * 1024, gt=0)  # all request headers together, else 431
+    max_header_count: StrictInt = Field(default=100, gt=0)  # else 431
+    max_url_length: StrictInt = Field(default=8192, gt=0)  # path + query, else 414
+    max_in_flight: StrictInt = Field(default=1024, gt=0)  # per worker; beyond it new requests get 503
+    max_backend_response_bytes: StrictInt = Field(default=16 * MiB, gt=0)  # larger backend replies fail the backend
+    read_timeout: Seconds = Field(default=30.0, gt=0)  # reading a request body, else 408
+    read_header_timeout: Seconds = Field(default=10.0, gt=0)  # slow clients sending headers are cut off
+    shutdown_grace: Seconds = Field(default=10.0, ge=0)  # in-flight requests may finish within it on stop/reload
+
+
+def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:
+    if not isinstance(value, dict):
+        raise NamespaceError([("", 'must be an object such as {"max_body_bytes": 10485760}')])
+    try:
+        options = ServerOptions.model_validate(value)
+    except ValidationError as exc:
+        raise NamespaceError([(".".join(str(p) for p in e["loc"] if isinstance(p, (str, int)) and "[" not in str(p)),
+                               e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+    for key in options.model_extra or {}:
+        ctx.warnings.append((key, "not supported, ignored"))
+    return options
+
+
+register(Namespace(NAMESPACE, "service", parse))
+
+
+def server_options(service: Any) -> ServerOptions:
+    return service.namespaces.get(NAMESPACE) or ServerOptions()

@@ -1,0 +1,102 @@
+"""The main process of `lambdagate run`: granian's workers, config reloads and the shutdown grace period.
+
+Workers never read the user's file directly: they load a *snapshot* that this process has validated. A reload
+(SIGHUP, or a change seen by `--watch`) validates the file again; an invalid config is refused with the same
+messages as `check` and the old snapshot keeps serving. A valid one becomes the new snapshot and granian
+respawns the workers one by one; old workers finish their in-flight requests within the grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
+from lambdagate.errors import ConfigError, ConfigIssue
+
+log = logging.getLogger("lambdagate")
+
+
+class ConfigSnapshots:
+    """Validated copies of the config file, in a private directory removed at exit."""
+
+    def __init__(self, source: str, options: LoadOptions) -> None:
+        self.source = Path(source).resolve()
+        self.options = options
+        self.directory = Path(tempfile.mkdtemp(prefix="lambdagate-config-"))
+        self.generation = 0
+        self.current: Path | None = None
+
+    def take(self) -> LoadedConfig:
+        """Validate the file as it is now; on success it becomes the current snapshot. Raises ConfigError."""
+        self.generation += 1
+        snapshot = self.directory / f"{self.generation}{self.source.suffix}"
+        try:
+            shutil.copyfile(self.source, snapshot)
+        except OSError as exc:
+            raise ConfigError([ConfigIssue("", f"cannot read config file {str(self.source)!r}: {exc.strerror}")]) from None
+        try:
+            loaded = load_config(snapshot, self.options)
+        except ConfigError:
+            snapshot.unlink(missing_ok=True)
+            raise
+        loaded.source = str(self.source)
+        previous, self.current = self.current, snapshot
+        if previous is not None:
+            previous.unlink(missing_ok=True)
+        return loaded
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def serve(snapshots: ConfigSnapshots, loaded: LoadedConfig, *, host: str, port: int, workers: int,
+          watch: bool) -> None:
+    from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.server import Server
+
+    options = server_options(loaded.service)
+    os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)
+    server = Server(
+        "lambdagate.server:app_from_env", address=host, port=port, interface=Interfaces.ASGI, workers=workers,
+        loop=Loops.uvloop, factory=True, websockets=False, log_access=False, runtime_threads=1, backlog=2048,
+        http1_settings=HTTP1Settings(header_read_timeout=int(options.read_header_timeout * 1000)),
+        workers_kill_timeout=max(1, math.ceil(options.shutdown_grace)), respawn_interval=2.0,
+    )
+
+    def reload(reason: str) -> None:
+        try:
+            snapshots.take()
+        except ConfigError as exc:
+            log.error("reload (%s) refused, the previous config keeps serving: %d error(s)", reason, len(exc.issues))
+            for issue in exc.issues:
+                log.error("  error: %s", issue)
+            return
+        os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)  # what respawned workers will load
+        log.info("reload (%s): config is valid, respawning workers", reason)
+        server.signal_handler_reload()
+
+    def install_handlers() -> None:
+        # granian installs its own SIGHUP handler (respawn without checking); ours validates first.
+        signal.signal(signal.SIGHUP, lambda *_: reload("SIGHUP"))
+        if watch:
+            threading.Thread(target=_watch, args=(snapshots.source, reload), name="config-watch", daemon=True).start()
+
+    server.on_startup(install_handlers)
+    server.serve()
+
+
+def _watch(path: Path, reload) -> None:
+    import watchfiles
+
+    # Watch the directory: editors often replace the file rather than write it in place.
+    for changes in watchfiles.watch(path.parent, debounce=300, raise_interrupt=False):
+        if any(Path(changed).resolve() == path for _, changed in changes):
+            reload("file changed")
