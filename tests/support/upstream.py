@@ -10,6 +10,8 @@ Routes:
   /status/{code}       that status with a JSON body and a custom header
   /slow/{ms}           answers after ms milliseconds
   /big/{n}             n bytes of JSON string
+  /delayed/{ms}/{name} {"name": name} after ms milliseconds
+  /digest              {"sha256": ..., "length": ...} of the request body, and its Content-Type
   /gzip                a gzip-compressed JSON object (Content-Encoding: gzip)
   /cookies             two Set-Cookie headers and a JSON body
 """
@@ -17,6 +19,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 
 from aiohttp import web
@@ -66,6 +69,17 @@ async def slow(request: web.Request) -> web.Response:
     return web.json_response({"slow": True})
 
 
+async def delayed(request: web.Request) -> web.Response:
+    await asyncio.sleep(int(request.match_info["ms"]) / 1000)
+    return web.json_response({"name": request.match_info["name"]})
+
+
+async def digest(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response({"sha256": hashlib.sha256(body).hexdigest(), "length": len(body),
+                              "content_type": request.headers.get("Content-Type")})
+
+
 async def big(request: web.Request) -> web.Response:
     n = int(request.match_info["n"])
     return web.Response(body=b'"' + b"x" * n + b'"', content_type="application/json")
@@ -95,6 +109,8 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/slow/{ms}", slow)
     app.router.add_get("/big/{n}", big)
+    app.router.add_get("/delayed/{ms}/{name}", delayed)
+    app.router.add_route("*", "/digest", digest)
     app.router.add_get("/gzip", gzipped)
     app.router.add_get("/cookies", cookies)
     return app

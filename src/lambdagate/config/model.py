@@ -36,7 +36,8 @@ HostList = Annotated[list[str], BeforeValidator(_host_list)]
 
 class _Model(BaseModel):
     # Unknown keys are kept (in model_extra) so `check` can list them as "not supported, ignored".
-    model_config = ConfigDict(extra="allow", frozen=False, populate_by_name=True)
+    # Strict: a wrong JSON type is an error, as in KrakenD, not coerced ("8080" → 8080, "yes" → true, true → 1).
+    model_config = ConfigDict(extra="allow", frozen=False, populate_by_name=True, strict=True)
 
 
 class BackendConfig(_Model):

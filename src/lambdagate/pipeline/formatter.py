@@ -72,6 +72,9 @@ def _copy_path(src: dict[str, Any], dst: dict[str, Any], path: list[str]) -> Non
         return
     if isinstance(value, dict):
         sub = dst.get(head)
+        if sub is value:
+            # A shorter path already kept this whole subtree (it is the input's own object: never edit it).
+            return
         if not isinstance(sub, dict):
             sub = dst[head] = {}
         _copy_path(value, sub, path[1:])
