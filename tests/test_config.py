@@ -138,8 +138,8 @@ ERROR_CASES = [
     pytest.param(service(endpoint("/a", backend(host=["svc:http"]))),
                  ['endpoints[0].backend[0].host[0]: \'svc:http\' is not a base URL: write it like "http://service:8080"'],
                  id="host-port-not-a-number"),
-    pytest.param(service(endpoint("/a", {"url_pattern": "/x"}), host=["http://ok:1", "http://svc/api"]),
-                 ['host[1]: \'http://svc/api\' is not a base URL: write it like "http://service:8080"'],
+    pytest.param(service(endpoint("/a", {"url_pattern": "/x"}), host=["http://ok:1", "http://svc/api?v=1"]),
+                 ['host[1]: \'http://svc/api?v=1\' is not a base URL: write it like "http://service:8080"'],
                  id="service-host"),
     pytest.param(service(endpoint("/users/x{id}")),
                  ['endpoints[0].endpoint: placeholder segment \'x{id}\' must be a whole path segment such as '

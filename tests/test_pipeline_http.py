@@ -6,6 +6,8 @@ Gateways are module-scoped: one process serves many endpoints, each test asks it
 from __future__ import annotations
 
 import hashlib
+import json
+import urllib.request
 import http.client
 import os
 import re
@@ -606,3 +608,11 @@ def test_broken_config_does_not_start(tmp_path: Path) -> None:
     assert proc.proc.wait(30) == 1
     proc.stop()
     assert "endpoints[0].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}" in proc.log()
+
+
+def test_host_with_a_path_is_joined_with_url_pattern(upstream, start_gateway):
+    # KrakenD joins host and url_pattern, so "http://svc/echo" + "/sub" calls /echo/sub.
+    gw = start_gateway({"version": 3, "endpoints": [
+        {"endpoint": "/joined", "backend": [{"host": [f"{upstream}/echo/"], "url_pattern": "/sub"}]}]})
+    with urllib.request.urlopen(f"{gw.url}/joined", timeout=10) as resp:
+        assert json.loads(resp.read())["path"] == "/echo/sub"

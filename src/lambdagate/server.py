@@ -24,7 +24,7 @@ from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_opt
 from lambdagate.config.model import EndpointConfig
 from lambdagate.errors import RequestRejected, StartupError
 from lambdagate.pipeline import EndpointPipeline, Reply, build_endpoint
-from lambdagate.pipeline.render import json_reply
+from lambdagate.pipeline.render import INCOMPLETE, json_reply
 from lambdagate.proxy import ProxyRequest
 from lambdagate.router import Router
 
@@ -32,8 +32,10 @@ log = logging.getLogger("lambdagate")
 access_log = logging.getLogger("lambdagate.access")
 
 # Never forwarded, even with "*": they describe the client's connection, not the request.
+# Accept-Encoding too: the gateway decodes backend replies itself and only understands what its client asks for.
 _NEVER_FORWARD = frozenset({b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding",
-                            b"te", b"trailer", b"upgrade", b"proxy-authorization", b"proxy-connection"})
+                            b"te", b"trailer", b"upgrade", b"proxy-authorization", b"proxy-connection",
+                            b"accept-encoding"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -130,8 +132,10 @@ class Gateway:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
         if self.access_log_enabled:
-            access_log.info("%s %s %d %.2fms request_id=%s", method, path, reply.status,
-                            (time.perf_counter() - started) * 1000, request_id)
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            access_log.info("%s %s %d %.2fms request_id=%s", method, path, reply.status, duration_ms, request_id,
+                            extra={"method": method, "path": path, "status": reply.status,
+                                   "duration_ms": duration_ms, "request_id": request_id})
 
     async def _dispatch(self, scope: dict, receive: Any, method: str, path: str, request_id: str) -> Reply:
         if path.startswith("/__"):
@@ -140,10 +144,10 @@ class Gateway:
                 return builtin
         match = self.router.match(method, path)
         if match is None:
-            return json_reply(404, {"error": "not found"})
+            return json_reply(404, {"error": "not found"}, [INCOMPLETE])
         route = match.handler
         if route is None:
-            return json_reply(405, {"error": "method not allowed"}, [(b"allow", match.allow.encode())])
+            return json_reply(405, {"error": "method not allowed"}, [(b"allow", match.allow.encode()), INCOMPLETE])
         for value in match.params.values():
             if value in (".", "..") or any(ord(c) < 0x20 or c == "\x7f" for c in value):
                 raise RequestRejected(400, "invalid path parameter")
@@ -194,7 +198,9 @@ class Gateway:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _builtin(self, scope: dict, receive: Any, method: str, path: str) -> Reply | None:
-        if path == "/__health" and method in ("GET", "HEAD"):
+        if path == "/__health":
+            if method not in ("GET", "HEAD"):
+                return json_reply(405, {"error": "method not allowed"}, [(b"allow", b"GET, HEAD")])
             return json_reply(200, {"status": "ok", "version": __version__,
                                     "uptime_s": round(time.monotonic() - self.started, 3)})
         if self.debug and path.startswith("/__echo/"):

@@ -1,6 +1,7 @@
 """Read a JSON or YAML config file and validate it once: types, cross-field rules, extension namespaces.
 
 Every problem is collected (not just the first) and named by its JSON path, with what to write instead.
+Type errors come first: the cross-field rules (duplicates, placeholders, namespaces) run once the types are right.
 """
 
 from __future__ import annotations
@@ -228,8 +229,8 @@ def _is_base_url(url: str) -> bool:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
     except ValueError:  # e.g. "http://[::1" or "http://svc:http"
         return False
-    return (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/")
-            and not parts.query and not parts.fragment)
+    # A path is allowed: KrakenD joins host and url_pattern ("http://svc/api" + "/users").
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
 
 
 def sanitize_host(host: str) -> str:

@@ -1,0 +1,160 @@
+"""Limits, graceful shutdown and safe reload, against a real gateway process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+import urllib.request
+
+import orjson
+import pytest
+
+from tests.support.procs import Process, free_port, python_module, wait_http
+from tests.test_lambda_backend import http
+
+
+def limits_config(upstream: str, **limits) -> dict:
+    return {"version": 3, "host": [upstream], "timeout": "10s",
+            "extra_config": {"lambdagate/server": limits},
+            "endpoints": [
+                {"endpoint": "/echo", "method": "POST", "backend": [{"url_pattern": "/echo"}]},
+                {"endpoint": "/get", "backend": [{"url_pattern": "/echo"}]},
+                {"endpoint": "/slow/{ms}", "backend": [{"url_pattern": "/slow/{ms}"}]},
+            ]}
+
+
+def test_request_limits(upstream, start_gateway):
+    gw = start_gateway(limits_config(upstream, max_body_bytes=1000, max_url_length=200, max_header_count=20,
+                                     max_header_bytes=2000))
+    assert http("POST", f"{gw.url}/echo", b"x" * 1000)[0] == 200
+    status, _, body = http("POST", f"{gw.url}/echo", b"x" * 1001)
+    assert status == 413 and json.loads(body) == {"error": "request body larger than 1000 bytes"}
+    assert http("GET", f"{gw.url}/get?q=" + "a" * 300)[0] == 414
+    many = {f"X-H{i}": "v" for i in range(25)}
+    assert http("GET", f"{gw.url}/get", None, many)[0] == 431
+    assert http("GET", f"{gw.url}/get", None, {"X-Big": "v" * 3000})[0] == 431
+    assert http("GET", f"{gw.url}/get")[0] == 200
+
+
+def test_chunked_body_over_the_limit_is_refused(upstream, start_gateway):
+    gw = start_gateway(limits_config(upstream, max_body_bytes=1000))
+    port = int(gw.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        chunk = b"x" * 600
+        req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2 + b"0\r\n\r\n")
+        sock.sendall(req)
+        assert sock.recv(100).startswith(b"HTTP/1.1 413")
+
+
+def test_slow_body_gets_408(upstream, start_gateway):
+    gw = start_gateway(limits_config(upstream, read_timeout="500ms"))
+    port = int(gw.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-a-part")
+        started = time.monotonic()
+        assert sock.recv(100).startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - started < 3
+
+
+def test_in_flight_cap_gives_503_with_retry_after(upstream, start_gateway):
+    gw = start_gateway(limits_config(upstream, max_in_flight=2))
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(http("GET", f"{gw.url}/slow/1500")[0])) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # both are in flight now
+    status, headers, _ = http("GET", f"{gw.url}/get")
+    for t in threads:
+        t.join()
+    assert status == 503 and headers["Retry-After"] == "1"
+    assert results == [200, 200]
+    assert http("GET", f"{gw.url}/get")[0] == 200
+    assert "requests in flight (max_in_flight)" in gw.log()
+
+
+def test_sigterm_lets_in_flight_requests_finish(upstream, tmp_path):
+    path = tmp_path / "krakend.json"
+    path.write_bytes(orjson.dumps(limits_config(upstream, shutdown_grace="5s")))
+    port = free_port()
+    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1"),
+                   tmp_path / "log")
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/__health", proc=proc.proc)
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(http("GET", f"{url}/slow/1500")[0])) for _ in range(5)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    proc.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join()
+    assert proc.proc.wait(15) == 0
+    assert results == [200] * 5
+    proc.stop()
+
+
+def test_reload_refuses_invalid_and_swaps_valid_config(upstream, tmp_path):
+    path = tmp_path / "krakend.json"
+    cfg = limits_config(upstream)
+    path.write_bytes(orjson.dumps(cfg))
+    port = free_port()
+    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1",
+                                 "--watch"), tmp_path / "log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/__health", proc=proc.proc)
+        # invalid: refused with check's messages, the old config keeps serving
+        path.write_text('{"version": 3, "endpoints": [{"endpoint": "/x/{a}", "backend": [{"url_pattern": "/{b}", "host": ["h"]}]}]}')
+        _wait_for(lambda: "reload (file changed) refused" in proc.log())
+        assert "placeholder {b} is not in endpoint /x/{a}" in proc.log()
+        assert http("GET", f"{url}/get")[0] == 200
+        # valid: swapped in; a request in flight during the swap finishes on the old config
+        slow: list[int] = []
+        t = threading.Thread(target=lambda: slow.append(http("GET", f"{url}/slow/2500")[0]))
+        t.start()
+        time.sleep(0.3)
+        cfg["endpoints"].append({"endpoint": "/new", "backend": [{"url_pattern": "/echo"}]})
+        path.write_bytes(orjson.dumps(cfg))
+        _wait_for(lambda: http("GET", f"{url}/new")[0] == 200, timeout=20)
+        t.join()
+        assert slow == [200]
+        # SIGHUP reloads as well
+        cfg["endpoints"].append({"endpoint": "/newer", "backend": [{"url_pattern": "/echo"}]})
+        path.write_bytes(orjson.dumps(cfg))
+        proc.proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: http("GET", f"{url}/newer")[0] == 200, timeout=20)
+    finally:
+        proc.stop()
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_router_errors_and_health_methods(upstream, start_gateway):
+    gw = start_gateway(limits_config(upstream))
+    status, headers, _ = http("GET", f"{gw.url}/nope")
+    assert status == 404 and headers["X-KrakenD-Completed"] == "false"
+    status, headers, _ = http("POST", f"{gw.url}/__health", b"")
+    assert status == 405 and headers["Allow"] == "GET, HEAD"
+
+
+def test_accept_encoding_is_never_forwarded(upstream, start_gateway):
+    cfg = limits_config(upstream)
+    cfg["endpoints"][1]["input_headers"] = ["*"]
+    gw = start_gateway(cfg)
+    status, _, body = http("GET", f"{gw.url}/get", None, {"Accept-Encoding": "br", "X-Keep": "1"})
+    headers = json.loads(body)["headers"]
+    assert status == 200 and headers["x-keep"] == "1" and "br" not in headers.get("accept-encoding", "")
