@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
-import orjson
 import pytest
 
+from tests.support.gateway import Gateway, launch_gateway
 from tests.support.procs import Process, free_port, python_module, wait_http
 
 
@@ -23,33 +23,16 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.stop()
 
 
-class Gateway:
-    def __init__(self, process: Process, url: str) -> None:
-        self.process = process
-        self.url = url
-
-    def log(self) -> str:
-        return self.process.log()
-
-
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """Start `lambdagate run` on a config dict; returns a Gateway with its URL and log. Stopped at teardown."""
-    started: list[Process] = []
+    started: list[Gateway] = []
 
     def start(config: dict, *args: str, env: dict[str, str] | None = None, name: str = "krakend.json") -> Gateway:
-        path = tmp_path / name
-        path.write_bytes(orjson.dumps(config))
-        port = free_port()
-        proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1", *args),
-                       tmp_path / f"gateway-{port}.log", env)
-        started.append(proc)
-        try:
-            wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc)
-        except Exception as exc:
-            raise RuntimeError(f"gateway did not start: {exc}\n{proc.log()}") from None
-        return Gateway(proc, f"http://127.0.0.1:{port}")
+        gateway = launch_gateway(config, tmp_path, *args, env=env, name=name)
+        started.append(gateway)
+        return gateway
 
     yield start
-    for proc in started:
-        proc.stop()
+    for gateway in started:
+        gateway.process.stop()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.support.procs import ROOT, Process, free_port, python_module, wait_http
+from tests.support.gateway import launch_gateway
+from tests.support.procs import ROOT, Process, free_port
 from tests.test_lambda_backend import http
 
 
@@ -18,20 +17,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proces
     port = free_port()
     tmp = tmp_path_factory.mktemp("demo")
     # The example's HTTP backend is the gateway itself on :8080; follow it to the test's port.
-    text = (ROOT / "examples/krakend.json").read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-    config = tmp / "krakend.json"
-    config.write_text(text)
+    config = json.loads((ROOT / "examples/krakend.json").read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
     # No AWS credentials at all: the local runtime needs none.
     env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "AWS_REGION": "",
            "AWS_DEFAULT_REGION": ""}
-    proc = Process(python_module("lambdagate", "run", "-c", str(config), "--functions", str(ROOT / "examples/functions"),
-                                 "--port", str(port), "--host", "127.0.0.1", "--debug"), tmp / "gateway.log", env)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc, timeout=30)
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        proc.stop()
+    gateway = launch_gateway(config, tmp, "--functions", str(ROOT / "examples/functions"), "--debug", env=env, port=port)
+    yield gateway.url, gateway.process
+    gateway.process.stop()
 
 
 def get(url: str):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import orjson
 import pytest
 
+from tests.support.gateway import launch_gateway
 from tests.support.moto import MotoServer
 from tests.support.procs import Process, free_port, python_module, wait_http
 
@@ -175,8 +175,6 @@ def test_signature_is_checked_by_moto(tmp_path, start_gateway):
 @pytest.fixture(scope="module")
 def stub_gateway(stub, tmp_path_factory) -> Iterator:
     """One gateway with many endpoints on the stub (starting a process per test would be slow)."""
-    from tests.conftest import Gateway
-
     cfg = {"version": 3, "timeout": "3s", "endpoints": [
         {"endpoint": "/fn/{name}", "backend": [lam(stub, function_param_name="name", allowed_functions=["echo*", "unhandled", "handled", "throttle", "too-large", "invalid-content", "denied", "notjson", "array", "null", "scalar", "empty", "string", "object", "service-500", "proxy-404", "missing"])]},
         {"endpoint": "/open/{name}", "method": "POST", "backend": [lam(stub, function_param_name="name")]},
@@ -197,14 +195,9 @@ def stub_gateway(stub, tmp_path_factory) -> Iterator:
          "backend": [lam(stub, function_name="echo-v1", payload_format="apigateway_v1", response_format="data")]},
         {"endpoint": "/v2proxy", "backend": [lam(stub, function_name="echo-plain", payload_format="apigateway_v2")]},
     ]}
-    path = tmp_path_factory.mktemp("gw") / "krakend.json"
-    path.write_bytes(orjson.dumps(cfg))
-    port = free_port()
-    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1"),
-                   path.parent / "gateway.log", AWS_ENV)
-    wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc)
-    yield Gateway(proc, f"http://127.0.0.1:{port}")
-    proc.stop()
+    gateway = launch_gateway(cfg, tmp_path_factory.mktemp("gw"), env=AWS_ENV)
+    yield gateway
+    gateway.process.stop()
 
 
 def test_function_error_is_a_failed_backend_without_internals(stub_gateway, stub):

@@ -12,7 +12,7 @@ from botocore.config import Config
 
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.errors import ConfigError
-from tests.support.procs import ROOT, Process, free_port, wait_http
+from tests.support.procs import Process, free_port, wait_http
 
 NS = 'endpoints[0].backend[0].extra_config["backend/lambda"]'
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
+from tests.support.gateway import Gateway as BaseGateway, launch_gateway
 from tests.support.procs import Process, free_port, python_module, wait_http
 
 SLOW = "1s"  # the endpoint deadline in the timeout tests; the slow upstream takes 5s, the others a few ms
@@ -61,14 +62,7 @@ def call(base: str, method: str, path: str, headers: dict[str, str] | list[tuple
         conn.close()
 
 
-class Gateway:
-    def __init__(self, process: Process, url: str) -> None:
-        self.process = process
-        self.url = url
-
-    def log(self) -> str:
-        return self.process.log()
-
+class Gateway(BaseGateway):
     def get(self, path: str, **kw) -> Resp:
         return call(self.url, "GET", path, **kw)
 
@@ -85,25 +79,16 @@ class Gateway:
 @pytest.fixture(scope="module")
 def start_module_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Gateway]]:
     """Like conftest's start_gateway, but one process per module: start(config, *cli_args)."""
-    started: list[Process] = []
+    started: list[Gateway] = []
 
     def start(config: dict, *args: str) -> Gateway:
-        d = tmp_path_factory.mktemp("gateway")
-        path = d / "krakend.json"
-        path.write_bytes(orjson.dumps(config))
-        port = free_port()
-        proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1",
-                                     *args), d / "gateway.log")
-        started.append(proc)
-        try:
-            wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc)
-        except Exception as exc:
-            raise RuntimeError(f"gateway did not start: {exc}\n{proc.log()}") from None
-        return Gateway(proc, f"http://127.0.0.1:{port}")
+        gateway = launch_gateway(config, tmp_path_factory.mktemp("gateway"), *args, cls=Gateway)
+        started.append(gateway)
+        return gateway
 
     yield start
-    for proc in started:
-        proc.stop()
+    for gateway in started:
+        gateway.process.stop()
 
 
 @pytest.fixture(scope="module")

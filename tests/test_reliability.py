@@ -7,12 +7,10 @@ import signal
 import socket
 import threading
 import time
-import urllib.request
 
 import orjson
-import pytest
 
-from tests.support.procs import Process, free_port, python_module, wait_http
+from tests.support.gateway import launch_gateway
 from tests.test_lambda_backend import http
 
 
@@ -77,13 +75,8 @@ def test_in_flight_cap_gives_503_with_retry_after(upstream, start_gateway):
 
 
 def test_sigterm_lets_in_flight_requests_finish(upstream, tmp_path):
-    path = tmp_path / "krakend.json"
-    path.write_bytes(orjson.dumps(limits_config(upstream, shutdown_grace="5s")))
-    port = free_port()
-    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1"),
-                   tmp_path / "log")
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/__health", proc=proc.proc)
+    gateway = launch_gateway(limits_config(upstream, shutdown_grace="5s"), tmp_path)
+    proc, url = gateway.process, gateway.url
     results: list[int] = []
     threads = [threading.Thread(target=lambda: results.append(http("GET", f"{url}/slow/1500")[0])) for _ in range(5)]
     for t in threads:
@@ -98,15 +91,10 @@ def test_sigterm_lets_in_flight_requests_finish(upstream, tmp_path):
 
 
 def test_reload_refuses_invalid_and_swaps_valid_config(upstream, tmp_path):
-    path = tmp_path / "krakend.json"
     cfg = limits_config(upstream)
-    path.write_bytes(orjson.dumps(cfg))
-    port = free_port()
-    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1",
-                                 "--watch"), tmp_path / "log")
-    url = f"http://127.0.0.1:{port}"
+    gateway = launch_gateway(cfg, tmp_path, "--watch")
+    proc, url, path = gateway.process, gateway.url, tmp_path / "krakend.json"
     try:
-        wait_http(f"{url}/__health", proc=proc.proc)
         # invalid: refused with check's messages, the old config keeps serving
         path.write_text('{"version": 3, "endpoints": [{"endpoint": "/x/{a}", "backend": [{"url_pattern": "/{b}", "host": ["h"]}]}]}')
         _wait_for(lambda: "reload (file changed) refused" in proc.log())

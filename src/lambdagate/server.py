@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import aiohttp
-import orjson
 
 from lambdagate import __version__
 from lambdagate.backends import Resources, factory_for
