@@ -15,7 +15,8 @@ from aiobotocore.credentials import AioRefreshableCredentials
 
 from lambdagate.aws.credentials import CredentialProvider, NoCredentialsError, resolve_region
 from lambdagate.aws.sigv4 import Credentials
-from tests.conftest_aws import REGION, ROLE_ARN, ROLE_NAME, free_port, moto_server
+from tests.support.moto import REGION, ROLE_ARN, ROLE_NAME, moto_server
+from tests.support.procs import free_port
 
 
 def run(coro, timeout: float = 30.0):

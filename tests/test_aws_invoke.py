@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest_aws import REGION, ROLE_NAME, create_echo_function, free_port, moto_server
+from tests.support.moto import REGION, ROLE_NAME, create_echo_function, moto_server
+from tests.support.procs import free_port
 from lambdagate.aws.credentials import CredentialProvider
 from lambdagate.aws.invoke import (
     InvokeResult,

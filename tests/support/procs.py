@@ -39,10 +39,11 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = N
 class Process:
     """A child process with its output in a log file (read by tests that check logs)."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None, *,
+                 inherit_env: bool = True) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        full_env = {**os.environ, **(env or {})}
+        full_env = {**(os.environ if inherit_env else {}), **(env or {})}
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
                                      start_new_session=True)
