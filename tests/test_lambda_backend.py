@@ -154,11 +154,23 @@ def test_signature_is_checked_by_moto(tmp_path, start_gateway):
         server.create_role()
         server.access_key, server.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
         server.create_function("signedFn")
-        cfg = {"version": 3, "endpoints": [{"endpoint": "/s/{id}", "backend": [lam(server.url, function_name="signedFn")]}]}
+        arn = "arn:aws:lambda:us-east-1:123456789012:function:signedFn"
+        cfg = {"version": 3, "endpoints": [
+            {"endpoint": "/s/{id}", "backend": [lam(server.url, function_name="signedFn")]},
+            {"endpoint": "/arn/{id}", "backend": [lam(server.url, function_name=arn, qualifier="$LATEST")]},
+            {"endpoint": "/post", "method": "POST", "backend": [lam(server.url, function_name="signedFn")]},
+            {"endpoint": "/fn/{name}", "backend": [lam(server.url, function_param_name="name")]},
+        ]}
         env = {**AWS_ENV, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
         good = start_gateway(cfg, env=env)
         status, _, body = http("GET", f"{good.url}/s/1")
         assert status == 200 and json.loads(body) == {"id": "1"}
+        status, _, body = http("GET", f"{good.url}/arn/2")
+        assert status == 200 and json.loads(body) == {"id": "2"}
+        status, _, body = http("POST", f"{good.url}/post", '{"text": "caf\u00e9 \u2713", "n": [1, 2]}'.encode())
+        assert status == 200 and json.loads(body) == {"text": "caf\u00e9 \u2713", "n": [1, 2]}
+        status, _, body = http("GET", f"{good.url}/fn/signedFn")
+        assert status == 200 and json.loads(body) == {"name": "signedFn"}
         bad = start_gateway(cfg, env={**env, "AWS_SECRET_ACCESS_KEY": "wrong-secret-value"})
         status, _, body = http("GET", f"{bad.url}/s/1")
         assert status == 500 and b"Signature" not in body
