@@ -27,3 +27,38 @@ test: install-test
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+
+# Soak: bounded run at fixed concurrency against HTTP and Lambda backends; errors must be 0 and the worker's RSS
+# growth after warm-up < 10 %. SOAK_SECONDS (default 600), SOAK_CONNECTIONS (32); writes docs/soak.md.
+.PHONY: soak
+soak: install
+	$(BIN)/python tools/soak.py
+
+# --- Benchmarks (never part of `make test`): wrk + nginx on 127.0.0.1, each server under test pinned to CPU 1
+# with one worker, wrk and the upstream on CPU 0. Results: bench/results/*.json and docs/benchmarks.md.
+.PHONY: bench bench-quick bench-rss bench-tools
+
+BENCH_TOOLS_HELP := the bench needs wrk, nginx and taskset: sudo apt-get install wrk nginx-light util-linux
+
+bench-tools:
+	@for t in wrk nginx taskset; do command -v $$t >/dev/null 2>&1 || { echo "$(BENCH_TOOLS_HELP)"; exit 1; }; done
+
+$(VENV)/.bench-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
+
+# One short run of every scenario (about 50 s): writes bench/results/latest.json.
+bench-quick: bench-tools $(VENV)/.bench-deps
+	$(BIN)/python bench/run.py quick
+
+# The full run (about 5 min), py-spy profiles of the gateway, then the long RSS run (about 4 min);
+# rewrites docs/benchmarks.md and docs/benchmarks.png.
+bench: bench-tools $(VENV)/.bench-deps
+	$(BIN)/python bench/run.py full --no-report
+	$(BIN)/python bench/profile.py gateway_http --seconds 10 > /dev/null
+	$(BIN)/python bench/profile.py gateway_lambda --seconds 10 > /dev/null
+	$(BIN)/python bench/run.py rss
+
+# Only the long run: worker RSS over 1M requests on /proxy and on /lambda.
+bench-rss: bench-tools $(VENV)/.bench-deps
+	$(BIN)/python bench/run.py rss

@@ -18,6 +18,7 @@ import aiohttp
 
 from lambdagate import __version__
 from lambdagate.backends import Resources, factory_for
+from lambdagate.backends.http import USER_AGENT
 from lambdagate.admission import Admission
 from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
 from lambdagate.config.model import EndpointConfig
@@ -70,8 +71,12 @@ class Gateway:
 
     async def startup(self) -> None:
         connector = aiohttp.TCPConnector(limit=1024, limit_per_host=512, ttl_dns_cache=60, keepalive_timeout=30)
+        # No cookie jar: a shared one would replay cookies one client's backend call received on every other
+        # client's calls. User-Agent is a default header, not a skipped auto-header: aiohttp rebuilds a header
+        # dict on every request that has skip_auto_headers.
         session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                        auto_decompress=True, skip_auto_headers=("User-Agent",))
+                                        auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar(),
+                                        headers={"User-Agent": USER_AGENT})
         self.resources = Resources(session=session, local_lambda_endpoint=self.local_lambda_endpoint,
                                    max_response_bytes=self.options.max_backend_response_bytes)
         service = self.loaded.service
@@ -115,7 +120,7 @@ class Gateway:
                 return
 
     async def _http(self, scope: dict, receive: Any, send: Any) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter() if self.access_log_enabled else 0.0
         request_id = self._id_prefix + str(next(self._ids))
         method = scope["method"]
         raw_path = scope.get("raw_path")

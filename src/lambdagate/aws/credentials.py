@@ -79,6 +79,7 @@ class CredentialProvider:
         self._interval = refresh_interval
         self._checked_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self.method = method  # where botocore found them, e.g. "env", "shared-credentials-file", "assume-role"
 
     @classmethod
@@ -129,6 +130,8 @@ class CredentialProvider:
             raise NoCredentialsError(f"AWS credentials unusable: {what} failed: {exc}") from exc
         _log.info("AWS credentials from %s%s", base.method,
                   f", assuming role {assume_role_arn}" if assume_role_arn else "")
+        if provider._source is not None:
+            provider._keeper = asyncio.get_running_loop().create_task(provider._keep_fresh())
         return provider
 
     def current(self) -> Credentials:
@@ -152,6 +155,13 @@ class CredentialProvider:
             self._checked_at = time.monotonic()
         return self._frozen
 
+    async def _keep_fresh(self) -> None:
+        """Check as the request path does, even when no request comes: a worker idle for longer than its
+        credentials live (or started long before its first request) must not sign with expired ones."""
+        while True:
+            await asyncio.sleep(self._interval)
+            self.current()
+
     async def _background_refresh(self) -> None:
         try:
             await self.refresh()
@@ -162,6 +172,9 @@ class CredentialProvider:
             self._task = None
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

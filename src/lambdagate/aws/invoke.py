@@ -25,6 +25,7 @@ from yarl import URL
 
 from lambdagate.aws.credentials import CredentialProvider
 from lambdagate.aws.sigv4 import SigV4Signer
+from lambdagate.deadline import deadline_at
 
 __all__ = [
     "FUNCTION_NAME_RE", "InvokeResult", "LambdaDeadlineError", "LambdaError", "LambdaInvoker",
@@ -157,8 +158,12 @@ def _transport_error(exc: aiohttp.ClientError) -> LambdaTransportError:
     if isinstance(exc, aiohttp.ServerTimeoutError):
         # A read timeout (the session's own sock_read) means the function may be running: no retry.
         return LambdaTransportError(f"read timeout: {exc}", code="Timeout")
-    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
-        # Refused/reset/DNS/incomplete read. Like the AWS SDKs we retry these; a stale pooled
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        # The reply's status line and headers arrived, then its body broke off: the function ran, so
+        # another attempt would run it twice.
+        return LambdaTransportError(f"{type(exc).__name__}: {exc}", code="IncompleteReply")
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        # Refused/reset/DNS before any reply. Like the AWS SDKs we retry these; a stale pooled
         # keep-alive connection closed by the server is the common case.
         return LambdaTransportError(f"{type(exc).__name__}: {exc}", code="ConnectionError", retryable=True)
     return LambdaTransportError(f"{type(exc).__name__}: {exc}", code="ClientError")
@@ -248,9 +253,9 @@ class LambdaInvoker:
                                     self._credentials.current())
         headers.update(signed_headers)
         headers["Content-Type"] = "application/json"
-        timeout = asyncio.timeout_at(deadline)
+        timeout = deadline_at(deadline)  # asyncio.timeout_at semantics without a loop timer per call
         try:
-            async with timeout:
+            with timeout:
                 async with self._session.post(url, data=payload, headers=headers, allow_redirects=False) as resp:
                     status = resp.status
                     limit = self._max_response_bytes if status < 300 else _ERROR_BODY_LIMIT
@@ -284,8 +289,9 @@ class LambdaInvoker:
             if length > limit:
                 resp.close()
                 return None
-            body = await resp.read()
-            return body if len(body) <= limit else None  # Content-Length counts compressed bytes
+            if "Content-Encoding" not in resp.headers:
+                return await resp.read()
+            # Compressed: Content-Length counts the compressed bytes, so the decoded body is counted as read.
         buf = bytearray()
         async for chunk in resp.content.iter_any():
             buf += chunk

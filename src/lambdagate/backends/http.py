@@ -6,11 +6,13 @@ URL templates, host rotation and header lists are prepared once per backend; a r
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 from yarl import URL
 
 from lambdagate import __version__
@@ -24,6 +26,8 @@ USER_AGENT = f"lambdagate/{__version__}"
 # Characters a path segment may carry unencoded (RFC 3986 pchar without "/"): a placeholder value can
 # never add a path segment, so "../admin" or "a/b" stay inside their own segment.
 _SEGMENT_SAFE = "!$&'()*+,;=:@~"
+# aiohttp lets control characters through in header values; the server would refuse to send them on.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def compile_url_pattern(pattern: str, safe: str = _SEGMENT_SAFE) -> Callable[[dict[str, str]], str]:
@@ -45,7 +49,7 @@ def compile_url_pattern(pattern: str, safe: str = _SEGMENT_SAFE) -> Callable[[di
 
 def decode_json(body: bytes) -> dict[str, Any]:
     """KrakenD's `json`/`safejson`: an object as is, an array as {"collection": [...]}, a scalar as {"content": v}."""
-    if not body.strip():
+    if not body or body.isspace():  # not body.strip(): that copies the body
         return {}
     value = orjson.loads(body)
     if isinstance(value, dict):
@@ -60,7 +64,9 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     if length is not None:
         if length > limit:
             raise BackendError("the backend reply is too large", status=502, cause=f"reply of {length} bytes exceeds {limit}")
-        return await resp.read()
+        if "Content-Encoding" not in resp.headers:
+            return await resp.read()
+        # Compressed: Content-Length counts the compressed bytes, so the decoded body is counted as it is read.
     chunks, size = [], 0
     async for chunk in resp.content.iter_chunked(65536):
         size += len(chunk)
@@ -86,21 +92,28 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     label = f"{method} {hosts[0]}{cfg.url_pattern}"
     # aiohttp has already decoded a compressed reply: passing its Content-Encoding on would lie to the client.
     drop = frozenset({"content-encoding"}) if session.auto_decompress else frozenset()
+    # Without placeholders, a request without a query string always goes to the same URL: parse it once per host.
+    static_urls = {} if PLACEHOLDER_RE.search(cfg.url_pattern) else {
+        h: URL(h + path + (f"?{fixed_query}" if fixed_query else ""), encoded=True) for h in hosts}
 
     async def call(req: ProxyRequest) -> ProxyResponse:
-        url = next_host() + render_path(req.params)
-        query = render_query(req.params)
-        if req.query:
-            query = f"{query}&{urlencode(req.query)}" if query else urlencode(req.query)
-        if query:
-            url = f"{url}?{query}"
-        headers = dict(req.headers)
-        headers.setdefault("user-agent", USER_AGENT)
+        host = next_host()
+        if static_urls and not req.query:
+            url = static_urls[host]
+        else:
+            text = host + render_path(req.params)
+            query = render_query(req.params)
+            if req.query:
+                query = f"{query}&{urlencode(req.query)}" if query else urlencode(req.query)
+            url = URL(f"{text}?{query}" if query else text, encoded=True)
+        # A CIMultiDict, which aiohttp takes without converting; User-Agent is the session's default header
+        # (lambdagate/VERSION) unless the client's is forwarded.
+        headers = CIMultiDict(req.headers)
         headers["x-forwarded-for"] = req.client_ip
         if req.host:
             headers["x-forwarded-host"] = req.host
         try:
-            async with session.request(method, URL(url, encoded=True), headers=headers,
+            async with session.request(method, url, headers=headers,
                                        data=req.body if send_body else None) as resp:
                 body = await read_bounded(resp, limit)
                 status = resp.status
@@ -109,6 +122,10 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
             raise BackendError("the backend is unavailable", status=502 if passthrough else 500,
                                cause=f"{type(exc).__name__}: {exc}") from None
         if passthrough:
+            for name, value in reply_headers:
+                if _CONTROL.search(value):
+                    raise BackendError("the backend reply is malformed", status=502,
+                                       cause=f"header {name} holds a control character")
             return ProxyResponse(None, False, status, reply_headers, body)
         if status >= 400:
             raise BackendError("the backend failed", cause=f"invalid status code {status}")

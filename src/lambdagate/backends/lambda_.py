@@ -35,6 +35,7 @@ LEGACY_NAMESPACE = "github.com/devopsfaith/krakend-lambda"
 URL_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # Lambda's limit for RequestResponse
 EVENT_PAYLOAD_LIMIT = 1024 * 1024  # and for Event (asynchronous) invocations
+MAX_REPLY_BYTES = 6 * 1024 * 1024 + 1024  # Lambda's reply limit (and the invoker's default); lower with max_backend_response_bytes
 # Credentials for endpoints that check no signature (the local runtime; moto, Localstack when none are set).
 PLACEHOLDER_CREDENTIALS = Credentials("LAMBDAGATELOCAL", "lambdagate-local-placeholder-secret")
 
@@ -102,8 +103,7 @@ def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
         # botocore's service endpoint variables, so a config can stay verbatim and point at moto/Localstack.
         cfg.endpoint = os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL") or None
     if cfg.endpoint is not None:
-        parts = urlsplit(cfg.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        if not _usable_endpoint(cfg.endpoint):
             issues.append(("endpoint", f"{cfg.endpoint!r} is not a usable URL: write it like \"http://127.0.0.1:4566\""))
     cfg.local = cfg.endpoint is None and ctx.options.local_lambda_endpoint is not None
     region, looked = resolve_region(cfg.region)
@@ -118,6 +118,15 @@ def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
     if issues:
         raise NamespaceError(issues)
     return cfg
+
+
+def _usable_endpoint(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError:  # e.g. "http://[::1" or "http://host:99999"
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
 
 
 register(Namespace(NAMESPACE, "backend", parse, aliases=(LEGACY_NAMESPACE,), backend_type=True))
@@ -159,7 +168,7 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
     endpoint_url = cfg.endpoint or (resources.local_lambda_endpoint if cfg.local else None)
     invoker = LambdaInvoker(resources.session, region=cfg.resolved_region, credentials=await _credentials(cfg, ctx),
                             endpoint_url=endpoint_url, max_attempts=max_attempts_from_max_retries(cfg.max_retries),
-                            logger=log)
+                            logger=log, max_response_bytes=min(resources.max_response_bytes, MAX_REPLY_BYTES))
     method = backend.method or ctx.endpoint.method
     if cfg.payload_format == "apigateway_v1":
         build_payload = apigateway_v1_payload(ctx.endpoint.endpoint)
@@ -200,6 +209,8 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
             return BackendError("request payload too large", status=413, cause=cause)
         if err.status == 400 and err.code == "InvalidRequestContentException":
             return BackendError("the request body must be JSON", status=400, cause=cause)
+        if err.code == "ResponseTooLarge":
+            return BackendError("the backend reply is too large", status=502, cause=cause)
         if err.status in (401, 403):
             log.error("AWS refused the credentials or signature for %s: %s request_id=%s", where, err.code, req.request_id)
         return BackendError("the backend failed", status=500, cause=cause)

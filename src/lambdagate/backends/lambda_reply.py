@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any
 
 # Connection-level headers are the gateway's to set; a function cannot inject them.
 _DROPPED = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                       "transfer-encoding", "upgrade", "content-length"})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field name
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no field value may hold these (HTAB is allowed)
 
 
 class MalformedReply(ValueError):
@@ -32,21 +35,22 @@ def unwrap(value: dict[str, Any]) -> ProxyReply:
     status = value.get("statusCode", 200)
     if isinstance(status, str) and status.isdigit():
         status = int(status)
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise MalformedReply(f"statusCode must be an integer 100-599, got {status!r}")
+    # 1xx are interim responses, never a final one: the server refuses to send them as a reply.
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise MalformedReply(f"statusCode must be an integer 200-599, got {status!r}")
     merged: dict[str, list[str]] = {}
     single = value.get("headers") or {}
     multi = value.get("multiValueHeaders") or {}
     if not isinstance(single, dict) or not isinstance(multi, dict):
         raise MalformedReply("headers and multiValueHeaders must be objects")
     for name, item in single.items():
-        merged[name.lower()] = [_header_value(item)]
+        merged[_header_name(name)] = [_header_value(item)]
     for name, items in multi.items():  # multiValueHeaders wins over headers for the same name (API Gateway v1)
         if items is None:
             continue
         if not isinstance(items, list):
             raise MalformedReply(f"multiValueHeaders.{name} must be a list")
-        merged[name.lower()] = [_header_value(i) for i in items]
+        merged[_header_name(name)] = [_header_value(i) for i in items]
     headers = [(name, v) for name, values in merged.items() if name not in _DROPPED for v in values]
     cookies = value.get("cookies") or []
     if not isinstance(cookies, list):
@@ -70,8 +74,16 @@ def unwrap(value: dict[str, Any]) -> ProxyReply:
     return ProxyReply(status, headers, raw)
 
 
+def _header_name(name: str) -> str:
+    if not _TOKEN.fullmatch(name):
+        raise MalformedReply(f"invalid header name {name[:40]!r}")
+    return name.lower()
+
+
 def _header_value(item: Any) -> str:
     text = item if isinstance(item, str) else str(item).lower() if isinstance(item, bool) else str(item)
     if "\r" in text or "\n" in text:
         raise MalformedReply("a header value contains a line break")
+    if _CONTROL.search(text):
+        raise MalformedReply("a header value contains a control character")
     return text

