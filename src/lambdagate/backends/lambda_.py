@@ -245,7 +245,7 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
         return decode_reply(result.payload, name)
 
     def decode_reply(payload: bytes, name: str) -> ProxyResponse:
-        if not payload.strip():
+        if not payload or payload.isspace():  # not payload.strip(): that copies the reply
             return ProxyResponse({}, False)
         try:
             value = orjson.loads(payload)

@@ -1,0 +1,100 @@
+"""Config files for one bench run, written into its own temporary folder (nothing system-wide is touched).
+
+- the upstream: nginx serving fixed JSON at /, /a, /b, /c and Lambda's Invoke path (the fast stub);
+- the C reference: nginx as a keep-alive reverse proxy to that upstream;
+- the gateway's krakend.json: /proxy (one HTTP backend), /merge (three, allow/mapping/group), /lambda.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+UPSTREAM_BODY = '{"message":"Hello, World!","from":"upstream"}'
+MERGE_BODIES = {
+    "a": '{"id":1,"name":"Ana","email":"ana@example.com","internal":{"shard":7}}',
+    "b": '{"message":"Hello","lang":"en","score":0.5}',
+    "c": '{"items":[1,2,3],"total":3,"page":{"n":1,"of":1}}',
+}
+LAMBDA_BODY = '{"message":"Hello, World!","from":"lambda"}'
+FUNCTION = "bench"
+
+_COMMON = """daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/{name}-body;
+  proxy_temp_path {dir}/{name}-proxy;
+  fastcgi_temp_path {dir}/{name}-fastcgi;
+  uwsgi_temp_path {dir}/{name}-uwsgi;
+  scgi_temp_path {dir}/{name}-scgi;
+  # Never close a benchmark connection (the default closes after 1000 requests).
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  default_type application/json;
+{body}
+}}
+"""
+
+
+def _nginx(dir: Path, name: str, body: str) -> Path:
+    path = dir / f"{name}.conf"
+    path.write_text(_COMMON.format(dir=dir, name=name, body=body))
+    return path
+
+
+def upstream_conf(dir: Path, port: int) -> Path:
+    merge = "\n".join(f"    location = /{k} {{ return 200 '{v}'; }}" for k, v in MERGE_BODIES.items())
+    return _nginx(dir, "upstream", f"""  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = / {{ return 200 '{UPSTREAM_BODY}'; }}
+{merge}
+    # Lambda's Invoke API, answered at once (the request body is read and discarded).
+    location ~ ^/2015-03-31/functions/[^/]+/invocations$ {{
+      add_header x-amzn-RequestId 00000000-0000-0000-0000-000000000000;
+      return 200 '{LAMBDA_BODY}';
+    }}
+  }}""")
+
+
+def proxy_conf(dir: Path, port: int, upstream_port: int) -> Path:
+    return _nginx(dir, "proxy", f"""  upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}""")
+
+
+def gateway_conf(dir: Path, port: int, upstream_port: int) -> Path:
+    host = [f"http://127.0.0.1:{upstream_port}"]
+    config = {
+        "version": 3,
+        "port": port,
+        "timeout": "5s",
+        "host": host,
+        "endpoints": [
+            {"endpoint": "/proxy", "backend": [{"url_pattern": "/"}]},
+            {"endpoint": "/merge", "backend": [
+                {"url_pattern": "/a", "allow": ["id", "name", "internal.shard"], "group": "user"},
+                {"url_pattern": "/b", "mapping": {"message": "greeting"}, "deny": ["score"]},
+                {"url_pattern": "/c", "allow": ["items", "total"], "mapping": {"total": "count"}, "group": "list"},
+            ]},
+            {"endpoint": "/lambda", "backend": [{
+                "url_pattern": "/",
+                "extra_config": {"backend/lambda": {
+                    "function_name": FUNCTION, "region": "us-east-1", "endpoint": host[0],
+                }},
+            }]},
+        ],
+    }
+    path = dir / "krakend.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path

@@ -1,0 +1,307 @@
+"""`make bench` / `make bench-quick` / `make bench-rss`: every scenario in one run, on loopback, bounded in time.
+
+Layout on a 2-core machine: each server under test runs pinned to CPU 1 with one worker; wrk and the
+upstream (nginx) run on CPU 0. All servers are started at once (idle ones cost nothing) and measured in
+interleaved rounds, so a noisy neighbour hits every scenario alike; the median round is reported.
+`gateway_http_2workers` is not pinned: its two workers share both cores with wrk and the upstream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import fixtures
+import wrk
+from procs import Server, rss_mb
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+BIN = Path(sys.executable).parent
+SERVER_CPU, LOAD_CPU = "1", "0"
+CONNECTIONS = 50
+PACE_DELAY_MS = 20  # mean wait between a reply and the next request on a connection, at half load
+TARGETS = {"gateway_http_vs_skeleton": 0.85, "gateway_lambda_vs_skeleton": 0.85, "gateway_lambda_vs_aiobotocore": 4.0,
+           "gateway_http_vs_nginx": 0.22}
+# scenario -> (server, path)
+SCENARIOS = {
+    "direct": ("upstream", "/"),
+    "skeleton": ("skeleton", "/"),
+    "nginx": ("proxy", "/"),
+    "gateway_http": ("gateway", "/proxy"),
+    "gateway_merge": ("gateway", "/merge"),
+    "gateway_lambda": ("gateway", "/lambda"),
+    "aiobotocore_lambda": ("aiobotocore", "/"),
+    "gateway_http_2workers": ("gateway_2w", "/proxy"),
+    "gateway_http_accesslog": ("gateway_log", "/proxy"),
+    "skeleton_asgi": ("skeleton_asgi", "/"),
+    "skeleton_lambda": ("skeleton_lambda", "/"),
+}
+HALF_LOAD = ("skeleton", "gateway_http", "gateway_lambda")
+
+
+def need_tools() -> None:
+    missing = [t for t in ("wrk", "nginx", "taskset") if shutil.which(t) is None]
+    if missing:
+        sys.exit(f"bench: {', '.join(missing)} not found. Install them with:\n"
+                 "  sudo apt-get install wrk nginx-light util-linux")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def aws_env(tmp: Path) -> dict[str, str]:
+    """Credentials from the environment only (signing is on; the stub does not check the signature)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID="AKIDBENCHEXAMPLE0000", AWS_SECRET_ACCESS_KEY="bench/secret/key/not/a/real/one/000000",
+               AWS_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp / "none"),
+               AWS_EC2_METADATA_DISABLED="true")
+    return env
+
+
+def granian(target: str, port: int, interface: str) -> list[str]:
+    # The same server settings as `lambdagate run` (cli.py): 1 runtime thread, uvloop, no websockets.
+    return [str(BIN / "granian"), "--interface", interface, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--no-ws", "--backlog", "2048",
+            "--log-level", "warning", "--no-access-log", "--working-dir", str(BENCH), target]
+
+
+def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[dict[str, Server], dict[str, int]]:
+    ports = {name: free_port() for name in names | {"upstream"}}
+    up = ports["upstream"]
+    env = aws_env(tmp)
+    cpu = SERVER_CPU if pin else None
+    gateway_cfg = fixtures.gateway_conf(tmp, 0, up)
+
+    def lambdagate(*extra: str) -> list[str]:
+        return [str(BIN / "lambdagate"), "run", "-c", str(gateway_cfg), "--host", "127.0.0.1", *extra]
+
+    specs = {
+        "upstream": (["nginx", "-c", str(fixtures.upstream_conf(tmp, up)), "-e", str(tmp / "upstream.err")], LOAD_CPU if pin else None, None),
+        "proxy": (["nginx", "-c", str(fixtures.proxy_conf(tmp, ports.get("proxy", 0), up)), "-e", str(tmp / "proxy.err")], cpu, None),
+        "skeleton": (granian("skeleton:app", ports.get("skeleton", 0), "rsgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
+        "skeleton_asgi": (granian("skeleton:app", ports.get("skeleton_asgi", 0), "asgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
+        "aiobotocore": (granian("aiobotocore_gateway:app", ports.get("aiobotocore", 0), "asgi"), cpu, {**env, "AIOBOTOCORE_ENDPOINT": f"http://127.0.0.1:{up}"}),
+        "skeleton_lambda": (granian("skeleton_lambda:app", ports.get("skeleton_lambda", 0), "rsgi"), cpu, {**env, "LAMBDA_ENDPOINT": f"http://127.0.0.1:{up}"}),
+        "gateway": (lambdagate("--port", str(ports.get("gateway", 0)), "--no-access-log"), cpu, env),
+        "gateway_log": (lambdagate("--port", str(ports.get("gateway_log", 0))), cpu, env),
+        "gateway_2w": (lambdagate("--port", str(ports.get("gateway_2w", 0)), "--no-access-log", "--workers", "2"), None, env),
+    }
+    servers: dict[str, Server] = {}
+    try:
+        for name in ["upstream", *sorted(names - {"upstream"})]:
+            cmd, cpus, senv = specs[name]
+            servers[name] = Server(name, cmd, cpus=cpus, log=logs / f"{name}.log", env=senv)
+        for name, server in servers.items():
+            server.wait_ready(f"http://127.0.0.1:{ports[name]}/" if name != "gateway" and not name.startswith("gateway_")
+                              else f"http://127.0.0.1:{ports[name]}/__health", timeout=60)
+    except BaseException:
+        stop_all(servers)
+        raise
+    return servers, ports
+
+
+def stop_all(servers: dict[str, Server]) -> None:
+    for server in reversed(list(servers.values())):
+        server.stop()
+
+
+def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[str, int]) -> None:
+    """Each scenario answers what it should before it is measured (a fast wrong answer measures nothing)."""
+    import urllib.request
+
+    want = {
+        "upstream": json.loads(fixtures.UPSTREAM_BODY), "proxy": json.loads(fixtures.UPSTREAM_BODY),
+        "skeleton": json.loads(fixtures.UPSTREAM_BODY), "skeleton_asgi": json.loads(fixtures.UPSTREAM_BODY),
+        "aiobotocore": json.loads(fixtures.LAMBDA_BODY), "skeleton_lambda": json.loads(fixtures.LAMBDA_BODY),
+    }
+    for name in scenarios:
+        server, path = SCENARIOS[name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[server]}{path}", timeout=5) as resp:
+            got = json.loads(resp.read())
+        if path == "/merge":
+            expected = {"user": {"id": 1, "name": "Ana", "internal": {"shard": 7}}, "greeting": "Hello", "lang": "en",
+                        "list": {"items": [1, 2, 3], "count": 3}}
+        elif path == "/lambda":
+            expected = json.loads(fixtures.LAMBDA_BODY)
+        elif path == "/proxy":
+            expected = json.loads(fixtures.UPSTREAM_BODY)
+        else:
+            expected = want[server]
+        if got != expected:
+            raise RuntimeError(f"{name}: unexpected reply {got!r}, wanted {expected!r}")
+
+
+def machine(mode: str, params: dict) -> dict:
+    def version(cmd: list[str]) -> str:
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    from importlib.metadata import version as pkg
+
+    def pkgv(name: str) -> str:
+        try:
+            return pkg(name)
+        except Exception:  # noqa: BLE001
+            return "-"
+
+    commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
+                                text=True).stdout.strip())
+    return {
+        "mode": mode, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu,
+        "cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+        "packages": {n: pkgv(n) for n in ("granian", "aiohttp", "uvloop", "orjson", "aiobotocore", "multidict", "yarl")},
+        "wrk": version(["wrk", "-v"]), "nginx": version(["nginx", "-v"]),
+        "commit": commit + ("+dirty" if dirty else ""), "loadavg_start": os.getloadavg()[0],
+        "cpu_pressure_avg60_start": cpu_pressure(), **params,
+    }
+
+
+def cpu_pressure() -> float | None:
+    """The share of the last 60 s in which some runnable task waited for a CPU (PSI), in %: other load."""
+    try:
+        return float(Path("/proc/pressure/cpu").read_text().split()[2].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def busy_neighbours() -> list[str]:
+    out = subprocess.run(["pgrep", "-fa", "pytest"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def compare(args: argparse.Namespace) -> dict:
+    quick = args.mode == "quick"
+    names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_merge", "gateway_lambda",
+                                "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog"]
+                               + ([] if quick else ["skeleton_asgi", "skeleton_lambda"]))
+    seconds = args.seconds or (3.0 if quick else 4.0)
+    rounds = args.rounds or (1 if quick else 5)
+    warmup = 1.0 if quick else 2.0
+    pin = (os.cpu_count() or 1) >= 2
+    params = {"load": {"threads": 1, "connections": CONNECTIONS, "seconds": seconds, "rounds": rounds, "warmup_s": warmup},
+              "pinning": "server on CPU 1, wrk + upstream nginx on CPU 0" if pin else "none (fewer than 2 CPUs)",
+              "busy_neighbours_start": busy_neighbours()}
+    info = machine(args.mode, params)
+    tmp = Path(tempfile.mkdtemp(prefix="lambdagate-bench-"))
+    RESULTS.mkdir(exist_ok=True)
+    logs = RESULTS
+    started = time.monotonic()
+    servers, ports = start_servers({SCENARIOS[n][0] for n in names}, tmp, logs, pin)
+    runs: dict[str, list[wrk.WrkResult]] = {n: [] for n in names}
+    warnings: list[str] = []
+    try:
+        check_replies(names, servers, ports)
+        print(f"bench: {len(servers)} servers up in {time.monotonic() - started:.1f}s", flush=True)
+
+        def measure(name: str, secs: float, **kw) -> wrk.WrkResult:
+            server, path = SCENARIOS[name]
+            result = wrk.run(f"http://127.0.0.1:{ports[server]}{path}", seconds=secs, server_pids=servers[server].pids(),
+                             cpus=LOAD_CPU if pin else None, connections=kw.pop("connections", CONNECTIONS), **kw)
+            if result.errors:
+                warnings.append(f"{name}: {result.errors} errors in {result.requests} requests")
+            return result
+
+        for name in names:  # warm-up: pools, caches, first-call imports
+            measure(name, warmup)
+        seen: set[str] = set()
+        for r in range(rounds):
+            seen.update(busy_neighbours())  # other test runs on the machine, checked every round
+            order = names[r % len(names):] + names[:r % len(names)]  # rotate: no scenario is always first
+            for name in order:
+                res = runs[name]
+                res.append(measure(name, seconds))
+                print(f"  round {r + 1}/{rounds} {name:24} {res[-1].rps:9.0f} req/s  p99 {res[-1].p99_ms:6.2f} ms  "
+                      f"{res[-1].cpu_us_per_req:6.1f} µs/req", flush=True)
+        scenarios = {name: summarise(res, servers[SCENARIOS[name][0]]) for name, res in runs.items()}
+        half = [n for n in HALF_LOAD if n in names]
+        if len(half) == len(HALF_LOAD):
+            rate = 0.5 * min(scenarios["gateway_http"]["rps"], scenarios["gateway_lambda"]["rps"])
+            conns = max(1, round(rate * (PACE_DELAY_MS + 1.0) / 1000))  # ~1 ms of latency per exchange
+            for name in half:
+                res = measure(name, seconds, connections=conns, delay_ms=PACE_DELAY_MS)
+                scenarios[f"{name}@half"] = summarise([res], servers[SCENARIOS[name][0]])
+                print(f"  half load  {name:24} {res.rps:9.0f} req/s  p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms",
+                      flush=True)
+            info["half_load"] = {"offered_rps": round(rate), "connections": conns, "delay_ms": PACE_DELAY_MS}
+        info["busy_neighbours_during"] = sorted(seen)
+    finally:
+        stop_all(servers)
+        shutil.rmtree(tmp, ignore_errors=True)
+    info.update(loadavg_end=os.getloadavg()[0], cpu_pressure_avg60_end=cpu_pressure(),
+                busy_neighbours_end=busy_neighbours(), warnings=warnings,
+                elapsed_s=round(time.monotonic() - started, 1))
+    return {"machine": info, "scenarios": scenarios, "ratios": ratios(scenarios)}
+
+
+def summarise(res: list[wrk.WrkResult], server: Server) -> dict:
+    # The median round by req/s, reported whole (its p50/p99/CPU belong together).
+    mid = sorted(res, key=lambda r: r.rps)[len(res) // 2]
+    return {"rps": round(mid.rps, 1), "p50_ms": round(mid.p50_ms, 3), "p99_ms": round(mid.p99_ms, 3),
+            "cpu_us_per_req": round(statistics.median(r.cpu_us_per_req for r in res), 1),
+            "rss_mb": round(sum(rss_mb(pid) for pid in server.pids()), 1)}
+
+
+def ratios(s: dict) -> dict:
+    def r(a: str, b: str) -> float | None:
+        return round(s[a]["rps"] / s[b]["rps"], 3) if a in s and b in s and s[b]["rps"] else None
+
+    return {"gateway_http_vs_skeleton": r("gateway_http", "skeleton"),
+            "gateway_lambda_vs_skeleton": r("gateway_lambda", "skeleton"),
+            "gateway_lambda_vs_aiobotocore": r("gateway_lambda", "aiobotocore_lambda"),
+            "gateway_http_vs_nginx": r("gateway_http", "nginx"),
+            "workers_2_vs_1": r("gateway_http_2workers", "gateway_http")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("quick", "full", "rss"))
+    parser.add_argument("--scenarios", nargs="*", choices=sorted(SCENARIOS), help="a subset (debugging)")
+    parser.add_argument("--seconds", type=float, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--requests", type=int, default=1_000_000, help="rss mode: requests per scenario")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+    need_tools()
+    if args.mode == "rss":
+        import rss
+
+        result = rss.run(args, start_servers, stop_all, machine)
+        (RESULTS / "rss.json").write_text(json.dumps(result, indent=2) + "\n")
+    else:
+        result = compare(args)
+        text = json.dumps(result, indent=2) + "\n"
+        (RESULTS / "latest.json").write_text(text)
+        if args.mode == "full" and not args.scenarios:
+            (RESULTS / "full.json").write_text(text)
+        print(json.dumps(result["ratios"], indent=2))
+        for w in result["machine"]["warnings"]:
+            print("warning:", w)
+    if not args.no_report and args.mode != "quick":
+        import report
+
+        report.write()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Run wrk (always bounded by -d) and parse its report; measure the server's CPU time around the run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from procs import cpu_seconds
+
+PACED_LUA = Path(__file__).with_name("paced.lua")
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    errors: int  # socket errors + non-2xx/3xx replies
+    cpu_s: float  # CPU time of the server process tree during the run
+
+    @property
+    def cpu_us_per_req(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else 0.0
+
+
+def _latency(text: str, pct: str) -> float:
+    m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m:
+        raise ValueError(f"no {pct}% latency in wrk output:\n{text}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse(text: str) -> tuple[float, int, float, float, int]:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    return rps, requests, _latency(text, "50"), _latency(text, "99"), errors
+
+
+def run(url: str, *, seconds: float, connections: int, server_pids: list[int], cpus: str | None,
+        delay_ms: int | None = None) -> WrkResult:
+    """One wrk run. `delay_ms` paces each connection (paced.lua): wrk 4.1 has no -R (that is wrk2)."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
+    if delay_ms is not None:
+        cmd += ["-s", str(PACED_LUA)]
+    cmd.append(url)
+    if delay_ms is not None:
+        cmd += ["--", str(delay_ms)]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    before = cpu_seconds(server_pids)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    cpu = cpu_seconds(server_pids) - before
+    rps, requests, p50, p99, errors = parse(out)
+    return WrkResult(rps, requests, p50, p99, errors, cpu)
