@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,7 @@ def main() -> None:
         print(f"{args.scenario}: {res.rps:.0f} req/s under py-spy, {res.cpu_us_per_req:.1f} µs/req")
     finally:
         stop_all(servers)
+        shutil.rmtree(tmp, ignore_errors=True)
     text = summarise(out, cpu_us_per_req=res.cpu_us_per_req)
     summary = out.with_suffix(".txt")
     summary.write_text(f"{args.scenario}: {res.rps:.0f} req/s under py-spy (200 Hz), {res.cpu_us_per_req:.1f} µs/req\n{text}\n")
