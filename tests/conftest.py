@@ -8,19 +8,28 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.support.gateway import Gateway, launch_gateway
-from tests.support.procs import Process, free_port, python_module, wait_http
+from tests.support.procs import serve_module
 
 
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a real HTTP upstream (tests/support/upstream.py)."""
-    port = free_port()
-    proc = Process(python_module("tests.support.upstream", str(port)), tmp_path_factory.mktemp("upstream") / "log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/json/ready", proc=proc.proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
+    with serve_module("tests.support.upstream", "/json/ready", tmp_path_factory.mktemp("upstream")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A faulty Lambda Invoke API (tests/support/invoke_stub.py); one per module, as tests count its calls."""
+    with serve_module("tests.support.invoke_stub", "/__health", tmp_path_factory.mktemp("stub")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A deliberately broken HTTP server (tests/support/faulty.py)."""
+    with serve_module("tests.support.faulty", "/__calls/ready", tmp_path_factory.mktemp("faulty")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Iterator
 import pytest
 
 from tests.support.gateway import Gateway, launch_gateway
-from tests.support.procs import ROOT, Process, free_port, python_module, wait_http
+from tests.support.procs import ROOT, Process, free_port
 from tests.test_lambda_backend import AWS_ENV, http
 
 MiB = 1024 * 1024
@@ -32,28 +32,6 @@ MiB = 1024 * 1024
 def get_json(url: str):
     with urllib.request.urlopen(url, timeout=5) as resp:
         return json.loads(resp.read())
-
-
-@pytest.fixture(scope="module")
-def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = Process(python_module("tests.support.faulty", str(port)), tmp_path_factory.mktemp("faulty") / "log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/__calls/ready", proc=proc.proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = Process(python_module("tests.support.invoke_stub", str(port)), tmp_path_factory.mktemp("stub") / "log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from lambdagate.config import LoadOptions, load_config, validate_document
 from lambdagate.errors import ConfigError
 from lambdagate.router import Router
 from tests.support.gateway import Gateway, launch_gateway
-from tests.support.procs import Process, free_port, python_module, wait_http
 from tests.support.rawhttp import RawResponse, build, exchange
 from tests.test_config import _document, _json
 from tests.test_lambda_backend import AWS_ENV
@@ -139,17 +138,6 @@ def test_nested_extra_config_gives_config_error_only(doc: dict) -> None:
 
 
 # ========================================================================================== requests
-
-@pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = Process(python_module("tests.support.invoke_stub", str(port)), tmp_path_factory.mktemp("stub") / "log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
-
 
 def _lam(stub: str, **fields) -> dict:
     return {"extra_config": {"backend/lambda": {"endpoint": stub, "region": "us-east-1", **fields}}}

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.gateway import launch_gateway
 from tests.support.moto import MotoServer
-from tests.support.procs import Process, free_port, python_module, wait_http
+from tests.support.procs import Process, free_port, python_module
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -42,15 +42,6 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
         server.create_function(name)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = Process(python_module("tests.support.invoke_stub", str(port)), tmp_path_factory.mktemp("stub") / "log")
-    wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc)
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
 
 
 def calls(stub: str, name: str) -> int:

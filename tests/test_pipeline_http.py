@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from tests.support.gateway import Gateway as BaseGateway, launch_gateway
-from tests.support.procs import Process, free_port, python_module, wait_http
+from tests.support.procs import Process, free_port, python_module, serve_module
 
 SLOW = "1s"  # the endpoint deadline in the timeout tests; the slow upstream takes 5s, the others a few ms
 
@@ -94,13 +94,8 @@ def start_module_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
 @pytest.fixture(scope="module")
 def upstream2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second upstream process, for host round-robin."""
-    port = free_port()
-    proc = Process(python_module("tests.support.upstream", str(port)), tmp_path_factory.mktemp("upstream2") / "log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/json/ready", proc=proc.proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
+    with serve_module("tests.support.upstream", "/json/ready", tmp_path_factory.mktemp("upstream2")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,3 +72,15 @@ class Process:
 
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+@contextlib.contextmanager
+def serve_module(module: str, ready_path: str, log_dir: Path) -> Iterator[str]:
+    """Run `python -m module PORT` on a free loopback port; yields its base URL once `ready_path` answers."""
+    port = free_port()
+    proc = Process(python_module(module, str(port)), log_dir / f"{module.rsplit('.', 1)[-1]}-{port}.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}{ready_path}", proc=proc.proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()

@@ -9,7 +9,6 @@ services (tests/test_aws_sigv4.py checks this), so AWS validates it the same way
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass

@@ -12,7 +12,6 @@ import logging
 import os
 import re
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
@@ -24,6 +23,7 @@ from lambdagate.aws.sigv4 import Credentials
 from lambdagate.backends import register_backend_type
 from lambdagate.backends.lambda_events import apigateway_v1_payload, apigateway_v2_payload, krakend_payload
 from lambdagate.backends.lambda_reply import MalformedReply, is_proxy_shaped, unwrap
+from lambdagate.config.loader import is_base_url
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError, register
 from lambdagate.errors import BackendError, StartupError
@@ -103,7 +103,7 @@ def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
         # botocore's service endpoint variables, so a config can stay verbatim and point at moto/Localstack.
         cfg.endpoint = os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL") or None
     if cfg.endpoint is not None:
-        if not _usable_endpoint(cfg.endpoint):
+        if not is_base_url(cfg.endpoint):
             issues.append(("endpoint", f"{cfg.endpoint!r} is not a usable URL: write it like \"http://127.0.0.1:4566\""))
     cfg.local = cfg.endpoint is None and ctx.options.local_lambda_endpoint is not None
     region, looked = resolve_region(cfg.region)
@@ -118,15 +118,6 @@ def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
     if issues:
         raise NamespaceError(issues)
     return cfg
-
-
-def _usable_endpoint(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
-    except ValueError:  # e.g. "http://[::1" or "http://host:99999"
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
 
 
 register(Namespace(NAMESPACE, "backend", parse, aliases=(LEGACY_NAMESPACE,), backend_type=True))

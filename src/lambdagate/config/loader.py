@@ -143,7 +143,7 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     if service.timeout <= 0:
         errors.append(ConfigIssue("timeout", 'must be more than 0, e.g. "2s"'))
     for k, host in enumerate(service.host):  # the default hosts of backends that name none
-        if not _is_base_url(sanitize_host(host)):
+        if not is_base_url(sanitize_host(host)):
             errors.append(ConfigIssue(f"host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"'))
     seen: dict[tuple[str, str], int] = {}
     for i, endpoint in enumerate(service.endpoints):
@@ -224,11 +224,11 @@ def _check_http_backend(service: ServiceConfig, endpoint: EndpointConfig, backen
     if not hosts:
         errors.append(ConfigIssue(f"{path}.host", 'no host: add "host": ["http://service:8080"] to the backend or the service'))
     for k, host in enumerate(backend.host):
-        if not _is_base_url(host if backend.disable_host_sanitize else sanitize_host(host)):
+        if not is_base_url(host if backend.disable_host_sanitize else sanitize_host(host)):
             errors.append(ConfigIssue(f"{path}.host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"'))
 
 
-def _is_base_url(url: str) -> bool:
+def is_base_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
