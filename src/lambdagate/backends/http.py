@@ -6,7 +6,6 @@ URL templates, host rotation and header lists are prepared once per backend; a r
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
@@ -20,14 +19,13 @@ from lambdagate.config.loader import sanitize_host
 from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig
 from lambdagate.errors import BackendError
 from lambdagate.pipeline import BuildContext, BuiltBackend
+from lambdagate.pipeline.render import CONTROL_CHARS
 from lambdagate.proxy import ProxyRequest, ProxyResponse
 
 USER_AGENT = f"lambdagate/{__version__}"
 # Characters a path segment may carry unencoded (RFC 3986 pchar without "/"): a placeholder value can
 # never add a path segment, so "../admin" or "a/b" stay inside their own segment.
 _SEGMENT_SAFE = "!$&'()*+,;=:@~"
-# aiohttp lets control characters through in header values; the server would refuse to send them on.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def compile_url_pattern(pattern: str, safe: str = _SEGMENT_SAFE) -> Callable[[dict[str, str]], str]:
@@ -123,7 +121,7 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
                                cause=f"{type(exc).__name__}: {exc}") from None
         if passthrough:
             for name, value in reply_headers:
-                if _CONTROL.search(value):
+                if CONTROL_CHARS.search(value):  # aiohttp lets them through; the server would refuse
                     raise BackendError("the backend reply is malformed", status=502,
                                        cause=f"header {name} holds a control character")
             return ProxyResponse(None, False, status, reply_headers, body)

@@ -8,11 +8,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# Connection-level headers are the gateway's to set; a function cannot inject them.
-_DROPPED = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                      "transfer-encoding", "upgrade", "content-length"})
+from lambdagate.pipeline.render import CONTROL_CHARS
+
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field name
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no field value may hold these (HTAB is allowed)
 
 
 class MalformedReply(ValueError):
@@ -51,7 +49,8 @@ def unwrap(value: dict[str, Any]) -> ProxyReply:
         if not isinstance(items, list):
             raise MalformedReply(f"multiValueHeaders.{name} must be a list")
         merged[_header_name(name)] = [_header_value(i) for i in items]
-    headers = [(name, v) for name, values in merged.items() if name not in _DROPPED for v in values]
+    # Hop-by-hop headers are dropped where every pass-through reply is rendered (pipeline.render.HOP_BY_HOP).
+    headers = [(name, v) for name, values in merged.items() for v in values]
     cookies = value.get("cookies") or []
     if not isinstance(cookies, list):
         raise MalformedReply("cookies must be a list of strings")
@@ -84,6 +83,6 @@ def _header_value(item: Any) -> str:
     text = item if isinstance(item, str) else str(item).lower() if isinstance(item, bool) else str(item)
     if "\r" in text or "\n" in text:
         raise MalformedReply("a header value contains a line break")
-    if _CONTROL.search(text):
+    if CONTROL_CHARS.search(text):
         raise MalformedReply("a header value contains a control character")
     return text

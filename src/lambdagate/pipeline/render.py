@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ INCOMPLETE = (b"x-krakend-completed", b"false")
 # Hop-by-hop headers and framing are the server's business, never copied from a backend.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "content-length", "date", "server"})
+# No header value may hold these (HTAB is allowed); a backend's or function's header carrying one is malformed.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(slots=True)
