@@ -10,19 +10,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
 from lambdagate.config.server_options import ServerOptions
+from lambdagate.pipeline.render import json_reply
 
 log = logging.getLogger("lambdagate")
 
 
 def _refusal(status: int, message: str, *extra: tuple[bytes, bytes]) -> tuple[dict, dict]:
-    body = orjson.dumps({"error": message})
-    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-               *extra]
-    return ({"type": "http.response.start", "status": status, "headers": headers},
-            {"type": "http.response.body", "body": body})
+    """The two ASGI messages of a refusal: the same JSON error reply as the gateway's own."""
+    reply = json_reply(status, {"error": message}, list(extra))
+    return ({"type": "http.response.start", "status": status, "headers": reply.headers},
+            {"type": "http.response.body", "body": reply.body})
 
 
 class Admission:
