@@ -14,7 +14,7 @@ import re
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from lambdagate.aws.credentials import CredentialProvider, NoCredentialsError, resolve_region
 from lambdagate.aws.invoke import (LambdaDeadlineError, LambdaError, LambdaInvoker, LambdaServiceError,
@@ -23,7 +23,7 @@ from lambdagate.aws.sigv4 import Credentials
 from lambdagate.backends import register_backend_type
 from lambdagate.backends.lambda_events import apigateway_v1_payload, apigateway_v2_payload, krakend_payload
 from lambdagate.backends.lambda_reply import MalformedReply, is_proxy_shaped, unwrap
-from lambdagate.config.loader import is_base_url
+from lambdagate.config.loader import is_base_url, parse_namespace_model
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError, register
 from lambdagate.errors import BackendError, StartupError
@@ -67,21 +67,9 @@ class LambdaConfig(BaseModel):
 
 
 def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
-    if not isinstance(value, dict):
-        raise NamespaceError([("", 'must be an object such as {"function_name": "my-function", "region": "us-east-1"}')])
-    try:
-        cfg = LambdaConfig.model_validate(value)
-    except ValidationError as exc:
-        issues = []
-        for e in exc.errors():
-            field = ".".join(str(p) for p in e["loc"])
-            msg = e["msg"]
-            if field == "max_retries":
-                msg = f"must be an integer >= -1 (-1 = the AWS SDK's default of 3 attempts), got {e.get('input')!r}"
-            issues.append((field, msg))
-        raise NamespaceError(issues) from None
-    for key in cfg.model_extra or {}:
-        ctx.warnings.append((key, "not supported, ignored"))
+    cfg = parse_namespace_model(
+        LambdaConfig, value, ctx, '{"function_name": "my-function", "region": "us-east-1"}',
+        hints={"max_retries": "must be an integer >= -1 (-1 = the AWS SDK's default of 3 attempts)"})
     issues: list[tuple[str, str]] = []
     placeholders = ctx.endpoint.placeholders if ctx.endpoint else []
     if (cfg.function_name is None) == (cfg.function_param_name is None):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -21,6 +21,7 @@ from lambdagate.config.namespaces import LoadOptions, NamespaceContext, Namespac
 from lambdagate.errors import ConfigError, ConfigIssue
 
 # The built-in endpoints: "/__health" exactly and everything under "/__echo/" (the server answers those first).
+M = TypeVar("M", bound=BaseModel)
 RESERVED_PATHS = ("/__health", "/__echo")
 RESERVED_PREFIX = "/__echo/"
 
@@ -96,6 +97,29 @@ def _pydantic_issue(err: dict) -> ConfigIssue:
     elif err["type"].endswith("_type") or err["type"].endswith("_parsing"):
         msg = f"{msg}, got {type(err.get('input')).__name__} {_short(err.get('input'))}"
     return ConfigIssue(_path(loc), msg)
+
+
+def parse_namespace_model(model: type[M], value: Any, ctx: NamespaceContext, example: str,
+                          hints: dict[str, str] | None = None) -> M:
+    """A namespace value parsed into its pydantic model, with the loader's error wording.
+
+    Errors are NamespaceError issues relative to the namespace; `hints` replaces pydantic's wording for a
+    field (the value given is appended). Unknown keys are warned about, as everywhere else.
+    """
+    if not isinstance(value, dict):
+        raise NamespaceError([("", f"must be an object such as {example}")])
+    try:
+        parsed = model.model_validate(value)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            issue = _pydantic_issue(err)
+            hint = (hints or {}).get(issue.path)
+            issues.append((issue.path, f"{hint}, got {err.get('input')!r}" if hint else issue.message))
+        raise NamespaceError(issues) from None
+    for key in parsed.model_extra or {}:
+        ctx.warnings.append((key, "not supported, ignored"))
+    return parsed
 
 
 def _short(value: Any) -> str:

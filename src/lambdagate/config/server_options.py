@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from lambdagate.config.durations import parse_duration
-from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError, register
+from lambdagate.config.loader import parse_namespace_model
+from lambdagate.config.namespaces import Namespace, NamespaceContext, register
 
 NAMESPACE = "lambdagate/server"
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -35,16 +36,7 @@ class ServerOptions(BaseModel):
 
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:
-    if not isinstance(value, dict):
-        raise NamespaceError([("", 'must be an object such as {"max_body_bytes": 10485760}')])
-    try:
-        options = ServerOptions.model_validate(value)
-    except ValidationError as exc:
-        raise NamespaceError([(".".join(str(p) for p in e["loc"] if isinstance(p, (str, int)) and "[" not in str(p)),
-                               e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
-    for key in options.model_extra or {}:
-        ctx.warnings.append((key, "not supported, ignored"))
-    return options
+    return parse_namespace_model(ServerOptions, value, ctx, '{"max_body_bytes": 10485760}')
 
 
 register(Namespace(NAMESPACE, "service", parse))
