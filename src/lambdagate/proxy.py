@@ -23,6 +23,9 @@ class ProxyRequest:
     deadline: float  # absolute, on the event loop's clock
     host: str = ""  # the Host the client asked for (X-Forwarded-Host)
     scheme: str = "http"
+    # Trace-context headers for this backend call (traceparent, tracestate, x-amzn-trace-id), set by the
+    # tracing wrapper when tracing is on; each backend type puts them where its protocol carries them.
+    trace_headers: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

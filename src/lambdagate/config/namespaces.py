@@ -67,12 +67,15 @@ def lookup(key: str) -> Namespace | None:
 
 
 def load_plugins() -> None:
-    """Import every module of `lambdagate.backends`, so each registers its namespaces and backend factory."""
+    """Import every module of `lambdagate.backends` and `lambdagate.telemetry`, so each registers its namespaces
+    (and backend factory)."""
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    import lambdagate.backends as pkg
+    import lambdagate.backends
+    import lambdagate.telemetry
 
-    for info in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"{pkg.__name__}.{info.name}")
+    for pkg in (lambdagate.backends, lambdagate.telemetry):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
