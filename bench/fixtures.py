@@ -73,7 +73,9 @@ def proxy_conf(dir: Path, port: int, upstream_port: int) -> Path:
   }}""")
 
 
-def gateway_conf(dir: Path, port: int, upstream_port: int) -> Path:
+def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | None = None,
+                 name: str = "krakend.json") -> Path:
+    """The gateway's config; with `metrics_port`, `telemetry/metrics` is on (the observability-cost scenarios)."""
     host = [f"http://127.0.0.1:{upstream_port}"]
     config = {
         "version": 3,
@@ -95,6 +97,8 @@ def gateway_conf(dir: Path, port: int, upstream_port: int) -> Path:
             }]},
         ],
     }
-    path = dir / "krakend.json"
+    if metrics_port:
+        config["extra_config"] = {"telemetry/metrics": {"listen_address": f"127.0.0.1:{metrics_port}"}}
+    path = dir / name
     path.write_text(json.dumps(config, indent=2))
     return path

@@ -45,6 +45,8 @@ SCENARIOS = {
     "aiobotocore_lambda": ("aiobotocore", "/"),
     "gateway_http_2workers": ("gateway_2w", "/proxy"),
     "gateway_http_accesslog": ("gateway_log", "/proxy"),
+    "gateway_http_metrics": ("gateway_metrics", "/proxy"),
+    "gateway_http_observed": ("gateway_observed", "/proxy"),
     "skeleton_asgi": ("skeleton_asgi", "/"),
     "skeleton_lambda": ("skeleton_lambda", "/"),
 }
@@ -86,9 +88,11 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
     env = aws_env(tmp)
     cpu = SERVER_CPU if pin else None
     gateway_cfg = fixtures.gateway_conf(tmp, 0, up)
+    metrics_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="metrics.json")
+    observed_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="observed.json")
 
-    def lambdagate(*extra: str) -> list[str]:
-        return [str(BIN / "lambdagate"), "run", "-c", str(gateway_cfg), "--host", "127.0.0.1", *extra]
+    def lambdagate(*extra: str, config: Path = gateway_cfg) -> list[str]:
+        return [str(BIN / "lambdagate"), "run", "-c", str(config), "--host", "127.0.0.1", *extra]
 
     specs = {
         "upstream": (["nginx", "-c", str(fixtures.upstream_conf(tmp, up)), "-e", str(tmp / "upstream.err")], LOAD_CPU if pin else None, None),
@@ -100,6 +104,11 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
         "gateway": (lambdagate("--port", str(ports.get("gateway", 0)), "--no-access-log"), cpu, env),
         "gateway_log": (lambdagate("--port", str(ports.get("gateway_log", 0))), cpu, env),
         "gateway_2w": (lambdagate("--port", str(ports.get("gateway_2w", 0)), "--no-access-log", "--workers", "2"), None, env),
+        # Observability cost: metrics on; metrics on plus the JSON access log (tracing off).
+        "gateway_metrics": (lambdagate("--port", str(ports.get("gateway_metrics", 0)), "--no-access-log",
+                                       config=metrics_cfg), cpu, env),
+        "gateway_observed": (lambdagate("--port", str(ports.get("gateway_observed", 0)), "--log-format", "json",
+                                        config=observed_cfg), cpu, env),
     }
     servers: dict[str, Server] = {}
     try:
@@ -193,7 +202,8 @@ def busy_neighbours() -> list[str]:
 def compare(args: argparse.Namespace) -> dict:
     quick = args.mode == "quick"
     names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_merge", "gateway_lambda",
-                                "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog"]
+                                "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog",
+                                "gateway_http_metrics", "gateway_http_observed"]
                                + ([] if quick else ["skeleton_asgi", "skeleton_lambda"]))
     seconds = args.seconds or (3.0 if quick else 4.0)
     rounds = args.rounds or (1 if quick else 5)
@@ -270,7 +280,9 @@ def ratios(s: dict) -> dict:
             "gateway_lambda_vs_skeleton": r("gateway_lambda", "skeleton"),
             "gateway_lambda_vs_aiobotocore": r("gateway_lambda", "aiobotocore_lambda"),
             "gateway_http_vs_nginx": r("gateway_http", "nginx"),
-            "workers_2_vs_1": r("gateway_http_2workers", "gateway_http")}
+            "workers_2_vs_1": r("gateway_http_2workers", "gateway_http"),
+            "metrics_on_vs_off": r("gateway_http_metrics", "gateway_http"),
+            "observed_vs_off": r("gateway_http_observed", "gateway_http")}
 
 
 def main() -> None:

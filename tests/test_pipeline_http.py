@@ -518,8 +518,9 @@ def test_request_ids_are_unique_and_logged(gw: Gateway) -> None:
     assert len(set(ids)) == 4 and all(ids)
     log = gw.wait_log(f"request_id={ids[3]}")
     for rid in ids[:3]:
-        assert re.search(rf"lambdagate\.access: GET /merge/bob 200 \d+\.\d+ms request_id={re.escape(rid)}$", log, re.M), log
-    assert re.search(rf"GET /nope 404 \d+\.\d+ms request_id={re.escape(ids[3])}$", log, re.M)
+        assert re.search(rf"lambdagate\.access: GET /merge/bob 200 \d+\.\d+ms 102B route=/merge/{{user}} "
+                         rf'client=127\.0\.0\.1 request_id={re.escape(rid)}( backend="GET [^"]+" success [\d.]+ms;){{3}}$', log, re.M), log
+    assert re.search(rf"GET /nope 404 \d+\.\d+ms \d+B route=- client=127\.0\.0\.1 request_id={re.escape(ids[3])}$", log, re.M)
 
 
 def test_one_access_line_per_request(gw: Gateway) -> None:
@@ -533,7 +534,7 @@ def test_one_access_line_per_request(gw: Gateway) -> None:
 @pytest.fixture(scope="module")
 def debug_gw(start_module_gateway, upstream: str) -> Gateway:
     config = {"version": 3, "host": [upstream], "cache_ttl": "30s", "plugin": {"folder": "/x"},
-              "extra_config": {"telemetry/logging": {"level": "DEBUG"}},
+              "extra_config": {"telemetry/influx": {"db": "x"}},
               "endpoints": [{"endpoint": "/svc", "backend": [{"url_pattern": "/json/s", "allow": ["name"]}]},
                             {"endpoint": "/bad", "backend": [{"url_pattern": "/status/500"}]}]}
     return start_module_gateway(config, "--debug", "--log-format", "json", "--workers", "2")
@@ -566,8 +567,9 @@ def test_log_format_json(debug_gw: Gateway) -> None:
     debug_gw.wait_log(f"request_id={rid}")
     records = json_log(debug_gw)
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
-    [access] = [r for r in records if r["logger"] == "lambdagate.access" and rid in r["message"]]
-    assert access["level"] == "INFO" and access["message"].startswith("GET /svc 200 ")
+    [access] = [r for r in records if r["logger"] == "lambdagate.access" and r["request_id"] == rid]
+    assert access["level"] == "INFO" and access["message"] == "GET /svc 200"
+    assert (access["route"], access["status"], access["backends"][0]["outcome"]) == ("/svc", 200, "success")
     [failure] = [r for r in records if r["logger"] == "lambdagate.pipeline" and bad in r["message"]]
     assert failure["level"] == "WARNING" and "invalid status code 500" in failure["message"]
 
@@ -576,7 +578,7 @@ def test_config_warnings_logged_once_at_start(debug_gw: Gateway) -> None:
     # Once for the process, not once per worker.
     messages = [r["message"] for r in json_log(debug_gw)]
     assert messages.count("config plugin: not supported, ignored") == 1
-    assert messages.count('config extra_config["telemetry/logging"]: namespace not supported, ignored') == 1
+    assert messages.count('config extra_config["telemetry/influx"]: namespace not supported, ignored') == 1
 
 
 def test_broken_config_does_not_start(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from lambdagate.config.server_options import ServerOptions
 from lambdagate.pipeline.render import json_reply
@@ -24,8 +23,9 @@ def _refusal(status: int, message: str, *extra: tuple[bytes, bytes]) -> tuple[di
 
 
 class Admission:
-    def __init__(self, app: Any, options: ServerOptions) -> None:
-        self.app = app
+    """The gateway calls `check` before anything else and counts `in_flight` around each request."""
+
+    def __init__(self, options: ServerOptions) -> None:
         self.in_flight = 0
         self.max_in_flight = options.max_in_flight
         self.max_url = options.max_url_length
@@ -38,22 +38,8 @@ class Admission:
         self.headers_too_large = _refusal(431, "request headers too large")
         self.body_too_large = _refusal(413, f"request body larger than {self.max_body} bytes")
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refusal = self._check(scope)
-        if refusal is not None:
-            await send(refusal[0])
-            await send(refusal[1])
-            return
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
-
-    def _check(self, scope: dict) -> tuple[dict, dict] | None:
+    def check(self, scope: dict) -> tuple[dict, dict] | None:
+        """The two ASGI messages of a refusal, or None when the request may go on."""
         if self.in_flight >= self.max_in_flight:
             log.warning("refused %s %s: %d requests in flight (max_in_flight)", scope["method"], scope["path"][:200],
                         self.in_flight)

@@ -21,7 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     run.add_argument("-w", "--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     run.add_argument("-d", "--debug", action="store_true", help="debug logs and the /__echo/ endpoint")
-    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--log-format", choices=("text", "json"),
+                     help="log lines as text or JSON (default: the config's telemetry/logging format, else text)")
+    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), type=str.upper,
+                     help="default: the config's telemetry/logging level, else INFO")
     run.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     run.add_argument("--watch", action="store_true", help="reload the config when the file changes (SIGHUP does too); "
                                                           "an invalid config is refused and the old one keeps serving")
@@ -85,9 +88,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lambdagate.logs import configure
+    from lambdagate.telemetry.logs import LogSettings, configure as configure_logs
 
-    configure(args.log_format, args.debug)
+    configure_logs(LogSettings.resolve(None, log_format=args.log_format, level=args.log_level, debug=args.debug))
     runtime = None
     local_endpoint = None
     if args.functions:
@@ -112,6 +115,12 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     import logging
 
+    from lambdagate.telemetry.logs import NAMESPACE as LOGGING
+
+    settings = LogSettings.resolve(loaded.service.namespaces.get(LOGGING), log_format=args.log_format,
+                                   level=args.log_level, debug=args.debug, access=not args.no_access_log)
+    configure_logs(settings)
+    os.environ.update(settings.to_env())  # the workers log the same way
     log = logging.getLogger("lambdagate")
     for warning in loaded.warnings:  # once, here, rather than once per worker
         log.warning("config %s", warning)
@@ -120,17 +129,25 @@ def _run(args: argparse.Namespace) -> int:
                  args.functions, local_endpoint)
     port = args.port if args.port is not None else loaded.service.port
     os.environ["LAMBDAGATE_DEBUG"] = "1" if args.debug else "0"
-    os.environ["LAMBDAGATE_LOG_FORMAT"] = args.log_format
-    os.environ["LAMBDAGATE_ACCESS_LOG"] = "0" if args.no_access_log else "1"
     os.environ["LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT"] = local_endpoint or ""
-    from lambdagate.supervisor import serve
+    from lambdagate.supervisor import MetricsListener, serve
 
+    try:
+        metrics = MetricsListener.start(loaded.service)
+    except OSError as exc:
+        log.error("cannot open the metrics listener: %s", exc)
+        snapshots.cleanup()
+        if runtime is not None:
+            runtime.stop()
+        return 1
     log.info("lambdagate %s listening on %s:%d with %d worker(s)%s", __version__, args.host, port, args.workers,
              "; watching the config for changes" if args.watch else "")
     try:
         serve(snapshots, loaded, host=args.host, port=port, workers=args.workers, watch=args.watch)
     finally:
         snapshots.cleanup()
+        if metrics is not None:
+            metrics.stop()
         if runtime is not None:
             runtime.stop()
     return 0

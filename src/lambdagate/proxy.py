@@ -26,6 +26,8 @@ class ProxyRequest:
     # Trace-context headers for this backend call (traceparent, tracestate, x-amzn-trace-id), set by the
     # tracing wrapper when tracing is on; each backend type puts them where its protocol carries them.
     trace_headers: dict[str, str] | None = None
+    # (backend label, outcome, milliseconds) per backend call, for the access log; None when nobody reads it.
+    calls: list[tuple[str, str, float]] | None = None
 
 
 @dataclass(slots=True)

@@ -7,10 +7,14 @@ in the worker's own event loop; a request only looks things up.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import os
+import re
+import secrets
 import time
+from time import perf_counter
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -27,9 +31,13 @@ from lambdagate.pipeline import EndpointPipeline, Reply, build_endpoint
 from lambdagate.pipeline.render import INCOMPLETE, json_reply
 from lambdagate.proxy import ProxyRequest
 from lambdagate.router import Router
+from lambdagate.telemetry.logs import AccessLog, LogSettings, configure as configure_logs
+from lambdagate.telemetry.metrics import WorkerMetrics, metrics_options
+from lambdagate.telemetry.tracing import tracing_options
 
 log = logging.getLogger("lambdagate")
-access_log = logging.getLogger("lambdagate.access")
+# A client's X-Request-Id is kept when it is short and plain (it ends up in logs and backend headers).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 
 # Never forwarded, even with "*": they describe the client's connection, not the request.
 # Accept-Encoding too: the gateway decodes backend replies itself and only understands what its client asks for.
@@ -42,10 +50,12 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 class Route:
     """An endpoint pipeline plus the request-side rules of its endpoint, precomputed."""
 
-    __slots__ = ("pipeline", "all_headers", "headers", "all_query", "query", "reads_body")
+    __slots__ = ("pipeline", "template", "all_headers", "headers", "all_query", "query", "reads_body", "stats")
 
-    def __init__(self, pipeline: EndpointPipeline, config: EndpointConfig) -> None:
+    def __init__(self, pipeline: EndpointPipeline, config: EndpointConfig, stats: Any = None) -> None:
         self.pipeline = pipeline
+        self.template = config.endpoint
+        self.stats = stats  # telemetry.metrics.EndpointStats, when metrics are on
         self.all_headers = "*" in config.input_headers
         self.headers = frozenset(h.lower().encode("latin-1") for h in config.input_headers) - _NEVER_FORWARD
         self.all_query = "*" in config.input_query_strings
@@ -54,22 +64,48 @@ class Route:
 
 
 class Gateway:
+    """The ASGI application of one worker. Admission checks run first, before any work is done."""
+
     def __init__(self, loaded: LoadedConfig, *, debug: bool = False, local_lambda_endpoint: str | None = None,
-                 access_log_enabled: bool = True) -> None:
+                 log_settings: LogSettings | None = None, metrics_dir: str | None = None) -> None:
         self.loaded = loaded
         self.debug = debug
         self.local_lambda_endpoint = local_lambda_endpoint
-        self.access_log_enabled = access_log_enabled
+        self.log_settings = log_settings or LogSettings()
         self.options = server_options(loaded.service)
+        self.admission = Admission(self.options)
         self.max_body_bytes = self.options.max_body_bytes
         self.read_timeout = self.options.read_timeout
         self.router: Router[Route] = Router()
         self.resources: Resources | None = None
         self.started = time.monotonic()
+        self.access_log: AccessLog | None = None
+        self.metrics_dir = metrics_dir
+        self.metrics: Any = None  # telemetry.metrics.WorkerMetrics
+        self.tracing: Any = None  # telemetry.tracing.Tracing
+        self._tasks: list[asyncio.Task] = []
         self._ids = itertools.count(1)
-        self._id_prefix = f"{os.getpid():x}-"
+        # Generated request ids: random per worker, then a counter (unique without a syscall per request).
+        self._id_prefix = f"{secrets.token_hex(4)}-"
 
     async def startup(self) -> None:
+        loop = asyncio.get_running_loop()
+        writer = configure_logs(self.log_settings)
+        self._tasks.append(loop.create_task(writer.run()))
+        if self.log_settings.access:
+            self.access_log = AccessLog(self.log_settings, writer)
+        service = self.loaded.service
+        metrics_opts = metrics_options(service)
+        endpoint_metrics = False
+        if metrics_opts is not None and self.metrics_dir:
+            self.metrics = WorkerMetrics(self.metrics_dir)
+            self._tasks.append(loop.create_task(self.metrics.run()))
+            endpoint_metrics = metrics_opts.endpoint_metrics
+        tracing_opts = tracing_options(service)
+        if tracing_opts is not None:
+            from lambdagate.telemetry.tracing import Tracing
+
+            self.tracing = Tracing(tracing_opts)
         connector = aiohttp.TCPConnector(limit=1024, limit_per_host=512, ttl_dns_cache=60, keepalive_timeout=30)
         # No cookie jar: a shared one would replay cookies one client's backend call received on every other
         # client's calls. User-Agent is a default header, not a skipped auto-header: aiohttp rebuilds a header
@@ -78,26 +114,63 @@ class Gateway:
                                         auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar(),
                                         headers={"User-Agent": USER_AGENT})
         self.resources = Resources(session=session, local_lambda_endpoint=self.local_lambda_endpoint,
-                                   max_response_bytes=self.options.max_backend_response_bytes)
-        service = self.loaded.service
+                                   max_response_bytes=self.options.max_backend_response_bytes,
+                                   metrics=self.metrics, tracing=self.tracing,
+                                   backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
+                                   record_calls=self.access_log is not None)
         try:
             for endpoint in service.endpoints:
                 pipeline = await build_endpoint(service, endpoint, self.resources, factory_for)
-                self.router.add(endpoint.method, endpoint.endpoint, Route(pipeline, endpoint))
+                stats = self.metrics.endpoint(endpoint.method, endpoint.endpoint) if endpoint_metrics else None
+                self.router.add(endpoint.method, endpoint.endpoint, Route(pipeline, endpoint, stats))
         except BaseException:
             await self.shutdown()
             raise
         log.info("serving %d endpoints from %s", len(service.endpoints), self.loaded.source or "config")
+        writer.flush()  # start-up lines are out before the first request is served
+        # Everything built so far lives as long as the worker: move it out of the collector's reach, so the
+        # periodic full collections triggered by per-request garbage stay short (fewer latency spikes).
+        gc.collect()
+        gc.freeze()
 
     async def shutdown(self) -> None:
         if self.resources is not None:
             await self.resources.close()
+            self.resources = None
+        if self.tracing is not None:
+            self.tracing.shutdown()  # flushes the spans still queued
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.metrics is not None:
+            self.metrics.close()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        admission = self.admission
+        refusal = admission.check(scope)
+        if refusal is not None:
+            await send(refusal[0])
+            await send(refusal[1])
+            if self.access_log is not None:
+                client = scope.get("client")
+                self.access_log.write(scope["method"], None, scope["path"][:200], refusal[0]["status"], 0.0,
+                                      len(refusal[1]["body"]), "-", client[0] if client else "", None)
+            return
+        admission.in_flight += 1
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
+        try:
             await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+        finally:
+            admission.in_flight -= 1
+            if metrics is not None:
+                metrics.in_flight -= 1
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -120,13 +193,24 @@ class Gateway:
                 return
 
     async def _http(self, scope: dict, receive: Any, send: Any) -> None:
-        started = time.perf_counter() if self.access_log_enabled else 0.0
-        request_id = self._id_prefix + str(next(self._ids))
+        started = perf_counter()
         method = scope["method"]
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1").partition("?")[0] if raw_path else quote(scope["path"])
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+                break
+        if not request_id or not _REQUEST_ID.fullmatch(request_id):
+            request_id = self._id_prefix + str(next(self._ids))
+        calls: list | None = [] if self.access_log is not None else None
+        route: Route | None = None
+        span = None
+        if self.tracing is not None and not self.tracing.skips(path):
+            span = self.tracing.start_server_span(method, None, path, scope["headers"])
         try:
-            reply = await self._dispatch(scope, receive, method, path, request_id)
+            route, reply = await self._dispatch(scope, receive, method, path, request_id, calls, span)
         except RequestRejected as exc:
             reply = json_reply(exc.status, {"error": exc.message})
         except Exception:  # noqa: BLE001 - the client gets a plain 500, the log gets the traceback
@@ -135,23 +219,31 @@ class Gateway:
         headers = reply.headers + [(b"x-request-id", request_id.encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
-        if self.access_log_enabled:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            access_log.info("%s %s %d %.2fms request_id=%s", method, path, reply.status, duration_ms, request_id,
-                            extra={"method": method, "path": path, "status": reply.status,
-                                   "duration_ms": duration_ms, "request_id": request_id})
+        seconds = perf_counter() - started
+        if span is not None:
+            span.end(reply.status)
+        if route is not None and route.stats is not None:
+            route.stats.observe(reply.status, seconds)
+        if self.access_log is not None:
+            client = scope.get("client")
+            self.access_log.write(method, route.template if route else None, path, reply.status,
+                                  round(seconds * 1000, 2), len(reply.body), request_id,
+                                  client[0] if client else "", calls)
 
-    async def _dispatch(self, scope: dict, receive: Any, method: str, path: str, request_id: str) -> Reply:
+    async def _dispatch(self, scope: dict, receive: Any, method: str, path: str, request_id: str,
+                        calls: list | None, span: Any) -> tuple[Route | None, Reply]:
         if path.startswith("/__"):
             builtin = await self._builtin(scope, receive, method, path)
             if builtin is not None:
-                return builtin
+                return None, builtin
         match = self.router.match(method, path)
         if match is None:
-            return json_reply(404, {"error": "not found"}, [INCOMPLETE])
+            return None, json_reply(404, {"error": "not found"}, [INCOMPLETE])
         route = match.handler
         if route is None:
-            return json_reply(405, {"error": "method not allowed"}, [(b"allow", match.allow.encode()), INCOMPLETE])
+            return None, json_reply(405, {"error": "method not allowed"}, [(b"allow", match.allow.encode()), INCOMPLETE])
+        if span is not None:
+            span.set_route(method, route.template)
         for value in match.params.values():
             if value in (".", "..") or any(ord(c) < 0x20 or c == "\x7f" for c in value):
                 raise RequestRejected(400, "invalid path parameter")
@@ -175,9 +267,9 @@ class Gateway:
             method=method, path=path, params=match.params, query=query, headers=headers, body=body,
             client_ip=client[0] if client else "", request_id=request_id,
             deadline=asyncio.get_running_loop().time() + pipeline.timeout, host=host,
-            scheme=scope.get("scheme", "http"),
+            scheme=scope.get("scheme", "http"), calls=calls,
         )
-        return await pipeline(req)
+        return route, await pipeline(req)
 
     async def _read_body(self, receive: Any) -> bytes:
         try:
@@ -226,14 +318,11 @@ def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
-def app_from_env() -> Admission:
+def app_from_env() -> Gateway:
     """granian's factory target: each worker loads and validates the config named by the environment."""
-    from lambdagate.logs import configure
-
-    debug = os.environ.get("LAMBDAGATE_DEBUG") == "1"
-    configure(os.environ.get("LAMBDAGATE_LOG_FORMAT", "text"), debug)
+    settings = LogSettings.from_env()
+    configure_logs(settings)
     local = os.environ.get("LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT") or None
     loaded = load_config(os.environ["LAMBDAGATE_CONFIG"], LoadOptions(local_lambda_endpoint=local))
-    gateway = Gateway(loaded, debug=debug, local_lambda_endpoint=local,
-                      access_log_enabled=os.environ.get("LAMBDAGATE_ACCESS_LOG", "1") == "1")
-    return Admission(gateway, gateway.options)
+    return Gateway(loaded, debug=os.environ.get("LAMBDAGATE_DEBUG") == "1", local_lambda_endpoint=local,
+                   log_settings=settings, metrics_dir=os.environ.get("LAMBDAGATE_METRICS_DIR") or None)

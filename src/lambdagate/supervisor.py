@@ -56,6 +56,37 @@ class ConfigSnapshots:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class MetricsListener:
+    """`telemetry/metrics`: the workers write snapshots into a private directory; this process serves their sum
+    on its own listener, never on the API's port."""
+
+    def __init__(self, directory: str, server) -> None:
+        self.directory = directory
+        self.server = server
+
+    @classmethod
+    def start(cls, service) -> MetricsListener | None:
+        from lambdagate.telemetry.metrics import MetricsExporter, metrics_options, parse_listen_address
+
+        options = metrics_options(service)
+        if options is None:
+            return None
+        host, port = parse_listen_address(options.listen_address)
+        directory = tempfile.mkdtemp(prefix="lambdagate-metrics-")
+        try:
+            server = MetricsExporter(directory).serve(host, port)
+        except OSError:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        os.environ["LAMBDAGATE_METRICS_DIR"] = directory  # where the workers write
+        log.info("metrics on http://%s:%d/metrics", host, port)
+        return cls(directory, server)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 def serve(snapshots: ConfigSnapshots, loaded: LoadedConfig, *, host: str, port: int, workers: int,
           watch: bool) -> None:
     from granian.constants import Interfaces, Loops

@@ -74,6 +74,7 @@ class InvokeResult:
     executed_version: str | None
     request_id: str | None  # x-amzn-RequestId
     log_result: str | None  # X-Amz-Log-Result (base64), with log_type="Tail"
+    attempts: int = 1  # how many Invoke calls it took (1 + retries)
 
 
 class LambdaError(Exception):
@@ -88,6 +89,7 @@ class LambdaError(Exception):
         self.request_id = request_id
         self.retry_after = retry_after
         self.retryable = retryable
+        self.attempts = 1  # set by LambdaInvoker.invoke to the number of Invoke calls made
 
     def __str__(self) -> str:
         status = f" (HTTP {self.status})" if self.status else ""
@@ -211,10 +213,11 @@ class LambdaInvoker:
 
     async def invoke(self, function_name: str, payload: bytes, *, deadline: float, qualifier: str | None = None,
                      invocation_type: str = "RequestResponse", log_type: str | None = None,
-                     request_id: str | None = None) -> InvokeResult:
+                     request_id: str | None = None, trace_header: str | None = None) -> InvokeResult:
         """Invoke ``function_name`` with ``payload``; ``deadline`` is an absolute ``loop.time()``.
 
-        ``request_id`` (the gateway's own id) only appears in log lines.
+        ``request_id`` (the gateway's own id) only appears in log lines. ``trace_header`` is sent as
+        X-Amzn-Trace-Id, unsigned, as botocore does.
         """
         loop = asyncio.get_running_loop()
         url, path, query = self._target(function_name, qualifier)
@@ -230,8 +233,12 @@ class LambdaInvoker:
                     raise last_exc
                 raise LambdaDeadlineError(f"deadline passed before invoking {function_name}", code="Timeout")
             try:
-                return await self._attempt(url, path, query, signed_headers, payload, deadline, function_name)
+                result = await self._attempt(url, path, query, signed_headers, payload, deadline, function_name,
+                                             trace_header)
+                result.attempts = attempt
+                return result
             except LambdaError as exc:
+                exc.attempts = attempt
                 if not exc.retryable or attempt >= self._max_attempts:
                     raise
                 last_exc = exc
@@ -248,11 +255,13 @@ class LambdaInvoker:
                 await asyncio.sleep(delay)
 
     async def _attempt(self, url: URL, path: str, query: str, signed_headers: dict[str, str], payload: bytes,
-                       deadline: float, function_name: str) -> InvokeResult:
+                       deadline: float, function_name: str, trace_header: str | None = None) -> InvokeResult:
         headers = self._signer.sign("POST", self._host, path, query, signed_headers, payload,
                                     self._credentials.current())
         headers.update(signed_headers)
         headers["Content-Type"] = "application/json"
+        if trace_header:
+            headers["X-Amzn-Trace-Id"] = trace_header
         timeout = deadline_at(deadline)  # asyncio.timeout_at semantics without a loop timer per call
         try:
             with timeout:

@@ -25,6 +25,10 @@ class Resources:
     local_lambda_endpoint: str | None = None
     max_response_bytes: int = 64 * 1024 * 1024
     shared: dict[Any, Any] = field(default_factory=dict)
+    metrics: Any = None  # telemetry.metrics.WorkerMetrics when `telemetry/metrics` is on
+    backend_metrics: bool = False  # per-backend call series (off with backend_disabled/proxy_disabled)
+    tracing: Any = None  # telemetry.tracing.Tracing when `telemetry/opentelemetry` is on
+    record_calls: bool = False  # the access log lists each backend call with its outcome
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:

@@ -110,6 +110,9 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
         headers["x-forwarded-for"] = req.client_ip
         if req.host:
             headers["x-forwarded-host"] = req.host
+        headers["x-request-id"] = req.request_id
+        if req.trace_headers:
+            headers.update(req.trace_headers)
         try:
             async with session.request(method, url, headers=headers,
                                        data=req.body if send_body else None) as resp:

@@ -7,17 +7,19 @@ HTTP reply for proxy-shaped replies on a single-backend endpoint). See the READM
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 import os
 import re
+from time import perf_counter
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from lambdagate.aws.credentials import CredentialProvider, NoCredentialsError, resolve_region
-from lambdagate.aws.invoke import (LambdaDeadlineError, LambdaError, LambdaInvoker, LambdaServiceError,
+from lambdagate.aws.invoke import (InvokeResult, LambdaDeadlineError, LambdaError, LambdaInvoker, LambdaServiceError,
                                    is_valid_function_reference, max_attempts_from_max_retries)
 from lambdagate.aws.sigv4 import Credentials
 from lambdagate.backends import register_backend_type
@@ -133,6 +135,15 @@ async def _credentials(cfg: LambdaConfig, ctx: BuildContext) -> CredentialProvid
     return provider
 
 
+def _invoke_outcome(err: LambdaError) -> str:
+    """An Invoke failure as a metrics outcome: throttled, timeout or aws_error."""
+    if err.status == 429:
+        return "throttled"
+    if isinstance(err, LambdaDeadlineError) or err.code in ("Timeout", "ConnectTimeout"):
+        return "timeout"
+    return "aws_error"
+
+
 def _function_error(result_payload: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(result_payload)
@@ -194,6 +205,46 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
             log.error("AWS refused the credentials or signature for %s: %s request_id=%s", where, err.code, req.request_id)
         return BackendError("the backend failed", status=500, cause=cause)
 
+    metrics, tracing = resources.metrics, resources.tracing
+    region = cfg.resolved_region or None
+    static_stats = metrics.function(static_name) if metrics is not None and static_name else None
+
+    async def invoke(name: str, payload: bytes, req: ProxyRequest) -> InvokeResult:
+        """One Invoke (with its retries), measured per function and traced when those are on."""
+        if metrics is None and tracing is None:
+            return await invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier,
+                                        invocation_type=invocation_type, request_id=req.request_id)
+        stats = static_stats or (metrics.function(name) if metrics is not None else None)
+        started = perf_counter()
+        outcome, attempts = "aws_error", 1
+        try:
+            if tracing is None:
+                result = await invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier,
+                                              invocation_type=invocation_type, request_id=req.request_id)
+            else:
+                with tracing.invoke_span(name, region) as span:
+                    try:
+                        result = await invoker.invoke(
+                            name, payload, deadline=req.deadline, qualifier=qualifier, invocation_type=invocation_type,
+                            request_id=req.request_id, trace_header=span.headers().get("x-amzn-trace-id"))
+                    except LambdaError as err:
+                        span.set(_invoke_outcome(err), err.attempts - 1, err.request_id)
+                        raise
+                    span.set("function_error" if result.function_error else "success", result.attempts - 1,
+                             result.request_id)
+            outcome = "function_error" if result.function_error else "success"
+            attempts = result.attempts
+            return result
+        except LambdaError as err:
+            outcome, attempts = _invoke_outcome(err), err.attempts
+            raise
+        except (TimeoutError, asyncio.CancelledError):
+            outcome = "timeout"
+            raise
+        finally:
+            if stats is not None:
+                stats.observe(outcome, perf_counter() - started, attempts - 1)
+
     async def call(req: ProxyRequest) -> ProxyResponse:
         name = static_name or function_from_url(req)
         payload = build_payload(req)
@@ -201,8 +252,7 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
             raise BackendError("request payload too large", status=413,
                                cause=f"payload of {len(payload)} bytes exceeds Lambda's {payload_limit}")
         try:
-            result = await invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier,
-                                          invocation_type=invocation_type, request_id=req.request_id)
+            result = await invoke(name, payload, req)
         except LambdaServiceError as err:
             raise service_failure(err, name, req) from None
         except LambdaDeadlineError as err:
@@ -267,7 +317,7 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
 
     details_key = f"error_{backend.group or f'backend{ctx.backend_index}'}" if details_wanted else None
     return BuiltBackend(call, f"lambda {static_name or '{' + (param or '') + '}'} @ {endpoint_url or cfg.resolved_region}",
-                        details_key)
+                        details_key, kind="lambda")
 
 
 register_backend_type(NAMESPACE, lambda_backend)

@@ -37,6 +37,11 @@ def _body(req: ProxyRequest) -> tuple[str | None, bool]:
         return base64.b64encode(req.body).decode("ascii"), True
 
 
+def _event_headers(req: ProxyRequest) -> dict[str, str]:
+    """The allowed request headers, plus the trace context (traceparent, X-Amzn-Trace-Id) when tracing is on."""
+    return {**req.headers, **req.trace_headers} if req.trace_headers else dict(req.headers)
+
+
 def _clf_time(now: float) -> str:
     return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
 
@@ -49,13 +54,14 @@ def apigateway_v1_payload(resource: str, stage: str = "$default") -> PayloadBuil
         for key, value in req.query:
             query.setdefault(key, []).append(value)
         path = unquote(req.path)
+        headers = _event_headers(req)
         event: dict[str, Any] = {
             "version": "1.0",
             "resource": resource,
             "path": path,
             "httpMethod": req.method,
-            "headers": dict(req.headers),
-            "multiValueHeaders": {k: [v] for k, v in req.headers.items()},
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
             "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
             "multiValueQueryStringParameters": query or None,
             "pathParameters": dict(req.params) or None,
@@ -65,7 +71,7 @@ def apigateway_v1_payload(resource: str, stage: str = "$default") -> PayloadBuil
                 "apiId": "lambdagate",
                 "domainName": req.host,
                 "httpMethod": req.method,
-                "identity": {"sourceIp": req.client_ip, "userAgent": req.headers.get("user-agent")},
+                "identity": {"sourceIp": req.client_ip, "userAgent": headers.get("user-agent")},
                 "path": path,
                 "protocol": "HTTP/1.1",
                 "requestId": req.request_id,
@@ -88,7 +94,7 @@ def apigateway_v2_payload(method: str, resource: str, stage: str = "$default") -
     def build(req: ProxyRequest) -> bytes:
         now = time.time()
         body, is_b64 = _body(req)
-        headers = dict(req.headers)
+        headers = _event_headers(req)
         cookie_header = headers.pop("cookie", None)
         query: dict[str, str] = {}
         for key, value in req.query:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, Awaitable, Callable
 
 from lambdagate.config.model import BackendConfig, EndpointConfig, ServiceConfig
+from lambdagate.errors import BackendError
 from lambdagate.pipeline.fanout import BackendSlot, call_all, call_one
 from lambdagate.pipeline.formatter import Formatter, build_formatter
 from lambdagate.pipeline.render import Renderer, Reply
@@ -35,9 +38,37 @@ class BuiltBackend:
     call: Backend
     label: str
     details_key: str | None = None
+    kind: str = "http"  # for traces: "http" or "lambda"
 
 
 BackendFactory = Callable[[BackendConfig, BuildContext], Awaitable[BuiltBackend]]
+
+
+def observed(call: Backend, label: str, stats: Any, record: bool) -> Backend:
+    """Time one backend's calls and classify them (success, error, timeout): into its metrics (`stats`, a
+    telemetry.metrics.BackendStats, or None) and, with `record`, into the request's list for the access log."""
+
+    async def call_observed(req: ProxyRequest) -> ProxyResponse:
+        started = perf_counter()
+        outcome = "error"
+        try:
+            resp = await call(req)
+            outcome = "error" if resp.status >= 500 else "success"
+            return resp
+        except BackendError as exc:
+            outcome = "timeout" if exc.timed_out else "error"
+            raise
+        except (TimeoutError, asyncio.CancelledError):  # the endpoint's deadline cancelled the call
+            outcome = "timeout"
+            raise
+        finally:
+            seconds = perf_counter() - started
+            if stats is not None:
+                stats.observe(outcome, seconds)
+            if record and req.calls is not None:
+                req.calls.append((label, outcome, round(seconds * 1000, 2)))
+
+    return call_observed
 
 
 def with_formatter(call: Backend, formatter: Formatter) -> Backend:
@@ -76,6 +107,13 @@ async def build_endpoint(service: ServiceConfig, endpoint: EndpointConfig, resou
         formatter = build_formatter(backend)
         if formatter is not None and backend.encoding != "no-op":
             call = with_formatter(call, formatter)
+        # Telemetry wrappers only when it is on: a feature that is off costs nothing per request.
+        tracing, metrics = resources.tracing, resources.metrics
+        if tracing is not None:
+            call = tracing.wrap_backend(call, label=built.label, kind=built.kind)
+        stats = metrics.backend(endpoint.endpoint, endpoint.method, built.label) if resources.backend_metrics else None
+        if stats is not None or resources.record_calls:
+            call = observed(call, built.label, stats, resources.record_calls)
         slots.append(BackendSlot(call, f"{ctx.path} ({built.label})", built.details_key))
     timeout = endpoint.timeout or service.timeout
     encoding = endpoint.output_encoding or service.output_encoding

@@ -1,0 +1,230 @@
+"""Logs: readable text or one JSON object per line, the `telemetry/logging` namespace, and the access log.
+
+Every line goes through one `LineWriter` per process. In a worker it buffers: lines are written every 100 ms,
+when 4 KiB wait, or at once for warnings and errors. Each write holds whole lines and at most PIPE_BUF bytes,
+so workers sharing a pipe never mix their lines. The access log bypasses `logging` (its lock and record
+object cost more than the line itself): `AccessLog.write` formats straight into the buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
+
+from lambdagate.config.loader import parse_namespace_model
+from lambdagate.config.namespaces import Namespace, NamespaceContext, register
+
+NAMESPACE = "telemetry/logging"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_PIPE_BUF = 4096  # POSIX minimum: writes up to this size to a pipe are atomic
+
+
+class LoggingOptions(BaseModel):
+    """KrakenD's `telemetry/logging`; `syslog` and `custom_format` are accepted but not supported."""
+
+    model_config = ConfigDict(extra="allow")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    prefix: StrictStr = ""
+    stdout: StrictBool = False  # True: stdout; otherwise stderr (KrakenD would print nothing without syslog)
+    syslog: StrictBool = False
+    format: Literal["default", "logstash", "custom"] = "default"  # logstash → JSON lines
+
+
+def _parse(value: Any, ctx: NamespaceContext) -> LoggingOptions:
+    options = parse_namespace_model(LoggingOptions, value, ctx, '{"level": "INFO", "stdout": true}',
+                                    {"level": f"must be one of {', '.join(LEVELS)}",
+                                     "format": 'must be "default", "logstash" (JSON lines) or "custom"'})
+    if options.syslog:
+        ctx.warnings.append(("syslog", "syslog is not supported; logs go to stderr (or stdout with \"stdout\": true)"))
+    if options.format == "custom":
+        ctx.warnings.append(("format", "custom formats are not supported; the default text format is used"))
+    return options
+
+
+register(Namespace(NAMESPACE, "service", _parse))
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How this process logs: the config's `telemetry/logging`, overridden by the command line."""
+
+    format: str = "text"  # "text" | "json"
+    level: str = "INFO"
+    prefix: str = ""
+    stdout: bool = False
+    access: bool = True  # one line per request (INFO): off with --no-access-log or a level above INFO
+
+    @classmethod
+    def resolve(cls, options: LoggingOptions | None, *, log_format: str | None = None, level: str | None = None,
+                debug: bool = False, access: bool = True) -> LogSettings:
+        options = options or LoggingOptions()
+        fmt = log_format or ("json" if options.format == "logstash" else "text")
+        lvl = "DEBUG" if debug else (level or options.level).upper()
+        return cls(fmt, lvl, options.prefix, options.stdout, access and LEVELS.index(lvl) <= LEVELS.index("INFO"))
+
+    def to_env(self) -> dict[str, str]:
+        return {"LAMBDAGATE_LOG_FORMAT": self.format, "LAMBDAGATE_LOG_LEVEL": self.level,
+                "LAMBDAGATE_LOG_PREFIX": self.prefix, "LAMBDAGATE_LOG_STDOUT": "1" if self.stdout else "0",
+                "LAMBDAGATE_ACCESS_LOG": "1" if self.access else "0"}
+
+    @classmethod
+    def from_env(cls) -> LogSettings:
+        env = os.environ
+        return cls(env.get("LAMBDAGATE_LOG_FORMAT", "text"), env.get("LAMBDAGATE_LOG_LEVEL", "INFO"),
+                   env.get("LAMBDAGATE_LOG_PREFIX", ""), env.get("LAMBDAGATE_LOG_STDOUT") == "1",
+                   env.get("LAMBDAGATE_ACCESS_LOG", "1") == "1")
+
+
+class LineWriter:
+    """Whole lines to a file descriptor; buffered only while `run()` flushes them (in a worker's loop)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.buffering = False
+
+    def write(self, line: bytes, urgent: bool = False) -> None:
+        if len(self.buffer) + len(line) > _PIPE_BUF:
+            self.flush()
+        self.buffer += line
+        if urgent or not self.buffering:
+            self.flush()
+
+    def flush(self) -> None:
+        data, self.buffer = bytes(self.buffer), bytearray()
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view):]
+            except BlockingIOError:  # a non-blocking stdout that is full: wait for room rather than drop lines
+                select.select([], [self.fd], [], 1.0)
+            except OSError:  # closed or broken: logging must never take the server down
+                return
+
+    async def run(self, interval: float = 0.1) -> None:
+        self.buffering = True
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                if self.buffer:
+                    self.flush()
+        finally:
+            self.buffering = False
+            self.flush()
+
+
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_clock = {"second": -1, "text": ""}
+
+
+def timestamp(now: float) -> str:
+    """ISO 8601 UTC with milliseconds; the part up to the second is formatted once per second."""
+    second = int(now)
+    if second != _clock["second"]:
+        _clock["second"], _clock["text"] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_clock['text']}.{int((now - second) * 1000):03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = f"{prefix} " if prefix else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self.prefix}{timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"time": timestamp(record.created), "level": record.levelname, "logger": record.name,
+                                 "message": record.getMessage()}
+        if self.prefix:
+            entry["prefix"] = self.prefix
+        for key, value in vars(record).items():
+            if key not in _STD_ATTRS:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class LineHandler(logging.Handler):
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 - a broken log call must not break the request
+            self.handleError(record)
+            return
+        self.writer.write(line.encode("utf-8", "replace") + b"\n", urgent=record.levelno >= logging.WARNING)
+
+
+_writer: LineWriter | None = None
+
+
+def configure(settings: LogSettings) -> LineWriter:
+    """Set up the `lambdagate` loggers for this process; returns the process's line writer."""
+    global _writer
+    fd = (sys.stdout if settings.stdout else sys.stderr).fileno()
+    if _writer is None or _writer.fd != fd:
+        if _writer is not None:
+            _writer.flush()
+        _writer = LineWriter(fd)
+    handler = LineHandler(_writer)
+    handler.setFormatter(JsonFormatter(settings.prefix) if settings.format == "json" else TextFormatter(settings.prefix))
+    root = logging.getLogger("lambdagate")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level)
+    root.propagate = False
+    return _writer
+
+
+class AccessLog:
+    """One line per request, written straight into the process's line writer."""
+
+    def __init__(self, settings: LogSettings, writer: LineWriter) -> None:
+        self.json = settings.format == "json"
+        self.prefix = f"{settings.prefix} " if settings.prefix and not self.json else ""
+        self.json_prefix = settings.prefix
+        self.writer = writer
+
+    def write(self, method: str, route: str | None, path: str, status: int, duration_ms: float, size: int,
+              request_id: str, client_ip: str, calls: list[tuple[str, str, float]] | None) -> None:
+        now = time.time()
+        if self.json:
+            entry: dict[str, Any] = {
+                "time": timestamp(now), "level": "INFO", "logger": "lambdagate.access",
+                "message": f"{method} {path} {status}", "method": method,
+                "route": route, "path": path, "status": status, "duration_ms": duration_ms, "bytes": size,
+                "request_id": request_id, "client_ip": client_ip,
+                "backends": [{"backend": b, "outcome": o, "duration_ms": d} for b, o, d in calls or ()],
+            }
+            if self.json_prefix:
+                entry["prefix"] = self.json_prefix
+            self.writer.write(orjson.dumps(entry) + b"\n")
+            return
+        backends = "".join(f' backend="{b}" {o} {d:.2f}ms;' for b, o, d in calls or ())
+        self.writer.write(
+            f"{self.prefix}{timestamp(now)} INFO lambdagate.access: {method} {path} {status} {duration_ms:.2f}ms "
+            f"{size}B route={route or '-'} client={client_ip} request_id={request_id}{backends}\n"
+            .encode("utf-8", "replace"))

@@ -1,0 +1,273 @@
+"""Prometheus metrics: the `telemetry/metrics` namespace, worker snapshots, and /metrics summed over them."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lambdagate.config import load_config
+from lambdagate.errors import ConfigError
+from lambdagate.telemetry.metrics import (
+    LATENCY_BUCKETS,
+    MAX_FUNCTIONS,
+    MetricsExporter,
+    MetricsOptions,
+    WorkerMetrics,
+    metrics_options,
+    parse_listen_address,
+)
+from tests.support.procs import free_port
+
+EXAMPLE = 'write it like ":9091" (all interfaces) or "127.0.0.1:9091"'
+PATH = 'extra_config["telemetry/metrics"]'
+
+# --- the namespace, through the real loader ---------------------------------------------------------------
+
+
+def load(tmp_path: Path, metrics: Any = None) -> Any:
+    doc: dict = {"version": 3, "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]}]}
+    if metrics is not None:
+        doc["extra_config"] = {"telemetry/metrics": metrics}
+    path = tmp_path / "krakend.json"
+    path.write_bytes(orjson.dumps(doc))
+    return load_config(path)
+
+
+def config_errors(tmp_path: Path, metrics: Any) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, metrics)
+    return [str(i) for i in info.value.issues]
+
+
+def test_metrics_are_off_without_the_namespace_and_on_with_an_empty_one(tmp_path: Path) -> None:
+    assert metrics_options(load(tmp_path).service) is None
+    options = metrics_options(load(tmp_path, {}).service)
+    assert options == MetricsOptions()
+    assert (options.address, options.collection_time, options.endpoint_metrics, options.backend_metrics) == (
+        ("0.0.0.0", 9091), 60.0, True, True)
+
+
+def test_good_values_are_parsed(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {"listen_address": "127.0.0.1:9100", "collection_time": "30s", "router_disabled": True,
+                             "proxy_disabled": True})
+    options = metrics_options(loaded.service)
+    assert loaded.warnings == []
+    assert (options.address, options.collection_time) == (("127.0.0.1", 9100), 30.0)
+    assert (options.endpoint_metrics, options.backend_metrics) == (False, False)
+    options = metrics_options(load(tmp_path, {"endpoint_disabled": True}).service)
+    assert (options.endpoint_metrics, options.backend_metrics) == (False, True)
+    options = metrics_options(load(tmp_path, {"backend_disabled": True}).service)
+    assert (options.endpoint_metrics, options.backend_metrics) == (True, False)
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    (":9091", ("0.0.0.0", 9091)), ("127.0.0.1:1", ("127.0.0.1", 1)), ("localhost:65535", ("localhost", 65535)),
+    ("[::1]:9091", ("::1", 9091)), ("[::]:80", ("::", 80)),
+])
+def test_listen_addresses(text: str, address: tuple[str, int]) -> None:
+    assert parse_listen_address(text) == address
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("9091", f"'9091' is not a listen address: {EXAMPLE}"),
+    ("127.0.0.1", f"'127.0.0.1' is not a listen address: {EXAMPLE}"),
+    ("host:http", f"'host:http' is not a listen address: {EXAMPLE}"),
+    ("::1:9091", f"'::1:9091' is not a listen address: {EXAMPLE}"),
+    (":0", f"port 0 is out of range 1-65535: {EXAMPLE}"),
+    (":70000", f"port 70000 is out of range 1-65535: {EXAMPLE}"),
+    ("[nope]:9091", f"[nope] is not an IPv6 address: {EXAMPLE}"),
+    (9091, f"9091 is not a listen address: {EXAMPLE}"),
+])
+def test_bad_listen_address_names_its_path(tmp_path: Path, value: Any, message: str) -> None:
+    assert config_errors(tmp_path, {"listen_address": value}) == [f"{PATH}.listen_address: {message}"]
+
+
+def test_other_bad_values(tmp_path: Path) -> None:
+    assert config_errors(tmp_path, {"router_disabled": "yes", "collection_time": "soon"}) == [
+        f"{PATH}.collection_time: malformed duration 'soon': write it like \"3s\", \"500ms\" or \"1m30s\"",
+        f"{PATH}.router_disabled: Input should be a valid boolean, got str 'yes'"]
+    assert config_errors(tmp_path, [":9091"]) == [
+        f'{PATH}: must be an object such as {{"listen_address": "127.0.0.1:9091"}}']
+
+
+def test_unknown_key_is_warned_about(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {"export_as": "prometheus"})
+    assert [str(w) for w in loaded.warnings] == [f"{PATH}.export_as: not supported, ignored"]
+    assert metrics_options(loaded.service) is not None
+
+
+# --- workers write snapshots, the exporter sums them over real HTTP ---------------------------------------
+
+
+@pytest.fixture
+def scrape(tmp_path: Path) -> Iterator[Any]:
+    """Fetch /metrics of an exporter over `tmp_path`: its text, or with parse=True {sample name: {labels: value}}."""
+    server = MetricsExporter(tmp_path).serve("127.0.0.1", port := free_port())
+
+    def fetch(parse: bool = True) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            assert reply.headers["Content-Type"].startswith("text/plain")
+            text = reply.read().decode()
+        if not parse:
+            return text
+        samples: dict[str, dict[tuple, float]] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+        return samples
+
+    yield fetch
+    server.shutdown()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()  # reaped: the pid names no process now
+    return proc.pid
+
+
+def labels(**kw: str) -> tuple:
+    return tuple(sorted(kw.items()))
+
+
+def test_counters_and_histograms_are_summed_over_workers(tmp_path: Path, scrape: Any) -> None:
+    one, two = WorkerMetrics(tmp_path), WorkerMetrics(tmp_path, pid=dead_pid())
+    for worker in (one, two):
+        users = worker.endpoint("GET", "/users/{id}")
+        users.observe(200, 0.003)
+        users.observe(200, 0.001)  # on a bound: counted in that bucket (le)
+        worker.backend("/users/{id}", "GET", "http://svc/u").observe("success", 0.002)
+        worker.function("users").observe("throttled", 0.2, retries=2)
+        worker.in_flight = 4
+    one.endpoint("GET", "/users/{id}").observe(404, 99.0)  # beyond the last bound: +Inf only
+    one.endpoint("POST", "/users").observe(201, 0.5)
+    one.flush()
+    two.flush()
+
+    samples = scrape()
+    ep = labels(endpoint="/users/{id}", method="GET")
+    assert samples["lambdagate_requests_total"] == {
+        labels(endpoint="/users/{id}", method="GET", status="200"): 4,
+        labels(endpoint="/users/{id}", method="GET", status="404"): 1,
+        labels(endpoint="/users", method="POST", status="201"): 1}
+    buckets = {dict(k)["le"]: v for k, v in samples["lambdagate_request_duration_seconds_bucket"].items()
+               if dict(k)["endpoint"] == "/users/{id}"}
+    assert list(buckets) == [str(b) for b in LATENCY_BUCKETS] + ["+Inf"]
+    assert (buckets["0.001"], buckets["0.0025"], buckets["0.005"], buckets["30.0"], buckets["+Inf"]) == (2, 2, 4, 4, 5)
+    assert list(buckets.values()) == sorted(buckets.values())  # cumulative
+    assert samples["lambdagate_request_duration_seconds_count"][ep] == 5
+    assert samples["lambdagate_request_duration_seconds_sum"][ep] == pytest.approx(2 * 0.004 + 99.0)
+
+    backend = labels(endpoint="/users/{id}", method="GET", backend="http://svc/u")
+    assert samples["lambdagate_backend_calls_total"] == {labels(**dict(backend), outcome="success"): 2}
+    assert samples["lambdagate_backend_call_duration_seconds_count"] == {backend: 2}
+    assert samples["lambdagate_lambda_invocations_total"] == {labels(function="users", outcome="throttled"): 2}
+    assert samples["lambdagate_lambda_retries_total"] == {labels(function="users"): 4}
+    assert samples["lambdagate_lambda_invocation_duration_seconds_sum"] == {labels(function="users"): pytest.approx(0.4)}
+    # The dead worker's counts stay, but only the live one is in flight.
+    assert samples["lambdagate_in_flight_requests"] == {(): 4}
+    assert samples["lambdagate_workers"] == {(): 1}
+
+
+def test_metric_names_are_exact(tmp_path: Path, scrape: Any) -> None:
+    worker = WorkerMetrics(tmp_path)
+    worker.endpoint("GET", "/a").observe(200, 0.01)
+    worker.backend("/a", "GET", "b").observe("error", 0.01)
+    worker.function("f").observe("success", 0.01, retries=1)
+    worker.flush()
+    text = scrape(parse=False)
+    types = dict(line.split()[2:] for line in text.splitlines() if line.startswith("# TYPE"))
+    assert types == {
+        "lambdagate_requests_total": "counter", "lambdagate_request_duration_seconds": "histogram",
+        "lambdagate_backend_calls_total": "counter", "lambdagate_backend_call_duration_seconds": "histogram",
+        "lambdagate_lambda_invocations_total": "counter", "lambdagate_lambda_retries_total": "counter",
+        "lambdagate_lambda_invocation_duration_seconds": "histogram",
+        "lambdagate_in_flight_requests": "gauge", "lambdagate_workers": "gauge"}
+    assert 'lambdagate_requests_total{endpoint="/a",method="GET",status="200"} 1.0' in text
+    assert 'lambdagate_backend_calls_total{backend="b",endpoint="/a",method="GET",outcome="error"} 1.0' in text
+
+
+def test_bad_files_are_skipped(tmp_path: Path, scrape: Any, caplog: pytest.LogCaptureFixture) -> None:
+    worker = WorkerMetrics(tmp_path)
+    worker.endpoint("GET", "/a").observe(200, 0.01)
+    worker.flush()
+    (tmp_path / "1-1.json").write_bytes(b'{"pid": 1, "in_flight": 3, "requests": [{"lab')  # cut short
+    (tmp_path / "2-2.json").write_bytes(orjson.dumps({"pid": 2, "in_flight": 0, "requests": [
+        {"labels": {"endpoint": "/a", "method": "GET"}, "counts": {"200": 5}, "buckets": [5], "sum": 1, "count": 5}]}))
+    (tmp_path / "3-3.json").write_bytes(b'[]')
+    (tmp_path / "4-4.tmp").write_bytes(b"half")  # a write in progress is not read at all
+
+    samples = scrape()
+    assert samples["lambdagate_requests_total"] == {labels(endpoint="/a", method="GET", status="200"): 1}
+    assert samples["lambdagate_workers"] == {(): 1}
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skipped) == 3 and not any("4-4" in m for m in skipped)
+    scrape()
+    assert len([r for r in caplog.records if "skipping" in r.getMessage()]) == 3  # once per file
+
+
+def test_function_names_are_capped(tmp_path: Path, scrape: Any) -> None:
+    worker = WorkerMetrics(tmp_path)
+    stats = [worker.function(f"fn-{i}") for i in range(MAX_FUNCTIONS + 5)]
+    assert worker.function("fn-0") is stats[0]
+    assert len({id(s) for s in stats}) == MAX_FUNCTIONS + 1
+    assert stats[-1] is stats[-5] is worker.function("yet-another")
+    for s in stats:
+        s.observe("success", 0.01)
+    worker.flush()
+
+    counts = scrape()["lambdagate_lambda_invocations_total"]
+    assert len(counts) == MAX_FUNCTIONS + 1
+    assert counts[labels(function="_other", outcome="success")] == 5
+    assert counts[labels(function="fn-999", outcome="success")] == 1
+
+
+def test_snapshot_is_written_only_when_something_changed(tmp_path: Path) -> None:
+    worker = WorkerMetrics(tmp_path)
+    stats = worker.endpoint("GET", "/a")
+    worker.flush()
+    assert worker.path.exists() and worker.path.name.startswith(f"{worker.pid}-")
+    worker.path.unlink()  # a rewrite would bring it back
+    worker.flush()
+    assert not worker.path.exists()
+    stats.observe(200, 0.01)
+    worker.flush()
+    assert orjson.loads(worker.path.read_bytes())["requests"][0]["count"] == 1
+    worker.path.unlink()
+    worker.in_flight += 1
+    worker.flush()
+    assert orjson.loads(worker.path.read_bytes())["in_flight"] == 1
+    worker.close()
+    assert orjson.loads(worker.path.read_bytes())["in_flight"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [worker.path.name]  # no tmp file left behind
+
+
+def test_run_flushes_in_the_background(tmp_path: Path) -> None:
+    worker = WorkerMetrics(tmp_path, flush_interval=0.01)
+
+    async def main() -> None:
+        task = asyncio.create_task(worker.run())
+        worker.backend("/a", "GET", "b").observe("timeout", 1.0)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if worker.path.exists():
+                break
+        task.cancel()
+
+    asyncio.run(main())
+    assert orjson.loads(worker.path.read_bytes())["backend_calls"][0]["counts"] == {"timeout": 1}
+
+
+def test_same_labels_give_the_same_stats(tmp_path: Path) -> None:
+    worker = WorkerMetrics(tmp_path)
+    assert worker.endpoint("GET", "/a") is worker.endpoint("GET", "/a")
+    assert worker.backend("/a", "GET", "b") is worker.backend("/a", "GET", "b")
+    assert worker.endpoint("GET", "/a") is not worker.endpoint("POST", "/a")
