@@ -115,6 +115,10 @@ def test_reload_refuses_invalid_and_swaps_valid_config(upstream, tmp_path):
         path.write_bytes(orjson.dumps(cfg))
         proc.proc.send_signal(signal.SIGHUP)
         _wait_for(lambda: http("GET", f"{url}/newer")[0] == 200, timeout=20)
+        # Where logs go and the metrics listener belong to the main process: the reload says they need a restart.
+        cfg.setdefault("extra_config", {})["telemetry/logging"] = {"level": "WARNING"}
+        path.write_bytes(orjson.dumps(cfg))
+        _wait_for(lambda: "telemetry/logging changed; it applies at the next restart" in proc.log())
     finally:
         proc.stop()
 

@@ -82,9 +82,31 @@ def _check(args: argparse.Namespace) -> int:
         names = ", ".join("+".join(b.namespaces) if is_typed_backend(b) else "http" for b in endpoint.backend)
         print(f"  {endpoint.method:7} {endpoint.endpoint}  → {len(endpoint.backend)} backend(s): {names}")
     print("  backends: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    telemetry = _telemetry_summary(service)
+    if telemetry:
+        print(f"  telemetry: {telemetry}")
     for warning in loaded.warnings:
         print(f"  warning: {warning}")
     return 0
+
+
+def _telemetry_summary(service) -> str:
+    from lambdagate.telemetry.logs import NAMESPACE as LOGGING
+    from lambdagate.telemetry.metrics import metrics_options
+    from lambdagate.telemetry.tracing import tracing_options
+
+    parts = []
+    logging_options = service.namespaces.get(LOGGING)
+    if logging_options is not None:
+        parts.append(f"logs {logging_options.level}{' JSON' if logging_options.format == 'logstash' else ''}"
+                     f" to {'stdout' if logging_options.stdout else 'stderr'}")
+    metrics = metrics_options(service)
+    if metrics is not None:
+        parts.append(f"metrics on http://{metrics.listen_address}/metrics")
+    tracing = tracing_options(service)
+    if tracing is not None:
+        parts.append(f"traces sampled at {tracing.trace_sample_rate:g}")
+    return ", ".join(parts)
 
 
 def _run(args: argparse.Namespace) -> int:

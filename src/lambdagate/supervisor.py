@@ -21,6 +21,8 @@ from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_opt
 from lambdagate.errors import ConfigError, ConfigIssue
 
 log = logging.getLogger("lambdagate")
+# Read by this process at start (where logs go, the metrics listener): a reload cannot change them.
+RESTART_ONLY = ("telemetry/logging", "telemetry/metrics")
 
 
 class ConfigSnapshots:
@@ -104,12 +106,15 @@ def serve(snapshots: ConfigSnapshots, loaded: LoadedConfig, *, host: str, port: 
 
     def reload(reason: str) -> None:
         try:
-            snapshots.take()
+            new = snapshots.take()
         except ConfigError as exc:
             log.error("reload (%s) refused, the previous config keeps serving: %d error(s)", reason, len(exc.issues))
             for issue in exc.issues:
                 log.error("  error: %s", issue)
             return
+        for namespace in RESTART_ONLY:
+            if new.service.namespaces.get(namespace) != loaded.service.namespaces.get(namespace):
+                log.warning("reload (%s): %s changed; it applies at the next restart", reason, namespace)
         os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)  # what respawned workers will load
         log.info("reload (%s): config is valid, respawning workers", reason)
         server.signal_handler_reload()
