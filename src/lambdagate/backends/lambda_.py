@@ -316,8 +316,10 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
         return ProxyResponse({"content": value})
 
     details_key = f"error_{backend.group or f'backend{ctx.backend_index}'}" if details_wanted else None
-    return BuiltBackend(call, f"lambda {static_name or '{' + (param or '') + '}'} @ {endpoint_url or cfg.resolved_region}",
-                        details_key, kind="lambda")
+    # A stable label (it names metrics series): the local runtime's port changes on every start.
+    location = cfg.endpoint or ("local" if endpoint_url else cfg.resolved_region)
+    return BuiltBackend(call, f"lambda {static_name or '{' + (param or '') + '}'} @ {location}", details_key,
+                        kind="lambda")
 
 
 register_backend_type(NAMESPACE, lambda_backend)
