@@ -48,6 +48,7 @@ SCENARIOS = {
     "gateway_http_metrics": ("gateway_metrics", "/proxy"),
     "gateway_http_observed": ("gateway_observed", "/proxy"),
     "skeleton_asgi": ("skeleton_asgi", "/"),
+    "skeleton_equiv": ("skeleton_equiv", "/"),
     "skeleton_lambda": ("skeleton_lambda", "/"),
 }
 HALF_LOAD = ("skeleton", "gateway_http", "gateway_lambda")
@@ -99,6 +100,7 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
         "proxy": (["nginx", "-c", str(fixtures.proxy_conf(tmp, ports.get("proxy", 0), up)), "-e", str(tmp / "proxy.err")], cpu, None),
         "skeleton": (granian("skeleton:app", ports.get("skeleton", 0), "rsgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
         "skeleton_asgi": (granian("skeleton:app", ports.get("skeleton_asgi", 0), "asgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
+        "skeleton_equiv": (granian("skeleton_equiv:app", ports.get("skeleton_equiv", 0), "asgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
         "aiobotocore": (granian("aiobotocore_gateway:app", ports.get("aiobotocore", 0), "asgi"), cpu, {**env, "AIOBOTOCORE_ENDPOINT": f"http://127.0.0.1:{up}"}),
         "skeleton_lambda": (granian("skeleton_lambda:app", ports.get("skeleton_lambda", 0), "rsgi"), cpu, {**env, "LAMBDA_ENDPOINT": f"http://127.0.0.1:{up}"}),
         "gateway": (lambdagate("--port", str(ports.get("gateway", 0)), "--no-access-log"), cpu, env),
@@ -135,7 +137,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
 
     want = {
         "upstream": json.loads(fixtures.UPSTREAM_BODY), "proxy": json.loads(fixtures.UPSTREAM_BODY),
-        "skeleton": json.loads(fixtures.UPSTREAM_BODY), "skeleton_asgi": json.loads(fixtures.UPSTREAM_BODY),
+        "skeleton": json.loads(fixtures.UPSTREAM_BODY), "skeleton_asgi": json.loads(fixtures.UPSTREAM_BODY), "skeleton_equiv": json.loads(fixtures.UPSTREAM_BODY),
         "aiobotocore": json.loads(fixtures.LAMBDA_BODY), "skeleton_lambda": json.loads(fixtures.LAMBDA_BODY),
     }
     for name in scenarios:
@@ -204,7 +206,7 @@ def compare(args: argparse.Namespace) -> dict:
     names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_merge", "gateway_lambda",
                                 "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog",
                                 "gateway_http_metrics", "gateway_http_observed"]
-                               + ([] if quick else ["skeleton_asgi", "skeleton_lambda"]))
+                               + ([] if quick else ["skeleton_asgi", "skeleton_lambda", "skeleton_equiv"]))
     seconds = args.seconds or (3.0 if quick else 4.0)
     rounds = args.rounds or (1 if quick else 5)
     warmup = 1.0 if quick else 2.0
@@ -281,6 +283,7 @@ def ratios(s: dict) -> dict:
             "gateway_lambda_vs_aiobotocore": r("gateway_lambda", "aiobotocore_lambda"),
             "gateway_http_vs_nginx": r("gateway_http", "nginx"),
             "workers_2_vs_1": r("gateway_http_2workers", "gateway_http"),
+            "gateway_http_vs_skeleton_equiv": r("gateway_http", "skeleton_equiv"),
             "metrics_on_vs_off": r("gateway_http_metrics", "gateway_http"),
             "observed_vs_off": r("gateway_http_observed", "gateway_http")}
 
