@@ -30,9 +30,9 @@ def otlp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def lam(stub: str, function: str, **fields) -> dict:
-    return {"extra_config": {"backend/lambda": {"function_name": function, "endpoint": stub, "region": "us-east-1",
-                                                **fields}}}
+def lam(stub: str, function: str | None, **fields) -> dict:
+    named = {"function_name": function} if function else {}
+    return {"extra_config": {"backend/lambda": {**named, "endpoint": stub, "region": "us-east-1", **fields}}}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,13 @@ def gw(upstream, stub, otlp, tmp_path_factory) -> Iterator[tuple[Gateway, str]]:
             {"endpoint": "/obs/fn-error", "backend": [lam(stub, "unhandled")]},
             {"endpoint": "/obs/throttle", "backend": [lam(stub, "throttle")]},
             {"endpoint": "/obs/flaky", "backend": [lam(stub, "flaky-2", max_retries=3)]},
+            {"endpoint": "/obs/timeout", "backend": [lam(stub, "sandbox-timeout")]},
+            {"endpoint": "/obs/fn/{name}", "backend": [lam(stub, None, function_param_name="name")]},
+            {"endpoint": "/obs/creds", "backend": [{"host": [upstream.replace("//", "//user:s3cret@")],
+                                                    "url_pattern": "/echo/creds?api_key=k3y"}]},
+            {"endpoint": "/obs/partial", "timeout": "300ms", "backend": [
+                {"host": [upstream], "url_pattern": "/json/fast", "group": "fast"},
+                {"host": [upstream], "url_pattern": "/slow/2000", "group": "slow"}]},
             {"endpoint": "/obs/merge", "backend": [
                 {"host": [upstream], "url_pattern": "/json/a", "group": "http"},
                 {**lam(stub, "object"), "group": "fn"}]},
@@ -244,3 +251,50 @@ def test_trace_context_reaches_lambda(gw, otlp, stub):
     assert invoke["attributes"]["faas.invoked_name"] == "echo-v2"
     assert amzn.split("Parent=")[1].split(";")[0] == invoke["span_id"]
     assert by_name["GET /obs/v2"]["span_id"] == backend["parent_span_id"]
+
+
+def test_unmatched_refused_unknown_and_timed_out_are_counted(gw):
+    gateway, metrics_url = gw
+    time.sleep(1.2)
+    before = scrape(metrics_url)
+    assert http("GET", gateway.url + "/obs/nothing-here")[0] == 404
+    status, headers, _ = http("GET", gateway.url + "/obs/http?q=" + "a" * 9000)  # over max_url_length (8192)
+    assert status == 414 and headers["X-Request-Id"]  # refusals carry a request id too
+    assert http("GET", gateway.url + "/obs/fn/made-up-name")[0] == 404
+    assert http("GET", gateway.url + "/obs/timeout")[0] == 500
+
+    def delta(samples, name, **labels):
+        return value(samples, name, **labels) - value(before, name, **labels)
+
+    def settled():
+        s = scrape(metrics_url)
+        return s if delta(s, "lambdagate_lambda_invocations_total", function="sandbox-timeout",
+                          outcome="timeout") == 1 else None
+
+    s = wait_for(settled)
+    assert s, scrape_text(metrics_url)
+    assert delta(s, "lambdagate_requests_total", endpoint="_unmatched", method="*", status="404") == 1
+    assert delta(s, "lambdagate_requests_total", endpoint="_refused", method="*", status="414") == 1
+    assert delta(s, "lambdagate_lambda_invocations_total", function="_unknown", outcome="aws_error") == 1
+    assert not any(dict(k[1]).get("function") == "made-up-name" for k in s)
+
+
+def test_backend_labels_hide_credentials(gw):
+    gateway, metrics_url = gw
+    status, _, body = http("GET", gateway.url + "/obs/creds", headers={"X-Request-Id": "creds-1"})
+    assert status == 200 and json.loads(body)["query"] == {"api_key": ["k3y"]}  # still sent upstream
+    entry = wait_for(lambda: next((e for e in access_lines(gateway) if e["request_id"] == "creds-1"), None))
+    assert entry and entry["backends"][0]["backend"].endswith("/echo/creds")
+    time.sleep(0.7)
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    for secret in ("s3cret", "k3y"):
+        assert secret not in text and secret not in json.dumps(entry)
+
+
+def test_timed_out_merge_backend_is_in_the_access_line(gw):
+    gateway, _ = gw
+    status, headers, _ = http("GET", gateway.url + "/obs/partial", headers={"X-Request-Id": "partial-1"})
+    assert status == 200 and headers["X-KrakenD-Completed"] == "false"
+    entry = wait_for(lambda: next((e for e in access_lines(gateway) if e["request_id"] == "partial-1"), None))
+    assert entry, gateway.log()[-2000:]
+    assert sorted(b["outcome"] for b in entry["backends"]) == ["success", "timeout"]

@@ -27,6 +27,7 @@ class Admission:
 
     def __init__(self, options: ServerOptions) -> None:
         self.in_flight = 0
+        self.stats = None  # telemetry.metrics.EndpointStats counting refusals, when metrics are on
         self.max_in_flight = options.max_in_flight
         self.max_url = options.max_url_length
         self.max_header_count = options.max_header_count

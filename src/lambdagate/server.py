@@ -83,12 +83,20 @@ class Gateway:
         self.metrics_dir = metrics_dir
         self.metrics: Any = None  # telemetry.metrics.WorkerMetrics
         self.tracing: Any = None  # telemetry.tracing.Tracing
+        self.unmatched_stats: Any = None  # telemetry.metrics.EndpointStats for 404/405
         self._tasks: list[asyncio.Task] = []
         self._ids = itertools.count(1)
         # Generated request ids: random per worker, then a counter (unique without a syscall per request).
         self._id_prefix = f"{secrets.token_hex(4)}-"
 
     async def startup(self) -> None:
+        try:
+            await self._build()
+        except BaseException:
+            await self.shutdown()  # stops the background tasks started so far
+            raise
+
+    async def _build(self) -> None:
         loop = asyncio.get_running_loop()
         writer = configure_logs(self.log_settings)
         self._tasks.append(loop.create_task(writer.run()))
@@ -101,6 +109,9 @@ class Gateway:
             self.metrics = WorkerMetrics(self.metrics_dir)
             self._tasks.append(loop.create_task(self.metrics.run()))
             endpoint_metrics = metrics_opts.endpoint_metrics
+            if endpoint_metrics:  # requests no endpoint took: router misses and admission refusals
+                self.unmatched_stats = self.metrics.endpoint("*", "_unmatched")
+                self.admission.stats = self.metrics.endpoint("*", "_refused")
         tracing_opts = tracing_options(service)
         if tracing_opts is not None:
             from lambdagate.telemetry.tracing import Tracing
@@ -118,14 +129,10 @@ class Gateway:
                                    metrics=self.metrics, tracing=self.tracing,
                                    backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
                                    record_calls=self.access_log is not None)
-        try:
-            for endpoint in service.endpoints:
-                pipeline = await build_endpoint(service, endpoint, self.resources, factory_for)
-                stats = self.metrics.endpoint(endpoint.method, endpoint.endpoint) if endpoint_metrics else None
-                self.router.add(endpoint.method, endpoint.endpoint, Route(pipeline, endpoint, stats))
-        except BaseException:
-            await self.shutdown()
-            raise
+        for endpoint in service.endpoints:
+            pipeline = await build_endpoint(service, endpoint, self.resources, factory_for)
+            stats = self.metrics.endpoint(endpoint.method, endpoint.endpoint) if endpoint_metrics else None
+            self.router.add(endpoint.method, endpoint.endpoint, Route(pipeline, endpoint, stats))
         log.info("serving %d endpoints from %s", len(service.endpoints), self.loaded.source or "config")
         writer.flush()  # start-up lines are out before the first request is served
         # Everything built so far lives as long as the worker: move it out of the collector's reach, so the
@@ -137,14 +144,15 @@ class Gateway:
         if self.resources is not None:
             await self.resources.close()
             self.resources = None
-        if self.tracing is not None:
-            self.tracing.shutdown()  # flushes the spans still queued
+        # Logs and counts first (cheap, local), then the spans (a network export that may have to time out).
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.metrics is not None:
             self.metrics.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # flushes the queued spans, bounded in time
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -154,12 +162,7 @@ class Gateway:
         admission = self.admission
         refusal = admission.check(scope)
         if refusal is not None:
-            await send(refusal[0])
-            await send(refusal[1])
-            if self.access_log is not None:
-                client = scope.get("client")
-                self.access_log.write(scope["method"], None, scope["path"][:200], refusal[0]["status"], 0.0,
-                                      len(refusal[1]["body"]), "-", client[0] if client else "", None)
+            await self._refuse(scope, send, refusal)
             return
         admission.in_flight += 1
         metrics = self.metrics
@@ -171,6 +174,19 @@ class Gateway:
             admission.in_flight -= 1
             if metrics is not None:
                 metrics.in_flight -= 1
+
+    async def _refuse(self, scope: dict, send: Any, refusal: tuple[dict, dict]) -> None:
+        """An admission refusal: the prebuilt reply plus a fresh request id, counted and logged like the rest."""
+        start, body = refusal
+        request_id = self._id_prefix + str(next(self._ids))
+        await send({**start, "headers": [*start["headers"], (b"x-request-id", request_id.encode())]})
+        await send(body)
+        if self.admission.stats is not None:
+            self.admission.stats.observe(start["status"], 0.0)
+        if self.access_log is not None:
+            client = scope.get("client")
+            self.access_log.write(scope["method"], None, scope["path"][:200], start["status"], 0.0,
+                                  len(body["body"]), request_id, client[0] if client else "", None)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -222,8 +238,11 @@ class Gateway:
         seconds = perf_counter() - started
         if span is not None:
             span.end(reply.status)
-        if route is not None and route.stats is not None:
-            route.stats.observe(reply.status, seconds)
+        if route is not None:
+            if route.stats is not None:
+                route.stats.observe(reply.status, seconds)
+        elif self.unmatched_stats is not None and reply.status in (404, 405):
+            self.unmatched_stats.observe(reply.status, seconds)
         if self.access_log is not None:
             client = scope.get("client")
             self.access_log.write(method, route.template if route else None, path, reply.status,

@@ -58,6 +58,9 @@ async def invoke(request: web.Request) -> web.Response:
         return _ok(json.dumps({"errorMessage": "boom secret-internal", "errorType": "ValueError",
                                "stackTrace": ['  File "/var/task/app.py", line 3, in handler']}).encode(),
                    **{"X-Amz-Function-Error": "Unhandled"})
+    if name == "sandbox-timeout":  # the function ran out of its own time: Lambda reports it as a function error
+        return _ok(b'{"errorMessage": "Task timed out after 3.00 seconds", "errorType": "Sandbox.Timedout"}',
+                   **{"X-Amz-Function-Error": "Unhandled"})
     if name == "handled":
         return _ok(b'{"errorMessage": "handled failure", "errorType": "MyError"}', **{"X-Amz-Function-Error": "Handled"})
     if name == "throttle":

@@ -57,6 +57,13 @@ def decode_json(body: bytes) -> dict[str, Any]:
     return {"content": value}
 
 
+def _without_userinfo(host: str) -> str:
+    """`http://user:pass@svc/api` → `http://svc/api`."""
+    scheme, sep, rest = host.partition("://")
+    authority, slash, tail = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{tail}" if sep else host
+
+
 async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     length = resp.content_length
     if length is not None:
@@ -87,7 +94,8 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     send_body = method not in ("GET", "HEAD")
     passthrough = cfg.encoding == "no-op"
     as_text = cfg.encoding == "string"
-    label = f"{method} {hosts[0]}{cfg.url_pattern}"
+    # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).
+    label = f"{method} {_without_userinfo(hosts[0])}{path}"
     # aiohttp has already decoded a compressed reply: passing its Content-Encoding on would lie to the client.
     drop = frozenset({"content-encoding"}) if session.auto_decompress else frozenset()
     # Without placeholders, a request without a query string always goes to the same URL: parse it once per host.

@@ -135,6 +135,13 @@ async def _credentials(cfg: LambdaConfig, ctx: BuildContext) -> CredentialProvid
     return provider
 
 
+def _result_outcome(result: InvokeResult) -> str:
+    """A completed Invoke as a metrics outcome; a function that ran out of its own time is a timeout."""
+    if not result.function_error:
+        return "success"
+    return "timeout" if b'"Sandbox.Timedout"' in result.payload[:512] else "function_error"
+
+
 def _invoke_outcome(err: LambdaError) -> str:
     """An Invoke failure as a metrics outcome: throttled, timeout or aws_error."""
     if err.status == 429:
@@ -214,9 +221,8 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
         if metrics is None and tracing is None:
             return await invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier,
                                         invocation_type=invocation_type, request_id=req.request_id)
-        stats = static_stats or (metrics.function(name) if metrics is not None else None)
         started = perf_counter()
-        outcome, attempts = "aws_error", 1
+        outcome, attempts, known = "aws_error", 1, True
         try:
             if tracing is None:
                 result = await invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier,
@@ -230,19 +236,21 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
                     except LambdaError as err:
                         span.set(_invoke_outcome(err), err.attempts - 1, err.request_id)
                         raise
-                    span.set("function_error" if result.function_error else "success", result.attempts - 1,
-                             result.request_id)
-            outcome = "function_error" if result.function_error else "success"
+                    span.set(_result_outcome(result), result.attempts - 1, result.request_id)
+            outcome = _result_outcome(result)
             attempts = result.attempts
             return result
         except LambdaError as err:
             outcome, attempts = _invoke_outcome(err), err.attempts
+            known = err.code != "ResourceNotFoundException"
             raise
         except (TimeoutError, asyncio.CancelledError):
             outcome = "timeout"
             raise
         finally:
-            if stats is not None:
+            if metrics is not None:
+                # A name from the URL becomes a label only once AWS knows it: made-up names share one series.
+                stats = static_stats or metrics.function(name if known else "_unknown")
                 stats.observe(outcome, perf_counter() - started, attempts - 1)
 
     async def call(req: ProxyRequest) -> ProxyResponse:

@@ -71,8 +71,12 @@ async def call_all(slots: list[BackendSlot], req: ProxyRequest) -> Outcome:
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(s.call(req)) for s in slots]
     done, pending = await asyncio.wait(tasks, timeout=max(0.0, req.deadline - loop.time()))
-    for task in pending:
-        task.cancel()
+    if pending:
+        for task in pending:
+            task.cancel()
+        # Let the cancelled calls unwind (a step each), so their timeouts reach metrics, spans and the access log
+        # before the reply is logged; bounded, in case a backend is slow to give up.
+        await asyncio.wait(pending, timeout=0.1)
     merged: dict[str, Any] = {}
     complete = True
     errors: list[BackendError] = []

@@ -2,7 +2,8 @@
 
 Every line goes through one `LineWriter` per process. In a worker it buffers: lines are written every 100 ms,
 when 4 KiB wait, or at once for warnings and errors. Each write holds whole lines and at most PIPE_BUF bytes,
-so workers sharing a pipe never mix their lines. The access log bypasses `logging` (its lock and record
+so workers sharing a pipe never mix their lines (a single line longer than 4 KiB, such as a long traceback,
+is written alone and is the one case the kernel may interleave). The access log bypasses `logging` (its lock and record
 object cost more than the line itself): `AccessLog.write` formats straight into the buffer.
 """
 
