@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +20,8 @@ from lambdagate.errors import ConfigError
 from lambdagate.telemetry.metrics import (
     LATENCY_BUCKETS,
     MAX_FUNCTIONS,
+    MAX_SERIES,
+    RETIRED,
     MetricsExporter,
     MetricsOptions,
     WorkerMetrics,
@@ -88,6 +92,15 @@ def test_listen_addresses(text: str, address: tuple[str, int]) -> None:
 ])
 def test_bad_listen_address_names_its_path(tmp_path: Path, value: Any, message: str) -> None:
     assert config_errors(tmp_path, {"listen_address": value}) == [f"{PATH}.listen_address: {message}"]
+
+
+@pytest.mark.parametrize(("text", "url"), [
+    (":9091", "http://0.0.0.0:9091/metrics"), ("127.0.0.1:9091", "http://127.0.0.1:9091/metrics"),
+    ("localhost:9100", "http://localhost:9100/metrics"), ("[::1]:9091", "http://[::1]:9091/metrics"),
+    ("[::]:80", "http://[::]:80/metrics"),
+])
+def test_url_to_print(text: str, url: str) -> None:
+    assert MetricsOptions(listen_address=text).url == url
 
 
 def test_other_bad_values(tmp_path: Path) -> None:
@@ -271,3 +284,153 @@ def test_same_labels_give_the_same_stats(tmp_path: Path) -> None:
     assert worker.endpoint("GET", "/a") is worker.endpoint("GET", "/a")
     assert worker.backend("/a", "GET", "b") is worker.backend("/a", "GET", "b")
     assert worker.endpoint("GET", "/a") is not worker.endpoint("POST", "/a")
+
+
+# --- files of exited workers, cardinality, forked children ---------------------------------------------------
+
+
+def collected(exporter: MetricsExporter) -> dict[str, dict[tuple, float]]:
+    """One collect() without HTTP, as {sample name: {labels: value}}."""
+    samples: dict[str, dict[tuple, float]] = {}
+    for family in exporter.collect():
+        for s in family.samples:
+            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return samples
+
+
+def exited_worker(directory: Path, pid: int, requests: int) -> WorkerMetrics:
+    """The last snapshot of a worker that exited: `requests` times GET /a → 200, one Lambda call with a retry."""
+    worker = WorkerMetrics(directory, pid=pid)
+    for _ in range(requests):
+        worker.endpoint("GET", "/a").observe(200, 0.01)
+    worker.function("f").observe("success", 0.02, retries=1)
+    worker.in_flight = 1
+    worker.flush()  # not close(): a crash, in flight stays 1 in the file
+    return worker
+
+
+A200 = labels(endpoint="/a", method="GET", status="200")
+
+
+def test_files_of_dead_workers_are_folded_into_retired_json(tmp_path: Path) -> None:
+    live = WorkerMetrics(tmp_path)
+    live.endpoint("GET", "/a").observe(200, 0.01)
+    live.in_flight = 2
+    live.flush()
+    exited_worker(tmp_path, dead_pid(), 3)
+    exited_worker(tmp_path, dead_pid(), 4)
+    exporter = MetricsExporter(tmp_path)
+
+    first = collected(exporter)
+    assert first["lambdagate_requests_total"] == {A200: 8}
+    assert first["lambdagate_request_duration_seconds_sum"] == {labels(endpoint="/a", method="GET"): pytest.approx(0.08)}
+    assert first["lambdagate_lambda_invocations_total"] == {labels(function="f", outcome="success"): 2}
+    assert first["lambdagate_lambda_retries_total"] == {labels(function="f"): 2}
+    assert (first["lambdagate_in_flight_requests"], first["lambdagate_workers"]) == ({(): 2}, {(): 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.path.name, RETIRED])
+    retired = orjson.loads((tmp_path / RETIRED).read_bytes())
+    assert (retired["pid"], retired["in_flight"], retired["requests"][0]["counts"]) == (0, 0, {"200": 7})
+    assert collected(exporter) == first  # nothing lost, nothing folded twice
+
+    exited_worker(tmp_path, dead_pid(), 5)  # a later exit adds to retired.json
+    third = collected(exporter)
+    assert third["lambdagate_requests_total"] == {A200: 13}
+    assert third["lambdagate_lambda_retries_total"] == {labels(function="f"): 3}
+    assert orjson.loads((tmp_path / RETIRED).read_bytes())["requests"][0]["counts"] == {"200": 12}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.path.name, RETIRED])
+    assert collected(MetricsExporter(tmp_path)) == third  # retired.json is all a new reader needs
+
+
+def test_a_failed_fold_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    gone = exited_worker(tmp_path, dead_pid(), 3)
+    exporter = MetricsExporter(tmp_path)
+
+    def refuse(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    assert collected(exporter)["lambdagate_requests_total"] == {A200: 3}
+    assert "cannot fold" in caplog.text and gone.path.exists()
+    monkeypatch.undo()
+    assert collected(exporter)["lambdagate_requests_total"] == {A200: 3}
+    assert [p.name for p in tmp_path.iterdir()] == [RETIRED]
+
+
+def test_concurrent_scrapes_fold_once(tmp_path: Path) -> None:
+    gone = dead_pid()
+    for i in range(100):
+        exited_worker(tmp_path, gone, 1).path.rename(tmp_path / f"{gone}-{i}.json")  # distinct names for sure
+    exporter = MetricsExporter(tmp_path)
+    start, results = threading.Barrier(4), []
+
+    def scrape() -> None:
+        start.wait()
+        results.append(collected(exporter)["lambdagate_requests_total"])
+
+    threads = [threading.Thread(target=scrape) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [{A200: 100}] * 4
+    assert [p.name for p in tmp_path.iterdir()] == [RETIRED]
+    assert collected(exporter)["lambdagate_requests_total"] == {A200: 100}
+
+
+def test_function_series_are_capped_after_merging(tmp_path: Path) -> None:
+    total = MAX_SERIES + 1000
+    for first in range(0, total, MAX_FUNCTIONS):  # each worker stays within its own cap
+        worker = WorkerMetrics(tmp_path)
+        worker.path = tmp_path / f"{worker.pid}-{first}.json"
+        for i in range(first, first + MAX_FUNCTIONS):
+            worker.function(f"fn-{i:05}").observe("success", 0.01)
+        worker.flush()
+    exporter = MetricsExporter(tmp_path)
+
+    samples = collected(exporter)
+    counts = samples["lambdagate_lambda_invocations_total"]
+    assert len(counts) == len(samples["lambdagate_lambda_retries_total"]) == MAX_SERIES
+    assert len(samples["lambdagate_lambda_invocation_duration_seconds_count"]) == MAX_SERIES
+    assert counts[labels(function=f"fn-{MAX_SERIES - 2:05}", outcome="success")] == 1
+    assert counts[labels(function="_other", outcome="success")] == total - (MAX_SERIES - 1)
+
+    late = WorkerMetrics(tmp_path)  # a new name, first in sort order: the names that have a series keep it
+    late.function("a-late-one").observe("success", 0.01)
+    late.flush()
+    counts = collected(exporter)["lambdagate_lambda_invocations_total"]
+    assert len(counts) == MAX_SERIES and labels(function="a-late-one", outcome="success") not in counts
+    assert counts[labels(function="fn-00000", outcome="success")] == 1
+    assert counts[labels(function="_other", outcome="success")] == total - (MAX_SERIES - 1) + 1
+
+
+def test_forked_children_close_the_metrics_listeners(tmp_path: Path) -> None:
+    servers = [MetricsExporter(tmp_path).serve("127.0.0.1", free_port()) for _ in range(2)]
+    MetricsExporter(tmp_path).serve("127.0.0.1", free_port()).shutdown()  # closed before the fork: no harm
+    fds = [s.server.socket.fileno() for s in servers]
+
+    def fd_open(fd: int) -> bool:
+        try:
+            os.fstat(fd)
+        except OSError:
+            return False
+        return True
+
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 if both listeners are closed, 1 if not, 2 on any error
+            code = 2
+            try:
+                closed = all(s.server.socket.fileno() == -1 for s in servers)
+                code = 0 if closed and not any(fd_open(fd) for fd in fds) else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        for server in servers:  # the parent still serves
+            assert fd_open(server.server.socket.fileno())
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as reply:
+                assert reply.status == 200
+    finally:
+        for server in servers:
+            server.shutdown()

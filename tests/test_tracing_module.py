@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from lambdagate.config import load_config
 from lambdagate.errors import BackendError, ConfigError
 from lambdagate.proxy import ProxyRequest, ProxyResponse
-from lambdagate.telemetry.tracing import DEFAULT_SKIP_PATHS, Tracing, TracingOptions, tracing_options
+from lambdagate.telemetry.tracing import (DEFAULT_SKIP_PATHS, Tracing, TracingOptions, parse_xray_header,
+                                          tracing_options)
 from tests.support.procs import ROOT, serve_module
 
 PATH = 'extra_config["telemetry/opentelemetry"]'
@@ -29,6 +31,8 @@ OTLP = {"name": "collector", "host": "localhost", "use_http": True}
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+XRAY_ROOT, XRAY_PARENT = "1-5759e988-bd862e3fe1be46a994272793", "53995c3f42cd8ad8"
+XRAY_TRACE_ID = "5759e988bd862e3fe1be46a994272793"
 
 # --- the namespace, through the real loader ---------------------------------------------------------------
 
@@ -140,26 +144,36 @@ def test_no_exporter_for_traces_means_tracing_off(tmp_path: Path) -> None:
     assert f"{PATH}.exporters: no OTLP exporter sends traces: tracing is off" in [str(w) for w in loaded.warnings]
 
 
-def test_the_namespace_parses_without_opentelemetry_and_tracing_says_what_to_install(tmp_path: Path) -> None:
-    path = tmp_path / "krakend.json"
-    load(tmp_path, {"exporters": {"otlp": [OTLP]}})  # writes the file
+def test_without_opentelemetry_a_config_that_turns_tracing_on_is_refused(tmp_path: Path) -> None:
+    # The main process refuses it at load (start or reload), before any worker fails to start.
+    on, off = tmp_path / "on", tmp_path / "off"
+    on.mkdir(), off.mkdir()
+    load(on, {"exporters": {"otlp": [OTLP]}})  # writes the files
+    load(off, {"exporters": {"otlp": [{**OTLP, "disable_traces": True}]}})
     code = (
         "import sys\n"
         "sys.modules['opentelemetry'] = None  # any import of it fails\n"
         "from lambdagate.config import load_config\n"
-        "from lambdagate.errors import StartupError\n"
-        "from lambdagate.telemetry.tracing import Tracing, tracing_options\n"
-        "options = tracing_options(load_config(sys.argv[1]).service)\n"
-        "assert options is not None\n"
-        "assert not [m for m, v in sys.modules.items() if m.startswith('opentelemetry.') and v is not None]\n"
+        "from lambdagate.errors import ConfigError, StartupError\n"
+        "from lambdagate.telemetry.tracing import Tracing, TracingOptions, tracing_options\n"
+        "assert tracing_options(load_config(sys.argv[2]).service) is None  # tracing off: nothing to install\n"
         "try:\n"
-        "    Tracing(options)\n"
+        "    load_config(sys.argv[1])\n"
+        "except ConfigError as exc:\n"
+        "    print(*exc.issues, sep='\\n')\n"
+        "assert not [m for m, v in sys.modules.items() if m.startswith('opentelemetry.') and v is not None]\n"
+        "try:  # options built without the loader\n"
+        "    Tracing(TracingOptions(exporters={'otlp': [" + repr(OTLP) + "]}))\n"
         "except StartupError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code, str(on / "krakend.json"), str(off / "krakend.json")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "pip install 'lambdagate[otel]'" in out.stdout
+    lines = out.stdout.splitlines()
+    assert lines[0] == (f"{PATH}: turns tracing on but OpenTelemetry is not installed: "
+                        "pip install 'lambdagate[otel]'")
+    assert len(lines) == 2 and "pip install 'lambdagate[otel]'" in lines[1]
 
 
 # --- spans, with an in-memory exporter ----------------------------------------------------------------------
@@ -372,11 +386,51 @@ def test_merged_backends_called_concurrently_are_all_children_of_the_request() -
     assert parents == {hexid(spans["backend a"].context.span_id), hexid(spans["backend b"].context.span_id)}
 
 
-def test_a_backend_called_outside_a_request_starts_its_own_trace() -> None:
+def test_backends_called_outside_a_traced_request_have_no_span_and_send_no_headers() -> None:
+    # As on a skip path: no server span, so no orphan trace and nothing to propagate.
     tracing, exporter = make_tracing()
-    call = tracing.wrap_backend(recording([]), label="alone", kind="http")
-    asyncio.run(call(request()))
-    assert finished(tracing, exporter)["backend alone"].parent is None
+    seen: list[ProxyRequest] = []
+    invokes: list[dict[str, str]] = []
+    http = tracing.wrap_backend(recording(seen), label="alone", kind="http")
+
+    async def fn(req: ProxyRequest) -> ProxyResponse:
+        with tracing.invoke_span("users", "eu-west-1") as invoke:
+            invoke.set("throttled", 2, "lambda-req-1")
+            invokes.append(invoke.headers())
+        return ProxyResponse({"ok": True})
+
+    original = request()
+    asyncio.run(http(original))
+    asyncio.run(tracing.wrap_backend(fn, label="fn", kind="lambda")(original))
+    assert seen == [original] and seen[0].trace_headers is None
+    assert invokes == [{}]
+    assert finished(tracing, exporter) == {}
+
+
+def test_an_unsampled_request_still_sends_its_decision_downstream() -> None:
+    tracing, exporter = make_tracing()
+    seen: list[ProxyRequest] = []
+    invokes: list[dict[str, str]] = []
+
+    async def fn(req: ProxyRequest) -> ProxyResponse:
+        seen.append(req)
+        with tracing.invoke_span("users", None) as invoke:
+            invokes.append(invoke.headers())
+        return ProxyResponse({"ok": True})
+
+    call = tracing.wrap_backend(fn, label="fn", kind="lambda")
+
+    async def serve() -> None:
+        unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00".encode()
+        span = tracing.start_server_span("GET", "/a", "/a", [(b"traceparent", unsampled)])
+        await call(request())
+        span.end(200)
+
+    asyncio.run(serve())
+    assert finished(tracing, exporter) == {}
+    for headers in (seen[0].trace_headers, invokes[0]):
+        assert headers["traceparent"].startswith(f"00-{TRACE_ID}-") and headers["traceparent"].endswith("-00")
+        assert headers["x-amzn-trace-id"].endswith(";Sampled=0")
 
 
 def test_skip_paths() -> None:
@@ -409,6 +463,87 @@ def test_sample_rate_zero_exports_nothing_but_still_propagates() -> None:
     asyncio.run(serve([(b"traceparent", TRACEPARENT.encode())]))
     assert set(finished(tracing, exporter)) == {"GET /a", "backend b"}
     assert seen[1].trace_headers["x-amzn-trace-id"].endswith(";Sampled=1")
+
+
+@pytest.mark.parametrize("header, expected", [
+    (f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=1", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), True)),
+    (f"Parent={XRAY_PARENT}; Root={XRAY_ROOT}; Sampled=0", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), False)),
+    (f"Self=1-67891233-12456789abcdef012345678;Root={XRAY_ROOT};Parent={XRAY_PARENT};Lineage=a87bd80c:1",
+     (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), None)),
+    (f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=?", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), None)),
+])
+def test_x_ray_headers_are_parsed(header: str, expected: tuple) -> None:
+    assert parse_xray_header(header) == expected
+
+
+@pytest.mark.parametrize("header", [
+    "", "garbage", f"Root={XRAY_ROOT}", f"Parent={XRAY_PARENT};Sampled=1",  # no parent, or no trace
+    f"Root=2-5759e988-bd862e3fe1be46a994272793;Parent={XRAY_PARENT}",  # unknown version
+    f"Root=1-5759e988-bd862e3fe1be46a99427279;Parent={XRAY_PARENT}",  # short trace id
+    f"Root=1-5759e98g-bd862e3fe1be46a994272793;Parent={XRAY_PARENT}",  # not hex
+    f"Root={XRAY_ROOT};Parent=53995c3f42cd8ad",  # short parent
+    f"Root={XRAY_ROOT};Parent=0000000000000000",  # zero parent
+    "Root=1-00000000-000000000000000000000000;Parent=53995c3f42cd8ad8",  # zero trace id
+    f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=yes",
+])
+def test_malformed_x_ray_headers_are_ignored(header: str) -> None:
+    assert parse_xray_header(header) is None
+
+
+def test_a_request_without_traceparent_continues_its_x_ray_trace() -> None:
+    tracing, exporter = make_tracing()
+    xray = f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=1".encode()
+
+    async def serve() -> None:
+        tracing.start_server_span("GET", "/xray", "/xray", [(b"x-amzn-trace-id", xray)]).end(200)
+        tracing.start_server_span("GET", "/bad-w3c", "/", [(b"traceparent", b"garbage"), (b"x-amzn-trace-id", xray)]
+                                  ).end(200)
+        tracing.start_server_span("GET", "/w3c", "/", [(b"traceparent", TRACEPARENT.encode()),
+                                                       (b"x-amzn-trace-id", xray)]).end(200)
+        tracing.start_server_span("GET", "/two", "/", [(b"x-amzn-trace-id", xray), (b"x-amzn-trace-id", xray)]).end(200)
+        tracing.start_server_span("GET", "/malformed", "/", [(b"x-amzn-trace-id", b"Root=1-xyz")]).end(200)
+
+    asyncio.run(serve())
+    spans = finished(tracing, exporter)
+    for name in ("GET /xray", "GET /bad-w3c"):  # an invalid traceparent does not hide the X-Ray parent
+        span = spans[name]
+        assert format(span.context.trace_id, "032x") == XRAY_TRACE_ID
+        assert hexid(span.parent.span_id) == XRAY_PARENT and span.parent.is_remote
+    assert format(spans["GET /w3c"].context.trace_id, "032x") == TRACE_ID  # W3C wins
+    assert spans["GET /two"].parent is None and spans["GET /malformed"].parent is None
+
+
+def test_the_x_ray_sampling_decision_is_followed_and_made_when_left_open() -> None:
+    def sampled(rate: float, header: str) -> bool:
+        tracing, exporter = make_tracing(trace_sample_rate=rate)
+
+        async def serve() -> None:
+            tracing.start_server_span("GET", "/a", "/a", [(b"x-amzn-trace-id", header.encode())]).end(200)
+
+        asyncio.run(serve())
+        return bool(finished(tracing, exporter))
+
+    ids = f"Root={XRAY_ROOT};Parent={XRAY_PARENT}"
+    assert sampled(0, f"{ids};Sampled=1") and not sampled(1, f"{ids};Sampled=0")
+    # Left open (no Sampled, or "?"): our rate decides, as for a new trace.
+    assert sampled(1, ids) and sampled(1, f"{ids};Sampled=?")
+    assert not sampled(0, ids) and not sampled(0, f"{ids};Sampled=?")
+
+
+def test_shutdown_does_not_wait_long_for_a_dead_collector() -> None:
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tracing = Tracing(TracingOptions(exporters={"otlp": [{**OTLP, "host": "127.0.0.1", "port": port}]}))
+
+    async def serve() -> None:
+        for _ in range(3):
+            tracing.start_server_span("GET", "/a", "/a", []).end(200)
+
+    asyncio.run(serve())
+    started = time.monotonic()
+    tracing.shutdown()
+    assert time.monotonic() - started < 3
 
 
 def test_the_global_tracer_provider_is_left_alone() -> None:

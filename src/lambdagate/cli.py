@@ -102,7 +102,7 @@ def _telemetry_summary(service) -> str:
                      f" to {'stdout' if logging_options.stdout else 'stderr'}")
     metrics = metrics_options(service)
     if metrics is not None:
-        parts.append(f"metrics on http://{metrics.listen_address}/metrics")
+        parts.append(f"metrics on {metrics.url}")
     tracing = tracing_options(service)
     if tracing is not None:
         parts.append(f"traces sampled at {tracing.trace_sample_rate:g}")

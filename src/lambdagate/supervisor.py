@@ -81,7 +81,7 @@ class MetricsListener:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         os.environ["LAMBDAGATE_METRICS_DIR"] = directory  # where the workers write
-        log.info("metrics on http://%s:%d/metrics", host, port)
+        log.info("metrics on %s", options.url)
         return cls(directory, server)
 
     def stop(self) -> None:

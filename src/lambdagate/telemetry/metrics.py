@@ -15,8 +15,19 @@ overwrites an old worker's counts) and is replaced atomically (tmp file + rename
      "lambda_invocations": [{"labels": {"function": "users"}, "counts": {"throttled": 1}, "retries": 2, ...}]}
 
 "counts" are requests by status or calls by outcome; "buckets" are non-cumulative counts per LATENCY_BUCKETS
-bound, the last one for +Inf. Files of workers that exited still count (counters never go down); the
-in-flight gauge sums only workers that are alive.
+bound, the last one for +Inf. The in-flight gauge sums only workers that are alive.
+
+Counts of workers that exited still count (counters never go down), but their files do not pile up: at scrape
+time the exporter (the only reader) folds each file whose pid is no longer alive into `retired.json` (same
+schema, pid 0, in_flight 0, also replaced atomically) and then deletes it, so the directory holds one file per
+live worker plus `retired.json`. A worker that exits cleanly has flushed its final counts (`close()`); one
+that crashes loses at most its last `flush_interval`.
+
+Cardinality: endpoint and backend series are fixed by the config at start-up. Lambda function names can come
+from URLs: each worker gives at most MAX_FUNCTIONS of them a series of their own, and after merging all files
+the exporter gives at most MAX_SERIES (5000) function label values a series, "_other" included (so at most
+that many series per family, times the fixed outcomes in the invocation counter). Names get their series
+first come, first served and keep it; later ones are folded into "_other".
 """
 
 from __future__ import annotations
@@ -26,7 +37,9 @@ import ipaddress
 import logging
 import os
 import re
+import threading
 import time
+import weakref
 from bisect import bisect_left
 from pathlib import Path
 from typing import Annotated, Any, Iterable
@@ -41,6 +54,8 @@ from lambdagate.config.namespaces import Namespace, NamespaceContext, register
 NAMESPACE = "telemetry/metrics"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)  # seconds
 MAX_FUNCTIONS = 1000  # function names come from URLs: beyond this many, all share the "_other" series
+MAX_SERIES = 5000  # function label values exported after merging all workers, "_other" included
+RETIRED = "retired.json"  # the summed counts of workers that exited
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 log = logging.getLogger("lambdagate.metrics")
 
@@ -89,6 +104,12 @@ class MetricsOptions(BaseModel):
     @property
     def address(self) -> tuple[str, int]:
         return parse_listen_address(self.listen_address)
+
+    @property
+    def url(self) -> str:
+        """Where /metrics is served, to print: the host as given ("0.0.0.0" when none), IPv6 in brackets."""
+        host, port = self.address
+        return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
     @property
     def endpoint_metrics(self) -> bool:
@@ -269,36 +290,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _add(totals: dict[tuple, list], key: tuple, counts: dict[str, int], buckets: list[int], total: float,
+         count: int, retries: int) -> None:
+    """Add one series to `totals`: key → [counts, buckets, sum, count, retries]."""
+    acc = totals.setdefault(key, [{}, [0] * len(buckets), 0.0, 0, 0])
+    for label, n in counts.items():
+        acc[0][label] = acc[0].get(label, 0) + n
+    acc[1] = [a + b for a, b in zip(acc[1], buckets)]
+    acc[2] += total
+    acc[3] += count
+    acc[4] += retries
+
+
+# Listening sockets of the metrics servers in this process. granian forks its workers after the listener is
+# open: they would hold it (and its port) open for nothing, so a forked child closes them. One hook serves every
+# server, whatever their number; a server shut down has a closed socket, and closing it again does nothing.
+_listeners: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_listeners_in_child() -> None:
+    for sock in list(_listeners):
+        sock.close()  # only the fd: the server thread was not copied into the child
+
+
+os.register_at_fork(after_in_child=_close_listeners_in_child)
+
+
 class MetricsExporter:
     """A prometheus_client collector over the workers' snapshot directory."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
         self._warned: set[str] = set()  # a bad file is reported once, not at every scrape
+        self._lock = threading.Lock()  # prometheus_client scrapes in a thread per request: one fold at a time
+        self._named: set[str] = set()  # functions with a series of their own (see _cap)
 
     def collect(self) -> Iterable[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
         from prometheus_client.utils import floatToGoString
 
-        # (kind, label values) → [counts, buckets, sum, count, retries]
-        totals: dict[tuple, list] = {}
-        in_flight = workers = 0
-        for path in sorted(self.directory.glob("*.json")):
-            snapshot = self._read(path)
-            if snapshot is None:
-                continue
-            pid, flying, entries = snapshot
-            if _alive(pid):
-                in_flight += flying
-                workers += 1
-            for key, counts, buckets, total, count, retries in entries:
-                acc = totals.setdefault(key, [{}, [0] * len(buckets), 0.0, 0, 0])
-                for label, n in counts.items():
-                    acc[0][label] = acc[0].get(label, 0) + n
-                acc[1] = [a + b for a, b in zip(acc[1], buckets)]
-                acc[2] += total
-                acc[3] += count
-                acc[4] += retries
+        with self._lock:
+            totals, in_flight, workers = self._gather()
 
         bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
         families = {kind: (CounterMetricFamily(counter, _HELP[kind][0], labels=[*labels, by]),
@@ -323,12 +355,75 @@ class MetricsExporter:
         yield GaugeMetricFamily("lambdagate_in_flight_requests", "Requests being served now.", value=in_flight)
         yield GaugeMetricFamily("lambdagate_workers", "Worker processes reporting metrics.", value=workers)
 
+    def _gather(self) -> tuple[dict[tuple, list], int, int]:
+        """(totals by (kind, label values), in flight, live workers) over all files. Files of dead workers are
+        folded into retired.json first."""
+        totals: dict[tuple, list] = {}
+        retired: dict[tuple, list] = {}
+        dead: list[Path] = []
+        in_flight = workers = 0
+        for path in sorted(self.directory.glob("*.json")):
+            snapshot = self._read(path)
+            if snapshot is None:
+                continue
+            pid, flying, entries = snapshot
+            if path.name == RETIRED:
+                for entry in entries:
+                    _add(retired, *entry)
+            elif _alive(pid):
+                in_flight += flying
+                workers += 1
+                for entry in entries:
+                    _add(totals, *entry)
+            else:
+                dead.append(path)
+        if dead:
+            self._retire(retired, dead)
+        for key, value in retired.items():
+            _add(totals, key, *value)
+        self._cap(totals)
+        return totals, in_flight, workers
+
+    def _retire(self, retired: dict[tuple, list], dead: list[Path]) -> None:
+        """Add the dead workers' files to `retired`, write it to retired.json, and only then delete the files:
+        if the write fails they are still there (and folded at the next scrape), so nothing is lost."""
+        for path in dead:
+            snapshot = self._read(path)  # again: the worker may have written its last counts after the first read
+            for entry in snapshot[2] if snapshot else ():
+                _add(retired, *entry)
+        self._cap(retired)
+        doc: dict[str, Any] = {"pid": 0, "in_flight": 0, **{kind: [] for kind in _KINDS}}
+        for (kind, values), (counts, buckets, total, count, retries) in retired.items():
+            doc[kind].append({"labels": dict(zip(_KINDS[kind][2], values)), "counts": counts, "buckets": buckets,
+                              "sum": total, "count": count, "retries": retries})
+        path = self.directory / RETIRED
+        try:
+            path.with_suffix(".tmp").write_bytes(orjson.dumps(doc))
+            os.replace(path.with_suffix(".tmp"), path)
+            for done in dead:
+                done.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot fold exited workers' metrics into %s: %s", path, exc)
+
+    def _cap(self, totals: dict[tuple, list]) -> None:
+        """Keep at most MAX_SERIES function label values ("_other" included): names get their own series first
+        come, first served and keep it at every later scrape; the rest are folded into "_other"."""
+        other = ("lambda_invocations", ("_other",))
+        for key in sorted(k for k in totals if k[0] == "lambda_invocations" and k != other):
+            if key[1][0] in self._named:
+                continue
+            if len(self._named) < MAX_SERIES - 1:
+                self._named.add(key[1][0])
+            else:
+                _add(totals, other, *totals.pop(key))
+
     def _read(self, path: Path) -> tuple[int, int, list[tuple]] | None:
         """(pid, in_flight, entries) of one snapshot, checked whole so a bad file adds nothing; None if bad."""
         try:
             doc = orjson.loads(path.read_bytes())
             pid, flying = doc["pid"], doc["in_flight"]
-            if not (type(pid) is int and pid > 0 and type(flying) is int):  # os.kill(0, ...) means the group
+            # pid 0 only for retired.json, which is never checked for liveness: os.kill(0, ...) means the group
+            if not (type(pid) is int and (pid > 0 or path.name == RETIRED) and type(flying) is int):
                 raise ValueError("bad pid or in_flight")
             entries = []
             for kind, (_, _, labels, _) in _KINDS.items():
@@ -356,6 +451,7 @@ class MetricsExporter:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
         server, thread = start_http_server(port, addr=host, registry=registry)
+        _listeners.add(server.socket)
         return MetricsServer(server, thread)
 
 

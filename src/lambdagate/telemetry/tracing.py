@@ -8,16 +8,20 @@ and per Lambda Invoke, exported over OTLP/HTTP.
 The KrakenD subset we read: service_name (default: the config's `name`, else "lambdagate"), service_version,
 deploy_env, trace_sample_rate, skip_paths and `otlp` exporters. gRPC export (KrakenD's default) is refused:
 only the OTLP/HTTP exporter is installed. `prometheus` exporters, `layers` and OTLP metrics are not supported
-(metrics are served by `telemetry/metrics`). Trace context comes in as W3C traceparent/tracestate and goes to
-each backend as traceparent, tracestate and X-Amzn-Trace-Id (see `ProxyRequest.trace_headers`).
+(metrics are served by `telemetry/metrics`). Trace context comes in as W3C traceparent/tracestate or, without a
+valid traceparent, as AWS X-Ray's X-Amzn-Trace-Id; it goes to each backend as traceparent, tracestate and
+X-Amzn-Trace-Id (see `ProxyRequest.trace_headers`). A request on a skip path has no span, and neither have its
+backend calls: they get no trace headers.
 
-The namespace parses without OpenTelemetry installed; only `Tracing`, built when the config turns tracing on,
-imports it (`pip install 'lambdagate[otel]'`).
+The namespace parses without OpenTelemetry installed (it only checks that the packages are there when the config
+turns tracing on, so a config the workers could not start with is refused up front); only `Tracing` imports it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import threading
 import time
 from dataclasses import replace
 from typing import Annotated, Any
@@ -36,6 +40,10 @@ DEFAULT_SKIP_PATHS = ["/__health", "/__debug/", "/__echo/", "/__stats/"]
 _EXAMPLE = '{"exporters": {"otlp": [{"name": "collector", "host": "localhost", "port": 4318, "use_http": true}]}}'
 _NOT_TRACED = "not supported, ignored: lambdagate reports one span per request, backend call and Lambda Invoke"
 _NO_METRICS = "ignored: OpenTelemetry metrics are not exported, Prometheus metrics are served by \"telemetry/metrics\""
+_NOT_INSTALLED = "turns tracing on but OpenTelemetry is not installed: pip install 'lambdagate[otel]'"
+# Export bounds: a dead collector must not hold up a worker's shutdown (see `Tracing.shutdown`).
+EXPORT_TIMEOUT = 5.0  # seconds per export, retries included (the OTLP exporter's retries stop at this deadline)
+SHUTDOWN_TIMEOUT = 2.0  # seconds `Tracing.shutdown` waits for the last export
 
 
 class OtlpExporter(BaseModel):
@@ -107,6 +115,8 @@ def parse(value: Any, ctx: NamespaceContext) -> TracingOptions:
             issues.append((f"{path}.name", f"duplicate exporter name {exporter.name!r}: give each one its own"))
         seen.add(exporter.name)
         ctx.warnings.extend((f"{path}.{key}", "not supported, ignored") for key in exporter.model_extra or {})
+    if options.trace_urls and not _otel_installed():
+        issues.append(("", _NOT_INSTALLED))
     if issues:
         raise NamespaceError(issues)
     ctx.warnings.extend((f"exporters.{key}", "not supported, ignored") for key in options.exporters.model_extra or {})
@@ -125,6 +135,16 @@ def parse(value: Any, ctx: NamespaceContext) -> TracingOptions:
 register(Namespace(NAMESPACE, "service", parse))
 
 
+def _otel_installed() -> bool:
+    """Whether the packages `Tracing` imports are installed, found without importing them (their parents are
+    namespace packages: nothing runs)."""
+    try:
+        return all(importlib.util.find_spec(name) is not None
+                   for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"))
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
+
+
 def tracing_options(service: Any) -> TracingOptions | None:
     """The options, or None when the config does not turn tracing on (no namespace, or no exporter for traces)."""
     options = service.namespaces.get(NAMESPACE)
@@ -141,6 +161,28 @@ def _trace_headers(sc: Any) -> dict[str, str]:
     if sc.trace_state:
         headers["tracestate"] = sc.trace_state.to_header()
     return headers
+
+
+_XRAY_ROOT = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})\Z")
+_XRAY_PARENT = re.compile(r"[0-9a-fA-F]{16}\Z")
+
+
+def parse_xray_header(value: str) -> tuple[int, int, bool | None] | None:
+    """(trace id, parent span id, sampled) from an X-Amzn-Trace-Id value such as
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1", or None if it names no valid
+    parent (no Root or Parent, as from an ALB, or a malformed field). `sampled` is None when the caller left the
+    decision open (no Sampled, or "Sampled=?"). Other fields (Self, Lineage, ...) are ignored."""
+    fields: dict[str, str] = {}
+    for part in value.split(";"):
+        key, _, field = part.partition("=")
+        fields.setdefault(key.strip(), field.strip())
+    root, parent, sampled = _XRAY_ROOT.match(fields.get("Root", "")), fields.get("Parent", ""), fields.get("Sampled")
+    if root is None or not _XRAY_PARENT.match(parent) or sampled not in (None, "0", "1", "?"):
+        return None
+    trace_id, span_id = int(root[1] + root[2], 16), int(parent, 16)
+    if not trace_id or not span_id:
+        return None
+    return trace_id, span_id, None if sampled in (None, "?") else sampled == "1"
 
 
 def _compile_skips(paths: list[str]) -> tuple[frozenset[str], tuple[str, ...], list[re.Pattern[str]]]:
@@ -212,6 +254,27 @@ class InvokeSpan:
         self._span.end()
 
 
+class _NoInvokeSpan:
+    """`invoke_span` outside a traced request: records nothing and sends no trace header."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _NoInvokeSpan:
+        return self
+
+    def set(self, outcome: str, retries: int = 0, lambda_request_id: str | None = None) -> None:
+        pass
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        pass
+
+
+_NO_INVOKE_SPAN = _NoInvokeSpan()
+
+
 class Tracing:
     """The worker's tracer: its own TracerProvider (the global one is left alone), batch export per exporter."""
 
@@ -242,17 +305,19 @@ class Tracing:
             attributes["service.version"] = options.service_version
         if options.deploy_env:
             attributes["deployment.environment"] = attributes["deployment.environment.name"] = options.deploy_env
-        self._provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(options.trace_sample_rate)),
+        self._ratio = TraceIdRatioBased(options.trace_sample_rate)
+        self._provider = TracerProvider(sampler=ParentBased(self._ratio),
                                         resource=Resource.create(attributes), id_generator=XRayIds())
         exporters = [span_exporter] if span_exporter is not None else [
-            OTLPSpanExporter(endpoint=url) for url in options.trace_urls]
+            OTLPSpanExporter(endpoint=url, timeout=EXPORT_TIMEOUT) for url in options.trace_urls]
         for exporter in exporters:
             self._provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* env vars apply
         self._tracer = self._provider.get_tracer("lambdagate", __version__)
         self._propagator = TraceContextTextMapPropagator()
         self._root = context.Context()
         self._attach, self._detach = context.attach, context.detach
-        self._in_context = trace.set_span_in_context
+        self._trace = trace
+        self._in_context, self._current_span = trace.set_span_in_context, trace.get_current_span
         self._server, self._client = trace.SpanKind.SERVER, trace.SpanKind.CLIENT
         self._status_error = lambda description: trace.Status(trace.StatusCode.ERROR, description)
         self._skip_exact, self._skip_prefixes, self._skip_patterns = _compile_skips(options.skip_paths)
@@ -265,16 +330,21 @@ class Tracing:
                           headers: list[tuple[bytes, bytes]]) -> ServerSpan:
         traceparent: list[str] = []
         tracestate: list[str] = []
+        xray: list[str] = []
         for name, value in headers:
             if name == b"traceparent":
                 traceparent.append(value.decode("latin-1"))
             elif name == b"tracestate":
                 tracestate.append(value.decode("latin-1"))
+            elif name == b"x-amzn-trace-id":
+                xray.append(value.decode("latin-1"))
         # Several traceparent headers are invalid (a new trace starts); several tracestate headers are one list.
         carrier = {"traceparent": traceparent[0]} if len(traceparent) == 1 else None
         if carrier is not None and tracestate:
             carrier["tracestate"] = ",".join(tracestate)
         parent = self._propagator.extract(carrier, context=self._root) if carrier else self._root
+        if len(xray) == 1 and not self._current_span(parent).get_span_context().is_valid:
+            parent = self._xray_parent(xray[0])
         attributes = {"http.request.method": method, "url.path": path}
         if route is not None:
             attributes["http.route"] = route
@@ -282,13 +352,31 @@ class Tracing:
                                        attributes=attributes)
         return ServerSpan(self, span, self._attach(self._in_context(span)))
 
+    def _xray_parent(self, header: str) -> Any:
+        """The context continuing an AWS caller's X-Ray trace, or a new trace's if the header is not valid."""
+        ids = parse_xray_header(header)
+        if ids is None:
+            return self._root
+        trace_id, span_id, sampled = ids
+        if sampled is None:
+            # The caller left the decision to us: decide as for a new trace, by the trace id and our rate.
+            sampled = self._ratio.should_sample(None, trace_id, "").decision.is_sampled()
+        trace = self._trace
+        flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
+        parent = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
+        return self._in_context(trace.NonRecordingSpan(parent), self._root)
+
     def wrap_backend(self, call: Backend, *, label: str, kind: str) -> Backend:
-        tracer, client, in_context = self._tracer, self._client, self._in_context
+        tracer, client, in_context, current_span = self._tracer, self._client, self._in_context, self._current_span
         attach, detach = self._attach, self._detach
         name = f"backend {label}"
         attributes = {"lambdagate.backend": label, "lambdagate.backend.kind": kind}
 
         async def traced(req: ProxyRequest) -> ProxyResponse:
+            # No request span (a skip path): a span here would be the root of an orphan trace. An unsampled
+            # request still has one (valid, not recording), and its Sampled=0 decision goes downstream.
+            if not current_span().get_span_context().is_valid:
+                return await call(req)
             span = tracer.start_span(name, kind=client, attributes=attributes)
             token = attach(in_context(span))
             try:
@@ -308,7 +396,9 @@ class Tracing:
 
         return traced
 
-    def invoke_span(self, function: str, region: str | None) -> InvokeSpan:
+    def invoke_span(self, function: str, region: str | None) -> InvokeSpan | _NoInvokeSpan:
+        if not self._current_span().get_span_context().is_valid:
+            return _NO_INVOKE_SPAN  # not under a traced request: see `wrap_backend`
         attributes = {"faas.invoked_name": function, "faas.invoked_provider": "aws", "rpc.system": "aws-api",
                       "rpc.service": "Lambda", "rpc.method": "Invoke"}
         if region:
@@ -316,8 +406,12 @@ class Tracing:
         return InvokeSpan(self, f"lambda.invoke {function}", attributes)
 
     def shutdown(self) -> None:
-        """Export what is queued, then stop the export threads."""
-        self._provider.shutdown()
+        """Export what is queued and stop the export threads, waiting at most SHUTDOWN_TIMEOUT seconds."""
+        # SDK 1.45 bounds neither call: force_flush ignores its timeout and shutdown waits up to 30 s per exporter.
+        # So shut down on a daemon thread and stop waiting for it in time; a dead collector's spans are lost.
+        stopping = threading.Thread(target=self._provider.shutdown, name="lambdagate-tracing-shutdown", daemon=True)
+        stopping.start()
+        stopping.join(SHUTDOWN_TIMEOUT)
 
     def _error(self, span: Any, description: str, error_type: str | None = None) -> None:
         if span.is_recording():
