@@ -125,3 +125,21 @@ def test_workers_never_mix_their_lines(upstream, tmp_path):
     entries = [json.loads(line) for line in ours(err)]
     logged = {e["request_id"] for e in entries if e["logger"] == "lambdagate.access" and e["path"] == "/ok"}
     assert len(sent) == 800 and logged == set(sent)
+
+
+def test_embedded_runtime_logs_in_the_same_format(tmp_path):
+    """`run --functions DIR --log-format json`: the local runtime's lines are JSON like the gateway's."""
+    config = {"version": 3, "endpoints": [{"endpoint": "/greet/{name}", "backend": [
+        {"extra_config": {"backend/lambda": {"function_name": "greet"}}}]}]}
+    path = tmp_path / "krakend.json"
+    path.write_bytes(orjson.dumps(config))
+    run = Run(path, tmp_path, "--functions", str(Path(__file__).parents[1] / "examples/functions"),
+              "--log-format", "json")
+    try:
+        assert http("GET", run.url + "/greet/Jo")[0] == 200
+        time.sleep(0.3)
+    finally:
+        out, err = run.stop()
+    entries = [json.loads(line) for line in ours(err)]  # every line of ours parses
+    loggers = {e["logger"] for e in entries}
+    assert "lambdagate.local_runtime" in loggers and "lambdagate.access" in loggers, loggers

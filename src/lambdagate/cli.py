@@ -119,7 +119,9 @@ def _run(args: argparse.Namespace) -> int:
         from lambdagate.local_runtime import ConfigError as FunctionsError, start_in_background
 
         try:
-            runtime = start_in_background(args.functions, host="127.0.0.1", port=0)
+            runtime = start_in_background(args.functions, host="127.0.0.1", port=0,
+                                          log_format=args.log_format or "text",
+                                          log_level="DEBUG" if args.debug else args.log_level or "INFO")
         except (FunctionsError, RuntimeError, TimeoutError) as exc:
             print(f"{args.functions}: cannot start the local Lambda runtime: {exc}", file=sys.stderr)
             return 1

@@ -21,7 +21,9 @@ def build_parser(prog: str = "python -m lambdagate.local_runtime") -> argparse.A
     parser.add_argument("--port", type=int, default=9001, help="port to listen on (default 9001)")
     parser.add_argument("--region", default=None, help="region in ARNs and AWS_REGION (default from env or us-east-1)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="default INFO")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="log lines as text or one JSON object per line (default text)")
     # Set by start_in_background(): shut down when the embedding process is gone.
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return parser
@@ -30,8 +32,10 @@ def build_parser(prog: str = "python -m lambdagate.local_runtime") -> argparse.A
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv`` (default sys.argv[1:]) and serve until interrupted; returns the exit status."""
     args = (build_parser(prog) if prog else build_parser()).parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lambdagate.local_runtime").setLevel(args.log_level)
+    from lambdagate.telemetry.logs import LogSettings, configure
+
+    # The gateway's own line format, so an embedded runtime's lines read like the gateway's (and parse in JSON).
+    configure(LogSettings(format=args.log_format, level=args.log_level))
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves
 
     from lambdagate.local_runtime.functions import ConfigError

@@ -69,7 +69,7 @@ def _free_port(host: str) -> int:
 
 
 def start_in_background(directory, host: str = "127.0.0.1", port: int = 0, *,
-                        region: str | None = None, log_level: str = "INFO",
+                        region: str | None = None, log_level: str = "INFO", log_format: str = "text",
                         startup_timeout: float = 20.0, env: dict[str, str] | None = None,
                         ) -> RuntimeHandle:
     """Start ``python -m lambdagate.local_runtime DIR`` and return once it answers /__health.
@@ -84,7 +84,7 @@ def start_in_background(directory, host: str = "127.0.0.1", port: int = 0, *,
     port = port or _free_port(host)
     command = [
         sys.executable, "-m", "lambdagate.local_runtime", str(directory),
-        "--host", host, "--port", str(port), "--log-level", log_level,
+        "--host", host, "--port", str(port), "--log-level", log_level, "--log-format", log_format,
         "--parent-pid", str(os.getpid()),
     ]
     if region:
