@@ -15,8 +15,6 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lambdagate.config import load_config
-from lambdagate.errors import ConfigError
 from lambdagate.telemetry.metrics import (
     LATENCY_BUCKETS,
     MAX_FUNCTIONS,
@@ -28,6 +26,7 @@ from lambdagate.telemetry.metrics import (
     metrics_options,
     parse_listen_address,
 )
+from tests.support.configs import load_with_namespace, namespace_errors
 from tests.support.procs import free_port
 
 EXAMPLE = 'write it like ":9091" (all interfaces) or "127.0.0.1:9091"'
@@ -37,18 +36,11 @@ PATH = 'extra_config["telemetry/metrics"]'
 
 
 def load(tmp_path: Path, metrics: Any = None) -> Any:
-    doc: dict = {"version": 3, "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]}]}
-    if metrics is not None:
-        doc["extra_config"] = {"telemetry/metrics": metrics}
-    path = tmp_path / "krakend.json"
-    path.write_bytes(orjson.dumps(doc))
-    return load_config(path)
+    return load_with_namespace(tmp_path, "telemetry/metrics", metrics)
 
 
 def config_errors(tmp_path: Path, metrics: Any) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load(tmp_path, metrics)
-    return [str(i) for i in info.value.issues]
+    return namespace_errors(tmp_path, "telemetry/metrics", metrics)
 
 
 def test_metrics_are_off_without_the_namespace_and_on_with_an_empty_one(tmp_path: Path) -> None:

@@ -13,17 +13,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
-import orjson
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from lambdagate.config import load_config
-from lambdagate.errors import BackendError, ConfigError
+from lambdagate.errors import BackendError
 from lambdagate.proxy import ProxyRequest, ProxyResponse
 from lambdagate.telemetry.tracing import (DEFAULT_SKIP_PATHS, Tracing, TracingOptions, parse_xray_header,
                                           tracing_options)
+from tests.support.configs import load_with_namespace, namespace_errors
 from tests.support.procs import ROOT, serve_module
 
 PATH = 'extra_config["telemetry/opentelemetry"]'
@@ -38,19 +37,11 @@ XRAY_TRACE_ID = "5759e988bd862e3fe1be46a994272793"
 
 
 def load(tmp_path: Path, otel: Any = None, **service: Any) -> Any:
-    doc: dict = {"version": 3, **service,
-                 "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]}]}
-    if otel is not None:
-        doc["extra_config"] = {"telemetry/opentelemetry": otel}
-    path = tmp_path / "krakend.json"
-    path.write_bytes(orjson.dumps(doc))
-    return load_config(path)
+    return load_with_namespace(tmp_path, "telemetry/opentelemetry", otel, **service)
 
 
 def config_errors(tmp_path: Path, otel: Any) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load(tmp_path, otel)
-    return [str(i) for i in info.value.issues]
+    return namespace_errors(tmp_path, "telemetry/opentelemetry", otel)
 
 
 def test_tracing_is_off_without_the_namespace(tmp_path: Path) -> None:
