@@ -12,9 +12,7 @@ import argparse
 import collections
 import shutil
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
