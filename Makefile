@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/lambdagate run -c examples/krakend.json --functions examples/functions --port $(PORT) --debug
 
 check: install
-	$(BIN)/lambdagate check -c examples/krakend.json
+	$(BIN)/lambdagate check -c examples/krakend.json --functions examples/functions
 
 test: install-test
 	$(BIN)/python -m pytest -q

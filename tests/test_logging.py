@@ -34,6 +34,8 @@ def test_namespace_is_validated(tmp_path):
                                                  "format": "logstash"}))
     options = loaded.service.namespaces["telemetry/logging"]
     assert (options.level, options.prefix, options.stdout, options.format) == ("WARNING", "[X]", True, "logstash")
+    lower = load_config(write_config(tmp_path, {"level": "debug"})).service.namespaces["telemetry/logging"]
+    assert lower.level == "DEBUG"  # as on the command line, the case does not matter
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, {"level": "LOUD", "stdout": "yes"}))
     messages = [str(i) for i in err.value.issues]
@@ -66,7 +68,7 @@ class Run:
 
 
 def ours(text: str) -> list[str]:
-    """lambdagate's lines (granian prints its own, starting with "[")."""
+    """The gateway's lines (granian's included), not a Lambda function's own output ("[INFO]\t…")."""
     return [line for line in text.splitlines() if line.strip() and not line.startswith("[INFO]")
             and not line.startswith("[WARNING]")]
 
@@ -97,7 +99,8 @@ def test_command_line_overrides_the_config(upstream, tmp_path):
         time.sleep(0.3)
     finally:
         _, err = run.stop()
-    entries = [json.loads(line) for line in ours(err)]  # every line of ours is JSON
+    entries = [json.loads(line) for line in ours(err)]  # every line is JSON, granian's own included
+    assert any(e["logger"] == "granian" and e["message"].startswith("Starting granian") for e in entries)
     access = [e for e in entries if e["logger"] == "lambdagate.access" and e["path"] == "/ok"]
     assert [a["request_id"] for a in access] == [headers["X-Request-Id"]]
     assert access[0]["route"] == "/ok" and access[0]["backends"][0]["outcome"] == "success"
@@ -143,3 +146,16 @@ def test_embedded_runtime_logs_in_the_same_format(tmp_path):
     entries = [json.loads(line) for line in ours(err)]  # every line of ours parses
     loggers = {e["logger"] for e in entries}
     assert "lambdagate.local_runtime" in loggers and "lambdagate.access" in loggers, loggers
+
+
+def test_a_port_in_use_is_refused(upstream, tmp_path):
+    """granian shares its port with SO_REUSEPORT: a second gateway would silently take half the traffic."""
+    first = Run(write_config(tmp_path, None, upstream), tmp_path)
+    try:
+        second = subprocess.run(python_module("lambdagate", "run", "-c", str(tmp_path / "krakend.json"), "--host",
+                                              "127.0.0.1", "--port", str(first.port)),
+                                capture_output=True, text=True, timeout=30)
+    finally:
+        first.stop()
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in second.stderr

@@ -213,7 +213,8 @@ def spans_of(otlp: str, trace_id: str) -> list[dict]:
 def test_trace_spans_and_propagation_to_http(gw, otlp):
     gateway, _ = gw
     traceparent = f"00-{TRACE_ID}-{CLIENT_PARENT}-01"
-    status, _, body = http("GET", gateway.url + "/obs/http", headers={"traceparent": traceparent})
+    status, _, body = http("GET", gateway.url + "/obs/http", headers={"traceparent": traceparent,
+                                                                      "X-Request-Id": "traced-1"})
     assert status == 200
     seen = json.loads(body)["headers"]["traceparent"]
     version, trace_id, parent_id, flags = seen.split("-")
@@ -227,6 +228,10 @@ def test_trace_spans_and_propagation_to_http(gw, otlp):
     assert server["service_name"] == "obs-test"
     assert client["parent_span_id"] == server["span_id"]
     assert parent_id == client["span_id"]  # the upstream's parent is the gateway's client span
+    # Logs and traces link both ways: the access line names the trace, the span names the request id.
+    assert server["attributes"]["lambdagate.request_id"] == "traced-1"
+    entry = wait_for(lambda: next((e for e in access_lines(gateway) if e["request_id"] == "traced-1"), None))
+    assert entry and entry["trace_id"] == TRACE_ID
 
 
 def test_trace_context_reaches_lambda(gw, otlp, stub):

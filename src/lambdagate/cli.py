@@ -110,18 +110,36 @@ def _telemetry_summary(service) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lambdagate.telemetry.logs import LogSettings, configure as configure_logs
+    import logging
+
+    from lambdagate.telemetry.logs import NAMESPACE as LOGGING, LogSettings, configure as configure_logs
 
     configure_logs(LogSettings.resolve(None, log_format=args.log_format, level=args.log_level, debug=args.debug))
+    # A first read for how to log (the embedded runtime logs the same way), and to fail before starting anything.
+    try:
+        first = load_config(args.config, LoadOptions(local_lambda_endpoint="http://127.0.0.1:0" if args.functions else None))
+    except ConfigError as exc:
+        _print_errors(args.config, exc)
+        return 1
+    settings = LogSettings.resolve(first.service.namespaces.get(LOGGING), log_format=args.log_format,
+                                   level=args.log_level, debug=args.debug, access=not args.no_access_log)
+    configure_logs(settings)
+    os.environ.update(settings.to_env())  # the workers log the same way
+    log = logging.getLogger("lambdagate")
+    port = args.port if args.port is not None else first.service.port
+    busy = _port_in_use(args.host, port)
+    if busy:
+        # granian shares its port (SO_REUSEPORT): a second gateway on it would silently get half the traffic.
+        log.error("cannot listen on %s:%d: %s; stop the other server or choose another --port", args.host, port, busy)
+        return 1
     runtime = None
     local_endpoint = None
     if args.functions:
         from lambdagate.local_runtime import ConfigError as FunctionsError, start_in_background
 
         try:
-            runtime = start_in_background(args.functions, host="127.0.0.1", port=0,
-                                          log_format=args.log_format or "text",
-                                          log_level="DEBUG" if args.debug else args.log_level or "INFO")
+            runtime = start_in_background(args.functions, host="127.0.0.1", port=0, log_format=settings.format,
+                                          log_level=settings.level, log_prefix=settings.prefix)
         except (FunctionsError, RuntimeError, TimeoutError) as exc:
             print(f"{args.functions}: cannot start the local Lambda runtime: {exc}", file=sys.stderr)
             return 1
@@ -137,21 +155,11 @@ def _run(args: argparse.Namespace) -> int:
         if runtime is not None:
             runtime.stop()
         return 1
-    import logging
-
-    from lambdagate.telemetry.logs import NAMESPACE as LOGGING
-
-    settings = LogSettings.resolve(loaded.service.namespaces.get(LOGGING), log_format=args.log_format,
-                                   level=args.log_level, debug=args.debug, access=not args.no_access_log)
-    configure_logs(settings)
-    os.environ.update(settings.to_env())  # the workers log the same way
-    log = logging.getLogger("lambdagate")
     for warning in loaded.warnings:  # once, here, rather than once per worker
         log.warning("config %s", warning)
     if local_endpoint:
         log.info("local Lambda runtime for %s at %s: Lambda backends without an explicit endpoint use it",
                  args.functions, local_endpoint)
-    port = args.port if args.port is not None else loaded.service.port
     os.environ["LAMBDAGATE_DEBUG"] = "1" if args.debug else "0"
     os.environ["LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT"] = local_endpoint or ""
     from lambdagate.supervisor import MetricsListener, serve
@@ -159,13 +167,14 @@ def _run(args: argparse.Namespace) -> int:
     try:
         metrics = MetricsListener.start(loaded.service)
     except OSError as exc:
-        log.error("cannot open the metrics listener: %s", exc)
+        log.error("cannot open the metrics listener (extra_config[\"telemetry/metrics\"].listen_address): %s", exc)
         snapshots.cleanup()
         if runtime is not None:
             runtime.stop()
         return 1
-    log.info("lambdagate %s listening on %s:%d with %d worker(s)%s", __version__, args.host, port, args.workers,
-             "; watching the config for changes" if args.watch else "")
+    telemetry = _telemetry_summary(loaded.service)
+    log.info("lambdagate %s listening on %s:%d with %d worker(s)%s%s", __version__, args.host, port, args.workers,
+             "; watching the config for changes" if args.watch else "", f"; {telemetry}" if telemetry else "")
     try:
         serve(snapshots, loaded, host=args.host, port=port, workers=args.workers, watch=args.watch)
     finally:
@@ -175,3 +184,17 @@ def _run(args: argparse.Namespace) -> int:
         if runtime is not None:
             runtime.stop()
     return 0
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on (another server has it), or None when it is free."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine; a listener is not
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None

@@ -219,12 +219,16 @@ class Gateway:
                 request_id = value.decode("latin-1")
                 break
         if not request_id or not _REQUEST_ID.fullmatch(request_id):
+            if request_id:
+                log.debug("replaced the client's X-Request-Id %r: 1-128 characters of %s", request_id[:64],
+                          _REQUEST_ID.pattern)
             request_id = self._id_prefix + str(next(self._ids))
         calls: list | None = [] if self.access_log is not None else None
         route: Route | None = None
         span = None
         if self.tracing is not None and not self.tracing.skips(path):
             span = self.tracing.start_server_span(method, None, path, scope["headers"])
+            span.set_request_id(request_id)
         try:
             route, reply = await self._dispatch(scope, receive, method, path, request_id, calls, span)
         except RequestRejected as exc:
@@ -247,7 +251,7 @@ class Gateway:
             client = scope.get("client")
             self.access_log.write(method, route.template if route else None, path, reply.status,
                                   round(seconds * 1000, 2), len(reply.body), request_id,
-                                  client[0] if client else "", calls)
+                                  client[0] if client else "", calls, span.trace_id if span is not None else None)
 
     async def _dispatch(self, scope: dict, receive: Any, method: str, path: str, request_id: str,
                         calls: list | None, span: Any) -> tuple[Route | None, Reply]:

@@ -93,13 +93,17 @@ def serve(snapshots: ConfigSnapshots, loaded: LoadedConfig, *, host: str, port: 
           watch: bool) -> None:
     from granian.constants import Interfaces, Loops
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
     from granian.server import Server
+
+    from lambdagate.telemetry.logs import granian_log_config
 
     options = server_options(loaded.service)
     os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)
     server = Server(
         "lambdagate.server:app_from_env", address=host, port=port, interface=Interfaces.ASGI, workers=workers,
         loop=Loops.uvloop, factory=True, websockets=False, log_access=False, runtime_threads=1, backlog=2048,
+        log_level=LogLevels(os.environ.get("LAMBDAGATE_LOG_LEVEL", "INFO").lower()), log_dictconfig=granian_log_config(),
         http1_settings=HTTP1Settings(header_read_timeout=int(options.read_header_timeout * 1000)),
         workers_kill_timeout=max(1, math.ceil(options.shutdown_grace)), respawn_interval=2.0,
     )

@@ -24,6 +24,7 @@ def build_parser(prog: str = "python -m lambdagate.local_runtime") -> argparse.A
                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="default INFO")
     parser.add_argument("--log-format", default="text", choices=("text", "json"),
                         help="log lines as text or one JSON object per line (default text)")
+    parser.add_argument("--log-prefix", default="", help="put before every log line (as telemetry/logging's prefix)")
     # Set by start_in_background(): shut down when the embedding process is gone.
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return parser
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from lambdagate.telemetry.logs import LogSettings, configure
 
     # The gateway's own line format, so an embedded runtime's lines read like the gateway's (and parse in JSON).
-    configure(LogSettings(format=args.log_format, level=args.log_level))
+    configure(LogSettings(format=args.log_format, level=args.log_level, prefix=args.log_prefix))
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves
 
     from lambdagate.local_runtime.functions import ConfigError

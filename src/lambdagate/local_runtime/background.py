@@ -70,6 +70,7 @@ def _free_port(host: str) -> int:
 
 def start_in_background(directory, host: str = "127.0.0.1", port: int = 0, *,
                         region: str | None = None, log_level: str = "INFO", log_format: str = "text",
+                        log_prefix: str = "",
                         startup_timeout: float = 20.0, env: dict[str, str] | None = None,
                         ) -> RuntimeHandle:
     """Start ``python -m lambdagate.local_runtime DIR`` and return once it answers /__health.
@@ -85,6 +86,7 @@ def start_in_background(directory, host: str = "127.0.0.1", port: int = 0, *,
     command = [
         sys.executable, "-m", "lambdagate.local_runtime", str(directory),
         "--host", host, "--port", str(port), "--log-level", log_level, "--log-format", log_format,
+        "--log-prefix", log_prefix,
         "--parent-pid", str(os.getpid()),
     ]
     if region:

@@ -16,10 +16,10 @@ import select
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictStr
 
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, register
@@ -34,7 +34,8 @@ class LoggingOptions(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = "INFO"
     prefix: StrictStr = ""
     stdout: StrictBool = False  # True: stdout; otherwise stderr (KrakenD would print nothing without syslog)
     syslog: StrictBool = False
@@ -197,7 +198,34 @@ def configure(settings: LogSettings) -> LineWriter:
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
     root.propagate = False
+    # OpenTelemetry's exporter reports its failures (collector down) through `logging`: same lines as ours.
+    otel = logging.getLogger("opentelemetry")
+    otel.handlers[:] = [handler]
+    otel.setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
+    otel.propagate = False
     return _writer
+
+
+class _GranianName(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.name = "granian"
+        return True
+
+
+def granian_handler() -> logging.Handler:
+    """The handler granian's own logger gets (through its `log_dictconfig`): our format, prefix and stream."""
+    handlers = logging.getLogger("lambdagate").handlers
+    handler = LineHandler(_writer or LineWriter(sys.stderr.fileno()))
+    if handlers:
+        handler.setFormatter(handlers[0].formatter)
+    handler.addFilter(_GranianName())
+    return handler
+
+
+def granian_log_config() -> dict[str, Any]:
+    """granian's `log_dictconfig`: its start-up and worker lines in our format (granian's access log stays off)."""
+    return {"handlers": {"lambdagate": {"()": f"{__name__}.granian_handler"}},
+            "loggers": {"_granian": {"handlers": ["lambdagate"], "propagate": False}}}
 
 
 class AccessLog:
@@ -210,7 +238,8 @@ class AccessLog:
         self.writer = writer
 
     def write(self, method: str, route: str | None, path: str, status: int, duration_ms: float, size: int,
-              request_id: str, client_ip: str, calls: list[tuple[str, str, float]] | None) -> None:
+              request_id: str, client_ip: str, calls: list[tuple[str, str, float]] | None,
+              trace_id: str | None = None) -> None:
         now = time.time()
         if self.json:
             entry: dict[str, Any] = {
@@ -220,6 +249,8 @@ class AccessLog:
                 "request_id": request_id, "client_ip": client_ip,
                 "backends": [{"backend": b, "outcome": o, "duration_ms": d} for b, o, d in calls or ()],
             }
+            if trace_id:
+                entry["trace_id"] = trace_id
             if self.json_prefix:
                 entry["prefix"] = self.json_prefix
             self.writer.write(orjson.dumps(entry) + b"\n")
@@ -227,5 +258,6 @@ class AccessLog:
         backends = "".join(f' backend="{b}" {o} {d:.2f}ms;' for b, o, d in calls or ())
         self.writer.write(
             f"{self.prefix}{timestamp(now)} INFO lambdagate.access: {method} {path} {status} {duration_ms:.2f}ms "
-            f"{size}B route={route or '-'} client={client_ip} request_id={request_id}{backends}\n"
+            f"{size}B route={route or '-'} client={client_ip} request_id={request_id}"
+            f"{f' trace_id={trace_id}' if trace_id else ''}{backends}\n"
             .encode("utf-8", "replace"))

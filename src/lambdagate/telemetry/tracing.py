@@ -206,6 +206,14 @@ class ServerSpan:
     def __init__(self, tracing: Tracing, span: Any, token: Any) -> None:
         self._tracing, self._span, self._token = tracing, span, token
 
+    @property
+    def trace_id(self) -> str:
+        """The trace's id as 32 hex digits, for the access log (links a log line to its trace)."""
+        return format(self._span.get_span_context().trace_id, "032x")
+
+    def set_request_id(self, request_id: str) -> None:
+        self._span.set_attribute("lambdagate.request_id", request_id)
+
     def set_route(self, method: str, route: str) -> None:
         """Name the span after the endpoint once routing matched one."""
         self._span.update_name(f"{method} {route}")
