@@ -50,7 +50,7 @@ ERROR_CASES = [
     pytest.param(service(version=2), ['version: unsupported version 2: lambdagate reads KrakenD v3 configs, '
                                       'write "version": 3'], id="wrong-version"),
     pytest.param({"endpoints": []}, ['version: required: add "version"'], id="missing-version"),
-    pytest.param(service(version="3"), ["version: Input should be a valid integer, got str '3'"], id="version-as-string"),
+    pytest.param(service(version="3"), ["version: Input should be a valid integer, got str '3': write 3 without quotes"], id="version-as-string"),
     pytest.param(service(version=True), ["version: Input should be a valid integer, got bool True"], id="version-as-bool"),
     pytest.param(service(endpoint("/a"), endpoint("/b"), endpoint("/a")),
                  ['endpoints[2]: duplicate of endpoints[0] (GET /a): change "endpoint" or "method"'], id="duplicate"),
@@ -91,9 +91,9 @@ ERROR_CASES = [
     pytest.param(service(timeout="0"), ['timeout: must be more than 0, e.g. "2s"'], id="service-timeout-zero"),
     pytest.param(service(endpoint(timeout="0s")), ['endpoints[0].timeout: must be more than 0, e.g. "2s"'],
                  id="endpoint-timeout-zero"),
-    pytest.param(service(port="8080"), ["port: Input should be a valid integer, got str '8080'"], id="port-as-string"),
+    pytest.param(service(port="8080"), ["port: Input should be a valid integer, got str '8080': write 8080 without quotes"], id="port-as-string"),
     pytest.param(service(port=70000), ["port: Input should be less than or equal to 65535"], id="port-range"),
-    pytest.param({"version": 3, "endpoints": "x"}, ["endpoints: Input should be a valid list, got str 'x'"], id="endpoints-type"),
+    pytest.param({"version": 3, "endpoints": "x"}, ["endpoints: Input should be a valid list, got str 'x': write a list, such as [\"x\"]"], id="endpoints-type"),
     pytest.param(service(1), ["endpoints[0]: Input should be a valid dictionary or instance of EndpointConfig, got int 1"],
                  id="endpoint-type"),
     pytest.param(service(endpoint(method="FETCH")),
@@ -103,16 +103,16 @@ ERROR_CASES = [
                  ["endpoints[0].output_encoding: Input should be 'json', 'json-collection', 'string' or 'no-op', "
                   "got 'xml'"], id="output-encoding"),
     pytest.param(service(endpoint(input_headers="Authorization")),
-                 ["endpoints[0].input_headers: Input should be a valid list, got str 'Authorization'"],
+                 ["endpoints[0].input_headers: Input should be a valid list, got str 'Authorization': write a list, such as [\"Authorization\"]"],
                  id="input-headers-string"),
     pytest.param(service(endpoint(concurrent_calls=0)),
                  ["endpoints[0].concurrent_calls: Input should be greater than or equal to 1"], id="concurrent-calls"),
     pytest.param(service(endpoint("/a", backend(allow="name"))),
-                 ["endpoints[0].backend[0].allow: Input should be a valid list, got str 'name'"], id="allow-type"),
+                 ["endpoints[0].backend[0].allow: Input should be a valid list, got str 'name': write a list, such as [\"name\"]"], id="allow-type"),
     pytest.param(service(endpoint("/a", backend(mapping={"a": 1}))),
                  ["endpoints[0].backend[0].mapping.a: Input should be a valid string, got int 1"], id="mapping-type"),
     pytest.param(service(endpoint("/a", backend(is_collection="yes"))),
-                 ["endpoints[0].backend[0].is_collection: Input should be a valid boolean, got str 'yes'"],
+                 ["endpoints[0].backend[0].is_collection: Input should be a valid boolean, got str 'yes': write true or false, without quotes"],
                  id="bool-type"),
     pytest.param(service(endpoint("/a", backend(extra_config=[]))),
                  ["endpoints[0].backend[0].extra_config: Input should be a valid dictionary, got list []"],
@@ -247,9 +247,9 @@ def test_several_type_errors_reported_at_once() -> None:
     doc = service(endpoint("/a", backend(allow="x")), endpoint("/b", method="GO"), port="1", timeout="soon")
     errors = errors_of(doc)
     assert errors == [
-        "port: Input should be a valid integer, got str '1'",
+        "port: Input should be a valid integer, got str '1': write 1 without quotes",
         'timeout: malformed duration \'soon\': write it like "3s", "500ms" or "1m30s"',
-        "endpoints[0].backend[0].allow: Input should be a valid list, got str 'x'",
+        "endpoints[0].backend[0].allow: Input should be a valid list, got str 'x': write a list, such as [\"x\"]",
         "endpoints[1].method: Input should be 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD' or 'OPTIONS', got 'GO'",
     ]
 

@@ -98,7 +98,7 @@ def test_url_to_print(text: str, url: str) -> None:
 def test_other_bad_values(tmp_path: Path) -> None:
     assert config_errors(tmp_path, {"router_disabled": "yes", "collection_time": "soon"}) == [
         f"{PATH}.collection_time: malformed duration 'soon': write it like \"3s\", \"500ms\" or \"1m30s\"",
-        f"{PATH}.router_disabled: Input should be a valid boolean, got str 'yes'"]
+        f"{PATH}.router_disabled: Input should be a valid boolean, got str 'yes': write true or false, without quotes"]
     assert config_errors(tmp_path, [":9091"]) == [
         f'{PATH}: must be an object such as {{"listen_address": "127.0.0.1:9091"}}']
 

@@ -95,8 +95,24 @@ def _pydantic_issue(err: dict) -> ConfigIssue:
     elif err["type"] == "literal_error":
         msg = f"{msg}, got {err.get('input')!r}"
     elif err["type"].endswith("_type") or err["type"].endswith("_parsing"):
-        msg = f"{msg}, got {type(err.get('input')).__name__} {_short(err.get('input'))}"
+        msg = f"{msg}, got {type(err.get('input')).__name__} {_short(err.get('input'))}{_what_to_write(err)}"
     return ConfigIssue(_path(loc), msg)
+
+
+def _what_to_write(err: dict) -> str:
+    """For the common JSON slips (a quoted number or boolean, one value for a list), what to write instead."""
+    kind, value = err["type"], err.get("input")
+    if kind.startswith(("int_", "float_")) and isinstance(value, str):
+        try:
+            number = int(value) if kind.startswith("int_") else float(value)
+        except ValueError:
+            return ""
+        return f": write {number} without quotes"
+    if kind.startswith("bool_") and isinstance(value, str):
+        return ": write true or false, without quotes"
+    if kind == "list_type" and isinstance(value, (str, int, float)):
+        return f": write a list, such as [{orjson.dumps(value).decode()}]"
+    return ""
 
 
 def parse_namespace_model(model: type[M], value: Any, ctx: NamespaceContext, example: str,
