@@ -6,6 +6,8 @@ Type errors come first: the cross-field rules (duplicates, placeholders, namespa
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,11 +109,11 @@ def _what_to_write(err: dict) -> str:
             number = int(value) if kind.startswith("int_") else float(value)
         except ValueError:
             return ""
-        return f": write {number} without quotes"
+        return f": write {number} without quotes" if math.isfinite(number) else ""
     if kind.startswith("bool_") and isinstance(value, str):
         return ": write true or false, without quotes"
     if kind == "list_type" and isinstance(value, (str, int, float)):
-        return f": write a list, such as [{orjson.dumps(value).decode()}]"
+        return f": write a list, such as [{json.dumps(value)}]"  # not orjson: it refuses ints beyond 64 bits
     return ""
 
 
