@@ -152,31 +152,28 @@ class _Series:
         return {"labels": self.labels, "counts": {str(k): v for k, v in self.counts.items()},
                 "buckets": self.buckets, "sum": self.sum, "count": self.count}
 
-
-# The observe methods repeat the histogram update inline: a shared helper call would double their cost.
-class EndpointStats(_Series):
-    __slots__ = ()
-
-    def observe(self, status: int, seconds: float) -> None:
+    def observe(self, key: Any, seconds: float) -> None:
+        """One request or call: `key` is its status or outcome."""
         counts = self.counts
-        counts[status] = counts.get(status, 0) + 1
+        counts[key] = counts.get(key, 0) + 1
         self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.sum += seconds
         self.count += 1
+
+
+class EndpointStats(_Series):
+    """Requests of one endpoint: `observe(status, seconds)`."""
+
+    __slots__ = ()
 
 
 class BackendStats(_Series):
+    """Calls of one backend: `observe(outcome, seconds)`, outcome "success", "error" or "timeout"."""
+
     __slots__ = ()
 
-    def observe(self, outcome: str, seconds: float) -> None:
-        """outcome: "success", "error" or "timeout"."""
-        counts = self.counts
-        counts[outcome] = counts.get(outcome, 0) + 1
-        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.sum += seconds
-        self.count += 1
 
-
+# FunctionStats repeats the update inline rather than calling the base: a second call would double its cost.
 class FunctionStats(_Series):
     __slots__ = ("retries",)
 
