@@ -97,6 +97,18 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def wait_for_deltas(metrics_url: str, before: dict, expected: dict[tuple, float], timeout: float = 5.0) -> tuple[dict, dict]:
+    """Scrape until every series in `expected` ((name, label pairs...) → change) moved by that much since
+    `before`; each worker writes its counts on its own, twice a second. Returns the last scrape and the changes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = scrape(metrics_url)
+        got = {key: value(s, key[0], **dict(key[1:])) - value(before, key[0], **dict(key[1:])) for key in expected}
+        if got == expected or time.monotonic() > deadline:
+            return s, got
+        time.sleep(0.1)
+
+
 def wait_for(check, timeout: float = 5.0):
     """Poll until `check()` returns a truthy value (snapshots and span batches arrive within a second)."""
     deadline = time.monotonic() + timeout
@@ -169,28 +181,24 @@ def test_metrics_count_traffic_across_workers(gw):
         for _ in range(n):
             http("GET", gateway.url + path)
 
-    def delta(samples, name, **labels):
-        return value(samples, name, **labels) - value(before, name, **labels)
-
-    def settled():
-        s = scrape(metrics_url)
-        return s if delta(s, "lambdagate_requests_total", endpoint="/obs/status/{code}", method="GET",
-                          status="500") == 3 and delta(s, "lambdagate_lambda_invocations_total",
-                                                       function="flaky-2", outcome="success") == 1 else None
-
-    s = wait_for(settled)
-    assert s, f"metrics did not reach the expected counts:\n{scrape_text(metrics_url)}\n{gateway.log()[-2000:]}"
-    assert delta(s, "lambdagate_requests_total", endpoint="/obs/http", method="GET", status="200") == 6
-    assert delta(s, "lambdagate_requests_total", endpoint="/obs/fn-error", method="GET", status="500") == 2
-    assert delta(s, "lambdagate_requests_total", endpoint="/obs/throttle", method="GET", status="429") == 1
-    assert delta(s, "lambdagate_request_duration_seconds_count", endpoint="/obs/http", method="GET") == 6
-    assert delta(s, "lambdagate_request_duration_seconds_bucket", endpoint="/obs/http", method="GET", le="+Inf") == 6
-    # Lambda, per function and outcome; flaky-2 succeeded after two throttled attempts (retries).
-    assert delta(s, "lambdagate_lambda_invocations_total", function="echo-obs", outcome="success") == 4
-    assert delta(s, "lambdagate_lambda_invocations_total", function="unhandled", outcome="function_error") == 2
-    assert delta(s, "lambdagate_lambda_invocations_total", function="throttle", outcome="throttled") == 1
-    assert delta(s, "lambdagate_lambda_retries_total", function="flaky-2") == 2
-    assert delta(s, "lambdagate_lambda_invocation_duration_seconds_count", function="echo-obs") == 4
+    R, D, L = "lambdagate_requests_total", "lambdagate_request_duration_seconds", "lambdagate_lambda_invocations_total"
+    expected = {
+        (R, ("endpoint", "/obs/http"), ("method", "GET"), ("status", "200")): 6,
+        (R, ("endpoint", "/obs/fn-error"), ("method", "GET"), ("status", "500")): 2,
+        (R, ("endpoint", "/obs/throttle"), ("method", "GET"), ("status", "429")): 1,
+        (R, ("endpoint", "/obs/status/{code}"), ("method", "GET"), ("status", "500")): 3,
+        (D + "_count", ("endpoint", "/obs/http"), ("method", "GET")): 6,
+        (D + "_bucket", ("endpoint", "/obs/http"), ("le", "+Inf"), ("method", "GET")): 6,
+        # Lambda, per function and outcome; flaky-2 succeeded after two throttled attempts (retries).
+        (L, ("function", "echo-obs"), ("outcome", "success")): 4,
+        (L, ("function", "unhandled"), ("outcome", "function_error")): 2,
+        (L, ("function", "throttle"), ("outcome", "throttled")): 1,
+        (L, ("function", "flaky-2"), ("outcome", "success")): 1,
+        ("lambdagate_lambda_retries_total", ("function", "flaky-2")): 2,
+        ("lambdagate_lambda_invocation_duration_seconds_count", ("function", "echo-obs")): 4,
+    }
+    s, got = wait_for_deltas(metrics_url, before, expected)
+    assert got == expected, f"{scrape_text(metrics_url)}\n{gateway.log()[-2000:]}"
     # Backend calls with their outcome.
     http_backend = [k for k in s if k[0] == "lambdagate_backend_calls_total" and ("endpoint", "/obs/status/{code}") in k[1]]
     assert http_backend and all(dict(k[1])["outcome"] == "error" for k in http_backend)
@@ -266,20 +274,17 @@ def test_unmatched_refused_unknown_and_timed_out_are_counted(gw):
     assert status == 414 and headers["X-Request-Id"]  # refusals carry a request id too
     assert http("GET", gateway.url + "/obs/fn/made-up-name")[0] == 404
     assert http("GET", gateway.url + "/obs/timeout")[0] == 500
+    assert http("GET", gateway.url + "/obs/fn/%2E%2E")[0] == 400  # refused by a matched endpoint: counted there
 
-    def delta(samples, name, **labels):
-        return value(samples, name, **labels) - value(before, name, **labels)
-
-    def settled():
-        s = scrape(metrics_url)
-        return s if delta(s, "lambdagate_lambda_invocations_total", function="sandbox-timeout",
-                          outcome="timeout") == 1 else None
-
-    s = wait_for(settled)
-    assert s, scrape_text(metrics_url)
-    assert delta(s, "lambdagate_requests_total", endpoint="_unmatched", method="*", status="404") == 1
-    assert delta(s, "lambdagate_requests_total", endpoint="_refused", method="*", status="414") == 1
-    assert delta(s, "lambdagate_lambda_invocations_total", function="_unknown", outcome="aws_error") == 1
+    expected = {
+        ("lambdagate_requests_total", ("endpoint", "_unmatched"), ("method", "*"), ("status", "404")): 1,
+        ("lambdagate_requests_total", ("endpoint", "_refused"), ("method", "*"), ("status", "414")): 1,
+        ("lambdagate_requests_total", ("endpoint", "/obs/fn/{name}"), ("method", "GET"), ("status", "400")): 1,
+        ("lambdagate_lambda_invocations_total", ("function", "_unknown"), ("outcome", "aws_error")): 1,
+        ("lambdagate_lambda_invocations_total", ("function", "sandbox-timeout"), ("outcome", "timeout")): 1,
+    }
+    s, got = wait_for_deltas(metrics_url, before, expected)
+    assert got == expected, scrape_text(metrics_url)
     assert not any(dict(k[1]).get("function") == "made-up-name" for k in s)
 
 

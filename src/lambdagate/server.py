@@ -267,10 +267,14 @@ class Gateway:
             return None, json_reply(405, {"error": "method not allowed"}, [(b"allow", match.allow.encode()), INCOMPLETE])
         if span is not None:
             span.set_route(method, route.template)
+        # Refusals past this point belong to the endpoint (its metrics and access line), so they are returned.
         for value in match.params.values():
             if value in (".", "..") or any(ord(c) < 0x20 or c == "\x7f" for c in value):
-                raise RequestRejected(400, "invalid path parameter")
-        body = await self._read_body(receive) if route.reads_body else b""
+                return route, json_reply(400, {"error": "invalid path parameter"})
+        try:
+            body = await self._read_body(receive) if route.reads_body else b""
+        except RequestRejected as exc:
+            return route, json_reply(exc.status, {"error": exc.message})
         headers: dict[str, str] = {}
         host = ""
         for name, value in scope["headers"]:
