@@ -255,6 +255,18 @@ def test_snapshot_is_written_only_when_something_changed(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == [worker.path.name]  # no tmp file left behind
 
 
+def test_in_flight_is_read_from_the_servers_count(tmp_path: Path) -> None:
+    requests = {"in_flight": 3}
+    worker = WorkerMetrics(tmp_path, in_flight_of=lambda: requests["in_flight"])
+    worker.flush()
+    assert orjson.loads(worker.path.read_bytes())["in_flight"] == 3
+    requests["in_flight"] = 1
+    worker.flush()  # a changed gauge alone is worth a write
+    assert orjson.loads(worker.path.read_bytes())["in_flight"] == 1
+    worker.close()  # the worker is gone: nothing of it is in flight, whatever the count said
+    assert orjson.loads(worker.path.read_bytes())["in_flight"] == 0
+
+
 def test_run_flushes_in_the_background(tmp_path: Path) -> None:
     worker = WorkerMetrics(tmp_path, flush_interval=0.01)
 

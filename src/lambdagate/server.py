@@ -106,7 +106,8 @@ class Gateway:
         metrics_opts = metrics_options(service)
         endpoint_metrics = False
         if metrics_opts is not None and self.metrics_dir:
-            self.metrics = WorkerMetrics(self.metrics_dir)
+            admission = self.admission
+            self.metrics = WorkerMetrics(self.metrics_dir, in_flight_of=lambda: admission.in_flight)
             self._tasks.append(loop.create_task(self.metrics.run()))
             endpoint_metrics = metrics_opts.endpoint_metrics
             if endpoint_metrics:  # requests no endpoint took: router misses and admission refusals
@@ -165,15 +166,10 @@ class Gateway:
             await self._refuse(scope, send, refusal)
             return
         admission.in_flight += 1
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight += 1
         try:
             await self._http(scope, receive, send)
         finally:
             admission.in_flight -= 1
-            if metrics is not None:
-                metrics.in_flight -= 1
 
     async def _refuse(self, scope: dict, send: Any, refusal: tuple[dict, dict]) -> None:
         """An admission refusal: the prebuilt reply plus a fresh request id, counted and logged like the rest."""

@@ -42,7 +42,7 @@ import time
 import weakref
 from bisect import bisect_left
 from pathlib import Path
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any, Callable, Iterable
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
@@ -195,14 +195,17 @@ class FunctionStats(_Series):
 
 
 class WorkerMetrics:
-    """One worker's counts. Get the stats objects at start-up and call their `observe` per request;
-    `in_flight` is updated directly by the server. `run()` writes the snapshot in the background."""
+    """One worker's counts. Get the stats objects at start-up and call their `observe` per request.
+    `in_flight` is read from `in_flight_of` (the server's own count) at each write, or set directly.
+    `run()` writes the snapshot in the background."""
 
-    def __init__(self, directory: str | os.PathLike, *, flush_interval: float = 0.5, pid: int | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike, *, flush_interval: float = 0.5, pid: int | None = None,
+                 in_flight_of: Callable[[], int] | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid  # another pid only where tests stand in for other workers
         self.path = Path(directory) / f"{self.pid}-{time.time_ns()}.json"
         self.flush_interval = flush_interval
         self.in_flight = 0
+        self._in_flight_of = in_flight_of
         self._endpoints: dict[tuple[str, str], EndpointStats] = {}
         self._backends: dict[tuple[str, str, str], BackendStats] = {}
         self._functions: dict[str, FunctionStats] = {}
@@ -233,6 +236,8 @@ class WorkerMetrics:
     def flush(self) -> None:
         """Write the snapshot if anything changed since the last write. Never raises: metrics must not take
         the worker down."""
+        if self._in_flight_of is not None:
+            self.in_flight = self._in_flight_of()
         series = (self._endpoints, self._backends, self._functions)
         state = (sum(s.count for group in series for s in group.values()), self.in_flight)
         if state == self._flushed:
@@ -256,6 +261,7 @@ class WorkerMetrics:
             self.flush()
 
     def close(self) -> None:
+        self._in_flight_of = None
         self.in_flight = 0  # the worker is gone: its requests are no longer in flight
         self.flush()
 
