@@ -171,10 +171,13 @@ class Gateway:
         finally:
             admission.in_flight -= 1
 
+    def _new_request_id(self) -> str:
+        return self._id_prefix + str(next(self._ids))
+
     async def _refuse(self, scope: dict, send: Any, refusal: tuple[dict, dict]) -> None:
         """An admission refusal: the prebuilt reply plus a fresh request id, counted and logged like the rest."""
         start, body = refusal
-        request_id = self._id_prefix + str(next(self._ids))
+        request_id = self._new_request_id()
         await send({**start, "headers": [*start["headers"], (b"x-request-id", request_id.encode())]})
         await send(body)
         if self.admission.stats is not None:
@@ -218,7 +221,7 @@ class Gateway:
             if request_id:
                 log.debug("replaced the client's X-Request-Id %r: 1-128 characters of %s", request_id[:64],
                           _REQUEST_ID.pattern)
-            request_id = self._id_prefix + str(next(self._ids))
+            request_id = self._new_request_id()
         calls: list | None = [] if self.access_log is not None else None
         route: Route | None = None
         span = None

@@ -68,12 +68,12 @@ class MetricsListener:
 
     @classmethod
     def start(cls, service) -> MetricsListener | None:
-        from lambdagate.telemetry.metrics import MetricsExporter, metrics_options, parse_listen_address
+        from lambdagate.telemetry.metrics import MetricsExporter, metrics_options
 
         options = metrics_options(service)
         if options is None:
             return None
-        host, port = parse_listen_address(options.listen_address)
+        host, port = options.address
         directory = tempfile.mkdtemp(prefix="lambdagate-metrics-")
         try:
             server = MetricsExporter(directory).serve(host, port)
