@@ -12,6 +12,7 @@ import fnmatch
 import logging
 import os
 import re
+from contextlib import nullcontext
 from time import perf_counter
 from typing import Any, Literal
 
@@ -216,42 +217,36 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
     region = cfg.resolved_region or None
     static_stats = metrics.function(static_name) if metrics is not None and static_name else None
 
+    def invoke_once(name: str, payload: bytes, req: ProxyRequest, trace_header: str | None = None):
+        return invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier, invocation_type=invocation_type,
+                              request_id=req.request_id, trace_header=trace_header)
+
     async def invoke(name: str, payload: bytes, req: ProxyRequest) -> InvokeResult:
         """One Invoke (with its retries), measured per function and traced when those are on."""
         if metrics is None and tracing is None:
-            return await invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier,
-                                        invocation_type=invocation_type, request_id=req.request_id)
-        started = perf_counter()
-        outcome, attempts, known = "aws_error", 1, True
-        try:
-            if tracing is None:
-                result = await invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier,
-                                              invocation_type=invocation_type, request_id=req.request_id)
-            else:
-                with tracing.invoke_span(name, region) as span:
-                    try:
-                        result = await invoker.invoke(
-                            name, payload, deadline=req.deadline, qualifier=qualifier, invocation_type=invocation_type,
-                            request_id=req.request_id, trace_header=span.headers().get("x-amzn-trace-id"))
-                    except LambdaError as err:
-                        span.set(_invoke_outcome(err), err.attempts - 1, err.request_id)
-                        raise
-                    span.set(_result_outcome(result), result.attempts - 1, result.request_id)
-            outcome = _result_outcome(result)
-            attempts = result.attempts
-            return result
-        except LambdaError as err:
-            outcome, attempts = _invoke_outcome(err), err.attempts
-            known = err.code != "ResourceNotFoundException"
-            raise
-        except (TimeoutError, asyncio.CancelledError):
-            outcome = "timeout"
-            raise
-        finally:
-            if metrics is not None:
-                # A name from the URL becomes a label only once AWS knows it: made-up names share one series.
-                stats = static_stats or metrics.function(name if known else "_unknown")
-                stats.observe(outcome, perf_counter() - started, attempts - 1)
+            return await invoke_once(name, payload, req)
+        with tracing.invoke_span(name, region) if tracing is not None else nullcontext() as span:
+            started = perf_counter()
+            outcome, attempts, known, lambda_request_id = "aws_error", 1, True, None
+            try:
+                result = await invoke_once(name, payload, req,
+                                           span.headers().get("x-amzn-trace-id") if span is not None else None)
+                outcome, attempts, lambda_request_id = _result_outcome(result), result.attempts, result.request_id
+                return result
+            except LambdaError as err:
+                outcome, attempts, lambda_request_id = _invoke_outcome(err), err.attempts, err.request_id
+                known = err.code != "ResourceNotFoundException"
+                raise
+            except (TimeoutError, asyncio.CancelledError):
+                outcome = "timeout"
+                raise
+            finally:
+                if span is not None:
+                    span.set(outcome, attempts - 1, lambda_request_id)
+                if metrics is not None:
+                    # A name from the URL becomes a label only once AWS knows it: made-up names share one series.
+                    stats = static_stats or metrics.function(name if known else "_unknown")
+                    stats.observe(outcome, perf_counter() - started, attempts - 1)
 
     async def call(req: ProxyRequest) -> ProxyResponse:
         name = static_name or function_from_url(req)
