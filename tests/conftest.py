@@ -7,8 +7,11 @@ from typing import Callable, Iterator
 
 import pytest
 
+from lambdagate import plugins
 from tests.support.gateway import Gateway, launch_gateway
 from tests.support.procs import serve_module
+
+plugins.install()  # the namespaces every config read in these tests may use, as the CLI and workers do
 
 
 @pytest.fixture(scope="session")

@@ -141,14 +141,8 @@ def test_cookies_a_backend_sets_never_reach_another_call(gw):
 # -------------------------------------------------------------------------------- path traversal
 
 @pytest.mark.parametrize(("segment", "upstream_path"), [
-    (b"..%2F..%2Fadmin", "/echo/files/..%2F..%2Fadmin/meta"),
-    (b"..%2f..%2fadmin", "/echo/files/..%2F..%2Fadmin/meta"),
-    (b"a%2Fb", "/echo/files/a%2Fb/meta"),
-    (b"%2F", "/echo/files/%2F/meta"),
-    (b"%252F", "/echo/files/%252F/meta"),  # decoded once only: "%2F" stays data
-    (b"..%5C..%5Cadmin", "/echo/files/..%5C..%5Cadmin/meta"),
-    (b"%2E%2E%2F", "/echo/files/..%2F/meta"),
     (b"...", "/echo/files/.../meta"),
+    (b"a%20b", "/echo/files/a%20b/meta"),
     (b"a%3Fq%3D1%23f", "/echo/files/a%3Fq=1%23f/meta"),  # "?" and "#" cannot start a query or fragment
 ])
 def test_placeholder_never_escapes_its_segment(gw, segment, upstream_path):
@@ -156,6 +150,15 @@ def test_placeholder_never_escapes_its_segment(gw, segment, upstream_path):
     assert resp.status == 200, resp.raw[:300]
     echo = json.loads(resp.body)
     assert echo["path"] == upstream_path and echo["query"] == {}
+
+
+# Upstreams that decode "%2F" (Python's http.server, some Tomcat, Spring and nginx setups) would serve another path,
+# so a value that decodes (once or more) to a "/" or "\\", or to "." or "..", never reaches a backend (issue 16).
+@pytest.mark.parametrize("segment", [b"..%2F..%2Fadmin", b"..%2f..%2fadmin", b"a%2Fb", b"%2F", b"%252F", b"%25252F",
+                                     b"..%5C..%5Cadmin", b"%2E%2E%2F", b"..%2Fadmin%2Fsecret.json", b"%252E%252E"])
+def test_encoded_slashes_and_traversal_are_refused(gw, segment):
+    resp = send(gw, b"/files/" + segment)
+    assert (resp.status, json.loads(resp.body)) == (400, {"error": "invalid path parameter"}), resp.raw[:300]
 
 
 @pytest.mark.parametrize("segment", [b"..", b".", b"%2e%2e", b"%2E", b".%2e"])

@@ -7,7 +7,7 @@ import os
 import sys
 from collections import Counter
 
-from lambdagate import __version__
+from lambdagate import __version__, plugins
 from lambdagate.config import LoadOptions, is_typed_backend, load_config
 from lambdagate.errors import ConfigError
 
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    plugins.install()
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(f"lambdagate {__version__}")

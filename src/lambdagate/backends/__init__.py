@@ -1,20 +1,16 @@
-"""Backend types. HTTP is the default; other types register a factory for their `extra_config` namespace.
-
-Every module in this package is imported when the config is loaded (see config.namespaces.load_plugins),
-so adding a backend type is adding a module here, and touches no core file.
-"""
+"""Backend types. HTTP is the default; other types are chosen by their `extra_config` namespace (lambdagate.plugins
+lists them). This module holds what every backend of a worker shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import aiohttp
 
-from lambdagate.config.model import BackendConfig
-from lambdagate.pipeline import BackendFactory
-
-_TYPES: dict[str, BackendFactory] = {}
+if TYPE_CHECKING:
+    from lambdagate.telemetry.metrics import WorkerMetrics
+    from lambdagate.telemetry.tracing import Tracing
 
 
 @dataclass
@@ -25,9 +21,9 @@ class Resources:
     local_lambda_endpoint: str | None = None
     max_response_bytes: int = 64 * 1024 * 1024
     shared: dict[Any, Any] = field(default_factory=dict)
-    metrics: Any = None  # telemetry.metrics.WorkerMetrics when `telemetry/metrics` is on
+    metrics: WorkerMetrics | None = None  # when `telemetry/metrics` is on
     backend_metrics: bool = False  # per-backend call series (off with backend_disabled/proxy_disabled)
-    tracing: Any = None  # telemetry.tracing.Tracing when `telemetry/opentelemetry` is on
+    tracing: Tracing | None = None  # when `telemetry/opentelemetry` is on
     record_calls: bool = False  # the access log lists each backend call with its outcome
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -38,17 +34,3 @@ class Resources:
         for closer in reversed(self._closers):
             await closer()
         await self.session.close()
-
-
-def register_backend_type(namespace: str, factory: BackendFactory) -> None:
-    _TYPES[namespace] = factory
-
-
-def factory_for(backend: BackendConfig) -> BackendFactory:
-    for name in backend.namespaces:
-        factory = _TYPES.get(name)
-        if factory is not None:
-            return factory
-    from lambdagate.backends.http import http_backend
-
-    return http_backend

@@ -23,12 +23,11 @@ from lambdagate.aws.credentials import CredentialProvider, NoCredentialsError, r
 from lambdagate.aws.invoke import (InvokeResult, LambdaDeadlineError, LambdaError, LambdaInvoker, LambdaServiceError,
                                    is_valid_function_reference, max_attempts_from_max_retries)
 from lambdagate.aws.sigv4 import Credentials
-from lambdagate.backends import register_backend_type
 from lambdagate.backends.lambda_events import apigateway_v1_payload, apigateway_v2_payload, krakend_payload
 from lambdagate.backends.lambda_reply import MalformedReply, is_proxy_shaped, unwrap
 from lambdagate.config.loader import is_base_url, parse_namespace_model
 from lambdagate.config.model import BackendConfig
-from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError, register
+from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.errors import BackendError, StartupError
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.proxy import ProxyRequest, ProxyResponse
@@ -111,7 +110,7 @@ def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
     return cfg
 
 
-register(Namespace(NAMESPACE, "backend", parse, aliases=(LEGACY_NAMESPACE,), backend_type=True))
+LAMBDA_NAMESPACE = Namespace(NAMESPACE, "backend", parse, aliases=(LEGACY_NAMESPACE,), backend_type=True)
 
 
 async def _credentials(cfg: LambdaConfig, ctx: BuildContext) -> CredentialProvider:
@@ -324,5 +323,3 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
     return BuiltBackend(call, f"lambda {static_name or '{' + (param or '') + '}'} @ {location}", details_key,
                         kind="lambda")
 
-
-register_backend_type(NAMESPACE, lambda_backend)

@@ -18,14 +18,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lambdagate.config import namespaces
-from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig, EndpointConfig, ServiceConfig
+from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig, EndpointConfig, ServiceConfig, is_builtin_path
 from lambdagate.config.namespaces import LoadOptions, NamespaceContext, NamespaceError
 from lambdagate.errors import ConfigError, ConfigIssue
 
-# The built-in endpoints: "/__health" exactly and everything under "/__echo/" (the server answers those first).
 M = TypeVar("M", bound=BaseModel)
-RESERVED_PATHS = ("/__health", "/__echo")
-RESERVED_PREFIX = "/__echo/"
 
 
 @dataclass
@@ -210,8 +207,7 @@ def _check_endpoint(service: ServiceConfig, endpoint: EndpointConfig, path: str,
                                                           'segment such as "/users/{id}"'))
     if len(set(placeholders)) != len(placeholders):
         errors.append(ConfigIssue(f"{path}.endpoint", f"a placeholder appears twice in {endpoint.endpoint}: rename one"))
-    normal = _strip_slash(endpoint.endpoint)
-    if normal in RESERVED_PATHS or normal.startswith(RESERVED_PREFIX):
+    if is_builtin_path(_strip_slash(endpoint.endpoint)):
         errors.append(ConfigIssue(f"{path}.endpoint", f"{endpoint.endpoint} is reserved for the gateway's built-in endpoints: choose another path"))
     for name in ("timeout", "cache_ttl"):
         value = getattr(endpoint, name)

@@ -14,6 +14,14 @@ OutputEncoding = Literal["json", "json-collection", "string", "no-op"]
 BackendEncoding = Literal["json", "safejson", "string", "no-op"]
 
 PLACEHOLDER_RE = re.compile(r"\{([a-zA-Z0-9_\-]+)\}")
+# The gateway's own endpoints (front.builtins serves them): no configured endpoint may take these paths.
+BUILTIN_PATHS = ("/__health",)  # exactly these
+BUILTIN_PREFIXES = ("/__echo/", "/__debug/")  # these and everything under them
+
+
+def is_builtin_path(path: str) -> bool:
+    """True for a path the built-in endpoints own ("/__echo" too: the router ignores a trailing slash)."""
+    return path in BUILTIN_PATHS or any(path.startswith(p) or path == p[:-1] for p in BUILTIN_PREFIXES)
 
 
 def _duration(value: Any) -> float:

@@ -6,8 +6,6 @@ type (e.g. `backend/lambda`) turns a backend into that type, which then needs no
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
@@ -52,30 +50,17 @@ class Namespace:
 
 
 _REGISTRY: dict[str, Namespace] = {}
-_plugins_loaded = False
 
 
 def register(namespace: Namespace) -> Namespace:
+    """Called by the composition module (lambdagate.plugins), never as a side effect of importing a namespace."""
     for key in (namespace.name, *namespace.aliases):
         _REGISTRY[key] = namespace
     return namespace
 
 
 def lookup(key: str) -> Namespace | None:
-    load_plugins()
+    if not _REGISTRY:
+        # Reading a config before the namespaces are registered would treat every extension as unknown.
+        raise RuntimeError("no extra_config namespace is registered: call lambdagate.plugins.install() first")
     return _REGISTRY.get(key)
-
-
-def load_plugins() -> None:
-    """Import every module of `lambdagate.backends` and `lambdagate.telemetry`, so each registers its namespaces
-    (and backend factory)."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    import lambdagate.backends
-    import lambdagate.telemetry
-
-    for pkg in (lambdagate.backends, lambdagate.telemetry):
-        for info in pkgutil.iter_modules(pkg.__path__):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")

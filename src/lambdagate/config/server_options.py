@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
-from lambdagate.config.namespaces import Namespace, NamespaceContext, register
+from lambdagate.config.namespaces import Namespace, NamespaceContext
 
 NAMESPACE = "lambdagate/server"
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -39,7 +39,7 @@ def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:
     return parse_namespace_model(ServerOptions, value, ctx, '{"max_body_bytes": 10485760}')
 
 
-register(Namespace(NAMESPACE, "service", parse))
+SERVER_OPTIONS = Namespace(NAMESPACE, "service", parse)
 
 
 def server_options(service: Any) -> ServerOptions:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from lambdagate.config.model import BackendConfig, EndpointConfig, ServiceConfig
 from lambdagate.errors import BackendError
@@ -13,6 +13,10 @@ from lambdagate.pipeline.fanout import BackendSlot, call_all, call_one
 from lambdagate.pipeline.formatter import Formatter, build_formatter
 from lambdagate.pipeline.render import Renderer, Reply
 from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
+
+if TYPE_CHECKING:
+    from lambdagate.backends import Resources
+    from lambdagate.telemetry.metrics import BackendStats
 
 __all__ = ["BackendFactory", "BuildContext", "BuiltBackend", "EndpointPipeline", "Reply", "build_endpoint"]
 
@@ -24,7 +28,7 @@ class BuildContext:
     service: ServiceConfig
     endpoint: EndpointConfig
     backend_index: int
-    resources: Any  # lambdagate.backends.Resources (shared HTTP session, per-worker caches)
+    resources: Resources  # the worker's shared HTTP session and caches
 
     @property
     def path(self) -> str:
@@ -44,7 +48,7 @@ class BuiltBackend:
 BackendFactory = Callable[[BackendConfig, BuildContext], Awaitable[BuiltBackend]]
 
 
-def observed(call: Backend, label: str, stats: Any, record: bool) -> Backend:
+def observed(call: Backend, label: str, stats: BackendStats | None, record: bool) -> Backend:
     """Time one backend's calls and classify them (success, error, timeout): into its metrics (`stats`, a
     telemetry.metrics.BackendStats, or None) and, with `record`, into the request's list for the access log."""
 
@@ -97,7 +101,7 @@ class EndpointPipeline:
         return self._renderer.render(outcome)
 
 
-async def build_endpoint(service: ServiceConfig, endpoint: EndpointConfig, resources: Any,
+async def build_endpoint(service: ServiceConfig, endpoint: EndpointConfig, resources: Resources,
                          factory_for: Callable[[BackendConfig], BackendFactory]) -> EndpointPipeline:
     slots = []
     for i, backend in enumerate(endpoint.backend):

@@ -22,7 +22,7 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictStr
 
 from lambdagate.config.loader import parse_namespace_model
-from lambdagate.config.namespaces import Namespace, NamespaceContext, register
+from lambdagate.config.namespaces import Namespace, NamespaceContext
 
 NAMESPACE = "telemetry/logging"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -53,7 +53,7 @@ def _parse(value: Any, ctx: NamespaceContext) -> LoggingOptions:
     return options
 
 
-register(Namespace(NAMESPACE, "service", _parse))
+LOGGING_NAMESPACE = Namespace(NAMESPACE, "service", _parse)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
-from lambdagate.config.namespaces import Namespace, NamespaceContext, register
+from lambdagate.config.namespaces import Namespace, NamespaceContext
 
 NAMESPACE = "telemetry/metrics"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)  # seconds
@@ -126,7 +126,7 @@ def parse(value: Any, ctx: NamespaceContext) -> MetricsOptions:
     return parse_namespace_model(MetricsOptions, value, ctx, '{"listen_address": "127.0.0.1:9091"}')
 
 
-register(Namespace(NAMESPACE, "service", parse))
+METRICS_NAMESPACE = Namespace(NAMESPACE, "service", parse)
 
 
 def metrics_options(service: Any) -> MetricsOptions | None:

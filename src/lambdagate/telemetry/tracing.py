@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from lambdagate.config.loader import parse_namespace_model
-from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError, register
+from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.errors import BackendError, StartupError
 from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
 
@@ -132,7 +132,7 @@ def parse(value: Any, ctx: NamespaceContext) -> TracingOptions:
     return options
 
 
-register(Namespace(NAMESPACE, "service", parse))
+TRACING_NAMESPACE = Namespace(NAMESPACE, "service", parse)
 
 
 def _otel_installed() -> bool:

@@ -9,38 +9,32 @@ from __future__ import annotations
 
 import logging
 
+from lambdagate.asgi import Scope
 from lambdagate.config.server_options import ServerOptions
-from lambdagate.pipeline.render import json_reply
+from lambdagate.front import Exchange, Handler
+from lambdagate.pipeline.render import Reply, json_reply
 
 log = logging.getLogger("lambdagate")
 
 
-def _refusal(status: int, message: str, *extra: tuple[bytes, bytes]) -> tuple[dict, dict]:
-    """The two ASGI messages of a refusal: the same JSON error reply as the gateway's own."""
-    reply = json_reply(status, {"error": message}, list(extra))
-    return ({"type": "http.response.start", "status": status, "headers": reply.headers},
-            {"type": "http.response.body", "body": reply.body})
-
-
 class Admission:
-    """The gateway calls `check` before anything else and counts `in_flight` around each request."""
+    """Checked before anything else; counts the requests in flight in this worker."""
 
     def __init__(self, options: ServerOptions) -> None:
         self.in_flight = 0
-        self.stats = None  # telemetry.metrics.EndpointStats counting refusals, when metrics are on
         self.max_in_flight = options.max_in_flight
         self.max_url = options.max_url_length
         self.max_header_count = options.max_header_count
         self.max_header_bytes = options.max_header_bytes
         self.max_body = options.max_body_bytes
         # Built once: the replies never change.
-        self.busy = _refusal(503, "server busy, retry later", (b"retry-after", b"1"))
-        self.url_too_long = _refusal(414, "URL too long")
-        self.headers_too_large = _refusal(431, "request headers too large")
-        self.body_too_large = _refusal(413, f"request body larger than {self.max_body} bytes")
+        self.busy = json_reply(503, {"error": "server busy, retry later"}, [(b"retry-after", b"1")])
+        self.url_too_long = json_reply(414, {"error": "URL too long"})
+        self.headers_too_large = json_reply(431, {"error": "request headers too large"})
+        self.body_too_large = json_reply(413, {"error": f"request body larger than {self.max_body} bytes"})
 
-    def check(self, scope: dict) -> tuple[dict, dict] | None:
-        """The two ASGI messages of a refusal, or None when the request may go on."""
+    def check(self, scope: Scope) -> Reply | None:
+        """The refusal, or None when the request may go on."""
         if self.in_flight >= self.max_in_flight:
             log.warning("refused %s %s: %d requests in flight (max_in_flight)", scope["method"], scope["path"][:200],
                         self.in_flight)
@@ -59,3 +53,35 @@ class Admission:
         if size > self.max_header_bytes:
             return self.headers_too_large
         return None
+
+
+    @property
+    def refusals(self) -> list[Reply]:
+        return [self.busy, self.url_too_long, self.headers_too_large, self.body_too_large]
+
+
+def answering(reply: Reply) -> Handler:
+    """A handler that always gives the same prebuilt reply."""
+
+    async def answer(ex: Exchange) -> Reply:
+        return reply
+
+    return answer
+
+
+def admitted(handler: Handler, admission: Admission, refused: dict[int, Handler]) -> Handler:
+    """The outermost step. A refused request goes to the handler of its refusal's status (which logs and counts
+    it, see `answering`); the rest to `handler`, counted in flight."""
+
+    async def admit(ex: Exchange) -> Reply:
+        refusal = admission.check(ex.scope)
+        if refusal is not None:
+            ex.path = ex.path[:200]  # it may be what was refused
+            return await refused[refusal.status](ex)
+        admission.in_flight += 1
+        try:
+            return await handler(ex)
+        finally:
+            admission.in_flight -= 1
+
+    return admit

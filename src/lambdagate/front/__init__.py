@@ -1,0 +1,43 @@
+"""The front side of the request path: what happens before the endpoint pipeline, as composable steps.
+
+One call signature, as on the backend side: a `Handler` takes the request's `Exchange` and returns the `Reply`.
+A `Step` wraps a handler into another one. `lambdagate.stack.build_stack` declares their order, once, at start-up;
+a step that is not configured is simply not composed, so it costs nothing per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from lambdagate.asgi import Receive, Scope
+from lambdagate.pipeline.render import Reply
+
+if TYPE_CHECKING:
+    from lambdagate.telemetry.tracing import ServerSpan
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One client request as it travels through the front steps; steps fill in what they establish."""
+
+    scope: Scope
+    receive: Receive
+    method: str
+    path: str  # as the client sent it: percent-encoded, without the query string
+    request_id: str = ""
+    params: dict[str, str] = None  # type: ignore[assignment] - set by the router (decoded placeholder values)
+    allow: str = ""  # the methods a path has, when it has none for this method (405)
+    span: ServerSpan | None = None
+    calls: list[tuple[str, str, float]] | None = None  # backend calls, when the access log lists them
+
+    @property
+    def client_ip(self) -> str:
+        client = self.scope.get("client")
+        return client[0] if client else ""
+
+
+Handler = Callable[[Exchange], Awaitable[Reply]]
+Step = Callable[[Handler], Handler]
+
+__all__ = ["Exchange", "Handler", "Step", "Reply"]

@@ -1,0 +1,38 @@
+"""The composition module: every `extra_config` namespace and backend type lambdagate implements, in one place.
+
+Entry points (the CLI, each worker, tests) call `install()` before reading a config. Adding an extension is adding
+its namespace here; the config package itself knows none of them.
+"""
+
+from __future__ import annotations
+
+from lambdagate.backends.http import http_backend
+from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
+from lambdagate.config import namespaces
+from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
+from lambdagate.config.model import BackendConfig
+from lambdagate.config.server_options import SERVER_OPTIONS
+from lambdagate.pipeline import BackendFactory
+from lambdagate.telemetry.logs import LOGGING_NAMESPACE
+from lambdagate.telemetry.metrics import METRICS_NAMESPACE
+from lambdagate.telemetry.tracing import TRACING_NAMESPACE
+
+NAMESPACES = (SERVER_OPTIONS, ENDPOINT_OPTIONS, LAMBDA_NAMESPACE, LOGGING_NAMESPACE, METRICS_NAMESPACE,
+              TRACING_NAMESPACE)
+# Backend types by namespace; a backend with none of them is an HTTP backend.
+BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
+
+
+def install() -> None:
+    """Register every namespace (idempotent)."""
+    for namespace in NAMESPACES:
+        namespaces.register(namespace)
+
+
+def backend_factory(backend: BackendConfig) -> BackendFactory:
+    """The factory that builds this backend: its type's, else HTTP."""
+    for name in backend.namespaces:
+        factory = BACKEND_TYPES.get(name)
+        if factory is not None:
+            return factory
+    return http_backend

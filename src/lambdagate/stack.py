@@ -1,0 +1,89 @@
+"""The request path of one worker, declared in one function and built once at start-up.
+
+Read `build_stack` top to bottom for the order a request meets the steps. Every step is a wrapper with one signature
+(`front.Handler`), composed only when configured: a feature that is off is not in the stack at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from lambdagate.config.endpoint_options import endpoint_options
+from lambdagate.config.model import EndpointConfig
+from lambdagate.front import Handler, Step, builtins
+from lambdagate.front.admission import Admission, admitted, answering
+from lambdagate.front.observe import RequestIds, contained, measured, traced, with_request_id
+from lambdagate.front.request import RequestRules, building_request
+from lambdagate.front.routing import routed
+from lambdagate.router import Router
+
+if TYPE_CHECKING:
+    from lambdagate.config.server_options import ServerOptions
+    from lambdagate.pipeline import EndpointPipeline
+    from lambdagate.telemetry.logs import AccessLog
+    from lambdagate.telemetry.metrics import EndpointStats, WorkerMetrics
+    from lambdagate.telemetry.tracing import Tracing
+
+# Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
+# JWT validation, Lua, rate limit. Each is a factory `(EndpointConfig) -> Step | None` (None: not configured).
+# Namespaces not implemented yet are refused at load time (config.guards), so none can be skipped silently.
+GUARDS: tuple[Callable[[EndpointConfig], Step | None], ...] = ()
+
+
+@dataclass
+class Observers:
+    """What the observation steps report to; each is None when off."""
+
+    access_log: AccessLog | None = None
+    metrics: WorkerMetrics | None = None  # set only when endpoint series are on
+    tracing: Tracing | None = None
+    ids: RequestIds = field(default_factory=RequestIds)
+
+    def stats(self, method: str, route: str) -> EndpointStats | None:
+        return self.metrics.endpoint(method, route) if self.metrics is not None else None
+
+
+def observed(handler: Handler, obs: Observers, route: str | None, stats: EndpointStats | None, *,
+             counts: frozenset[int] | None = None, keep_client_id: bool = True) -> Handler:
+    """A route's observation, outermost first: request id → span → metrics and access log → error containment."""
+    handler = contained(handler)
+    if stats is not None or obs.access_log is not None:
+        handler = measured(handler, stats, obs.access_log, route, counts=counts)
+    if obs.tracing is not None:
+        handler = traced(handler, obs.tracing, route)
+    return with_request_id(handler, obs.ids, keep_client_id=keep_client_id)
+
+
+def endpoint_handler(endpoint: EndpointConfig, pipeline: EndpointPipeline, options: ServerOptions,
+                     obs: Observers) -> Handler:
+    """One endpoint: observation → guards → request building → the endpoint pipeline (fan-out, merge, render)."""
+    rules = RequestRules(endpoint, options.max_body_bytes, options.read_timeout,
+                         allow_slash=endpoint_options(endpoint).allow_encoded_slash)
+    handler = building_request(pipeline, rules)
+    for guard in reversed(GUARDS):  # wrapped innermost first, so a request meets them in GUARDS' order
+        step = guard(endpoint)
+        if step is not None:
+            handler = step(handler)
+    return observed(handler, obs, endpoint.endpoint, obs.stats(endpoint.method, endpoint.endpoint))
+
+
+def build_stack(endpoints: list[tuple[EndpointConfig, EndpointPipeline]], options: ServerOptions,
+                admission: Admission, obs: Observers, *, started: float, debug: bool) -> Handler:
+    """The whole front side: admission → built-ins and router → per-endpoint steps → pipeline."""
+    router: Router[Handler] = Router()
+    for endpoint, pipeline in endpoints:
+        router.add(endpoint.method, endpoint.endpoint, endpoint_handler(endpoint, pipeline, options, obs))
+    health = observed(builtins.health(started), obs, "/__health", None)
+    router.add("GET", "/__health", health)
+    router.add("HEAD", "/__health", health)
+    prefixes: tuple[tuple[str, Handler], ...] = ()
+    if debug:
+        prefixes = (("/__echo/", observed(builtins.echo(options.max_body_bytes, options.read_timeout), obs,
+                                          "/__echo/", None)),)
+    # Router misses and admission refusals have series of their own: "_unmatched" (404, 405) and "_refused".
+    miss = observed(builtins.not_routed, obs, None, obs.stats("*", "_unmatched"), counts=frozenset({404, 405}))
+    refused_stats = obs.stats("*", "_refused")
+    refused = {r.status: observed(answering(r), obs, None, refused_stats, keep_client_id=False)
+               for r in admission.refusals}
+    return admitted(routed(router, miss, prefixes), admission, refused)
