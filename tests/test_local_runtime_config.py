@@ -29,6 +29,7 @@ def test_defaults_match_lambda(tmp_path):
     write(tmp_path, "a.py", "def handler(e, c):\n    pass\n")
     fn = load_functions(tmp_path)["a"]
     assert (fn.timeout, fn.memory_mb, fn.reserved_concurrency, fn.environment) == (3, 128, 2, {})
+    assert fn.max_queued_events == 100  # ours: Lambda has no per-function bound on its event queue
 
 
 def test_yaml_settings_defaults_and_shorthand(tmp_path):
@@ -46,6 +47,7 @@ def test_yaml_settings_defaults_and_shorthand(tmp_path):
             handler: tasks.run
             timeout: 1
             reserved_concurrency: 0
+            max_queued_events: 5
     """)
     functions = load_functions(tmp_path)
     assert functions["a"] == FunctionConfig(
@@ -54,6 +56,7 @@ def test_yaml_settings_defaults_and_shorthand(tmp_path):
     )
     assert functions["job"] == FunctionConfig("job", "tasks.run", timeout=10)
     assert functions["other"].timeout == 1 and functions["other"].reserved_concurrency == 0
+    assert functions["other"].max_queued_events == 5
 
 
 def test_flat_mapping_and_json(tmp_path):
@@ -71,6 +74,9 @@ def test_flat_mapping_and_json(tmp_path):
         ("functions:\n  a: {timeout: true}", "functions.a.timeout"),
         ("functions:\n  a: {memory_mb: 64}", "functions.a.memory_mb: must be an integer number of MB between 128 and 10240"),
         ("functions:\n  a: {reserved_concurrency: -1}", "functions.a.reserved_concurrency"),
+        ("functions:\n  a: {max_queued_events: 10001}", "functions.a.max_queued_events: must be an integer count"),
+        ("defaults: {max_queued_events: -1}\nfunctions: {}", "defaults.max_queued_events"),
+        ("functions:\n  a: {environment: {AWS_LAMBDA_INITIALIZATION_TYPE: x}}", "is reserved"),
         ("functions:\n  a: {timout: 3}", "functions.a: unknown key(s) timout"),
         ("functions:\n  a: {environment: [A]}", "functions.a.environment: must be a mapping"),
         ("functions:\n  a: {environment: {AWS_REGION: x}}", "AWS_REGION is reserved"),

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("directory", metavar="DIR")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=9001)
+    serve.add_argument("--show-env", action="store_true",
+                       help="show environment values in list-functions/get-function (default: redacted)")
     return parser
 
 
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "functions":
         from lambdagate.local_runtime import main as runtime_main
 
-        return runtime_main([args.directory, "--host", args.host, "--port", str(args.port)]) or 0
+        return runtime_main([args.directory, "--host", args.host, "--port", str(args.port)]
+                            + (["--show-env"] if args.show_env else [])) or 0
     return 2
 
 

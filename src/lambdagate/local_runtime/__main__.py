@@ -1,4 +1,4 @@
-"""Command line: ``python -m lambdagate.local_runtime DIR [--host H] [--port N]``.
+"""Command line: ``python -m lambdagate.local_runtime DIR [--host H] [--port N] [--show-env]``.
 
 ``main(argv)`` is also what ``lambdagate functions serve DIR ...`` calls.
 """
@@ -25,6 +25,8 @@ def build_parser(prog: str = "python -m lambdagate.local_runtime") -> argparse.A
     parser.add_argument("--log-format", default="text", choices=("text", "json"),
                         help="log lines as text or one JSON object per line (default text)")
     parser.add_argument("--log-prefix", default="", help="put before every log line (as telemetry/logging's prefix)")
+    parser.add_argument("--show-env", action="store_true",
+                        help="show environment values in list-functions/get-function (default: redacted)")
     # Set by start_in_background(): shut down when the embedding process is gone.
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return parser
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from lambdagate.local_runtime.server import serve
 
     try:
-        serve(args.directory, args.host, args.port, region=args.region, parent_pid=args.parent_pid)
+        serve(args.directory, args.host, args.port, region=args.region, parent_pid=args.parent_pid,
+              show_env=args.show_env)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

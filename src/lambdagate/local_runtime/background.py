@@ -70,7 +70,7 @@ def _free_port(host: str) -> int:
 
 def start_in_background(directory, host: str = "127.0.0.1", port: int = 0, *,
                         region: str | None = None, log_level: str = "INFO", log_format: str = "text",
-                        log_prefix: str = "",
+                        log_prefix: str = "", show_env: bool = False,
                         startup_timeout: float = 20.0, env: dict[str, str] | None = None,
                         ) -> RuntimeHandle:
     """Start ``python -m lambdagate.local_runtime DIR`` and return once it answers /__health.
@@ -91,6 +91,8 @@ def start_in_background(directory, host: str = "127.0.0.1", port: int = 0, *,
     ]
     if region:
         command += ["--region", region]
+    if show_env:
+        command.append("--show-env")
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
     handle = RuntimeHandle(process, host, port)
     atexit.register(handle.stop)

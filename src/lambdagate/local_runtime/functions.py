@@ -14,7 +14,8 @@ runs inside workers). An optional ``functions.yaml`` / ``functions.yml`` /
         timeout: 10           # seconds, 1-900 (Lambda's default 3)
         memory_mb: 256        # 128-10240 (default 128)
         reserved_concurrency: 4   # workers at once, 0 throttles all (default 2)
-        environment: {STAGE: dev}
+        max_queued_events: 100    # Event invocations accepted but not finished, 0-10000 (default 100)
+        environment: {STAGE: dev} # the worker's only variables besides the runtime's own (pool.worker_env)
         description: "..."
 
 A file without the ``functions:`` key is read as the ``functions`` mapping itself.
@@ -37,6 +38,9 @@ log = logging.getLogger("lambdagate.local_runtime")
 DEFAULT_TIMEOUT = 3
 DEFAULT_MEMORY_MB = 128
 DEFAULT_RESERVED_CONCURRENCY = 2
+# Beyond this many unfinished Event invocations of one function, more get 429: each holds its payload
+# (up to 6 MB) in memory until a worker takes it.
+DEFAULT_MAX_QUEUED_EVENTS = 100
 CONFIG_FILES = ("functions.yaml", "functions.yml", "functions.json")
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -48,9 +52,10 @@ RESERVED_ENV = frozenset(
         "_HANDLER", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT",
         "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
     }
 )
-_SETTINGS = ("timeout", "memory_mb", "reserved_concurrency", "environment", "description")
+_SETTINGS = ("timeout", "memory_mb", "reserved_concurrency", "max_queued_events", "environment", "description")
 
 
 class ConfigError(ValueError):
@@ -64,6 +69,7 @@ class FunctionConfig:
     timeout: int = DEFAULT_TIMEOUT
     memory_mb: int = DEFAULT_MEMORY_MB
     reserved_concurrency: int = DEFAULT_RESERVED_CONCURRENCY
+    max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS
     environment: dict[str, str] = field(default_factory=dict)
     description: str = ""
 
@@ -138,6 +144,8 @@ def _settings(where: str, raw: dict) -> dict:
         out["reserved_concurrency"] = _int(
             f"{where}.reserved_concurrency", raw["reserved_concurrency"], 0, 1000, "count"
         )
+    if "max_queued_events" in raw:
+        out["max_queued_events"] = _int(f"{where}.max_queued_events", raw["max_queued_events"], 0, 10000, "count")
     if "description" in raw:
         if not isinstance(raw["description"], str):
             raise ConfigError(f"{where}.description: must be a string")

@@ -5,6 +5,8 @@ Each worker is a separate ``python -m lambdagate.local_runtime.worker`` process
 framing over a socket pair. Whatever a handler does (os._exit, a segfault,
 sys.exit, an endless loop, a memory blow-up) ends at most that process: the
 invocation gets Lambda's error payload and the next one gets a fresh worker.
+A worker's environment is built from nothing (worker_env): Lambda's variables
+and the function's own, never the runtime's (so not the gateway's AWS keys).
 
 A FunctionPool bounds a function's concurrent invocations by its
 ``reserved_concurrency`` and keeps finished workers warm for reuse (most recent
@@ -20,6 +22,7 @@ import os
 import signal
 import socket
 import sys
+import sysconfig
 import tempfile
 import time
 import uuid
@@ -85,27 +88,62 @@ def _exit_reason(returncode: int | None) -> str:
     return f"Runtime exited with error: exit status {returncode}"
 
 
+# Where this lambdagate is imported from: Lambda's LAMBDA_RUNTIME_DIR (/var/runtime, the runtime's own code).
+RUNTIME_DIR = str(Path(__file__).resolve().parents[2])
+# The only variables taken from the runtime's own environment: what the interpreter may need to start and
+# find its libraries. Nothing else (keys, tokens, proxy URLs with passwords) reaches handlers.
+INHERITED_ENV = ("LD_LIBRARY_PATH", "PYTHONHOME", "TMPDIR")
+
+
+def _python_path(root: Path, configured: str | None) -> str:
+    """PYTHONPATH: the handler directory (or the function's own setting), then this package if needed."""
+    parts = [configured or str(root)]
+    # Installed into site-packages, lambdagate is importable anyway, and site-packages must not go before the
+    # stdlib; run from a source tree (or an editable install of another tree) it must be named here, or the
+    # worker would import some other copy of lambdagate, or none.
+    site_dirs = {str(Path(sysconfig.get_path(k)).resolve()) for k in ("purelib", "platlib")}
+    if RUNTIME_DIR not in site_dirs and RUNTIME_DIR not in parts[0].split(os.pathsep):
+        parts.append(RUNTIME_DIR)
+    return os.pathsep.join(parts)
+
+
 def worker_env(fn: FunctionConfig, root: Path, region: str, log_stream: str) -> dict[str, str]:
-    env = dict(os.environ)
+    """A worker's whole environment: Lambda's variables plus the function's ``environment``.
+
+    Built from nothing, never from ``os.environ``: the gateway's AWS keys and other secrets must not reach
+    handlers. Credentials come only from functions.yaml, as a role's would on Lambda.
+    """
+    env = {name: os.environ[name] for name in INHERITED_ENV if os.environ.get(name)}
     env.update(
         {
             "AWS_LAMBDA_FUNCTION_NAME": fn.name,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}",
             "LAMBDA_TASK_ROOT": str(root),
+            "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
             "_HANDLER": fn.handler,
             "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            # Lambda's PATH starts with its Python's bin directory; ours is this interpreter's.
+            "PATH": os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH") or os.defpath)),
+            # An SDK in a handler must not find the developer's ~/.aws files or an EC2 instance role either:
+            # like the keys, those are credentials not given in functions.yaml (which may set these three).
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
             "PYTHONUNBUFFERED": "1",  # so output printed just before a crash is not lost
             "MALLOC_ARENA_MAX": "2",  # per-thread malloc arenas would eat the RLIMIT_AS budget
             "_LAMBDAGATE_RUNTIME_PID": str(os.getpid()),
         }
     )
     env.update(fn.environment)
+    env["PYTHONPATH"] = _python_path(root, fn.environment.get("PYTHONPATH"))
     return env
 
 

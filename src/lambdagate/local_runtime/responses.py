@@ -4,6 +4,11 @@ Errors follow the rest-json protocol as botocore parses it: the code comes from
 the ``X-Amzn-ErrorType`` header (so boto3 raises ``client.exceptions.<Code>``),
 the message from ``message``/``Message`` in the body, the request id from
 ``x-amzn-RequestId``. The message key's case follows Lambda's service model.
+
+Environment values are secrets as often as not, so FunctionConfiguration shows
+them only when the runtime was started with ``--show-env``; otherwise every
+value reads ``<redacted>`` (names stay: they tell a developer what is set, and
+boto3/the AWS CLI parse any string there).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import platform
+import secrets
 import sys
 import time
 import uuid
@@ -25,6 +31,10 @@ ACCOUNT_ID = "123456789012"
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 # Lambda's model spells the message member "Message" for these and "message" elsewhere.
 _CAPITAL_MESSAGE = {"ResourceNotFoundException", "ResourceConflictException"}
+REDACTED = "<redacted>"
+# RevisionId is a hash of the configuration, environment values included: salted per process so that it
+# cannot be used to guess a redacted value.
+_REVISION_SALT = secrets.token_hex(16)
 
 
 def function_arn(region: str, name: str, qualifier: str | None = None) -> str:
@@ -41,6 +51,14 @@ def json_response(data, status: int = 200, headers: dict | None = None) -> web.R
 def error_response(status: int, code: str, message: str, **extra) -> web.Response:
     body = {"Type": "User", ("Message" if code in _CAPITAL_MESSAGE else "message"): message, **extra}
     return json_response(body, status, {"X-Amzn-ErrorType": code})
+
+
+def throttled(reason: str, retry_after: int | None = None) -> web.Response:
+    """429 TooManyRequestsException; boto3 reads ``Reason`` from the body and ``Retry-After`` as retryAfterSeconds."""
+    response = error_response(429, "TooManyRequestsException", "Rate Exceeded.", Reason=reason)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def not_found(region: str, name: str, qualifier: str | None = None) -> web.Response:
@@ -60,7 +78,7 @@ def _code_facts(path: Path) -> tuple[int, str, str]:
     return len(data), base64.b64encode(hashlib.sha256(data).digest()).decode(), stamp
 
 
-def function_configuration(fn: FunctionConfig, root: Path, region: str) -> dict:
+def function_configuration(fn: FunctionConfig, root: Path, region: str, show_env: bool = False) -> dict:
     size, sha, modified = _code_facts(fn.source_path(root))
     config = {
         "FunctionName": fn.name,
@@ -76,7 +94,7 @@ def function_configuration(fn: FunctionConfig, root: Path, region: str) -> dict:
         "CodeSha256": sha,
         "Version": "$LATEST",
         "TracingConfig": {"Mode": "PassThrough"},
-        "RevisionId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{fn!r}{sha}")),
+        "RevisionId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{_REVISION_SALT}{fn!r}{sha}")),
         "State": "Active",
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
@@ -86,13 +104,14 @@ def function_configuration(fn: FunctionConfig, root: Path, region: str) -> dict:
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{fn.name}"},
     }
     if fn.environment:
-        config["Environment"] = {"Variables": dict(fn.environment)}
+        variables = dict(fn.environment) if show_env else dict.fromkeys(fn.environment, REDACTED)
+        config["Environment"] = {"Variables": variables}
     return config
 
 
-def get_function(fn: FunctionConfig, root: Path, region: str) -> dict:
+def get_function(fn: FunctionConfig, root: Path, region: str, show_env: bool = False) -> dict:
     return {
-        "Configuration": function_configuration(fn, root, region),
+        "Configuration": function_configuration(fn, root, region, show_env),
         "Code": {"RepositoryType": "S3", "Location": fn.source_path(root).as_uri()},
         "Tags": {},
         "Concurrency": {"ReservedConcurrentExecutions": fn.reserved_concurrency},

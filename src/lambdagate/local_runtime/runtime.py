@@ -10,6 +10,7 @@ lands before the watcher has reported it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -52,6 +53,7 @@ class LocalRuntime:
         self._stamps = _scan(self.root)
         self._pools: dict[str, FunctionPool] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._queued: dict[str, int] = {}  # unfinished Event invocations by function name
         self._stop = asyncio.Event()
 
     # -- registry -----------------------------------------------------------
@@ -111,7 +113,7 @@ class LocalRuntime:
                      ) -> Invocation:
         # Synchronous callers wait for a free worker at most the function's
         # timeout, then are throttled (429) as Lambda would; queued Event
-        # invocations wait as long as it takes.
+        # invocations wait as long as it takes (invoke_in_background bounds how many).
         wait = fn.timeout if invocation_type == "RequestResponse" else None
         started = time.monotonic()
         result = await self._pool(fn).invoke(request_id, payload, invoked_arn, client_context, wait)
@@ -129,12 +131,27 @@ class LocalRuntime:
             output_log.info("%s", "\n".join(f"[{fn.name}] {line}" for line in text.splitlines()))
         return result
 
-    def invoke_in_background(self, fn: FunctionConfig, payload: bytes, **kwargs) -> None:
+    def invoke_in_background(self, fn: FunctionConfig, payload: bytes, **kwargs) -> bool:
+        """Queue an Event invocation; False (nothing queued) when ``fn`` already has its
+        ``max_queued_events`` unfinished ones, so a flood cannot grow memory without bound."""
+        queued = self._queued.get(fn.name, 0)
+        if queued >= fn.max_queued_events:
+            log.info("invoke %s request_id=%s type=Event outcome=throttled (%d queued, the most allowed)",
+                     fn.name, kwargs.get("request_id"), queued)
+            return False
+        self._queued[fn.name] = queued + 1
         task = asyncio.get_running_loop().create_task(
             self.invoke(fn, payload, invocation_type="Event", **kwargs)
         )
         self._tasks.add(task)  # keep a reference until done, or it may be collected mid-run
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(functools.partial(self._event_done, fn.name))
+        return True
+
+    def _event_done(self, name: str, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        left = self._queued.pop(name) - 1
+        if left:
+            self._queued[name] = left
 
     # -- lifecycle ------------------------------------------------------------
 

@@ -36,6 +36,7 @@ MAX_LOG_TAIL = 4096
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 RUNTIME_KEY = web.AppKey("runtime", LocalRuntime)
 WATCHER_KEY = web.AppKey("watcher", asyncio.Task)
+SHOW_ENV_KEY = web.AppKey("show_env", bool)  # --show-env: environment values in the control plane's replies
 
 
 def parse_function_name(raw: str) -> tuple[str, str | None] | None:
@@ -150,15 +151,14 @@ async def invoke(request: web.Request) -> web.Response:
         client_context=client_context,
     )
     if invocation_type == "Event":
-        runtime.invoke_in_background(fn, payload, **kwargs)
+        if not runtime.invoke_in_background(fn, payload, **kwargs):
+            # The function's queue is full (max_queued_events): try again once some have run.
+            return r.throttled("FunctionInvocationRateLimitExceeded", retry_after=1)
         return web.Response(status=202, headers=headers)
 
     result = await runtime.invoke(fn, payload, **kwargs)
     if result.outcome == "throttled":
-        return r.error_response(
-            429, "TooManyRequestsException", "Rate Exceeded.",
-            Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
-        )
+        return r.throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
     if result.function_error:
         headers["X-Amz-Function-Error"] = result.function_error
     if request.headers.get("X-Amz-Log-Type") == "Tail":
@@ -177,7 +177,8 @@ async def list_functions(request: web.Request) -> web.Response:
         return r.error_response(400, "InvalidParameterValueException", "Invalid Marker or MaxItems")
     functions = runtime.list()
     page = functions[start:start + limit]
-    body = {"Functions": [r.function_configuration(fn, runtime.root, runtime.region) for fn in page]}
+    show_env = request.app[SHOW_ENV_KEY]
+    body = {"Functions": [r.function_configuration(fn, runtime.root, runtime.region, show_env) for fn in page]}
     if start + limit < len(functions):
         body["NextMarker"] = str(start + limit)
     return r.json_response(body)
@@ -188,7 +189,7 @@ async def get_function(request: web.Request) -> web.Response:
     if isinstance(resolved, web.Response):
         return resolved
     runtime = request.app[RUNTIME_KEY]
-    return r.json_response(r.get_function(resolved[0], runtime.root, runtime.region))
+    return r.json_response(r.get_function(resolved[0], runtime.root, runtime.region, request.app[SHOW_ENV_KEY]))
 
 
 async def get_function_configuration(request: web.Request) -> web.Response:
@@ -196,7 +197,8 @@ async def get_function_configuration(request: web.Request) -> web.Response:
     if isinstance(resolved, web.Response):
         return resolved
     runtime = request.app[RUNTIME_KEY]
-    return r.json_response(r.function_configuration(resolved[0], runtime.root, runtime.region))
+    show_env = request.app[SHOW_ENV_KEY]
+    return r.json_response(r.function_configuration(resolved[0], runtime.root, runtime.region, show_env))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -219,11 +221,14 @@ async def _request_id(request: web.Request, handler) -> web.StreamResponse:
     return response
 
 
-def create_app(directory, region: str | None = None) -> web.Application:
-    """The aiohttp application serving ``directory``; raises ConfigError if it is unusable."""
+def create_app(directory, region: str | None = None, show_env: bool = False) -> web.Application:
+    """The aiohttp application serving ``directory``; raises ConfigError if it is unusable.
+
+    ``show_env``: ListFunctions/GetFunction show environment values (else redacted)."""
     runtime = LocalRuntime(directory, region)
     app = web.Application(middlewares=[_request_id])
     app[RUNTIME_KEY] = runtime
+    app[SHOW_ENV_KEY] = show_env
     prefix = "/2015-03-31/functions"
     app.router.add_get("/__health", health)
     app.router.add_get(prefix, list_functions)
@@ -278,7 +283,7 @@ async def _exit_with_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 
 def serve(directory, host: str = "127.0.0.1", port: int = 9001, *, region: str | None = None,
-          parent_pid: int | None = None) -> None:
+          parent_pid: int | None = None, show_env: bool = False) -> None:
     """Serve ``directory`` until SIGINT/SIGTERM (blocking). Raises ConfigError, OSError."""
-    app = create_app(directory, region)
+    app = create_app(directory, region, show_env)
     asyncio.run(_serve(app, host, port, parent_pid))
