@@ -349,6 +349,9 @@ def app_from_env() -> Gateway:
     settings = LogSettings.from_env()
     configure_logs(settings)
     local = os.environ.get("LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT") or None
-    loaded = load_config(os.environ["LAMBDAGATE_CONFIG"], LoadOptions(local_lambda_endpoint=local))
+    from lambdagate.config.guards import allow_list_from_env  # the guards `run --allow-unsupported` let through
+
+    loaded = load_config(os.environ["LAMBDAGATE_CONFIG"],
+                         LoadOptions(local_lambda_endpoint=local, allow_unsupported=allow_list_from_env()))
     return Gateway(loaded, debug=os.environ.get("LAMBDAGATE_DEBUG") == "1", local_lambda_endpoint=local,
                    log_settings=settings, metrics_dir=os.environ.get("LAMBDAGATE_METRICS_DIR") or None)
