@@ -262,14 +262,14 @@ UNKNOWN_NS = "github.com/example/not-a-lambdagate-namespace"
 def test_unknown_fields_and_namespaces_are_warnings() -> None:
     doc = service(
         endpoint("/a", backend(flatmap_filter=[], extra_config={UNKNOWN_NS: {}}),
-                 headers_to_pass=["x"], extra_config={"qos/ratelimit/router": {"max_rate": 1}}),
+                 headers_to_pass=["x"], extra_config={"qos/http-cache": {"shared": True}}),
         plugin={"pattern": ".so"}, extra_config={"telemetry/influx": {"db": "x"}},
     )
     assert warnings_of(doc) == [
         "plugin: not supported, ignored",
         'extra_config["telemetry/influx"]: namespace not supported, ignored',
         "endpoints[0].headers_to_pass: not supported, ignored",
-        'endpoints[0].extra_config["qos/ratelimit/router"]: namespace not supported, ignored',
+        'endpoints[0].extra_config["qos/http-cache"]: namespace not supported, ignored',
         "endpoints[0].backend[0].flatmap_filter: not supported, ignored",
         f'endpoints[0].backend[0].extra_config["{UNKNOWN_NS}"]: namespace not supported, ignored',
     ]

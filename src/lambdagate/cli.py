@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 
 from lambdagate import __version__, plugins
-from lambdagate.config import LoadOptions, is_typed_backend, load_config
+from lambdagate.config import LoadOptions, guards, is_typed_backend, load_config
 from lambdagate.errors import ConfigError
 
 
@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and summarise it")
     check.add_argument("-c", "--config", required=True)
     check.add_argument("--functions", metavar="DIR", help="validate as `run --functions DIR` would")
+    for command in (run, check):
+        command.add_argument("--allow-unsupported", metavar="NAMESPACE", action="append", type=_allowed_guard,
+                             default=[], help="serve the endpoints that a guard lambdagate does not implement (e.g. "
+                                              "auth/validator) protects WITHOUT that protection, with a warning, "
+                                              "instead of refusing the config; repeatable")
     sub.add_parser("version", help="print the version")
     functions = sub.add_parser("functions", help="the local Lambda runtime")
     fsub = functions.add_subparsers(dest="functions_command", required=True)
@@ -43,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--show-env", action="store_true",
                        help="show environment values in list-functions/get-function (default: redacted)")
     return parser
+
+
+def _allowed_guard(value: str) -> str:
+    try:
+        return guards.allowed_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _load_options(args: argparse.Namespace, local_lambda_endpoint: str | None) -> LoadOptions:
+    return LoadOptions(local_lambda_endpoint=local_lambda_endpoint, allow_unsupported=frozenset(args.allow_unsupported))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +86,7 @@ def _print_errors(path: str, exc: ConfigError) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    options = LoadOptions(local_lambda_endpoint="http://127.0.0.1:0" if args.functions else None)
+    options = _load_options(args, "http://127.0.0.1:0" if args.functions else None)
     try:
         loaded = load_config(args.config, options)
     except ConfigError as exc:
@@ -121,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logs(LogSettings.resolve(None, log_format=args.log_format, level=args.log_level, debug=args.debug))
     # A first read for how to log (the embedded runtime logs the same way), and to fail before starting anything.
     try:
-        first = load_config(args.config, LoadOptions(local_lambda_endpoint="http://127.0.0.1:0" if args.functions else None))
+        first = load_config(args.config, _load_options(args, "http://127.0.0.1:0" if args.functions else None))
     except ConfigError as exc:
         _print_errors(args.config, exc)
         return 1
@@ -150,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         local_endpoint = runtime.url
     from lambdagate.supervisor import ConfigSnapshots
 
-    snapshots = ConfigSnapshots(args.config, LoadOptions(local_lambda_endpoint=local_endpoint))
+    snapshots = ConfigSnapshots(args.config, _load_options(args, local_endpoint))
     try:
         loaded = snapshots.take()
     except ConfigError as exc:
@@ -166,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
                  args.functions, local_endpoint)
     os.environ["LAMBDAGATE_DEBUG"] = "1" if args.debug else "0"
     os.environ["LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT"] = local_endpoint or ""
+    os.environ[guards.ALLOW_ENV] = guards.allow_list_to_env(snapshots.options.allow_unsupported)  # workers load too
     from lambdagate.supervisor import MetricsListener, serve
 
     try:

@@ -21,6 +21,7 @@ from lambdagate.asgi import Receive, Scope, Send
 from lambdagate.backends import Resources
 from lambdagate.backends.http import USER_AGENT
 from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
+from lambdagate.config.guards import allow_list_from_env
 from lambdagate.config.model import BackendConfig
 from lambdagate.errors import StartupError
 from lambdagate.front import Exchange, Handler
@@ -168,6 +169,7 @@ def app_from_env() -> Gateway:
     settings = LogSettings.from_env()
     configure_logs(settings)
     local = os.environ.get("LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT") or None
-    loaded = load_config(os.environ["LAMBDAGATE_CONFIG"], LoadOptions(local_lambda_endpoint=local))
+    loaded = load_config(os.environ["LAMBDAGATE_CONFIG"],
+                         LoadOptions(local_lambda_endpoint=local, allow_unsupported=allow_list_from_env()))
     return Gateway(loaded, debug=os.environ.get("LAMBDAGATE_DEBUG") == "1", local_lambda_endpoint=local,
                    log_settings=settings, metrics_dir=os.environ.get("LAMBDAGATE_METRICS_DIR") or None)

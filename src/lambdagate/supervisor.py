@@ -116,6 +116,8 @@ def serve(snapshots: ConfigSnapshots, loaded: LoadedConfig, *, host: str, port: 
             for issue in exc.issues:
                 log.error("  error: %s", issue)
             return
+        for warning in new.warnings:  # as at start: e.g. the endpoints --allow-unsupported serves without a guard
+            log.warning("config %s", warning)
         for namespace in RESTART_ONLY:
             if new.service.namespaces.get(namespace) != loaded.service.namespaces.get(namespace):
                 log.warning("reload (%s): %s changed; it applies at the next restart", reason, namespace)

@@ -17,7 +17,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lambdagate.config import namespaces
+from lambdagate.config import guards, namespaces
 from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig, EndpointConfig, ServiceConfig, is_builtin_path
 from lambdagate.config.namespaces import LoadOptions, NamespaceContext, NamespaceError
 from lambdagate.errors import ConfigError, ConfigIssue
@@ -157,8 +157,12 @@ def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[Con
     for key, value in owner.extra_config.items():
         path = f"{base}.extra_config{_key(key)}" if base else f"extra_config{_key(key)}"
         ns = namespaces.lookup(key)
+        if (ns is None or ns.scope != scope) and guards.is_guard(key):
+            _unapplied_guard(key, ns, scope, ctx, path, errors, warnings)
+            continue
         if ns is None:
-            warnings.append(ConfigIssue(path, "namespace not supported, ignored"))
+            hint = guards.unsupported_hint(key, implemented=namespaces.lookup(guards.canonical(key)) is not None)
+            warnings.append(ConfigIssue(path, "namespace not supported, ignored" + hint))
             continue
         if ns.scope != scope:
             warnings.append(ConfigIssue(path, f"namespace belongs in a {ns.scope}'s extra_config, ignored here"))
@@ -173,6 +177,23 @@ def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[Con
             errors.extend(ConfigIssue(f"{path}.{sub}" if sub else path, msg) for sub, msg in exc.issues)
         warnings.extend(ConfigIssue(f"{path}.{sub}" if sub else path, msg) for sub, msg in ctx.warnings)
     ctx.path = base
+
+
+def _unapplied_guard(key: str, ns: namespaces.Namespace | None, scope: str, ctx: NamespaceContext, path: str,
+                     errors: list[ConfigIssue], warnings: list[ConfigIssue]) -> None:
+    """Fail closed: a guard lambdagate cannot apply here refuses the config, unless --allow-unsupported names it."""
+    name = guards.canonical(key)
+    if name in ctx.options.allow_unsupported:
+        if scope == "service":
+            served = f"every endpoint ({len(ctx.service.endpoints)}) is served"
+        else:
+            verb = "calls this backend" if scope == "backend" else "is served"
+            served = f"{ctx.endpoint.method} {ctx.endpoint.endpoint} {verb}"
+        warnings.append(ConfigIssue(path, guards.served_without(key, served)))
+    elif ns is not None:
+        errors.append(ConfigIssue(path, guards.misplaced(key, scope, ns.scope)))
+    else:
+        errors.append(ConfigIssue(path, guards.refusal(key, scope, implemented=namespaces.lookup(name) is not None)))
 
 
 def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, warnings: list) -> None:

@@ -20,6 +20,8 @@ class LoadOptions:
     """How the config will be served, where that changes validation (e.g. the embedded Lambda runtime)."""
 
     local_lambda_endpoint: str | None = None
+    # Guards served without their protection (current names, see config/guards.py): warned about, not refused.
+    allow_unsupported: frozenset[str] = frozenset()
 
 
 @dataclass

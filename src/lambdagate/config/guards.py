@@ -1,0 +1,164 @@
+"""Which `extra_config` namespaces are guards, and what lambdagate says when it cannot apply one.
+
+A guard is a namespace whose absence lets through what the config meant to stop: authentication, rate limits,
+request validation, security policies, and the plugins and scripts that can refuse a request. lambdagate fails
+closed on them: a guard it does not implement (or that sits where it is not read) refuses the config in `check`,
+at start-up and on reload, unless `--allow-unsupported NAME` says to serve without it. Every other namespace it
+does not implement is only warned about, as KrakenD ignores unknown namespaces.
+
+Names are compared the way a user means them, not only the way KrakenD reads them: case and surrounding spaces
+are ignored, `github_com/` is `github.com/`, and the KrakenD 1.x names (`github.com/devopsfaith/krakend-jose/
+validator`, ...) stand for their current name, so `--allow-unsupported auth/validator` covers every spelling.
+KrakenD 2 and later ignore those old names, so a config that still uses one for a guard is served open there.
+
+Pure data and small functions: this module imports nothing from the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+# How `lambdagate run` hands its --allow-unsupported list to the worker processes (comma-separated).
+ALLOW_ENV = "LAMBDAGATE_ALLOW_UNSUPPORTED"
+
+# Every name under these prefixes is a guard ("modifier/lua" also covers "modifier/lua-endpoint", -proxy, -backend).
+GUARD_PREFIXES = ("auth/", "security/", "qos/ratelimit", "validation/", "modifier/lua")
+# Under a guard prefix but no guard: CORS tells browsers what they may share, it does not stop a request.
+NOT_GUARDS = frozenset({"security/cors"})
+# Guards outside the prefixes. Plugins and middlewares that see the request can refuse it (plugin/http-client
+# only replaces the transport to a backend, so it is no guard); governance/quota is a rate limit by another name.
+GUARD_NAMES = frozenset({
+    "plugin/http-server", "plugin/req-resp-modifier", "plugin/middleware", "governance/quota",
+    "endpoint/rate-limit",  # not a KrakenD name, but real configs write it for a rate limit
+})
+
+# Old names (as normalised by `_normal`) → the current name. From KrakenD's 1.x → 2.0 migration table, plus
+# the spellings found in real configs. Non-guards are listed too, so a warning can say what to write instead.
+OLD_NAMES: dict[str, str] = {
+    "github.com/devopsfaith/krakend-jose/validator": "auth/validator",
+    "github.com/devopsfaith/krakend-jose/signer": "auth/signer",
+    "github.com/devopsfaith/bloomfilter": "auth/revoker",
+    "github.com/devopsfaith/krakend-oauth2-clientcredentials": "auth/client-credentials",
+    "github.com/devopsfaith/krakend-apikeys": "auth/api-keys",
+    "github.com/devopsfaith/krakend-ratelimit/juju/router": "qos/ratelimit/router",
+    "github.com/devopsfaith/krakend-ratelimit/juju/proxy": "qos/ratelimit/proxy",
+    "github.com/devopsfaith/krakend-ratelimit/rate/router": "qos/ratelimit/router",
+    "github.com/devopsfaith/krakend-ratelimit/rate/proxy": "qos/ratelimit/proxy",
+    "qos_ratelimit_router": "qos/ratelimit/router",
+    "qos_ratelimit_proxy": "qos/ratelimit/proxy",
+    "github.com/devopsfaith/krakend-botdetector": "security/bot-detector",
+    "github.com/devopsfaith/krakend-httpsecure": "security/http",
+    "github.com/devopsfaith/krakend-cel": "validation/cel",
+    "github.com/devopsfaith/krakend-jsonschema": "validation/json-schema",
+    "github.com/devopsfaith/krakend-lua/router": "modifier/lua-endpoint",
+    "github.com/devopsfaith/krakend-lua/proxy": "modifier/lua-proxy",
+    "github.com/devopsfaith/krakend-lua/proxy/backend": "modifier/lua-backend",
+    "github.com/devopsfaith/krakend/transport/http/server/handler": "plugin/http-server",
+    "github.com/devopsfaith/krakend/proxy/plugin/request": "plugin/req-resp-modifier",
+    "github.com/devopsfaith/krakend/proxy/plugin/response": "plugin/req-resp-modifier",
+    "plugin/request-modifier": "plugin/req-resp-modifier",
+    "plugin/response-modifier": "plugin/req-resp-modifier",
+    # not guards
+    "github.com/devopsfaith/krakend-cors": "security/cors",
+    "github.com/devopsfaith/krakend/transport/http/client/executor": "plugin/http-client",
+    "github.com/devopsfaith/krakend/proxy": "proxy",
+    "github.com/luraproject/lura/router/gin": "router",
+    "github.com/devopsfaith/krakend/http": "backend/http",
+    "github.com/devopsfaith/krakend-httpcache": "qos/http-cache",
+    "github.com/devopsfaith/krakend-circuitbreaker/gobreaker": "qos/circuit-breaker",
+    "github.com/devopsfaith/krakend-martian": "modifier/martian",
+    "github.com/devopsfaith/krakend-amqp/consume": "backend/amqp/consumer",
+    "github.com/devopsfaith/krakend-amqp/produce": "backend/amqp/producer",
+    "github.com/devopsfaith/krakend-pubsub/publisher": "backend/pubsub/publisher",
+    "github.com/devopsfaith/krakend-pubsub/subscriber": "backend/pubsub/subscriber",
+    "github.com/devopsfaith/krakend/transport/http/client/graphql": "backend/graphql",
+    "github.com/devopsfaith/krakend-gelf": "telemetry/gelf",
+    "github.com/devopsfaith/krakend-gologging": "telemetry/logging",
+    "github.com/devopsfaith/krakend-logstash": "telemetry/logstash",
+    "github.com/devopsfaith/krakend-metrics": "telemetry/metrics",
+    "github.com/letgoapp/krakend-influx": "telemetry/influx",
+    "github.com/devopsfaith/krakend-influx": "telemetry/influx",
+    "github.com/devopsfaith/krakend-opencensus": "telemetry/opencensus",
+}
+
+# How each scope's protection is described: (what it protects, what serving without it means).
+_PROTECTS = {"service": "every endpoint", "endpoint": "this endpoint", "backend": "this backend"}
+_SERVE = {"service": "serve every endpoint", "endpoint": "serve the endpoint", "backend": "call the backend"}
+
+
+def _normal(key: str) -> str:
+    name = key.strip().lower()
+    return "github.com/" + name.removeprefix("github_com/") if name.startswith("github_com/") else name
+
+
+def canonical(key: str) -> str:
+    """The current name of a namespace key: `auth/validator` for every spelling of the JWT validator."""
+    name = _normal(key)
+    return OLD_NAMES.get(name, name)
+
+
+def is_old_name(key: str) -> bool:
+    return _normal(key) in OLD_NAMES
+
+
+def is_guard(key: str) -> bool:
+    name = canonical(key)
+    return name not in NOT_GUARDS and (name in GUARD_NAMES or name.startswith(GUARD_PREFIXES))
+
+
+def _named(key: str) -> str:
+    """`key` as a message names it, with its current name when it is an old one."""
+    return f"`{key}` (the old name of `{canonical(key)}`)" if is_old_name(key) else f"`{key}`"
+
+
+def refusal(key: str, scope: str, *, implemented: bool) -> str:
+    """Why a guard that lambdagate does not implement under this name refuses the config.
+
+    `implemented`: lambdagate does implement the guard under its current name (the config uses an old name or
+    another spelling, which KrakenD reads no more than lambdagate does).
+    """
+    name, protects = canonical(key), f"{_named(key)} protects {_PROTECTS[scope]}"
+    allow = f"start with `--allow-unsupported {name}` to {_SERVE[scope]} without it"
+    if implemented:
+        return f"{protects}, but lambdagate reads it only as `{name}`: rename it, or {allow}"
+    return f"{protects} and lambdagate does not implement it; remove it, or {allow}"
+
+
+def misplaced(key: str, scope: str, belongs: str) -> str:
+    """Why a guard that lambdagate implements, but in another scope's extra_config, refuses the config."""
+    article = "an" if belongs[0] in "aeiou" else "a"
+    return (f"`{key}` is read only in {article} {belongs}'s extra_config, so here it protects nothing; move it "
+            f"there, or start with `--allow-unsupported {canonical(key)}` to {_SERVE[scope]} without it")
+
+
+def served_without(key: str, served: str) -> str:
+    """The warning for a guard that --allow-unsupported lets lambdagate ignore; `served` says what runs open."""
+    return f"{_named(key)} is ignored: {served} WITHOUT this protection (--allow-unsupported {canonical(key)})"
+
+
+def unsupported_hint(key: str, *, implemented: bool) -> str:
+    """What to add to the "not supported, ignored" warning of a namespace that is no guard."""
+    if not is_old_name(key):
+        return ""
+    name = canonical(key)
+    return f": it is the old name of `{name}`, write `{name}`" if implemented else f" (the old name of `{name}`)"
+
+
+def allowed_name(value: str) -> str:
+    """One --allow-unsupported value, as the current name of a guard. Raises ValueError saying what is wrong."""
+    if not value.strip() or "," in value:
+        raise ValueError(f"{value!r}: give one namespace per --allow-unsupported, e.g. auth/validator")
+    if not is_guard(value):
+        raise ValueError(f"{value!r} is no guard: lambdagate refuses only unsupported guards (auth/*, security/* but "
+                         "security/cors, qos/ratelimit/*, validation/*, modifier/lua-*, plugin/http-server, "
+                         "plugin/req-resp-modifier, ...); it serves other unsupported namespaces with a warning")
+    return canonical(value)
+
+
+def allow_list_to_env(names: frozenset[str]) -> str:
+    return ",".join(sorted(names))
+
+
+def allow_list_from_env(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
+    return frozenset(canonical(name) for name in environ.get(ALLOW_ENV, "").split(",") if name.strip())
