@@ -164,3 +164,18 @@ def test_an_unimplemented_guard_is_refused_at_load_time() -> None:
         validate_document(doc, LoadOptions())
     assert any("auth/validator" in str(issue) and issue.path.startswith("endpoints[0].extra_config")
                for issue in err.value.issues)
+
+
+def test_cache_ttl_is_private_on_endpoints_that_forward_credentials() -> None:
+    fakes = FakeBackends({"/a": returning({"a": 1})})
+
+    async def scenario(gw: InProcessGateway) -> None:
+        public = await gw.request("GET", "/public")
+        assert public.header("cache-control") == "public, max-age=60"
+        for path in ("/auth", "/cookie", "/star"):
+            assert (await gw.request("GET", path)).header("cache-control") == "private, max-age=60", path
+
+    run(config(endpoint("/public", "/a", cache_ttl="1m", input_headers=["X-Lang"]),
+               endpoint("/auth", "/a", cache_ttl="1m", input_headers=["authorization"]),
+               endpoint("/cookie", "/a", cache_ttl="1m", input_headers=["Cookie"]),
+               endpoint("/star", "/a", cache_ttl="1m", input_headers=["*"])), fakes, scenario)

@@ -122,4 +122,5 @@ async def build_endpoint(service: ServiceConfig, endpoint: EndpointConfig, resou
     timeout = endpoint.timeout or service.timeout
     encoding = endpoint.output_encoding or service.output_encoding
     cache_ttl = endpoint.cache_ttl if endpoint.cache_ttl is not None else service.cache_ttl
-    return EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl))
+    per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers})
+    return EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl, per_user=per_user))

@@ -35,12 +35,15 @@ def json_reply(status: int, payload: Any, extra: list[tuple[bytes, bytes]] | Non
 class Renderer:
     """Built once per endpoint: header lists and the encoder are fixed before the first request."""
 
-    def __init__(self, output_encoding: str, cache_ttl: float | None) -> None:
+    def __init__(self, output_encoding: str, cache_ttl: float | None, *, per_user: bool = False) -> None:
+        """`per_user`: the endpoint forwards credentials (Authorization, Cookie), so its replies may differ per
+        user and a shared cache must not keep them: `cache_ttl` gives `private` instead of `public`."""
         self.encoding = output_encoding
         content_type = TEXT_TYPE if output_encoding == "string" else JSON_TYPE
         self.complete_headers = [content_type, COMPLETE]
         if cache_ttl:
-            self.complete_headers.append((b"cache-control", f"public, max-age={int(cache_ttl)}".encode()))
+            scope = "private" if per_user else "public"
+            self.complete_headers.append((b"cache-control", f"{scope}, max-age={int(cache_ttl)}".encode()))
         self.incomplete_headers = [content_type, INCOMPLETE]
 
     def render(self, outcome: Outcome) -> Reply:
