@@ -20,11 +20,12 @@ class ConfigIssue:
 
 
 class ConfigError(Exception):
-    """The config cannot be served. `issues` lists every problem found, each with its path."""
+    """The config (the gateway's, or the local runtime's functions.yaml) cannot be served. `issues` lists every
+    problem found, each with its path; a plain message is one issue whose message names its place itself."""
 
-    def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = issues
-        super().__init__("\n".join(str(i) for i in issues))
+    def __init__(self, issues: list[ConfigIssue] | str) -> None:
+        self.issues = [ConfigIssue("", issues)] if isinstance(issues, str) else issues
+        super().__init__("\n".join(str(i) for i in self.issues))
 
 
 class BackendError(Exception):

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from lambdagate.errors import ConfigError  # one error type for every config the project reads
+
 log = logging.getLogger("lambdagate.local_runtime")
 
 DEFAULT_TIMEOUT = 3
@@ -56,10 +58,6 @@ RESERVED_ENV = frozenset(
     }
 )
 _SETTINGS = ("timeout", "memory_mb", "reserved_concurrency", "max_queued_events", "environment", "description")
-
-
-class ConfigError(ValueError):
-    """The functions directory or its functions.yaml is not usable."""
 
 
 @dataclass(frozen=True)
