@@ -2,6 +2,10 @@
 
 Every backend type is a factory producing such a callable; every feature (formatting, merging, deadlines)
 is a wrapper around one or several of them.
+
+Naming: a *Response* is what a backend, a function or AWS answered the gateway (`ProxyResponse`,
+`pipeline.fanout.MergedResponse`, `backends.lambda_reply.FunctionHttpResponse`, `aws.invoke.InvokeResponse`);
+a *Reply* is what the gateway sends its client (`pipeline.render.Reply`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,28 @@ class ProxyResponse:
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | None = None
+
+    # Named constructors: each kind of answer states its completeness rule (X-KrakenD-Completed) here, once.
+    @classmethod
+    def decoded(cls, data: dict[str, Any]) -> ProxyResponse:
+        """An HTTP backend's decoded reply: complete, whatever it holds (a 2xx answered)."""
+        return cls(data, True)
+
+    @classmethod
+    def from_function(cls, data: dict[str, Any]) -> ProxyResponse:
+        """A function's data: complete only when it holds something (an empty or null reply is incomplete)."""
+        return cls(data, bool(data))
+
+    @classmethod
+    def passthrough(cls, status: int, headers: list[tuple[str, str]], body: bytes, *,
+                    complete: bool) -> ProxyResponse:
+        """An HTTP reply the client gets as is (`no-op`, or a function's proxy reply on a single backend)."""
+        return cls(None, complete, status, headers, body)
+
+    @classmethod
+    def merged(cls, data: dict[str, Any], *, complete: bool) -> ProxyResponse:
+        """Several backends' data merged: complete when each of them was."""
+        return cls(data, complete)
 
 
 Backend = Callable[[ProxyRequest], Awaitable[ProxyResponse]]

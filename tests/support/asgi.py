@@ -49,7 +49,7 @@ def returning(data: dict | None = None, *, delay: float = 0.0, error: Exception 
             await asyncio.sleep(delay)
         if error is not None:
             raise error
-        return ProxyResponse(dict(data or {}))
+        return ProxyResponse.decoded(dict(data or {}))
 
     return answer
 

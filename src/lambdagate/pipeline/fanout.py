@@ -18,7 +18,7 @@ log = logging.getLogger("lambdagate.pipeline")
 
 
 @dataclass(slots=True)
-class Outcome:
+class MergedResponse:
     """What the endpoint's backends produced together."""
 
     response: ProxyResponse | None  # merged data (or a single pass-through reply)
@@ -53,7 +53,7 @@ def _as_backend_error(slot: BackendSlot, exc: BaseException) -> BackendError:
     return BackendError("the backend failed", cause=f"{type(exc).__name__}: {exc}")
 
 
-async def call_one(slot: BackendSlot, req: ProxyRequest) -> Outcome:
+async def call_one(slot: BackendSlot, req: ProxyRequest) -> MergedResponse:
     try:
         with deadline_at(req.deadline):  # asyncio.timeout_at costs ~6-10 µs a request; this ~1 µs
             resp = await slot.call(req)
@@ -63,11 +63,11 @@ async def call_one(slot: BackendSlot, req: ProxyRequest) -> Outcome:
         # of up to max_backend_response_bytes) until the next full GC pass.
         err.__traceback__ = None
         _log_failure(slot, req, err)
-        return Outcome(None, False, err)
-    return Outcome(resp, resp.is_complete and bool(resp.data or resp.body is not None))
+        return MergedResponse(None, False, err)
+    return MergedResponse(resp, resp.is_complete and bool(resp.data or resp.body is not None))
 
 
-async def call_all(slots: list[BackendSlot], req: ProxyRequest) -> Outcome:
+async def call_all(slots: list[BackendSlot], req: ProxyRequest) -> MergedResponse:
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(s.call(req)) for s in slots]
     done, pending = await asyncio.wait(tasks, timeout=max(0.0, req.deadline - loop.time()))
@@ -97,6 +97,6 @@ async def call_all(slots: list[BackendSlot], req: ProxyRequest) -> Outcome:
     if len(errors) == len(slots):
         timed_out = all(e.timed_out for e in errors)
         summary = BackendError("all backends failed", status=504 if timed_out else 500, timed_out=timed_out)
-        return Outcome(None, False, summary, details)
+        return MergedResponse(None, False, summary, details)
     merged.update(details)
-    return Outcome(ProxyResponse(merged, complete), complete and bool(merged))
+    return MergedResponse(ProxyResponse.merged(merged, complete=complete), complete and bool(merged))

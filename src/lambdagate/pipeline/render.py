@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from lambdagate.pipeline.fanout import Outcome
+from lambdagate.pipeline.fanout import MergedResponse
 
 JSON_TYPE = (b"content-type", b"application/json; charset=utf-8")
 TEXT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
@@ -46,7 +46,7 @@ class Renderer:
             self.complete_headers.append((b"cache-control", f"{scope}, max-age={int(cache_ttl)}".encode()))
         self.incomplete_headers = [content_type, INCOMPLETE]
 
-    def render(self, outcome: Outcome) -> Reply:
+    def render(self, outcome: MergedResponse) -> Reply:
         err = outcome.error
         if err is not None:
             body: dict[str, Any] = {"error": err.message}
