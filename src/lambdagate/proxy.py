@@ -32,6 +32,8 @@ class ProxyRequest:
     trace_headers: dict[str, str] | None = None
     # (backend label, outcome, milliseconds) per backend call, for the access log; None when nobody reads it.
     calls: list[tuple[str, str, float]] | None = None
+    # A validated token's claims (auth/validator), for backends that pass them on (e.g. API Gateway events).
+    claims: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

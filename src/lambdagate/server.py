@@ -85,10 +85,10 @@ class Gateway:
                                    metrics=self.metrics, tracing=tracing,
                                    backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
                                    record_calls=self.observers.access_log is not None)
-        endpoints = [(endpoint, await build_endpoint(service, endpoint, self.resources, self.backend_factory))
+        pipelines = [await build_endpoint(service, endpoint, self.resources, self.backend_factory)
                      for endpoint in service.endpoints]
-        self.handler = build_stack(endpoints, self.options, self.admission, self.observers,
-                                   started=time.monotonic(), debug=self.debug)
+        self.handler = await build_stack(service, pipelines, self.resources, self.options, self.admission,
+                                         self.observers, started=time.monotonic(), debug=self.debug)
         log.info("serving %d endpoints from %s", len(service.endpoints), self.loaded.source or "config")
         writer.flush()  # start-up lines are out before the first request is served
         # Everything built so far lives as long as the worker: move it out of the collector's reach, so the

@@ -7,10 +7,10 @@ Read `build_stack` top to bottom for the order a request meets the steps. Every 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from lambdagate.config.endpoint_options import endpoint_options
-from lambdagate.config.model import EndpointConfig
+from lambdagate.config.model import EndpointConfig, ServiceConfig
 from lambdagate.front import Handler, Step, builtins
 from lambdagate.front.admission import Admission, admitted, answering
 from lambdagate.front.observe import RequestIds, contained, measured, traced, with_request_id
@@ -19,16 +19,42 @@ from lambdagate.front.routing import routed
 from lambdagate.router import Router
 
 if TYPE_CHECKING:
+    from lambdagate.backends import Resources
     from lambdagate.config.server_options import ServerOptions
     from lambdagate.pipeline import EndpointPipeline
     from lambdagate.telemetry.logs import AccessLog
     from lambdagate.telemetry.metrics import EndpointStats, WorkerMetrics
     from lambdagate.telemetry.tracing import Tracing
 
+
+@dataclass
+class StepContext:
+    """What a step factory may use: the configs it serves and the worker's shared resources."""
+
+    service: ServiceConfig
+    endpoint: EndpointConfig | None  # None for the service-wide steps
+    resources: Resources
+
+
+# A step factory reads its namespace and returns its step, or None when the config does not ask for it. Factories
+# run once, at start-up (they may fetch what the step needs, e.g. a key set). Namespaces not implemented yet are
+# refused at load time (config.guards), so no guard can be skipped silently.
+StepFactory = Callable[[StepContext], Awaitable[Step | None]]
+# Service-wide steps, before routing, in the order a request meets them (KrakenD: gin middlewares): CORS,
+# security/http.
+SERVICE_STEPS: tuple[StepFactory, ...] = ()
 # Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
-# JWT validation, Lua, rate limit. Each is a factory `(EndpointConfig) -> Step | None` (None: not configured).
-# Namespaces not implemented yet are refused at load time (config.guards), so none can be skipped silently.
-GUARDS: tuple[Callable[[EndpointConfig], Step | None], ...] = ()
+# JWT validation, Lua, rate limit.
+ENDPOINT_GUARDS: tuple[StepFactory, ...] = ()
+
+
+async def composed(handler: Handler, factories: tuple[StepFactory, ...], ctx: StepContext) -> Handler:
+    """`handler` wrapped by the configured steps, so that a request meets them in `factories`' order."""
+    for factory in reversed(factories):
+        step = await factory(ctx)
+        if step is not None:
+            handler = step(handler)
+    return handler
 
 
 @dataclass
@@ -55,25 +81,26 @@ def observed(handler: Handler, obs: Observers, route: str | None, stats: Endpoin
     return with_request_id(handler, obs.ids, keep_client_id=keep_client_id)
 
 
-def endpoint_handler(endpoint: EndpointConfig, pipeline: EndpointPipeline, options: ServerOptions,
-                     obs: Observers) -> Handler:
+async def endpoint_handler(ctx: StepContext, pipeline: EndpointPipeline, options: ServerOptions,
+                           obs: Observers) -> Handler:
     """One endpoint: observation → guards → request building → the endpoint pipeline (fan-out, merge, render)."""
+    endpoint = ctx.endpoint
+    assert endpoint is not None
     rules = RequestRules(endpoint, options.max_body_bytes, options.read_timeout,
                          allow_slash=endpoint_options(endpoint).allow_encoded_slash)
-    handler = building_request(pipeline, rules)
-    for guard in reversed(GUARDS):  # wrapped innermost first, so a request meets them in GUARDS' order
-        step = guard(endpoint)
-        if step is not None:
-            handler = step(handler)
+    handler = await composed(building_request(pipeline, rules), ENDPOINT_GUARDS, ctx)
     return observed(handler, obs, endpoint.endpoint, obs.stats(endpoint.method, endpoint.endpoint))
 
 
-def build_stack(endpoints: list[tuple[EndpointConfig, EndpointPipeline]], options: ServerOptions,
-                admission: Admission, obs: Observers, *, started: float, debug: bool) -> Handler:
-    """The whole front side: admission → built-ins and router → per-endpoint steps → pipeline."""
+async def build_stack(service: ServiceConfig, pipelines: list[EndpointPipeline], resources: Resources,
+                      options: ServerOptions, admission: Admission, obs: Observers, *, started: float,
+                      debug: bool) -> Handler:
+    """The whole front side: admission → service-wide steps → built-ins and router → per-endpoint steps →
+    pipeline."""
     router: Router[Handler] = Router()
-    for endpoint, pipeline in endpoints:
-        router.add(endpoint.method, endpoint.endpoint, endpoint_handler(endpoint, pipeline, options, obs))
+    for endpoint, pipeline in zip(service.endpoints, pipelines):
+        ctx = StepContext(service, endpoint, resources)
+        router.add(endpoint.method, endpoint.endpoint, await endpoint_handler(ctx, pipeline, options, obs))
     health = observed(builtins.health(started), obs, "/__health", None)
     router.add("GET", "/__health", health)
     router.add("HEAD", "/__health", health)
@@ -86,4 +113,5 @@ def build_stack(endpoints: list[tuple[EndpointConfig, EndpointPipeline]], option
     refused_stats = obs.stats("*", "_refused")
     refused = {r.status: observed(answering(r), obs, None, refused_stats, keep_client_id=False)
                for r in admission.refusals}
-    return admitted(routed(router, miss, prefixes), admission, refused)
+    service_wide = await composed(routed(router, miss, prefixes), SERVICE_STEPS, StepContext(service, None, resources))
+    return admitted(service_wide, admission, refused)

@@ -8,7 +8,7 @@ a step that is not configured is simply not composed, so it costs nothing per re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from lambdagate.asgi import Receive, Scope
 from lambdagate.pipeline.render import Reply
@@ -30,6 +30,10 @@ class Exchange:
     allow: str = ""  # the methods a path has, when it has none for this method (405)
     span: ServerSpan | None = None
     calls: list[tuple[str, str, float]] | None = None  # backend calls, when the access log lists them
+    # Set by guards: a validated token's claims, and headers for the backend request (after input_headers
+    # filtering, so a guard can add what the client could not, e.g. propagated claims).
+    claims: dict[str, Any] | None = None
+    backend_headers: dict[str, str] | None = None
 
     @property
     def client_ip(self) -> str:

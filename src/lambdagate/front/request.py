@@ -135,11 +135,13 @@ def building_request(pipeline: EndpointPipeline, rules: RequestRules) -> Handler
         body = await read_body(ex.receive, rules.max_body, rules.timeout) if rules.reads_body else b""
         scope = ex.scope
         headers, host = rules.headers_of(scope["headers"])
+        if ex.backend_headers:
+            headers.update(ex.backend_headers)
         req = ProxyRequest(
             method=ex.method, path=ex.path, params=ex.params, query=rules.query_of(scope["query_string"]),
             headers=headers, body=body, client_ip=ex.client_ip, request_id=ex.request_id,
             deadline=asyncio.get_running_loop().time() + pipeline.timeout, host=host,
-            scheme=scope.get("scheme", "http"), calls=ex.calls,
+            scheme=scope.get("scheme", "http"), calls=ex.calls, claims=ex.claims,
         )
         return await pipeline(req)
 
