@@ -97,10 +97,11 @@ def test_allow_list_travels_to_the_workers_by_environment() -> None:
 
 def test_unimplemented_guard_is_refused_at_every_scope() -> None:
     config = doc(endpoint_ns={"auth/api-keys": {}}, backend_ns={"qos/ratelimit/proxy": {}},
-                 service_ns={"security/http": {}})
+                 service_ns={"security/policies": {}})
     assert errors_of(config) == [
-        'extra_config["security/http"]: `security/http` protects every endpoint and lambdagate does not implement '
-        "it; remove it, or start with `--allow-unsupported security/http` to serve every endpoint without it",
+        'extra_config["security/policies"]: `security/policies` protects every endpoint and lambdagate does not '
+        "implement it; remove it, or start with `--allow-unsupported security/policies` to serve every endpoint "
+        "without it",
         'endpoints[0].extra_config["auth/api-keys"]: `auth/api-keys` protects this endpoint and lambdagate does not '
         "implement it; remove it, or start with `--allow-unsupported auth/api-keys` to serve the endpoint without it",
         'endpoints[0].backend[0].extra_config["qos/ratelimit/proxy"]: `qos/ratelimit/proxy` protects this backend '
@@ -111,10 +112,10 @@ def test_unimplemented_guard_is_refused_at_every_scope() -> None:
 
 def test_allowed_guard_is_a_warning_naming_what_runs_without_it() -> None:
     config = doc(endpoint_ns={"auth/api-keys": {}}, backend_ns={"qos/ratelimit/proxy": {}},
-                 service_ns={"security/http": {}})
-    assert warnings_of(config, "auth/api-keys", "qos/ratelimit/proxy", "security/http") == [
-        'extra_config["security/http"]: `security/http` is ignored: every endpoint (2) is served WITHOUT this '
-        "protection (--allow-unsupported security/http)",
+                 service_ns={"security/policies": {}})
+    assert warnings_of(config, "auth/api-keys", "qos/ratelimit/proxy", "security/policies") == [
+        'extra_config["security/policies"]: `security/policies` is ignored: every endpoint (2) is served WITHOUT '
+        "this protection (--allow-unsupported security/policies)",
         'endpoints[0].extra_config["auth/api-keys"]: `auth/api-keys` is ignored: POST /users is served WITHOUT this '
         "protection (--allow-unsupported auth/api-keys)",
         'endpoints[0].backend[0].extra_config["qos/ratelimit/proxy"]: `qos/ratelimit/proxy` is ignored: POST /users '
@@ -147,12 +148,8 @@ def test_old_names_are_refused_and_allowed_under_the_current_name() -> None:
 def test_non_guards_stay_warnings() -> None:
     config = doc(endpoint_ns={"qos/http-cache": {}, "modifier/martian": {}},
                  backend_ns={"plugin/http-client": {}, "qos/circuit-breaker": {}},
-                 service_ns={"security/cors": {}, "github_com/devopsfaith/krakend-cors": {},
-                             "github_com/devopsfaith/krakend-gologging": {}})
+                 service_ns={"github_com/devopsfaith/krakend-gologging": {}})
     assert warnings_of(config) == [
-        'extra_config["security/cors"]: namespace not supported, ignored',
-        'extra_config["github_com/devopsfaith/krakend-cors"]: namespace not supported, ignored '
-        "(the old name of `security/cors`)",
         'extra_config["github_com/devopsfaith/krakend-gologging"]: namespace not supported, ignored: it is the old '
         "name of `telemetry/logging`, write `telemetry/logging`",
         'endpoints[0].extra_config["qos/http-cache"]: namespace not supported, ignored',
@@ -187,6 +184,44 @@ def test_implemented_guard_under_another_spelling_says_to_rename_it() -> None:
         'endpoints[0].extra_config["Auth/Lambdagate-Test-Probe"]: `Auth/Lambdagate-Test-Probe` protects this '
         f"endpoint, but lambdagate reads it only as `{PROBE}`: rename it, or start with `--allow-unsupported "
         f"{PROBE}` to serve the endpoint without it"]
+
+
+# Old names of the namespaces lambdagate implements: applied as the current name, with a warning naming it.
+LEGACY = [("github_com/devopsfaith/krakend-cors", "security/cors", "service"),
+          ("github.com/devopsfaith/krakend-cors", "security/cors", "service"),
+          ("github_com/devopsfaith/krakend-httpsecure", "security/http", "service"),
+          ("github.com/devopsfaith/krakend-httpsecure", "security/http", "service"),
+          ("github_com/devopsfaith/krakend-botdetector", "security/bot-detector", "service"),
+          ("github.com/devopsfaith/krakend-botdetector", "security/bot-detector", "endpoint")]
+
+
+@pytest.mark.parametrize(("old", "name", "scope"), LEGACY)
+def test_old_names_of_implemented_namespaces_are_applied_with_a_warning(old: str, name: str, scope: str) -> None:
+    value = {"deny": ["BadBot/1.0"]} if name == "security/bot-detector" else {}
+    config = doc(service_ns={old: value}) if scope == "service" else doc(endpoint_ns={old: value})
+    loaded = validate_document(config, LoadOptions())
+    owner = loaded.service if scope == "service" else loaded.service.endpoints[0]
+    assert list(owner.namespaces) == [name]
+    where = "" if scope == "service" else "endpoints[0]."
+    assert [str(w) for w in loaded.warnings] == [
+        f'{where}extra_config["{old}"]: the old name of `{name}`, applied as `{name}`: write `{name}`']
+
+
+def test_an_old_name_beside_its_current_name_is_refused() -> None:
+    old = "github_com/devopsfaith/krakend-httpsecure"
+    assert errors_of(doc(service_ns={"security/http": {}, old: {}})) == [
+        f"extra_config[\"{old}\"]: 'security/http' is given twice (once under an alias): keep one"]
+
+
+def test_the_bot_detector_is_read_in_the_service_and_endpoints_but_not_in_backends() -> None:
+    config = doc(service_ns={"security/bot-detector": {}}, endpoint_ns={"security/bot-detector": {}})
+    loaded = validate_document(config, LoadOptions())
+    assert "security/bot-detector" in loaded.service.namespaces
+    assert "security/bot-detector" in loaded.service.endpoints[0].namespaces
+    assert errors_of(doc(backend_ns={"security/bot-detector": {}})) == [
+        'endpoints[0].backend[0].extra_config["security/bot-detector"]: `security/bot-detector` is read only in a '
+        "service or endpoint's extra_config, so here it protects nothing; move it there, or start with "
+        "`--allow-unsupported security/bot-detector` to call the backend without it"]
 
 
 def test_guard_refusals_come_with_the_other_errors() -> None:

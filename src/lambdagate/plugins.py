@@ -13,12 +13,15 @@ from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.server_options import SERVER_OPTIONS
 from lambdagate.pipeline import BackendFactory
+from lambdagate.security.botdetector import BOT_DETECTOR_NAMESPACE
+from lambdagate.security.cors import CORS_NAMESPACE
+from lambdagate.security.httpsecure import HTTP_SECURITY_NAMESPACE
 from lambdagate.telemetry.logs import LOGGING_NAMESPACE
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
 NAMESPACES = (SERVER_OPTIONS, ENDPOINT_OPTIONS, LAMBDA_NAMESPACE, LOGGING_NAMESPACE, METRICS_NAMESPACE,
-              TRACING_NAMESPACE)
+              TRACING_NAMESPACE, CORS_NAMESPACE, HTTP_SECURITY_NAMESPACE, BOT_DETECTOR_NAMESPACE)
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 

@@ -17,6 +17,7 @@ from lambdagate.front.observe import RequestIds, contained, measured, traced, wi
 from lambdagate.front.request import RequestRules, building_request
 from lambdagate.front.routing import routed
 from lambdagate.router import Router
+from lambdagate.security import botdetector, cors, httpsecure
 
 if TYPE_CHECKING:
     from lambdagate.backends import Resources
@@ -40,12 +41,13 @@ class StepContext:
 # run once, at start-up (they may fetch what the step needs, e.g. a key set). Namespaces not implemented yet are
 # refused at load time (config.guards), so no guard can be skipped silently.
 StepFactory = Callable[[StepContext], Awaitable[Step | None]]
-# Service-wide steps, before routing, in the order a request meets them (KrakenD: gin middlewares): CORS,
-# security/http.
-SERVICE_STEPS: tuple[StepFactory, ...] = ()
-# Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
-# JWT validation, Lua, rate limit.
-ENDPOINT_GUARDS: tuple[StepFactory, ...] = ()
+# Service-wide steps, before routing, in the order a request meets them, as in KrakenD CE: CORS (it wraps the
+# whole router there, so preflights for any path are answered and every reply gets its headers), security/http
+# and the service's bot detector (gin middlewares, so they also see unknown paths).
+SERVICE_STEPS: tuple[StepFactory, ...] = (cors.build_step, httpsecure.build_step, botdetector.build_step)
+# Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): the endpoint's
+# bot detector, JWT validation, Lua, rate limit.
+ENDPOINT_GUARDS: tuple[StepFactory, ...] = (botdetector.build_step,)
 
 
 async def composed(handler: Handler, factories: tuple[StepFactory, ...], ctx: StepContext) -> Handler:

@@ -9,7 +9,10 @@ does not implement is only warned about, as KrakenD ignores unknown namespaces.
 Names are compared the way a user means them, not only the way KrakenD reads them: case and surrounding spaces
 are ignored, `github_com/` is `github.com/`, and the KrakenD 1.x names (`github.com/devopsfaith/krakend-jose/
 validator`, ...) stand for their current name, so `--allow-unsupported auth/validator` covers every spelling.
-KrakenD 2 and later ignore those old names, so a config that still uses one for a guard is served open there.
+KrakenD 2 and later read an old name only when it is spelled exactly as in their alias table (e.g.
+`github_com/devopsfaith/krakend-cors`) and ignore the others, so such a guard is served open there. A namespace
+lambdagate implements registers its old names (`legacy_names`) as aliases: the loader then applies them as the
+current name, with a warning (`renamed`).
 
 Pure data and small functions: this module imports nothing from the gateway.
 """
@@ -100,6 +103,23 @@ def canonical(key: str) -> str:
 
 def is_old_name(key: str) -> bool:
     return _normal(key) in OLD_NAMES
+
+
+def legacy_names(name: str) -> tuple[str, ...]:
+    """The old names of `name`, each in the two spellings real configs use (`github.com/` and `github_com/`)."""
+    out: list[str] = []
+    for old, new in OLD_NAMES.items():
+        if new == name:
+            out.append(old)
+            if old.startswith("github.com/"):
+                out.append("github_com/" + old.removeprefix("github.com/"))
+    return tuple(out)
+
+
+def renamed(key: str) -> str:
+    """The warning for an old name that lambdagate applies as its current name."""
+    name = canonical(key)
+    return f"the old name of `{name}`, applied as `{name}`: write `{name}`"
 
 
 def is_guard(key: str) -> bool:

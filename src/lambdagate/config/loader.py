@@ -157,19 +157,21 @@ def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[Con
     for key, value in owner.extra_config.items():
         path = f"{base}.extra_config{_key(key)}" if base else f"extra_config{_key(key)}"
         ns = namespaces.lookup(key)
-        if (ns is None or ns.scope != scope) and guards.is_guard(key):
+        if (ns is None or not ns.reads_in(scope)) and guards.is_guard(key):
             _unapplied_guard(key, ns, scope, ctx, path, errors, warnings)
             continue
         if ns is None:
             hint = guards.unsupported_hint(key, implemented=namespaces.lookup(guards.canonical(key)) is not None)
             warnings.append(ConfigIssue(path, "namespace not supported, ignored" + hint))
             continue
-        if ns.scope != scope:
-            warnings.append(ConfigIssue(path, f"namespace belongs in a {ns.scope}'s extra_config, ignored here"))
+        if not ns.reads_in(scope):
+            warnings.append(ConfigIssue(path, f"namespace belongs in a {ns.where}'s extra_config, ignored here"))
             continue
         if ns.name in owner.namespaces:
             errors.append(ConfigIssue(path, f"{ns.name!r} is given twice (once under an alias): keep one"))
             continue
+        if key != ns.name and guards.is_old_name(key):  # a KrakenD 1.x name registered as an alias
+            warnings.append(ConfigIssue(path, guards.renamed(key)))
         ctx.path, ctx.warnings = path, []
         try:
             owner.namespaces[ns.name] = ns.parse(value, ctx)
@@ -191,7 +193,7 @@ def _unapplied_guard(key: str, ns: namespaces.Namespace | None, scope: str, ctx:
             served = f"{ctx.endpoint.method} {ctx.endpoint.endpoint} {verb}"
         warnings.append(ConfigIssue(path, guards.served_without(key, served)))
     elif ns is not None:
-        errors.append(ConfigIssue(path, guards.misplaced(key, scope, ns.scope)))
+        errors.append(ConfigIssue(path, guards.misplaced(key, scope, ns.where)))
     else:
         errors.append(ConfigIssue(path, guards.refusal(key, scope, implemented=namespaces.lookup(name) is not None)))
 

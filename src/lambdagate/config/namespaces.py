@@ -45,10 +45,19 @@ class NamespaceError(Exception):
 @dataclass(frozen=True)
 class Namespace:
     name: str
-    scope: Scope
+    scope: Scope  # where it is read
     parse: Callable[[Any, NamespaceContext], Any]
     aliases: tuple[str, ...] = ()
     backend_type: bool = False
+    also_in: tuple[Scope, ...] = ()  # further scopes it is read in (security/bot-detector: service and endpoint)
+
+    def reads_in(self, scope: str) -> bool:
+        return scope == self.scope or scope in self.also_in
+
+    @property
+    def where(self) -> str:
+        """Its scopes as a message names them: "endpoint", "service or endpoint"."""
+        return " or ".join((self.scope, *self.also_in))
 
 
 _REGISTRY: dict[str, Namespace] = {}
