@@ -73,9 +73,13 @@ def proxy_conf(dir: Path, port: int, upstream_port: int) -> Path:
   }}""")
 
 
+CORS_ORIGIN = "https://app.example.com"
+
+
 def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | None = None,
-                 name: str = "krakend.json") -> Path:
-    """The gateway's config; with `metrics_port`, `telemetry/metrics` is on (the observability-cost scenarios)."""
+                 name: str = "krakend.json", cors: bool = False) -> Path:
+    """The gateway's config; with `metrics_port`, `telemetry/metrics` is on (the observability-cost scenarios);
+    with `cors`, `security/cors` as a browser-facing API would have it (the CORS-cost scenario)."""
     host = [f"http://127.0.0.1:{upstream_port}"]
     config = {
         "version": 3,
@@ -99,6 +103,11 @@ def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | N
     }
     if metrics_port:
         config["extra_config"] = {"telemetry/metrics": {"listen_address": f"127.0.0.1:{metrics_port}"}}
+    if cors:
+        config["extra_config"] = {"security/cors": {
+            "allow_origins": [CORS_ORIGIN, "https://*.example.org"], "allow_methods": ["GET", "POST", "PUT"],
+            "allow_headers": ["Authorization", "Content-Type"], "expose_headers": ["X-Request-Id"],
+            "allow_credentials": True, "max_age": "12h"}}
     path = dir / name
     path.write_text(json.dumps(config, indent=2))
     return path

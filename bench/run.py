@@ -47,11 +47,14 @@ SCENARIOS = {
     "gateway_http_accesslog": ("gateway_log", "/proxy"),
     "gateway_http_metrics": ("gateway_metrics", "/proxy"),
     "gateway_http_observed": ("gateway_observed", "/proxy"),
+    "gateway_cors": ("gateway_cors", "/proxy"),  # with an allowed Origin (SCENARIO_HEADERS): CORS headers added
     "skeleton_asgi": ("skeleton_asgi", "/"),
     "skeleton_equiv": ("skeleton_equiv", "/"),
     "skeleton_lambda": ("skeleton_lambda", "/"),
 }
 HALF_LOAD = ("skeleton", "gateway_http", "gateway_lambda")
+# Headers wrk sends on every request of a scenario (and check_replies on its one request).
+SCENARIO_HEADERS = {"gateway_cors": (f"Origin: {fixtures.CORS_ORIGIN}",)}
 
 
 def need_tools() -> None:
@@ -91,6 +94,7 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
     gateway_cfg = fixtures.gateway_conf(tmp, 0, up)
     metrics_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="metrics.json")
     observed_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="observed.json")
+    cors_cfg = fixtures.gateway_conf(tmp, 0, up, name="cors.json", cors=True)
 
     def lambdagate(*extra: str, config: Path = gateway_cfg) -> list[str]:
         return [str(BIN / "lambdagate"), "run", "-c", str(config), "--host", "127.0.0.1", *extra]
@@ -111,6 +115,9 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
                                        config=metrics_cfg), cpu, env),
         "gateway_observed": (lambdagate("--port", str(ports.get("gateway_observed", 0)), "--log-format", "json",
                                         config=observed_cfg), cpu, env),
+        # CORS cost: security/cors on, requests from an allowed origin.
+        "gateway_cors": (lambdagate("--port", str(ports.get("gateway_cors", 0)), "--no-access-log",
+                                    config=cors_cfg), cpu, env),
     }
     servers: dict[str, Server] = {}
     try:
@@ -142,8 +149,12 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
     }
     for name in scenarios:
         server, path = SCENARIOS[name]
-        with urllib.request.urlopen(f"http://127.0.0.1:{ports[server]}{path}", timeout=5) as resp:
+        sent = dict(h.split(": ", 1) for h in SCENARIO_HEADERS.get(name, ()))
+        request = urllib.request.Request(f"http://127.0.0.1:{ports[server]}{path}", headers=sent)
+        with urllib.request.urlopen(request, timeout=5) as resp:
             got = json.loads(resp.read())
+            if "Origin" in sent and resp.headers.get("Access-Control-Allow-Origin") != sent["Origin"]:
+                raise RuntimeError(f"{name}: no CORS headers in the reply")
         if path == "/merge":
             expected = {"user": {"id": 1, "name": "Ana", "internal": {"shard": 7}}, "greeting": "Hello", "lang": "en",
                         "list": {"items": [1, 2, 3], "count": 3}}
@@ -205,7 +216,7 @@ def compare(args: argparse.Namespace) -> dict:
     quick = args.mode == "quick"
     names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_merge", "gateway_lambda",
                                 "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog",
-                                "gateway_http_metrics", "gateway_http_observed"]
+                                "gateway_http_metrics", "gateway_http_observed", "gateway_cors"]
                                + ([] if quick else ["skeleton_asgi", "skeleton_lambda", "skeleton_equiv"]))
     seconds = args.seconds or (3.0 if quick else 4.0)
     rounds = args.rounds or (1 if quick else 5)
@@ -229,7 +240,8 @@ def compare(args: argparse.Namespace) -> dict:
         def measure(name: str, secs: float, **kw) -> wrk.WrkResult:
             server, path = SCENARIOS[name]
             result = wrk.run(f"http://127.0.0.1:{ports[server]}{path}", seconds=secs, server_pids=servers[server].pids(),
-                             cpus=LOAD_CPU if pin else None, connections=kw.pop("connections", CONNECTIONS), **kw)
+                             cpus=LOAD_CPU if pin else None, connections=kw.pop("connections", CONNECTIONS),
+                             headers=SCENARIO_HEADERS.get(name, ()), **kw)
             if result.errors:
                 warnings.append(f"{name}: {result.errors} errors in {result.requests} requests")
             return result
@@ -285,7 +297,8 @@ def ratios(s: dict) -> dict:
             "workers_2_vs_1": r("gateway_http_2workers", "gateway_http"),
             "gateway_http_vs_skeleton_equiv": r("gateway_http", "skeleton_equiv"),
             "metrics_on_vs_off": r("gateway_http_metrics", "gateway_http"),
-            "observed_vs_off": r("gateway_http_observed", "gateway_http")}
+            "observed_vs_off": r("gateway_http_observed", "gateway_http"),
+            "cors_vs_off": r("gateway_cors", "gateway_http")}
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ ALLOW_ORIGIN = b"access-control-allow-origin"
 ALLOW_CREDENTIALS = (b"access-control-allow-credentials", b"true")
 ALLOW_PRIVATE_NETWORK = (b"access-control-allow-private-network", b"true")
 CORS_PREFIX = b"access-control-"
+CORS_END = b"access-control."  # the first name after every name that starts with CORS_PREFIX ("." follows "-")
 
 
 class CorsOptions(BaseModel):
@@ -143,6 +144,8 @@ class CorsPolicy:
                    .encode())] if opts.expose_headers else []
         self.actual_any = [VARY_ORIGIN, (ALLOW_ORIGIN, b"*"), *expose]
         self.actual_tail = [*expose, *([ALLOW_CREDENTIALS] if credentials else [])]
+        # The listed origins' headers, built once: browsers send an origin as it is listed (lowercase).
+        self.actual_listed = {o: [VARY_ORIGIN, (ALLOW_ORIGIN, o), *self.actual_tail] for o in self.origins}
 
     def origin_allowed(self, origin: bytes) -> bool:
         if self.any_origin:
@@ -194,18 +197,22 @@ class CorsPolicy:
                        method: str) -> list[tuple[bytes, bytes]]:
         """A new header list: the reply's, without any Access-Control-* of its own, and this policy's."""
         base = without_cors(headers)
-        if not origin or method not in self.methods or not self.origin_allowed(origin):
-            if self.debug and origin:
-                log.debug("CORS: no Access-Control-Allow-Origin for Origin %r, method %s", origin[:200], method)
-            return [*base, VARY_ORIGIN]
-        if self.any_origin:
-            return [*base, *self.actual_any]
-        return [*base, VARY_ORIGIN, (ALLOW_ORIGIN, origin), *self.actual_tail]
+        if origin and method in self.methods:
+            if self.any_origin:
+                return [*base, *self.actual_any]
+            listed = self.actual_listed.get(origin)
+            if listed is not None:
+                return [*base, *listed]
+            if self.origin_allowed(origin):
+                return [*base, VARY_ORIGIN, (ALLOW_ORIGIN, origin), *self.actual_tail]
+        if self.debug and origin:
+            log.debug("CORS: no Access-Control-Allow-Origin for Origin %r, method %s", origin[:200], method)
+        return [*base, VARY_ORIGIN]
 
 
 def without_cors(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     for name, _ in headers:
-        if name.startswith(CORS_PREFIX):
+        if CORS_PREFIX <= name < CORS_END:  # starts with "access-control-", in two cheap comparisons
             return [h for h in headers if not h[0].startswith(CORS_PREFIX)]
     return headers
 

@@ -170,8 +170,10 @@ class HttpSecurity:
 
     def with_headers(self, headers: list[tuple[bytes, bytes]], ssl: bool) -> list[tuple[bytes, bytes]]:
         names = self.names
-        if any(name in names for name, _ in headers):
-            headers = [h for h in headers if h[0] not in names]
+        for name, _ in headers:
+            if name in names:
+                headers = [h for h in headers if h[0] not in names]
+                break
         extra = self.secure if ssl else self.plain
         if self.nonce_csp is not None:
             nonce = f"'nonce-{base64.b64encode(os.urandom(16)).decode()}'"
