@@ -15,10 +15,10 @@ from typing import Iterator
 import pytest
 
 from tests.support.gateway import Gateway, launch_gateway
-from tests.support.rawhttp import RawResponse, build, exchange
+from tests.support.rawhttp import RawResponse
 from tests.test_faults import logged
 from tests.test_lambda_backend import AWS_ENV
-from tests.test_security import assert_clean_log
+from tests.test_security import assert_clean_log, send
 
 MALFORMED_FN = {"error": "the function reply is malformed"}
 MALFORMED = {"error": "the backend reply is malformed"}
@@ -63,15 +63,6 @@ def gw(upstream, faulty, stub, tmp_path_factory) -> Iterator[Gateway]:
                              tmp_path_factory.mktemp("gw"), env=AWS_ENV)
     yield gateway
     gateway.process.stop()
-
-
-def port_of(gw: Gateway) -> int:
-    return int(gw.url.rsplit(":", 1)[1])
-
-
-def send(gw: Gateway, target: bytes, headers: list[tuple[bytes, bytes]] = (), method: bytes = b"GET",
-         body: bytes | None = None) -> RawResponse:
-    return exchange(port_of(gw), build(method, target, list(headers), body))
 
 
 def reply_of(gw: Gateway, target: bytes, reply) -> RawResponse:
