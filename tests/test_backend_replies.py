@@ -55,10 +55,18 @@ def test_the_limit_leaves_room_for_what_the_gateway_wraps_around_data():
     assert orjson.loads(orjson.dumps(value)) == value
 
 
-def test_many_shallow_brackets_pass_the_precheck_and_the_exact_check():
-    doc = orjson.dumps({"items": [{"a": [1, {"b": 2}]} for _ in range(500)]})
+@pytest.mark.parametrize("doc", [
+    orjson.dumps([[1]] * 130),  # small: counted, then checked
+    orjson.dumps({"items": [{"a": [1, {"b": 2}]} for _ in range(500)]}),  # large: checked at once
+], ids=["small", "large"])
+def test_many_shallow_brackets_pass_the_exact_check(doc):
     assert doc.count(b"[") + doc.count(b"{") > MAX_JSON_DEPTH
-    assert load_json(doc)["items"][499] == {"a": [1, {"b": 2}]}
+    assert load_json(doc) == orjson.loads(doc)
+
+
+def test_a_large_deep_document_is_refused_without_counting():
+    with pytest.raises(TooDeep):
+        load_json(b"[" * 129 + b"]" * 129 + b" " * 5000)
 
 
 def test_brackets_inside_strings_do_not_count():

@@ -32,8 +32,16 @@ def is_blank(payload: bytes) -> bool:
 def load_json(payload: bytes) -> Any:
     """orjson.loads, refusing a document nested deeper than MAX_JSON_DEPTH (TooDeep); JSONDecodeError if not JSON."""
     value = orjson.loads(payload)
-    # No document nests deeper than it has opening brackets: two C-speed counts spare most replies the check.
-    if payload.count(b"[") + payload.count(b"{") > MAX_JSON_DEPTH and _too_deep(value):
+    size = len(payload)
+    # Cheap first: a document of N bytes nests at most N/2 levels, and at most as many as it has opening
+    # brackets (two C-speed counts: ~1 µs for 1 KB). Past _COUNT_UP_TO bytes a reply has more brackets than the
+    # limit anyway, or few (a long text), and counting costs about as much as the exact check or more (100 KB of
+    # objects: ~150 µs counting, ~180 µs checking; 100 KB of text: ~150 µs counting, ~10 µs checking).
+    if size <= 2 * MAX_JSON_DEPTH:
+        return value
+    if size <= _COUNT_UP_TO and payload.count(b"[") + payload.count(b"{") <= MAX_JSON_DEPTH:
+        return value
+    if _too_deep(value):
         raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
@@ -105,11 +113,13 @@ def _walk_depth(value: Any) -> bool:
 _ENCODER_DEPTH = _encoder_depth()
 if _ENCODER_DEPTH is None:
     _too_deep = _walk_depth
+    _COUNT_UP_TO = 1 << 62  # the walk costs more than counting at any size
 else:
     if _ENCODER_DEPTH < MAX_JSON_DEPTH + 8:
         raise RuntimeError(f"orjson encodes only {_ENCODER_DEPTH} levels: lower MAX_JSON_DEPTH ({MAX_JSON_DEPTH})")
     _padding = threading.local()
     _too_deep = _probe_depth
+    _COUNT_UP_TO = 4096
 
 
 def shape_data(value: Any) -> dict[str, Any]:
