@@ -141,6 +141,31 @@ def test_function_reply_with_24600_header_names_is_a_500_and_the_gateway_keeps_s
     assert_clean_log(gw)
 
 
+@pytest.mark.parametrize("status", ["101", "600", "999"])
+def test_no_op_statuses_the_server_cannot_send_are_malformed(gw, status):
+    """aiohttp takes any three digits as a final status but other 1xx (interim: it reads on); granian would
+    switch protocols for 101 and send 600-999 with no reason phrase. A final reply is 200-599, as for functions."""
+    assert_failed(gw, send(gw, f"/h/noop/status-{status}".encode()), 502, MALFORMED,
+                  f"status {int(status)} is not a final HTTP status (200-599)")
+
+
+def test_no_op_status_under_100_is_a_502_and_the_gateway_keeps_serving(faulty, start_gateway):
+    """A status under 100 ("HTTP/1.1 099 …", which aiohttp takes) used to make granian's worker panic: every
+    worker and the server stopped."""
+    gw = start_gateway({"version": 3, "endpoints": [{"endpoint": "/noop/{name}", "output_encoding": "no-op",
+                                                     "backend": [http_backend(faulty, "/{name}", encoding="no-op")]}]})
+    for _ in range(2):
+        assert_failed(gw, send(gw, b"/noop/status-099"), 502, MALFORMED, "status 99 is not a final HTTP status")
+    assert send(gw, b"/noop/status-200").status == 200
+    assert gw.process.proc.poll() is None and "panicked" not in gw.log()
+
+
+def test_no_op_statuses_200_to_599_pass(gw):
+    for status in (200, 418, 599):
+        resp = send(gw, f"/h/noop/status-{status}".encode())
+        assert resp.status == status, resp.raw[:200]
+
+
 # ------------------------------------------------------------------- the gateway's own reply headers
 
 def test_a_functions_request_id_and_completed_header_never_duplicate_the_gateways(gw):

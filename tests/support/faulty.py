@@ -15,6 +15,7 @@ for an HTTP backend (`/reset`) or the function name for a Lambda backend
   many-headers    200 JSON with 101 headers of its own (X-H-0 … X-H-100)
   big-headers     200 JSON with 9 headers of 8,000 bytes each (72 KB together)
   own-headers     200 JSON with an X-Request-Id and an X-KrakenD-Completed of its own
+  status-NNN      JSON with the status line "HTTP/1.1 NNN Odd" (any three digits: 099, 101, 600 …)
   anything else   200 {"name", "method", "target", "host"}: where the request landed, as received
 `GET /__calls/{name}` answers {"calls": N}: how many requests that name received.
 """
@@ -136,6 +137,12 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 payload = b'{"message": "slow down"}'
                 writer.write(_head("429 Too Many Requests", [(b"Content-Type", b"application/json"), (b"Retry-After", b"7"),
                                                             (b"Content-Length", str(len(payload)).encode())]) + payload)
+                await writer.drain()
+                continue
+            if name.startswith("status-"):
+                payload = json.dumps({"name": name}).encode()
+                writer.write(_head(f"{name[7:]} Odd", [(b"Content-Type", b"application/json"),
+                                                       (b"Content-Length", str(len(payload)).encode())]) + payload)
                 await writer.drain()
                 continue
             if name in _HEADERS or name in ("header-utf8", "header-ctl"):

@@ -121,9 +121,13 @@ def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits
     """How this backend's reply becomes its response, by `encoding`: as is (no-op), text, or JSON."""
     if cfg.encoding == "no-op":
         def passthrough(status: int, headers: CIMultiDictProxy, body: bytes) -> ProxyResponse:
+            # aiohttp takes what the server can't send: any three-digit status (granian's worker panics under
+            # 100, and 1xx are interim replies, 101 a protocol switch), headers it refuses or has no room for.
             try:
+                if not 200 <= status <= 599:
+                    raise MalformedReply(f"status {status} is not a final HTTP status (200-599)")
                 kept = checked(list(headers.items()), limits, drop)
-            except MalformedReply as exc:  # aiohttp lets through what the server would refuse to send
+            except MalformedReply as exc:
                 raise BackendError("the backend reply is malformed", status=502, cause=str(exc)) from None
             return ProxyResponse(None, False, status, kept, body)
 
