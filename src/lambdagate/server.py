@@ -82,6 +82,9 @@ class Gateway:
         metrics_opts = metrics_options(service)
         self.resources = Resources(session=new_http_session(), local_lambda_endpoint=self.local_lambda_endpoint,
                                    max_response_bytes=self.options.max_backend_response_bytes,
+                                   # the request's header limits bound what a backend's reply may pass on too
+                                   max_reply_headers=self.options.max_header_count,
+                                   max_reply_header_bytes=self.options.max_header_bytes,
                                    metrics=self.metrics, tracing=tracing,
                                    backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
                                    record_calls=self.observers.access_log is not None)

@@ -1,6 +1,7 @@
 """Lambda payloads built from a gateway request: KrakenD's format and API Gateway's v1.0 / v2.0 events.
 
-Only what the endpoint allows reaches the function: headers and query strings are the filtered ones.
+Only what the endpoint allows reaches the function: headers and query strings are the filtered ones, and the
+forwarding headers (X-Forwarded-For, -Proto, -Host) are the gateway's own (backends.forwarded).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from urllib.parse import unquote, urlencode
 
 import orjson
 
+from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.proxy import ProxyRequest
 
 PayloadBuilder = Callable[[ProxyRequest], bytes]
@@ -38,8 +40,17 @@ def _body(req: ProxyRequest) -> tuple[str | None, bool]:
 
 
 def _event_headers(req: ProxyRequest) -> dict[str, str]:
-    """The allowed request headers, plus the trace context (traceparent, X-Amzn-Trace-Id) when tracing is on."""
-    return {**req.headers, **req.trace_headers} if req.trace_headers else dict(req.headers)
+    """The allowed request headers, the gateway's forwarding headers as API Gateway sets them (a client's are
+    dropped: a handler trusting X-Forwarded-For must get the real client), and the trace context (traceparent,
+    X-Amzn-Trace-Id) when tracing is on."""
+    headers = without(req.headers, CLIENT_FORWARDING)
+    headers["x-forwarded-for"] = req.client_ip
+    headers["x-forwarded-proto"] = req.scheme
+    if req.host:
+        headers["host"] = headers["x-forwarded-host"] = req.host
+    if req.trace_headers:
+        headers.update(req.trace_headers)
+    return headers
 
 
 def _clf_time(now: float) -> str:
