@@ -129,7 +129,7 @@ def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits
                 kept = checked(list(headers.items()), limits, drop)
             except MalformedReply as exc:
                 raise BackendError("the backend reply is malformed", status=502, cause=str(exc)) from None
-            return ProxyResponse(None, False, status, kept, body)
+            return ProxyResponse.passthrough(status, kept, body, complete=False)
 
         return passthrough
 
@@ -139,12 +139,12 @@ def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits
         if status >= 400:
             raise BackendError("the backend failed", cause=f"invalid status code {status}")
         if as_text:
-            return ProxyResponse({"content": body.decode("utf-8", "replace")})
+            return ProxyResponse.decoded({"content": body.decode("utf-8", "replace")})
         if is_blank(body):
-            return ProxyResponse({})
+            return ProxyResponse.decoded({})
         try:
             # Complete even when empty (unlike a function's null: see lambda_reply.data_response).
-            return ProxyResponse(shape_data(load_json(body)))
+            return ProxyResponse.decoded(shape_data(load_json(body)))
         except orjson.JSONDecodeError as exc:
             raise BackendError("the backend reply is not valid JSON", cause=f"invalid JSON: {exc}") from None
         except TooDeep as exc:

@@ -87,6 +87,10 @@ def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
             have = ", ".join(f"{{{p}}}" for p in placeholders) or "none"
             issues.append(("function_param_name", f"{cfg.function_param_name!r} names no placeholder of endpoint "
                                                   f"{ctx.endpoint.endpoint if ctx.endpoint else ''} (it has {have})"))
+        if not cfg.allowed_functions:
+            ctx.warnings.append(("function_param_name", "any function the credentials may invoke can be called "
+                                                        'through this endpoint: list them in "allowed_functions" '
+                                                        '(names or patterns such as "orders-*")'))
     elif cfg.allowed_functions:
         ctx.warnings.append(("allowed_functions", "only applies with function_param_name, ignored"))
     if cfg.endpoint is None:
@@ -198,7 +202,7 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
         except LambdaError as err:
             raise errors.invoke_failed(err, name, req.request_id) from None
         if event:  # accepted, not run yet: no reply to decode
-            return ProxyResponse(None, True, 202, [], b"") if single else ProxyResponse({}, True)
+            return ProxyResponse.passthrough(202, [], b"", complete=True) if single else ProxyResponse.decoded({})
         if result.function_error:
             raise errors.function_failed(result, name, req.request_id)
         return decoder.decode(result.payload, name)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from lambdagate.aws.invoke import InvokeResult, LambdaDeadlineError, LambdaError, LambdaServiceError
+from lambdagate.aws.invoke import InvokeResponse, LambdaDeadlineError, LambdaError, LambdaServiceError
 from lambdagate.backends.reply_data import TooDeep, load_json
 from lambdagate.errors import BackendError
 
@@ -96,7 +96,7 @@ class LambdaErrors:
                             cause=f"function={name} {err.code} (HTTP {err.status}): {err.message} "
                                   f"lambda_request_id={err.request_id}")
 
-    def function_failed(self, result: InvokeResult, name: str, request_id: str) -> BackendError:
+    def function_failed(self, result: InvokeResponse, name: str, request_id: str) -> BackendError:
         """The function ran and failed (X-Amz-Function-Error): its error is logged, shown only on request."""
         error = _function_error(result.payload)
         log.warning("function error: function=%s kind=%s type=%s message=%s lambda_request_id=%s request_id=%s",

@@ -11,11 +11,11 @@ import asyncio
 from time import perf_counter
 from typing import Any, Awaitable, Callable, NamedTuple
 
-from lambdagate.aws.invoke import InvokeResult, LambdaDeadlineError, LambdaError, LambdaInvoker
+from lambdagate.aws.invoke import InvokeResponse, LambdaDeadlineError, LambdaError, LambdaInvoker
 from lambdagate.proxy import ProxyRequest
 
 # (function name, payload, request, X-Amzn-Trace-Id or None) -> the result, after any retries
-Invoke = Callable[[str, bytes, ProxyRequest, "str | None"], Awaitable[InvokeResult]]
+Invoke = Callable[[str, bytes, ProxyRequest, "str | None"], Awaitable[InvokeResponse]]
 
 
 def invoke_with_retries(invoker: LambdaInvoker, qualifier: str | None, invocation_type: str) -> Invoke:
@@ -35,7 +35,7 @@ class Outcome(NamedTuple):
     known_function: bool = True  # False when AWS said the function does not exist
 
 
-def result_outcome(result: InvokeResult) -> Outcome:
+def result_outcome(result: InvokeResponse) -> Outcome:
     """A completed Invoke; a function that ran out of its own time is a timeout."""
     if not result.function_error:
         label = "success"

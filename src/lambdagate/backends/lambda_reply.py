@@ -20,11 +20,13 @@ from lambdagate.backends.reply_headers import (DEFAULT_LIMITS, HeaderLimits, Mal
 from lambdagate.errors import BackendError
 from lambdagate.proxy import ProxyResponse
 
-__all__ = ["MalformedReply", "ProxyReply", "ReplyDecoder", "data_response", "is_proxy_shaped", "unwrap"]
+__all__ = ["MalformedReply", "FunctionHttpResponse", "ReplyDecoder", "data_response", "is_proxy_shaped", "unwrap"]
 
 
 @dataclass(slots=True)
-class ProxyReply:
+class FunctionHttpResponse:
+    """The HTTP reply a function's proxy-shaped payload describes."""
+
     status: int
     headers: list[tuple[str, str]]
     body: bytes
@@ -34,7 +36,7 @@ def is_proxy_shaped(value: Any) -> bool:
     return isinstance(value, dict) and "statusCode" in value
 
 
-def unwrap(value: dict[str, Any], limits: HeaderLimits = DEFAULT_LIMITS) -> ProxyReply:
+def unwrap(value: dict[str, Any], limits: HeaderLimits = DEFAULT_LIMITS) -> FunctionHttpResponse:
     """The HTTP reply a proxy-shaped payload describes; MalformedReply if it is not well formed."""
     status = value.get("statusCode", 200)
     if isinstance(status, str) and status.isdigit():
@@ -45,7 +47,7 @@ def unwrap(value: dict[str, Any], limits: HeaderLimits = DEFAULT_LIMITS) -> Prox
     headers = _headers(value, limits)
     if not any(name == "content-type" for name, _ in headers):
         headers.append(("content-type", "application/json"))
-    return ProxyReply(status, headers, _body(value))
+    return FunctionHttpResponse(status, headers, _body(value))
 
 
 def _headers(value: dict[str, Any], limits: HeaderLimits) -> list[tuple[str, str]]:
@@ -102,10 +104,7 @@ def _header_value(name: str, item: Any) -> str:
 def data_response(value: Any) -> ProxyResponse:
     """Data mode: the reply shaped as any backend's (reply_data.shape_data), complete when it holds data. Unlike
     an HTTP backend's, a function's null is no data at all (KrakenD's Lambda backend): empty and incomplete."""
-    if value is None:
-        return ProxyResponse({}, False)
-    data = shape_data(value)
-    return ProxyResponse(data, bool(data))
+    return ProxyResponse.from_function({} if value is None else shape_data(value))
 
 
 def _malformed(name: str, reason: Exception | str) -> BackendError:
@@ -127,7 +126,7 @@ class ReplyDecoder:
 
     def decode(self, payload: bytes, name: str) -> ProxyResponse:
         if is_blank(payload):
-            return ProxyResponse({}, False)
+            return ProxyResponse.from_function({})
         try:
             value = load_json(payload)
         except orjson.JSONDecodeError:
@@ -149,11 +148,11 @@ class ReplyDecoder:
         except MalformedReply as exc:
             raise _malformed(name, exc) from None
         if self._single:
-            return ProxyResponse(None, reply.status < 400, reply.status, reply.headers, reply.body)
+            return ProxyResponse.passthrough(reply.status, reply.headers, reply.body, complete=reply.status < 400)
         return _merged_proxy(reply, name)
 
 
-def _merged_proxy(reply: ProxyReply, name: str) -> ProxyResponse:
+def _merged_proxy(reply: FunctionHttpResponse, name: str) -> ProxyResponse:
     """A proxy reply in a merge: its JSON object body is the backend's data; headers and status go nowhere."""
     if reply.status >= 400:
         raise BackendError("the backend failed", cause=f"function={name}: statusCode {reply.status}")
@@ -166,4 +165,4 @@ def _merged_proxy(reply: ProxyReply, name: str) -> ProxyResponse:
     if not isinstance(data, dict):
         raise BackendError("the function reply is not a JSON object",
                            cause=f"function={name}: proxy body is not a JSON object")
-    return ProxyResponse(data, bool(data))
+    return ProxyResponse.from_function(data)
