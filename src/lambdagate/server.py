@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 import time
-from typing import Callable
+from typing import Any, Callable, Coroutine
 from urllib.parse import quote
 
 import aiohttp
@@ -28,7 +28,7 @@ from lambdagate.front import Exchange, Handler
 from lambdagate.front.admission import Admission
 from lambdagate.pipeline import BackendFactory, build_endpoint
 from lambdagate.stack import Observers, build_stack
-from lambdagate.telemetry.logs import AccessLog, LogSettings, configure as configure_logs
+from lambdagate.telemetry.logs import AccessLog, LineWriter, LogSettings, configure as configure_logs
 from lambdagate.telemetry.metrics import WorkerMetrics, metrics_options
 from lambdagate.telemetry.tracing import tracing_options
 
@@ -99,7 +99,7 @@ class Gateway:
         gc.collect()
         gc.freeze()
 
-    def _start_telemetry(self, writer) -> None:
+    def _start_telemetry(self, writer: LineWriter) -> None:
         service = self.loaded.service
         if self.log_settings.access:
             self.observers.access_log = AccessLog(self.log_settings, writer)
@@ -116,7 +116,7 @@ class Gateway:
 
             self.observers.tracing = Tracing(tracing_opts)
 
-    def _background(self, coroutine) -> None:
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coroutine))
 
     async def shutdown(self) -> None:

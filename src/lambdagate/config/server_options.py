@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
+from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext
 
 NAMESPACE = "lambdagate/server"
@@ -46,5 +47,5 @@ def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:
 SERVER_OPTIONS = Namespace(NAMESPACE, "service", parse)
 
 
-def server_options(service: Any) -> ServerOptions:
+def server_options(service: ServiceConfig) -> ServerOptions:
     return service.namespaces.get(NAMESPACE) or ServerOptions()

@@ -49,6 +49,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
+from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext
 
 NAMESPACE = "telemetry/metrics"
@@ -137,7 +138,7 @@ def parse(value: Any, ctx: NamespaceContext) -> MetricsOptions:
 METRICS_NAMESPACE = Namespace(NAMESPACE, "service", parse)
 
 
-def metrics_options(service: Any) -> MetricsOptions | None:
+def metrics_options(service: ServiceConfig) -> MetricsOptions | None:
     """The options, or None when the config does not turn metrics on."""
     return service.namespaces.get(NAMESPACE)
 
