@@ -128,8 +128,9 @@ def test_a_worker_killed_under_load_is_respawned_and_the_others_keep_answering(u
     killer.join()
     failed = [sent for sent, ok in results if not ok]
     after = [sent for sent, ok in results if ok and sent > killed_at[0] + 0.05]
-    # Only requests in flight on the killed worker can fail: at most one per client.
-    assert len(failed) <= threads, (len(failed), len(results))
+    # Only connections the killed worker had taken can fail: one per client, and on a loaded machine a client's
+    # reconnection may still be taken by the dying worker (a SIGABRT takes a moment): at most two per client.
+    assert len(failed) <= 2 * threads, (len(failed), len(results))
     assert len(after) >= 20, len(after)  # the other worker kept answering meanwhile
     now = wait_for(lambda: two_workers(main, without=victim), 15, "a new worker")
     assert len(now - before) == 1
