@@ -15,8 +15,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from lambdagate import __version__
+from lambdagate.auth.tokens import jwt_params
 from lambdagate.config.loader import sanitize_host
-from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig
+from lambdagate.config.model import JWT_PLACEHOLDER_RE, URL_PLACEHOLDER_RE, BackendConfig
 from lambdagate.errors import BackendError
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.pipeline.render import CONTROL_CHARS
@@ -30,7 +31,7 @@ _SEGMENT_SAFE = "!$&'()*+,;=:@~"
 
 def compile_url_pattern(pattern: str, safe: str = _SEGMENT_SAFE) -> Callable[[dict[str, str]], str]:
     """A function filling `{placeholders}` of a url_pattern with values percent-encoded but for `safe`."""
-    parts = PLACEHOLDER_RE.split(pattern)
+    parts = URL_PLACEHOLDER_RE.split(pattern)
     if len(parts) == 1:
         return lambda params: pattern
     literals, names = parts[0::2], parts[1::2]
@@ -91,6 +92,7 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     render_path = compile_url_pattern(path)
     # Placeholders in the query part too ("/users?id={id}"), encoded so a value cannot add "&k=v" pairs.
     render_query = compile_url_pattern(fixed_query, safe="")
+    claims = tuple(dict.fromkeys(JWT_PLACEHOLDER_RE.findall(cfg.url_pattern)))  # "{JWT.sub}" → "sub"
     send_body = method not in ("GET", "HEAD")
     passthrough = cfg.encoding == "no-op"
     as_text = cfg.encoding == "string"
@@ -99,7 +101,7 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     # aiohttp has already decoded a compressed reply: passing its Content-Encoding on would lie to the client.
     drop = frozenset({"content-encoding"}) if session.auto_decompress else frozenset()
     # Without placeholders, a request without a query string always goes to the same URL: parse it once per host.
-    static_urls = {} if PLACEHOLDER_RE.search(cfg.url_pattern) else {
+    static_urls = {} if URL_PLACEHOLDER_RE.search(cfg.url_pattern) else {
         h: URL(h + path + (f"?{fixed_query}" if fixed_query else ""), encoded=True) for h in hosts}
 
     async def call(req: ProxyRequest) -> ProxyResponse:
@@ -107,8 +109,9 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
         if static_urls and not req.query:
             url = static_urls[host]
         else:
-            text = host + render_path(req.params)
-            query = render_query(req.params)
+            params = jwt_params(req.params, req.claims, claims) if claims else req.params  # auth/validator's claims
+            text = host + render_path(params)
+            query = render_query(params)
             if req.query:
                 query = f"{query}&{urlencode(req.query)}" if query else urlencode(req.query)
             url = URL(f"{text}?{query}" if query else text, encoded=True)
