@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 import urllib.request
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from lambdagate.auth import jwks as jwks_module
 from tests.support.asgi import FakeBackends, InProcessGateway, returning, run
 from tests.support.gateway import launch_gateway
-from tests.support.jwt_keys import claims, jwks, raw_token, sign
+from tests.support.jwt_keys import b64, claims, jwks, raw_token, sign, tls_files
 from tests.support.procs import Process, free_port, python_module, serve_module, wait_http
 from tests.test_lambda_backend import AWS_ENV, http, lam
 
@@ -151,6 +152,69 @@ def test_a_key_removed_from_the_set_stops_validating(key_server: str, quick, mon
         assert (await gw.request("GET", "/a", bearer(sign(kid="k2")))).status == 200
 
     run(config(validator(key_server, cache=True, cache_duration=2)), FakeBackends({"/a": returning({})}), scenario)
+
+
+@pytest.fixture(scope="module")
+def tls_key_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The key server over HTTPS, with a certificate from a test CA; yields its URL, the CA file and the pin."""
+    directory = tmp_path_factory.mktemp("tls")
+    files = tls_files(directory)
+    port = free_port()
+    proc = Process(python_module("tests.support.jwks_server", str(port), files["cert"], files["key"]),
+                   directory / "jwks.log")
+    url = f"https://127.0.0.1:{port}"
+    unverified = ssl._create_unverified_context()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/ready", timeout=1, context=unverified).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.proc.poll() is None, proc.log()
+                time.sleep(0.05)
+        body = orjson.dumps(jwks(("RS256", "k1")))
+        urllib.request.urlopen(urllib.request.Request(f"{url}/jwks", data=body, method="PUT"), timeout=5,
+                               context=unverified).read()
+        yield {**files, "url": url}
+    finally:
+        proc.stop()
+
+
+def test_https_key_server_trusted_by_its_ca_or_pinned_by_its_key(tls_key_server: dict[str, str], quick) -> None:
+    url, ca, pin = tls_key_server["url"] + "/jwks", tls_key_server["ca"], tls_key_server["pin"]
+    other_pin = b64(b"\x00" * 32) + "="
+    cases = {
+        "/ca": ({"jwk_local_ca": ca}, 200),
+        "/untrusted": ({}, 503),  # the test CA is not in the system's trust store
+        "/pinned": ({"jwk_local_ca": ca, "jwk_fingerprints": [pin]}, 200),
+        "/wrong-pin": ({"jwk_local_ca": ca, "jwk_fingerprints": [other_pin]}, 503),
+        "/insecure": ({"disable_jwk_security": True}, 200),  # KrakenD: no certificate check at all
+        "/insecure-pinned": ({"disable_jwk_security": True, "jwk_fingerprints": [pin]}, 200),
+        "/insecure-wrong-pin": ({"disable_jwk_security": True, "jwk_fingerprints": [other_pin]}, 503),
+    }
+    doc = {"version": 3, "timeout": "2s", "endpoints": [
+        {"endpoint": path, "extra_config": {NS: {"alg": "RS256", "jwk_url": url, **rules}},
+         "backend": [{"host": ["http://f"], "url_pattern": "/a"}]} for path, (rules, _) in cases.items()]}
+
+    async def scenario(gw: InProcessGateway) -> None:
+        for path, (_, status) in cases.items():
+            assert (await gw.request("GET", path, bearer(sign(kid="k1")))).status == status, path
+
+    run(doc, FakeBackends({"/a": returning({})}), scenario)
+
+
+def test_pins_hold_in_a_real_gateway_too(tls_key_server: dict[str, str], upstream: str, start_gateway) -> None:
+    """The worker's event loop is uvloop's, with its own TLS code: the pin check must hold there as well."""
+    url, ca, pin = tls_key_server["url"] + "/jwks", tls_key_server["ca"], tls_key_server["pin"]
+    gw = start_gateway({"version": 3, "endpoints": [
+        {"endpoint": path, "extra_config": {NS: {"alg": "RS256", "jwk_url": url, "jwk_local_ca": ca,
+                                                 "jwk_fingerprints": [pins]}},
+         "backend": [{"host": [upstream], "url_pattern": "/json/ok"}]}
+        for path, pins in (("/pinned", pin), ("/wrong-pin", b64(b"\x01" * 32)))]})
+    assert get(f"{gw.url}/pinned", sign(kid="k1"))[0] == 200
+    assert get(f"{gw.url}/wrong-pin", sign(kid="k1"))[0] == 503
+    assert "fetch failed" in gw.log()  # uvloop reports the refused handshake without our message
 
 
 # --- real gateway processes ------------------------------------------------------------------------------

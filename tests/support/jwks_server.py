@@ -1,4 +1,5 @@
-"""A JWK set server for tests, run as its own process: `python -m tests.support.jwks_server PORT`.
+"""A JWK set server for tests, run as its own process: `python -m tests.support.jwks_server PORT [CERT KEY]`
+(with a certificate and its key: HTTPS).
 
 Routes:
   GET  /jwks          the current set (application/json); each GET is counted
@@ -13,6 +14,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 from collections import Counter
 
@@ -69,4 +71,8 @@ def make_app() -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(make_app(), host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    tls = None
+    if len(sys.argv) == 4:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(sys.argv[2], sys.argv[3])
+    web.run_app(make_app(), host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, ssl_context=tls)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
+import ssl
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
@@ -203,8 +203,12 @@ def _check_key_source(cfg: ValidatorConfig, ctx: NamespaceContext, issues: list[
     cfg.pins = tuple(pins)
     if (pins or cfg.jwk_local_ca) and not https:
         issues.append(("jwk_url", "jwk_fingerprints and jwk_local_ca check a TLS server: jwk_url must be https"))
-    if cfg.jwk_local_ca and not os.access(cfg.jwk_local_ca, os.R_OK):
-        issues.append(("jwk_local_ca", f"cannot read {cfg.jwk_local_ca!r}: give a PEM file of CA certificates"))
+    if cfg.jwk_local_ca:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=cfg.jwk_local_ca)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            issues.append(("jwk_local_ca", f"cannot read {cfg.jwk_local_ca!r} as PEM CA certificates "
+                                           f"({getattr(exc, 'strerror', None) or exc})"))
     if cfg.cache_duration and not cfg.cache:
         ctx.warnings.append(("cache_duration", 'read only with "cache": true (as in KrakenD); the key set is '
                                                "fetched again every minute"))

@@ -306,6 +306,8 @@ def tls_context(settings: RemoteSettings) -> ssl.SSLContext:
     if settings.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    if settings.pins:
+        context.sslobject_class = _pinned(settings.pins)
     return context
 
 
@@ -317,6 +319,21 @@ def _public_key_pin(der: bytes) -> bytes:
     spki = x509.load_der_x509_certificate(der).public_key().public_bytes(Encoding.DER,
                                                                           PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(spki).digest()
+
+
+def _pinned(pins: tuple[bytes, ...]) -> type[ssl.SSLObject]:
+    """TLS connections that fail their handshake unless the server's certificate holds one of the pinned keys,
+    checked on the connection itself before any request is sent (KrakenD accepts a pin of any certificate of the
+    chain; Python 3.11 shows only the server's own)."""
+
+    class PinnedSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()  # raises SSLWantReadError until the handshake is done
+            der = self.getpeercert(binary_form=True)
+            if not der or _public_key_pin(der) not in pins:
+                raise ssl.SSLError("the server's certificate key matches none of jwk_fingerprints")
+
+    return PinnedSSLObject
 
 
 class JwksFetcher:
@@ -334,8 +351,6 @@ class JwksFetcher:
         async with self.session.get(self.settings.url, max_redirects=3) as resp:
             if resp.url.scheme != "https" and self.settings.url.startswith("https:"):
                 raise KeySetError(f"redirected to plain HTTP ({resp.url.with_query(None)})")
-            if self.settings.pins:
-                self._check_pin(resp)
             if resp.status != 200:
                 raise KeySetError(f"HTTP status {resp.status}")
             chunks, size = [], 0
@@ -345,13 +360,6 @@ class JwksFetcher:
                     raise KeySetError(f"the JWK set is larger than {MAX_JWKS_BYTES} bytes")
                 chunks.append(chunk)
             return b"".join(chunks)
-
-    def _check_pin(self, resp: aiohttp.ClientResponse) -> None:
-        transport = resp.connection.transport if resp.connection is not None else None
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        if not der or _public_key_pin(der) not in self.settings.pins:
-            raise KeySetError("the server's certificate key matches none of jwk_fingerprints")
 
     async def close(self) -> None:
         await self.session.close()
