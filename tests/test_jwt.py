@@ -386,11 +386,11 @@ def test_cached_tokens_still_expire_and_still_meet_each_endpoints_rules(keyfile,
 def test_the_token_cache_is_bounded() -> None:
     cache = TokenCache()
     for i in range(CACHE_ENTRIES + 10):
-        cache.put(f"token-{i}", "RS256", {})
+        cache.put(f"token-{i}", "RS256", {}, None)
     assert len(cache.entries) == CACHE_ENTRIES and "token-0" not in cache.entries and f"token-{i}" in cache.entries
     big = "x" * 8000
     for i in range(CACHE_BYTES // 8000 + 10):
-        cache.put(f"{big}{i}", "RS256", {})
+        cache.put(f"{big}{i}", "RS256", {}, None)
     assert cache.size <= CACHE_BYTES and cache.size == sum(len(t) for t in cache.entries)
 
 

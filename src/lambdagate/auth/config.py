@@ -73,9 +73,10 @@ class ValidatorConfig(BaseModel):
     failed_jwk_key_cooldown: Duration = 0.0
     cipher_suites: list[StrictInt] = Field(default_factory=list)
 
-    # Filled in by parse(): the decoded pins, and the local key file's bytes (read once, at load time).
+    # Filled in by parse(): the decoded pins, and the local key file's bytes (read once, at load time; they may
+    # hold HMAC secrets, so they are kept out of repr and dumps).
     pins: tuple[bytes, ...] = ()
-    local_keys: bytes = b""
+    local_keys: bytes = Field(default=b"", repr=False, exclude=True)
 
     @field_validator(*_EMPTY_MEANS, mode="before")
     @classmethod

@@ -143,16 +143,17 @@ def import_key_set(data: bytes, strategy: str) -> KeySet:
 
 
 class TokenCache:
-    """Tokens whose signature was verified, with their header's alg and their claims (bounded, oldest out first).
-    The validator still checks every claim rule on a hit: only the parsing and the signature are saved."""
+    """Tokens whose signature was verified, with their header's alg, their claims and their registered claims
+    (bounded, oldest out first). The validator still checks every rule on a hit (time, issuer, audience, roles,
+    scopes): only the parsing, the type checks and the signature are saved."""
 
     __slots__ = ("entries", "size")
 
     def __init__(self) -> None:
-        self.entries: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.entries: dict[str, tuple[str, dict[str, Any], Any]] = {}  # token → (alg, claims, Registered)
         self.size = 0
 
-    def put(self, token: str, alg: str, claims: dict[str, Any]) -> None:
+    def put(self, token: str, alg: str, claims: dict[str, Any], registered: Any) -> None:
         entries = self.entries
         if token in entries:
             return
@@ -160,7 +161,7 @@ class TokenCache:
             oldest = next(iter(entries))
             del entries[oldest]
             self.size -= len(oldest)
-        entries[token] = (alg, claims)
+        entries[token] = (alg, claims, registered)
         self.size += len(token)
 
     def drop(self, token: str) -> None:

@@ -111,23 +111,30 @@ def audiences(claims: dict[str, Any]) -> tuple[str, ...]:
     raise TokenError('"aud" is neither a string nor a list of strings')
 
 
-def check_registered(claims: dict[str, Any], issuer: str, audience: tuple[str, ...], leeway: float,
-                     now: float) -> None:
-    """go-jose's ValidateWithLeeway: issuer, every configured audience, then nbf, exp and iat against `now`."""
-    for name in ("sub", "jti"):
-        _text(claims, name)
-    if issuer and _text(claims, "iss") != issuer:
-        raise TokenError("wrong issuer")
-    present = audiences(claims)
-    if any(a not in present for a in audience):
-        raise TokenError("wrong audience")
-    nbf, exp, iat = _number(claims, "nbf"), _number(claims, "exp"), _number(claims, "iat")
-    if nbf is not None and now + leeway < nbf:
-        raise TokenError("not valid yet (nbf)")
-    if exp is not None and now - leeway > exp:
-        raise TokenError("expired")
-    if iat is not None and now + leeway < iat:
-        raise TokenError("issued in the future (iat)")
+class Registered:
+    """A token's registered claims, their JSON types checked once (a cached token is not checked again)."""
+
+    __slots__ = ("iss", "aud", "nbf", "exp", "iat")
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        for name in ("sub", "jti"):
+            _text(claims, name)
+        self.iss = _text(claims, "iss")
+        self.aud = audiences(claims)
+        self.nbf, self.exp, self.iat = _number(claims, "nbf"), _number(claims, "exp"), _number(claims, "iat")
+
+    def check(self, issuer: str, audience: tuple[str, ...], leeway: float, now: float) -> None:
+        """go-jose's ValidateWithLeeway: issuer, every configured audience, then nbf, exp and iat against `now`."""
+        if issuer and self.iss != issuer:
+            raise TokenError("wrong issuer")
+        if audience and any(a not in self.aud for a in audience):
+            raise TokenError("wrong audience")
+        if self.nbf is not None and now + leeway < self.nbf:
+            raise TokenError("not valid yet (nbf)")
+        if self.exp is not None and now - leeway > self.exp:
+            raise TokenError("expired")
+        if self.iat is not None and now + leeway < self.iat:
+            raise TokenError("issued in the future (iat)")
 
 
 def claim_at(claims: dict[str, Any], key: str, nested: bool) -> tuple[bool, Any]:

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 from lambdagate.auth.config import NAMESPACE, ValidatorConfig
 from lambdagate.auth.jwks import (FETCH_TIMEOUT, JwksFetcher, KeySource, NoKeySet, RemoteSettings, UnknownKey,
                                   import_key_set, jws_algorithm)
-from lambdagate.auth.tokens import (Compact, TokenError, check_registered, claim_at, claim_list, claim_text,
-                                    words)
+from lambdagate.auth.tokens import Compact, Registered, TokenError, claim_at, claim_list, claim_text, words
 from lambdagate.config.model import JWT_PLACEHOLDER_RE
 from lambdagate.front import Exchange, Handler, Reply, Step
 from lambdagate.front.request import unsafe_param
@@ -101,15 +100,19 @@ class Validator:
         source = self.source
         hit = source.cache.entries.get(token)
         fresh = hit is None or hit[0] != self.alg_name or not source.serves(time.monotonic())
-        claims = await self._verified(token) if fresh else hit[1]
         try:
-            check_registered(claims, self.issuer, self.audience, self.leeway, time.time())
+            if fresh:
+                claims = await self._verified(token)
+                registered = Registered(claims)
+            else:
+                _, claims, registered = hit
+            registered.check(self.issuer, self.audience, self.leeway, time.time())
         except TokenError as exc:
             if not fresh:
                 source.cache.drop(token)
             raise Refusal(401, str(exc)) from None
         if fresh:
-            source.cache.put(token, self.alg_name, claims)
+            source.cache.put(token, self.alg_name, claims, registered)
         self._authorize(claims)
         return claims
 
@@ -139,10 +142,7 @@ class Validator:
             valid = False
         if not valid:
             raise Refusal(401, "invalid signature")
-        try:
-            return jws.claims()
-        except TokenError as exc:
-            raise Refusal(401, str(exc)) from None
+        return jws.claims()  # a TokenError here refuses the token (check)
 
     def _authorize(self, claims: dict[str, Any]) -> None:
         if self.roles:
