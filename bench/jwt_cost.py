@@ -39,8 +39,8 @@ def joserfc_decode() -> Callable[[], object]:
     from joserfc.jwt import JWTClaimsRegistry
 
     key = import_key(PUBLIC)
-    registry = JWTClaimsRegistry(iss={"essential": True, "value": "https://idp"}, aud={"essential": True, "value": "api"},
-                                 leeway=1)
+    registry = JWTClaimsRegistry(iss={"essential": True, "value": "https://idp"},
+                                 aud={"essential": True, "value": "api"}, leeway=1)
 
     def check() -> object:
         token = jose_jwt.decode(TOKEN, key, algorithms=["RS256"])

@@ -171,7 +171,8 @@ def test_keys_are_read_case_insensitively_as_krakend_does(keyfile) -> None:
 
 def test_roles_any_of_them_nested_or_space_separated(keyfile) -> None:
     path = keyfile(("RS256", "k1"))
-    nested = {"jwk_local_path": path, "roles": ["admin"], "roles_key": "realm_access.roles", "roles_key_is_nested": True}
+    nested = {"jwk_local_path": path, "roles": ["admin"], "roles_key": "realm_access.roles",
+              "roles_key_is_nested": True}
 
     async def scenario(gw: InProcessGateway) -> None:
         for token, status in [(sign(roles=["viewer", "editor"]), 200), (sign(roles="viewer editor"), 200),
@@ -197,9 +198,10 @@ def test_scopes_any_and_all(keyfile) -> None:
     rules = {"jwk_local_path": path, "scopes_key": "scope", "scopes": ["read", "write"]}
 
     async def scenario(gw: InProcessGateway) -> None:
-        for token, any_status, all_status in [(sign(scope="read write"), 200, 200), (sign(scope="read"), 200, 403),
-                                              (sign(scope=["write", "read"]), 200, 200), (sign(scope="admin"), 403, 403),
-                                              (sign(scope=[]), 403, 403), (sign(), 403, 403)]:
+        for token, any_status, all_status in [
+                (sign(scope="read write"), 200, 200), (sign(scope="read"), 200, 403),
+                (sign(scope=["write", "read"]), 200, 200), (sign(scope="admin"), 403, 403), (sign(scope=[]), 403, 403),
+                (sign(), 403, 403)]:
             assert (await gw.request("GET", "/any", bearer(token))).status == any_status
             assert (await gw.request("GET", "/all", bearer(token))).status == all_status
         assert (await gw.request("GET", "/nested", bearer(sign(authz={"scp": ["read"]})))).status == 200
@@ -273,7 +275,8 @@ def test_propagate_claims_to_backend_headers_over_the_clients(keyfile) -> None:
         ["obj", "X-Obj"], ["https://ex.com/tenant", "X-Tenant"]]}
 
     async def scenario(gw: InProcessGateway) -> None:
-        token = sign(realm={"roles": ["a", "b"]}, n=42, f=1.5, obj={"b": 1, "a": [1]}, **{"https://ex.com/tenant": "t1"})
+        token = sign(realm={"roles": ["a", "b"]}, n=42, f=1.5, obj={"b": 1, "a": [1]},
+                     **{"https://ex.com/tenant": "t1"})
         spoofed = [("X-User", "admin"), ("X-Missing", "spoofed"), *bearer(token)]
         assert (await gw.request("GET", "/a", spoofed)).status == 200
         headers = backends.seen["/a"][-1].headers

@@ -47,7 +47,8 @@ def validator(server: str, route: str = "jwks", **fields) -> dict:
 
 def config(rules: dict, timeout: str = "2s") -> dict:
     return {"version": 3, "timeout": timeout, "endpoints": [
-        {"endpoint": "/a", "extra_config": {NS: rules}, "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/a"}]}]}
+        {"endpoint": "/a", "extra_config": {NS: rules},
+         "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/a"}]}]}
 
 
 def bearer(token: str) -> list[tuple[str, str]]:
