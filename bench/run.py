@@ -33,13 +33,14 @@ SERVER_CPU, LOAD_CPU = "1", "0"
 CONNECTIONS = 50
 PACE_DELAY_MS = 20  # mean wait between a reply and the next request on a connection, at half load
 TARGETS = {"gateway_http_vs_skeleton": 0.85, "gateway_lambda_vs_skeleton": 0.85, "gateway_lambda_vs_aiobotocore": 4.0,
-           "gateway_http_vs_nginx": 0.22}
+           "gateway_http_vs_nginx": 0.22, "gateway_jwt_vs_http": 0.85}
 # scenario -> (server, path)
 SCENARIOS = {
     "direct": ("upstream", "/"),
     "skeleton": ("skeleton", "/"),
     "nginx": ("proxy", "/"),
     "gateway_http": ("gateway", "/proxy"),
+    "gateway_jwt": ("gateway", "/jwt"),  # /proxy behind auth/validator (RS256, cached keys, one token)
     "gateway_merge": ("gateway", "/merge"),
     "gateway_lambda": ("gateway", "/lambda"),
     "aiobotocore_lambda": ("aiobotocore", "/"),
@@ -52,6 +53,8 @@ SCENARIOS = {
     "skeleton_lambda": ("skeleton_lambda", "/"),
 }
 HALF_LOAD = ("skeleton", "gateway_http", "gateway_lambda")
+# Request headers per scenario (filled in once the run's token exists).
+HEADERS: dict[str, dict[str, str]] = {}
 
 
 def need_tools() -> None:
@@ -88,6 +91,7 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
     up = ports["upstream"]
     env = aws_env(tmp)
     cpu = SERVER_CPU if pin else None
+    HEADERS["gateway_jwt"] = {"Authorization": f"Bearer {fixtures.jwt_token(tmp)}"}
     gateway_cfg = fixtures.gateway_conf(tmp, 0, up)
     metrics_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="metrics.json")
     observed_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="observed.json")
@@ -142,14 +146,15 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
     }
     for name in scenarios:
         server, path = SCENARIOS[name]
-        with urllib.request.urlopen(f"http://127.0.0.1:{ports[server]}{path}", timeout=5) as resp:
+        request = urllib.request.Request(f"http://127.0.0.1:{ports[server]}{path}", headers=HEADERS.get(name, {}))
+        with urllib.request.urlopen(request, timeout=5) as resp:
             got = json.loads(resp.read())
         if path == "/merge":
             expected = {"user": {"id": 1, "name": "Ana", "internal": {"shard": 7}}, "greeting": "Hello", "lang": "en",
                         "list": {"items": [1, 2, 3], "count": 3}}
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path == "/proxy":
+        elif path in ("/proxy", "/jwt"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -203,7 +208,8 @@ def busy_neighbours() -> list[str]:
 
 def compare(args: argparse.Namespace) -> dict:
     quick = args.mode == "quick"
-    names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_merge", "gateway_lambda",
+    names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_jwt", "gateway_merge",
+                                "gateway_lambda",
                                 "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog",
                                 "gateway_http_metrics", "gateway_http_observed"]
                                + ([] if quick else ["skeleton_asgi", "skeleton_lambda", "skeleton_equiv"]))
@@ -229,7 +235,8 @@ def compare(args: argparse.Namespace) -> dict:
         def measure(name: str, secs: float, **kw) -> wrk.WrkResult:
             server, path = SCENARIOS[name]
             result = wrk.run(f"http://127.0.0.1:{ports[server]}{path}", seconds=secs, server_pids=servers[server].pids(),
-                             cpus=LOAD_CPU if pin else None, connections=kw.pop("connections", CONNECTIONS), **kw)
+                             cpus=LOAD_CPU if pin else None, connections=kw.pop("connections", CONNECTIONS),
+                             headers=HEADERS.get(name), **kw)
             if result.errors:
                 warnings.append(f"{name}: {result.errors} errors in {result.requests} requests")
             return result
@@ -285,7 +292,8 @@ def ratios(s: dict) -> dict:
             "workers_2_vs_1": r("gateway_http_2workers", "gateway_http"),
             "gateway_http_vs_skeleton_equiv": r("gateway_http", "skeleton_equiv"),
             "metrics_on_vs_off": r("gateway_http_metrics", "gateway_http"),
-            "observed_vs_off": r("gateway_http_observed", "gateway_http")}
+            "observed_vs_off": r("gateway_http_observed", "gateway_http"),
+            "gateway_jwt_vs_http": r("gateway_jwt", "gateway_http")}
 
 
 def main() -> None:

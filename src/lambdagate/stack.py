@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable
 
+from lambdagate.auth.validator import jwt_validation
 from lambdagate.config.endpoint_options import endpoint_options
 from lambdagate.config.model import EndpointConfig, ServiceConfig
 from lambdagate.front import Handler, Step, builtins
@@ -45,7 +46,11 @@ StepFactory = Callable[[StepContext], Awaitable[Step | None]]
 SERVICE_STEPS: tuple[StepFactory, ...] = ()
 # Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
 # JWT validation, Lua, rate limit.
-ENDPOINT_GUARDS: tuple[StepFactory, ...] = ()
+ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
+    # security/bot-detector goes here
+    jwt_validation,  # auth/validator
+    # modifier/lua-endpoint, then qos/ratelimit/router go here
+)
 
 
 async def composed(handler: Handler, factories: tuple[StepFactory, ...], ctx: StepContext) -> Handler:

@@ -18,8 +18,9 @@ from lambdagate import __version__
 from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
+from lambdagate.auth.tokens import jwt_params
 from lambdagate.config.loader import sanitize_host
-from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig
+from lambdagate.config.model import JWT_PLACEHOLDER_RE, URL_PLACEHOLDER_RE, BackendConfig
 from lambdagate.errors import BackendError
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.proxy import ProxyRequest, ProxyResponse
@@ -37,7 +38,7 @@ DecodeReply = Callable[[int, CIMultiDictProxy, bytes], ProxyResponse]
 
 def compile_url_pattern(pattern: str, safe: str = _SEGMENT_SAFE) -> Callable[[dict[str, str]], str]:
     """A function filling `{placeholders}` of a url_pattern with values percent-encoded but for `safe`."""
-    parts = PLACEHOLDER_RE.split(pattern)
+    parts = URL_PLACEHOLDER_RE.split(pattern)
     if len(parts) == 1:
         return lambda params: pattern
     literals, names = parts[0::2], parts[1::2]
@@ -100,16 +101,18 @@ def url_builder(cfg: BackendConfig, hosts: list[str]) -> Callable[[ProxyRequest]
     render_path = compile_url_pattern(path)
     # Placeholders in the query part too ("/users?id={id}"), encoded so a value cannot add "&k=v" pairs.
     render_query = compile_url_pattern(fixed_query, safe="")
+    claims = tuple(dict.fromkeys(JWT_PLACEHOLDER_RE.findall(cfg.url_pattern)))  # "{JWT.sub}" → "sub"
     # Without placeholders, a request without a query string always goes to the same URL: parse it once per host.
-    static_urls = {} if PLACEHOLDER_RE.search(cfg.url_pattern) else {
+    static_urls = {} if URL_PLACEHOLDER_RE.search(cfg.url_pattern) else {
         h: URL(h + path + (f"?{fixed_query}" if fixed_query else ""), encoded=True) for h in hosts}
 
     def url_for(req: ProxyRequest) -> URL:
         host = next_host()
         if static_urls and not req.query:
             return static_urls[host]
-        text = host + render_path(req.params)
-        query = render_query(req.params)
+        params = jwt_params(req.params, req.claims, claims) if claims else req.params  # auth/validator's claims
+        text = host + render_path(params)
+        query = render_query(params)
         if req.query:
             query = f"{query}&{urlencode(req.query)}" if query else urlencode(req.query)
         return URL(f"{text}?{query}" if query else text, encoded=True)

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlencode
 
 import orjson
 
+from lambdagate.auth.tokens import claim_text, go_text
 from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.proxy import ProxyRequest
 
@@ -51,6 +52,22 @@ def _event_headers(req: ProxyRequest) -> dict[str, str]:
     if req.trace_headers:
         headers.update(req.trace_headers)
     return headers
+
+
+def jwt_authorizer(claims: dict[str, Any], version: str) -> dict[str, Any]:
+    """A validated token's claims (auth/validator) where API Gateway's JWT authorizer puts them, so a handler
+    written for it works unchanged: `authorizer.jwt.claims` and `.scopes` in 2.0 events, `authorizer.claims` in
+    1.0. API Gateway passes every claim as a string: numbers as digits, lists as "[a b]", objects as JSON."""
+    flat = {name: "[" + " ".join(go_text(v) for v in value) + "]" if isinstance(value, list) else claim_text(value)
+            for name, value in claims.items()}
+    if version == "1.0":
+        return {"claims": flat}
+    scope = claims.get("scope", claims.get("scp"))
+    if isinstance(scope, str):
+        scopes: list[str] | None = scope.split()
+    else:
+        scopes = [s for s in scope if isinstance(s, str)] if isinstance(scope, list) else None
+    return {"jwt": {"claims": flat, "scopes": scopes}}
 
 
 def _clf_time(now: float) -> str:
@@ -94,6 +111,8 @@ def apigateway_v1_payload(resource: str, stage: str = "$default") -> PayloadBuil
             "body": body,
             "isBase64Encoded": is_b64,
         }
+        if req.claims is not None:
+            event["requestContext"]["authorizer"] = jwt_authorizer(req.claims, "1.0")
         return orjson.dumps(event)
 
     return build
@@ -139,6 +158,8 @@ def apigateway_v2_payload(method: str, resource: str, stage: str = "$default") -
             event["pathParameters"] = dict(req.params)
         if body is not None:
             event["body"] = body
+        if req.claims is not None:
+            event["requestContext"]["authorizer"] = jwt_authorizer(req.claims, "2.0")
         return orjson.dumps(event)
 
     return build
