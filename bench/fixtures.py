@@ -2,12 +2,14 @@
 
 - the upstream: nginx serving fixed JSON at /, /a, /b, /c and Lambda's Invoke path (the fast stub);
 - the C reference: nginx as a keep-alive reverse proxy to that upstream;
-- the gateway's krakend.json: /proxy (one HTTP backend), /merge (three, allow/mapping/group), /lambda.
+- the gateway's krakend.json: /proxy (one HTTP backend), /merge (three, allow/mapping/group), /lambda, and /jwt
+  (/proxy behind `auth/validator`: RS256, the key set from a local file, one token for the whole run).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 UPSTREAM_BODY = '{"message":"Hello, World!","from":"upstream"}'
@@ -76,10 +78,24 @@ def proxy_conf(dir: Path, port: int, upstream_port: int) -> Path:
 CORS_ORIGIN = "https://app.example.com"
 
 
+def jwt_token(dir: Path) -> str:
+    """An RS256 token for /jwt, valid for an hour, and its public key as a JWK set file in `dir` (written once)."""
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "bench"})
+    (dir / "jwks.json").write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    now = int(time.time())
+    return jwt.encode({"alg": "RS256", "kid": "bench"},
+                      {"sub": "bench-user", "aud": "bench", "iss": "https://idp.bench", "iat": now, "exp": now + 3600,
+                       "roles": ["user"]}, key)
+
+
 def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | None = None,
                  name: str = "krakend.json", cors: bool = False) -> Path:
     """The gateway's config; with `metrics_port`, `telemetry/metrics` is on (the observability-cost scenarios);
-    with `cors`, `security/cors` as a browser-facing API would have it (the CORS-cost scenario)."""
+    with `cors`, `security/cors` as a browser-facing API would have it (the CORS-cost scenario).
+    /jwt needs the key set that jwt_token() writes."""
     host = [f"http://127.0.0.1:{upstream_port}"]
     config = {
         "version": 3,
@@ -88,6 +104,9 @@ def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | N
         "host": host,
         "endpoints": [
             {"endpoint": "/proxy", "backend": [{"url_pattern": "/"}]},
+            {"endpoint": "/jwt", "backend": [{"url_pattern": "/"}], "extra_config": {"auth/validator": {
+                "alg": "RS256", "jwk_local_path": str(dir / "jwks.json"), "audience": ["bench"],
+                "issuer": "https://idp.bench", "roles": ["user"], "propagate_claims": [["sub", "X-User"]]}}},
             {"endpoint": "/merge", "backend": [
                 {"url_pattern": "/a", "allow": ["id", "name", "internal.shard"], "group": "user"},
                 {"url_pattern": "/b", "mapping": {"message": "greeting"}, "deny": ["score"]},

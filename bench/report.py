@@ -17,10 +17,11 @@ TARGETS = [  # (ratio, target, how it is read)
     ("gateway_http_vs_skeleton", 0.85, ">="), ("gateway_lambda_vs_skeleton", 0.85, ">="),
     ("gateway_lambda_vs_aiobotocore", 4.0, ">="), ("gateway_http_vs_nginx", 0.22, ">="), ("workers_2_vs_1", None, ""),
     ("gateway_http_vs_skeleton_equiv", None, ""), ("metrics_on_vs_off", 0.90, ">="), ("observed_vs_off", None, ""),
-    ("cors_vs_off", 0.95, ">="),
+    ("gateway_jwt_vs_http", 0.85, ">="), ("gateway_cors_vs_http", 0.95, ">="),
 ]
-ORDER = ["direct", "nginx", "skeleton", "skeleton_asgi", "skeleton_equiv", "skeleton_lambda", "gateway_http", "gateway_http_accesslog",
-         "gateway_http_metrics", "gateway_http_observed", "gateway_cors", "gateway_merge",
+ORDER = ["direct", "nginx", "skeleton", "skeleton_asgi", "skeleton_equiv", "skeleton_lambda", "gateway_http", "gateway_jwt",
+         "gateway_cors", "gateway_http_accesslog",
+         "gateway_http_metrics", "gateway_http_observed", "gateway_merge",
          "gateway_lambda", "aiobotocore_lambda", "gateway_http_2workers"]
 
 

@@ -33,13 +33,14 @@ SERVER_CPU, LOAD_CPU = "1", "0"
 CONNECTIONS = 50
 PACE_DELAY_MS = 20  # mean wait between a reply and the next request on a connection, at half load
 TARGETS = {"gateway_http_vs_skeleton": 0.85, "gateway_lambda_vs_skeleton": 0.85, "gateway_lambda_vs_aiobotocore": 4.0,
-           "gateway_http_vs_nginx": 0.22}
+           "gateway_http_vs_nginx": 0.22, "gateway_jwt_vs_http": 0.85, "gateway_cors_vs_http": 0.95}
 # scenario -> (server, path)
 SCENARIOS = {
     "direct": ("upstream", "/"),
     "skeleton": ("skeleton", "/"),
     "nginx": ("proxy", "/"),
     "gateway_http": ("gateway", "/proxy"),
+    "gateway_jwt": ("gateway", "/jwt"),  # /proxy behind auth/validator (RS256, cached keys, one token)
     "gateway_merge": ("gateway", "/merge"),
     "gateway_lambda": ("gateway", "/lambda"),
     "aiobotocore_lambda": ("aiobotocore", "/"),
@@ -47,14 +48,14 @@ SCENARIOS = {
     "gateway_http_accesslog": ("gateway_log", "/proxy"),
     "gateway_http_metrics": ("gateway_metrics", "/proxy"),
     "gateway_http_observed": ("gateway_observed", "/proxy"),
-    "gateway_cors": ("gateway_cors", "/proxy"),  # with an allowed Origin (SCENARIO_HEADERS): CORS headers added
+    "gateway_cors": ("gateway_cors", "/proxy"),  # security/cors on, with an allowed Origin (HEADERS)
     "skeleton_asgi": ("skeleton_asgi", "/"),
     "skeleton_equiv": ("skeleton_equiv", "/"),
     "skeleton_lambda": ("skeleton_lambda", "/"),
 }
 HALF_LOAD = ("skeleton", "gateway_http", "gateway_lambda")
-# Headers wrk sends on every request of a scenario (and check_replies on its one request).
-SCENARIO_HEADERS = {"gateway_cors": (f"Origin: {fixtures.CORS_ORIGIN}",)}
+# Request headers per scenario (the JWT one filled in once the run's token exists).
+HEADERS: dict[str, dict[str, str]] = {"gateway_cors": {"Origin": fixtures.CORS_ORIGIN}}
 
 
 def need_tools() -> None:
@@ -91,6 +92,7 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
     up = ports["upstream"]
     env = aws_env(tmp)
     cpu = SERVER_CPU if pin else None
+    HEADERS["gateway_jwt"] = {"Authorization": f"Bearer {fixtures.jwt_token(tmp)}"}
     gateway_cfg = fixtures.gateway_conf(tmp, 0, up)
     metrics_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="metrics.json")
     observed_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="observed.json")
@@ -149,18 +151,18 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
     }
     for name in scenarios:
         server, path = SCENARIOS[name]
-        sent = dict(h.split(": ", 1) for h in SCENARIO_HEADERS.get(name, ()))
-        request = urllib.request.Request(f"http://127.0.0.1:{ports[server]}{path}", headers=sent)
+        request = urllib.request.Request(f"http://127.0.0.1:{ports[server]}{path}", headers=HEADERS.get(name, {}))
         with urllib.request.urlopen(request, timeout=5) as resp:
             got = json.loads(resp.read())
-            if "Origin" in sent and resp.headers.get("Access-Control-Allow-Origin") != sent["Origin"]:
+            origin = HEADERS.get(name, {}).get("Origin")
+            if origin is not None and resp.headers.get("Access-Control-Allow-Origin") != origin:
                 raise RuntimeError(f"{name}: no CORS headers in the reply")
         if path == "/merge":
             expected = {"user": {"id": 1, "name": "Ana", "internal": {"shard": 7}}, "greeting": "Hello", "lang": "en",
                         "list": {"items": [1, 2, 3], "count": 3}}
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path == "/proxy":
+        elif path in ("/proxy", "/jwt"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -214,7 +216,8 @@ def busy_neighbours() -> list[str]:
 
 def compare(args: argparse.Namespace) -> dict:
     quick = args.mode == "quick"
-    names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_merge", "gateway_lambda",
+    names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_jwt", "gateway_merge",
+                                "gateway_lambda",
                                 "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog",
                                 "gateway_http_metrics", "gateway_http_observed", "gateway_cors"]
                                + ([] if quick else ["skeleton_asgi", "skeleton_lambda", "skeleton_equiv"]))
@@ -241,7 +244,7 @@ def compare(args: argparse.Namespace) -> dict:
             server, path = SCENARIOS[name]
             result = wrk.run(f"http://127.0.0.1:{ports[server]}{path}", seconds=secs, server_pids=servers[server].pids(),
                              cpus=LOAD_CPU if pin else None, connections=kw.pop("connections", CONNECTIONS),
-                             headers=SCENARIO_HEADERS.get(name, ()), **kw)
+                             headers=HEADERS.get(name), **kw)
             if result.errors:
                 warnings.append(f"{name}: {result.errors} errors in {result.requests} requests")
             return result
@@ -298,7 +301,8 @@ def ratios(s: dict) -> dict:
             "gateway_http_vs_skeleton_equiv": r("gateway_http", "skeleton_equiv"),
             "metrics_on_vs_off": r("gateway_http_metrics", "gateway_http"),
             "observed_vs_off": r("gateway_http_observed", "gateway_http"),
-            "cors_vs_off": r("gateway_cors", "gateway_http")}
+            "gateway_jwt_vs_http": r("gateway_jwt", "gateway_http"),
+            "gateway_cors_vs_http": r("gateway_cors", "gateway_http")}
 
 
 def main() -> None:

@@ -48,12 +48,11 @@ def parse(text: str) -> tuple[float, int, float, float, int]:
 
 
 def run(url: str, *, seconds: float, connections: int, server_pids: list[int], cpus: str | None,
-        delay_ms: int | None = None, headers: tuple[str, ...] = ()) -> WrkResult:
-    """One wrk run. `delay_ms` paces each connection (paced.lua): wrk 4.1 has no -R (that is wrk2). `headers`:
-    "Name: value" lines every request carries."""
+        delay_ms: int | None = None, headers: dict[str, str] | None = None) -> WrkResult:
+    """One wrk run. `delay_ms` paces each connection (paced.lua): wrk 4.1 has no -R (that is wrk2)."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
-    for header in headers:
-        cmd += ["-H", header]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
     if delay_ms is not None:
         cmd += ["-s", str(PACED_LUA)]
     cmd.append(url)

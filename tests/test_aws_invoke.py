@@ -19,7 +19,7 @@ from tests.support.moto import REGION, ROLE_NAME, create_echo_function, moto_ser
 from tests.support.procs import free_port
 from lambdagate.aws.credentials import CredentialProvider
 from lambdagate.aws.invoke import (
-    InvokeResult,
+    InvokeResponse,
     LambdaDeadlineError,
     LambdaError,
     LambdaInvoker,
@@ -74,7 +74,7 @@ def test_moto_invoke_echoes_payload(moto, name):
         async with invoker(moto.url) as inv:
             payload = json.dumps({"name": name, "blob": "x" * 2000}).encode()
             res = await inv.invoke(name, payload, deadline=deadline_in(10))
-            assert isinstance(res, InvokeResult)
+            assert isinstance(res, InvokeResponse)
             assert (res.status, res.payload, res.function_error) == (200, payload, None)
             assert res.request_id
     run(body())
@@ -237,7 +237,7 @@ def test_wire_format():
                 res = await inv.invoke("arn:aws:lambda:us-east-1:123456789012:function:my-fn", b'{"in":1}',
                                        qualifier="$LATEST", invocation_type="RequestResponse", log_type="Tail",
                                        deadline=deadline_in(5))
-        assert res == InvokeResult(200, b'{"r":1}', "Handled", "$LATEST", "req-ok", "bG9n")
+        assert res == InvokeResponse(200, b'{"r":1}', "Handled", "$LATEST", "req-ok", "bG9n")
         seen = stub.seen[0]
         assert seen.raw_path == ("/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction"
                                  "%3Amy-fn/invocations?Qualifier=%24LATEST")

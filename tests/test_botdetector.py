@@ -9,8 +9,7 @@ import pytest
 
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.errors import ConfigError
-from lambdagate.security.botdetector import (CACHED_USER_AGENT, MAX_USER_AGENT, BotDetectorOptions, Detector,
-                                             build_step)
+from lambdagate.security.botdetector import CACHED_USER_AGENT, MAX_USER_AGENT, BotDetectorOptions, Detector, build_step
 from lambdagate.stack import StepContext
 from tests.support.asgi import FakeBackends, InProcessGateway, returning, run
 

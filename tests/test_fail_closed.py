@@ -21,6 +21,7 @@ from tests.test_reliability import _wait_for
 
 HOST = "http://127.0.0.1:9"
 JOSE_V1 = "github.com/devopsfaith/krakend-jose/validator"
+CEL_V1 = "github.com/devopsfaith/krakend-cel"  # the old name of a guard lambdagate does not implement
 
 
 def doc(endpoint_ns: dict | None = None, backend_ns: dict | None = None, service_ns: dict | None = None,
@@ -124,25 +125,43 @@ def test_allowed_guard_is_a_warning_naming_what_runs_without_it() -> None:
 
 
 def test_allowing_one_guard_does_not_allow_another() -> None:
-    config = doc(endpoint_ns={"auth/api-keys": {}, "auth/validator": {}})
+    config = doc(endpoint_ns={"auth/api-keys": {}, "validation/cel": {}})
     assert errors_of(config, "auth/api-keys") == [
-        'endpoints[0].extra_config["auth/validator"]: `auth/validator` protects this endpoint and lambdagate does '
-        "not implement it; remove it, or start with `--allow-unsupported auth/validator` to serve the endpoint "
+        'endpoints[0].extra_config["validation/cel"]: `validation/cel` protects this endpoint and lambdagate does '
+        "not implement it; remove it, or start with `--allow-unsupported validation/cel` to serve the endpoint "
         "without it"]
 
 
 def test_old_names_are_refused_and_allowed_under_the_current_name() -> None:
-    config = doc(endpoint_ns={JOSE_V1: {}}, backend_ns={"github_com/devopsfaith/krakend-jose/validator": {}})
+    config = doc(endpoint_ns={CEL_V1: {}}, backend_ns={"github_com/devopsfaith/krakend-cel": {}})
     assert errors_of(config) == [
-        f'endpoints[0].extra_config["{JOSE_V1}"]: `{JOSE_V1}` (the old name of `auth/validator`) protects this '
+        f'endpoints[0].extra_config["{CEL_V1}"]: `{CEL_V1}` (the old name of `validation/cel`) protects this '
         "endpoint and lambdagate does not implement it; remove it, or start with `--allow-unsupported "
-        "auth/validator` to serve the endpoint without it",
-        'endpoints[0].backend[0].extra_config["github_com/devopsfaith/krakend-jose/validator"]: '
-        "`github_com/devopsfaith/krakend-jose/validator` (the old name of `auth/validator`) protects this backend "
-        "and lambdagate does not implement it; remove it, or start with `--allow-unsupported auth/validator` to "
+        "validation/cel` to serve the endpoint without it",
+        'endpoints[0].backend[0].extra_config["github_com/devopsfaith/krakend-cel"]: '
+        "`github_com/devopsfaith/krakend-cel` (the old name of `validation/cel`) protects this backend "
+        "and lambdagate does not implement it; remove it, or start with `--allow-unsupported validation/cel` to "
         "call the backend without it",
     ]
-    assert len(warnings_of(config, "auth/validator")) == 2
+    assert len(warnings_of(config, "validation/cel")) == 2
+
+
+def test_an_implemented_guards_old_name_is_read_with_a_warning_naming_the_current_name(tmp_path: Path) -> None:
+    keys = tmp_path / "jwks.json"
+    keys.write_bytes(b'{"keys": [{"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", "kid": "h"}]}')
+    validator = {"alg": "HS256", "jwk_local_path": str(keys)}
+    loaded = validate_document(doc(endpoint_ns={"github_com/devopsfaith/krakend-jose/validator": validator}),
+                               LoadOptions())
+    assert [str(w) for w in loaded.warnings] == [
+        'endpoints[0].extra_config["github_com/devopsfaith/krakend-jose/validator"]: '
+        "`github_com/devopsfaith/krakend-jose/validator` is the old name of `auth/validator` and is read as "
+        "`auth/validator`; write `auth/validator` (KrakenD 2 and later ignore the old name)"]
+    assert "auth/validator" in loaded.service.endpoints[0].namespaces
+    # In a backend it protects nothing, under any name: refused as misplaced, as the current name is.
+    assert errors_of(doc(backend_ns={JOSE_V1: validator})) == [
+        f'endpoints[0].backend[0].extra_config["{JOSE_V1}"]: `{JOSE_V1}` is read only in an endpoint\'s '
+        "extra_config, so here it protects nothing; move it there, or start with `--allow-unsupported "
+        "auth/validator` to call the backend without it"]
 
 
 def test_non_guards_stay_warnings() -> None:
@@ -159,7 +178,7 @@ def test_non_guards_stay_warnings() -> None:
     ]
 
 
-# A guard that lambdagate implements, as a later issue will register auth/validator.
+# A guard that lambdagate implements (as it does auth/validator), registered by this test.
 PROBE = "auth/lambdagate-test-probe"
 register(Namespace(PROBE, "endpoint", lambda value, ctx: value))
 
@@ -203,8 +222,11 @@ def test_old_names_of_implemented_namespaces_are_applied_with_a_warning(old: str
     owner = loaded.service if scope == "service" else loaded.service.endpoints[0]
     assert list(owner.namespaces) == [name]
     where = "" if scope == "service" else "endpoints[0]."
+    krakend = "KrakenD 2 reads this spelling too" if old.startswith("github_com/") else \
+        "KrakenD 2 and later ignore the old name"
     assert [str(w) for w in loaded.warnings] == [
-        f'{where}extra_config["{old}"]: the old name of `{name}`, applied as `{name}`: write `{name}`']
+        f'{where}extra_config["{old}"]: `{old}` is the old name of `{name}` and is read as `{name}`; write `{name}` '
+        f"({krakend})"]
 
 
 def test_an_old_name_beside_its_current_name_is_refused() -> None:
@@ -219,16 +241,16 @@ def test_the_bot_detector_is_read_in_the_service_and_endpoints_but_not_in_backen
     assert "security/bot-detector" in loaded.service.namespaces
     assert "security/bot-detector" in loaded.service.endpoints[0].namespaces
     assert errors_of(doc(backend_ns={"security/bot-detector": {}})) == [
-        'endpoints[0].backend[0].extra_config["security/bot-detector"]: `security/bot-detector` is read only in a '
-        "service or endpoint's extra_config, so here it protects nothing; move it there, or start with "
+        'endpoints[0].backend[0].extra_config["security/bot-detector"]: `security/bot-detector` is read only in an '
+        "endpoint's extra_config, so here it protects nothing; move it there, or start with "
         "`--allow-unsupported security/bot-detector` to call the backend without it"]
 
 
 def test_guard_refusals_come_with_the_other_errors() -> None:
-    config = doc(endpoint_ns={"auth/validator": {}})
+    config = doc(endpoint_ns={"validation/cel": {}})
     config["endpoints"][1]["backend"][0]["url_pattern"] = "no-slash"
     assert [e.split(":")[0] for e in errors_of(config)] == [
-        'endpoints[0].extra_config["auth/validator"]', "endpoints[1].backend[0].url_pattern"]
+        'endpoints[0].extra_config["validation/cel"]', "endpoints[1].backend[0].url_pattern"]
 
 
 # --- the command line ------------------------------------------------------------------------------------
@@ -256,16 +278,16 @@ def test_check_refuses_an_unimplemented_guard(tmp_path: Path) -> None:
 
 
 def test_check_with_allow_unsupported_accepts_and_warns(tmp_path: Path) -> None:
-    path = write(tmp_path, doc(endpoint_ns={JOSE_V1: {}}, service_ns={"plugin/http-server": {}}))
-    result = lambdagate("check", "-c", path, "--allow-unsupported", "auth/validator",
+    path = write(tmp_path, doc(endpoint_ns={CEL_V1: {}}, service_ns={"plugin/http-server": {}}))
+    result = lambdagate("check", "-c", path, "--allow-unsupported", "validation/cel",
                         "--allow-unsupported", "github_com/devopsfaith/krakend/transport/http/server/handler")
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stdout.splitlines() if line.startswith("  warning: ")]
     assert warnings == [
         '  warning: extra_config["plugin/http-server"]: `plugin/http-server` is ignored: every endpoint (2) is '
         "served WITHOUT this protection (--allow-unsupported plugin/http-server)",
-        f'  warning: endpoints[0].extra_config["{JOSE_V1}"]: `{JOSE_V1}` (the old name of `auth/validator`) is '
-        "ignored: POST /users is served WITHOUT this protection (--allow-unsupported auth/validator)"]
+        f'  warning: endpoints[0].extra_config["{CEL_V1}"]: `{CEL_V1}` (the old name of `validation/cel`) is '
+        "ignored: POST /users is served WITHOUT this protection (--allow-unsupported validation/cel)"]
 
 
 @pytest.mark.parametrize("value", ["security/cors", "auth/a,auth/b"])
@@ -276,13 +298,13 @@ def test_allow_unsupported_refuses_what_is_no_guard(tmp_path: Path, value: str) 
 
 
 def test_run_refuses_to_start_with_an_unimplemented_guard(tmp_path: Path) -> None:
-    path = write(tmp_path, doc(endpoint_ns={"auth/validator": {"alg": "RS256"}}))
+    path = write(tmp_path, doc(endpoint_ns={"validation/cel": [{"check_expr": "true"}]}))
     proc = Process(python_module("lambdagate", "run", "-c", path, "--port", str(free_port()), "--host", "127.0.0.1"),
                    tmp_path / "log")
     assert proc.proc.wait(30) == 1
     proc.stop()
     log = proc.log()
-    assert 'error: endpoints[0].extra_config["auth/validator"]: `auth/validator` protects this endpoint' in log
+    assert 'error: endpoints[0].extra_config["validation/cel"]: `validation/cel` protects this endpoint' in log
     assert "Traceback" not in log and "listening" not in log
 
 
@@ -316,14 +338,14 @@ def test_reload_refuses_a_config_that_adds_a_guard(upstream: str, tmp_path: Path
     gateway = launch_gateway(config, tmp_path, "--watch")
     proc, url, path = gateway.process, gateway.url, tmp_path / "krakend.json"
     try:
-        config["endpoints"][0]["extra_config"] = {"auth/validator": {"alg": "RS256"}}
+        config["endpoints"][0]["extra_config"] = {"validation/cel": [{"check_expr": "true"}]}
         config["endpoints"].append({"endpoint": "/new", "backend": [{"host": [upstream], "url_pattern": "/echo"}]})
         path.write_bytes(orjson.dumps(config))
         _wait_for(lambda: "reload (file changed) refused" in proc.log())
         proc.proc.send_signal(signal.SIGHUP)
         _wait_for(lambda: "reload (SIGHUP) refused" in proc.log())
         log = proc.log()
-        assert log.count('endpoints[0].extra_config["auth/validator"]: `auth/validator` protects this endpoint') == 2
+        assert log.count('endpoints[0].extra_config["validation/cel"]: `validation/cel` protects this endpoint') == 2
         # The old config keeps serving: /users as before, and /new does not exist.
         assert http("POST", f"{url}/users", b"{}")[0] == 200
         assert http("GET", f"{url}/new")[0] == 404

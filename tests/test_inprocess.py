@@ -159,10 +159,10 @@ def test_admission_refuses_too_many_headers_before_routing() -> None:
 
 
 def test_an_unimplemented_guard_is_refused_at_load_time() -> None:
-    doc = config(endpoint("/a", "/a", extra_config={"auth/validator": {"alg": "RS256", "jwk_url": "https://k"}}))
+    doc = config(endpoint("/a", "/a", extra_config={"auth/api-keys": {"roles": ["admin"]}}))
     with pytest.raises(ConfigError) as err:
         validate_document(doc, LoadOptions())
-    assert any("auth/validator" in str(issue) and issue.path.startswith("endpoints[0].extra_config")
+    assert any("auth/api-keys" in str(issue) and issue.path.startswith("endpoints[0].extra_config")
                for issue in err.value.issues)
 
 

@@ -351,7 +351,10 @@ def test_apigateway_v2_event(stub_gateway, stub):
     assert event["rawQueryString"] == "q=1&q=2"
     assert event["queryStringParameters"] == {"q": "1,2"}
     assert event["pathParameters"] == {"id": "42"}
-    assert event["headers"] == {"x-allowed": "yes"}
+    host = stub_gateway.url.removeprefix("http://")
+    # the allowed header, and the forwarding headers API Gateway sets, with the gateway's values
+    assert event["headers"] == {"x-allowed": "yes", "x-forwarded-for": "127.0.0.1", "x-forwarded-proto": "http",
+                                "host": host, "x-forwarded-host": host}
     assert event["cookies"] == ["a=1", "b=2"]
     assert event["requestContext"]["http"]["method"] == "POST"
     assert event["isBase64Encoded"] is True
@@ -363,7 +366,9 @@ def test_apigateway_v1_event(stub_gateway, stub):
     assert status == 200
     event = _last(stub, "echo-v1")
     assert event["resource"] == "/v1/{id}" and event["path"] == "/v1/7" and event["httpMethod"] == "GET"
-    assert event["headers"] == {"x-allowed": "1"}
+    host = stub_gateway.url.removeprefix("http://")
+    assert event["headers"] == {"x-allowed": "1", "x-forwarded-for": "127.0.0.1", "x-forwarded-proto": "http",
+                                "host": host, "x-forwarded-host": host}
     assert event["multiValueQueryStringParameters"] == {"q": ["a", "b"]}
     assert event["queryStringParameters"] == {"q": "b"}
     assert event["pathParameters"] == {"id": "7"}

@@ -88,6 +88,16 @@ def test_unknown_lambda_fields_are_warned(monkeypatch):
     assert f"{NS}.log_type: not supported, ignored" in [str(w) for w in loaded.warnings]
 
 
+def test_function_from_the_url_without_allowed_functions_is_warned(monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    open_ = validate_document(doc({"function_param_name": "lambda"}), LoadOptions())
+    listed = validate_document(doc({"function_param_name": "lambda", "allowed_functions": ["orders-*"]}),
+                               LoadOptions())
+    assert any(str(w).startswith(f"{NS}.function_param_name: any function the credentials may invoke")
+               for w in open_.warnings)
+    assert not [w for w in listed.warnings if "function_param_name" in str(w)]
+
+
 def test_check_command_reports_lambda_errors(tmp_path):
     path = tmp_path / "bad.json"
     path.write_bytes(orjson.dumps(doc({"function_param_name": "nope", "region": "us-east-1"})))

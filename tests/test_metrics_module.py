@@ -29,7 +29,7 @@ from lambdagate.telemetry.metrics import (
 from tests.support.configs import load_with_namespace, namespace_errors
 from tests.support.procs import free_port
 
-EXAMPLE = 'write it like ":9091" (all interfaces) or "127.0.0.1:9091"'
+EXAMPLE = 'write it like "127.0.0.1:9091", or "0.0.0.0:9091" for all interfaces'
 PATH = 'extra_config["telemetry/metrics"]'
 
 # --- the namespace, through the real loader ---------------------------------------------------------------
@@ -48,7 +48,7 @@ def test_metrics_are_off_without_the_namespace_and_on_with_an_empty_one(tmp_path
     options = metrics_options(load(tmp_path, {}).service)
     assert options == MetricsOptions()
     assert (options.address, options.collection_time, options.endpoint_metrics, options.backend_metrics) == (
-        ("0.0.0.0", 9091), 60.0, True, True)
+        ("127.0.0.1", 9091), 60.0, True, True)  # loopback unless all interfaces are asked for
 
 
 def test_good_values_are_parsed(tmp_path: Path) -> None:
@@ -65,7 +65,8 @@ def test_good_values_are_parsed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "address"), [
-    (":9091", ("0.0.0.0", 9091)), ("127.0.0.1:1", ("127.0.0.1", 1)), ("localhost:65535", ("localhost", 65535)),
+    (":9091", ("127.0.0.1", 9091)), ("0.0.0.0:9091", ("0.0.0.0", 9091)),
+    ("127.0.0.1:1", ("127.0.0.1", 1)), ("localhost:65535", ("localhost", 65535)),
     ("[::1]:9091", ("::1", 9091)), ("[::]:80", ("::", 80)),
 ])
 def test_listen_addresses(text: str, address: tuple[str, int]) -> None:
@@ -87,12 +88,24 @@ def test_bad_listen_address_names_its_path(tmp_path: Path, value: Any, message: 
 
 
 @pytest.mark.parametrize(("text", "url"), [
-    (":9091", "http://0.0.0.0:9091/metrics"), ("127.0.0.1:9091", "http://127.0.0.1:9091/metrics"),
+    (":9091", "http://127.0.0.1:9091/metrics"),
+    ("0.0.0.0:9091", "http://0.0.0.0:9091/metrics"), ("127.0.0.1:9091", "http://127.0.0.1:9091/metrics"),
     ("localhost:9100", "http://localhost:9100/metrics"), ("[::1]:9091", "http://[::1]:9091/metrics"),
     ("[::]:80", "http://[::]:80/metrics"),
 ])
 def test_url_to_print(text: str, url: str) -> None:
     assert MetricsOptions(listen_address=text).url == url
+
+
+def test_a_port_without_host_means_loopback_and_is_warned_about(tmp_path: Path) -> None:
+    """KrakenD reads ":9091" as all interfaces; here exposing the metrics must be explicit."""
+    loaded = load(tmp_path, {"listen_address": ":9100"})
+    assert metrics_options(loaded.service).address == ("127.0.0.1", 9100)
+    assert [str(w) for w in loaded.warnings] == [
+        f"{PATH}.listen_address: ':9100' listens on 127.0.0.1 only (in KrakenD it means all interfaces); write "
+        '"0.0.0.0:9100" or "[::]:9100" to serve metrics on every interface']
+    for explicit in ("0.0.0.0:9100", "[::]:9100", "127.0.0.1:9100"):
+        assert load(tmp_path, {"listen_address": explicit}).warnings == []
 
 
 def test_other_bad_values(tmp_path: Path) -> None:

@@ -184,6 +184,9 @@ def test_query_placeholder_cannot_add_parameters(gw):
 ])
 def test_placeholder_never_changes_the_upstream_host(gw, faulty, endpoint, value):
     resp = send(gw, endpoint + value)
+    if b"%2F" in value:  # a value holding a slash never reaches any backend (issue 16)
+        assert (resp.status, json.loads(resp.body)) == (400, {"error": "invalid path parameter"})
+        return
     assert resp.status == 200, resp.raw[:300]
     landed = json.loads(resp.body)  # answered by the configured loopback upstream, so the host did not change
     assert landed["host"] == faulty.removeprefix("http://")
@@ -192,10 +195,10 @@ def test_placeholder_never_changes_the_upstream_host(gw, faulty, endpoint, value
 
 
 def test_query_placeholder_cannot_change_host_or_path(gw, faulty):
-    resp = send(gw, b"/ssrf-query/%2F%2Fevil.example%2Fx%3Fa%3D1")
+    resp = send(gw, b"/ssrf-query/@evil.example:80%3Fa%3D1%23x")
     landed = json.loads(resp.body)
     assert landed["host"] == faulty.removeprefix("http://")
-    assert landed["target"] == "/q?u=%2F%2Fevil.example%2Fx%3Fa%3D1"
+    assert landed["target"] == "/q?u=%40evil.example%3A80%3Fa%3D1%23x"
 
 
 # ---------------------------------------------------------------------------- function-name injection

@@ -144,8 +144,10 @@ def test_without_opentelemetry_a_config_that_turns_tracing_on_is_refused(tmp_pat
     code = (
         "import sys\n"
         "sys.modules['opentelemetry'] = None  # any import of it fails\n"
+        "from lambdagate import plugins\n"
         "from lambdagate.config import load_config\n"
         "from lambdagate.errors import ConfigError, StartupError\n"
+        "plugins.install()\n"
         "from lambdagate.telemetry.tracing import Tracing, TracingOptions, tracing_options\n"
         "assert tracing_options(load_config(sys.argv[2]).service) is None  # tracing off: nothing to install\n"
         "try:\n"

@@ -19,7 +19,8 @@ def test_cors_http_security_and_bot_detector_in_a_real_gateway(upstream: str, tm
                                                 "allow_headers": ["Authorization"], "allow_credentials": True,
                                                 "max_age": "1h"},
         # /__health is checked too (as in KrakenD): the readiness probe sends the port, raw HTTP here does not.
-        "security/http": {"allowed_hosts": ["127.0.0.1", f"127.0.0.1:{port}"], "host_proxy_headers": ["X-Forwarded-Host"],
+        "security/http": {"allowed_hosts": ["127.0.0.1", f"127.0.0.1:{port}"],
+                          "host_proxy_headers": ["X-Forwarded-Host"],
                           "frame_deny": True, "content_type_nosniff": True}},
         "endpoints": [{"endpoint": "/users/{id}", "extra_config": {
             "github.com/devopsfaith/krakend-botdetector": {"patterns": ["(?i)scraper"]}},
@@ -39,7 +40,8 @@ def test_cors_http_security_and_bot_detector_in_a_real_gateway(upstream: str, tm
         ok = exchange(port, build(b"GET", b"/users/7", [(b"Origin", APP), (b"User-Agent", b"Browser/1.0")]))
         assert ok.status == 200 and b'"name"' in ok.body
         for name, value in [(b"access-control-allow-origin", APP), (b"access-control-allow-credentials", b"true"),
-                            (b"vary", b"Origin"), (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff")]:
+                            (b"vary", b"Origin"), (b"x-frame-options", b"DENY"),
+                            (b"x-content-type-options", b"nosniff")]:
             assert ok.header(name) == value, name
         # The endpoint's bot detector, and security/http's host check: refusals that still carry CORS headers.
         bot = exchange(port, build(b"GET", b"/users/7", [(b"Origin", APP), (b"User-Agent", b"SuperScraper/3")]))
@@ -49,8 +51,10 @@ def test_cors_http_security_and_bot_detector_in_a_real_gateway(upstream: str, tm
         assert (host.status, host.body, host.header(b"access-control-allow-origin")) == \
             (400, b'{"error":"host not allowed"}', APP)
         log = gateway.log()
-        assert "the old name of `security/cors`, applied as `security/cors`" in log
-        assert "the old name of `security/bot-detector`, applied as `security/bot-detector`" in log
+        assert ("`github_com/devopsfaith/krakend-cors` is the old name of `security/cors` and is read as "
+                "`security/cors`") in log
+        assert ("`github.com/devopsfaith/krakend-botdetector` is the old name of `security/bot-detector` and is read "
+                "as `security/bot-detector`") in log
         assert "Traceback" not in log
     finally:
         gateway.process.stop()

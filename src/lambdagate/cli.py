@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections import Counter
 
 from lambdagate import __version__, plugins
-from lambdagate.config import LoadOptions, guards, is_typed_backend, load_config
+from lambdagate.config import LoadOptions, guards, is_typed_backend, load_config, server_options
 from lambdagate.errors import ConfigError
 
 
@@ -132,79 +133,109 @@ def _telemetry_summary(service) -> str:
 def _run(args: argparse.Namespace) -> int:
     import logging
 
-    from lambdagate.telemetry.logs import NAMESPACE as LOGGING, LogSettings, configure as configure_logs
-
-    configure_logs(LogSettings.resolve(None, log_format=args.log_format, level=args.log_level, debug=args.debug))
-    # A first read for how to log (the embedded runtime logs the same way), and to fail before starting anything.
-    try:
-        first = load_config(args.config, _load_options(args, "http://127.0.0.1:0" if args.functions else None))
-    except ConfigError as exc:
-        _print_errors(args.config, exc)
+    first = _read_and_configure_logs(args)
+    if first is None:
         return 1
-    settings = LogSettings.resolve(first.service.namespaces.get(LOGGING), log_format=args.log_format,
-                                   level=args.log_level, debug=args.debug, access=not args.no_access_log)
-    configure_logs(settings)
-    os.environ.update(settings.to_env())  # the workers log the same way
+    loaded_first, settings = first
     log = logging.getLogger("lambdagate")
-    port = args.port if args.port is not None else first.service.port
+    open_files = _raise_open_files_limit(log)  # before anything starts: the workers and the runtime inherit it
+    port = args.port if args.port is not None else loaded_first.service.port
     busy = _port_in_use(args.host, port)
     if busy:
         # granian shares its port (SO_REUSEPORT): a second gateway on it would silently get half the traffic.
         log.error("cannot listen on %s:%d: %s; stop the other server or choose another --port", args.host, port, busy)
         return 1
-    runtime = None
-    local_endpoint = None
-    if args.functions:
-        from lambdagate.local_runtime import ConfigError as FunctionsError, start_in_background
+    with contextlib.ExitStack() as cleanup:
+        runtime = None
+        if args.functions:
+            runtime = _start_local_runtime(args.functions, settings)
+            if runtime is None:
+                return 1
+            cleanup.callback(runtime.stop)
+        local_endpoint = runtime.url if runtime is not None else None
+        from lambdagate.supervisor import ConfigSnapshots, MetricsListener, serve
 
+        snapshots = ConfigSnapshots(args.config, _load_options(args, local_endpoint))
+        cleanup.callback(snapshots.cleanup)
         try:
-            runtime = start_in_background(args.functions, host="127.0.0.1", port=0, log_format=settings.format,
-                                          log_level=settings.level, log_prefix=settings.prefix)
-        except (FunctionsError, RuntimeError, TimeoutError) as exc:
-            print(f"{args.functions}: cannot start the local Lambda runtime: {exc}", file=sys.stderr)
+            loaded = snapshots.take()
+        except ConfigError as exc:
+            _print_errors(args.config, exc)
             return 1
-        local_endpoint = runtime.url
-    from lambdagate.supervisor import ConfigSnapshots
+        for warning in loaded.warnings:  # once, here, rather than once per worker
+            log.warning("config %s", warning)
+        if local_endpoint:
+            log.info("local Lambda runtime for %s at %s: Lambda backends without an explicit endpoint use it",
+                     args.functions, local_endpoint)
+        os.environ["LAMBDAGATE_DEBUG"] = "1" if args.debug else "0"
+        os.environ["LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT"] = local_endpoint or ""
+        os.environ[guards.ALLOW_ENV] = guards.allow_list_to_env(snapshots.options.allow_unsupported)  # workers too
+        connections = _connection_cap(loaded.service, open_files, log)
+        try:
+            metrics = MetricsListener.start(loaded.service)
+        except OSError as exc:
+            log.error("cannot open the metrics listener (extra_config[\"telemetry/metrics\"].listen_address): %s", exc)
+            return 1
+        if metrics is not None:
+            cleanup.callback(metrics.stop)
+        telemetry = _telemetry_summary(loaded.service)
+        log.info("lambdagate %s listening on %s:%d with %d worker(s) of up to %d connections%s%s", __version__,
+                 args.host, port, args.workers, connections, "; watching the config for changes" if args.watch else "",
+                 f"; {telemetry}" if telemetry else "")
+        serve(snapshots, loaded, host=args.host, port=port, workers=args.workers, watch=args.watch,
+              connections=connections)
+    return 0
 
-    snapshots = ConfigSnapshots(args.config, _load_options(args, local_endpoint))
+
+def _read_and_configure_logs(args: argparse.Namespace):
+    """A first read of the config, for how to log (the embedded runtime logs the same way) and to fail before
+    starting anything: (loaded config, log settings), or None when it is invalid (said on stderr)."""
+    from lambdagate.telemetry.logs import NAMESPACE as LOGGING, LogSettings, configure as configure_logs
+
+    configure_logs(LogSettings.resolve(None, log_format=args.log_format, level=args.log_level, debug=args.debug))
     try:
-        loaded = snapshots.take()
+        first = load_config(args.config, _load_options(args, "http://127.0.0.1:0" if args.functions else None))
     except ConfigError as exc:
         _print_errors(args.config, exc)
-        snapshots.cleanup()
-        if runtime is not None:
-            runtime.stop()
-        return 1
-    for warning in loaded.warnings:  # once, here, rather than once per worker
-        log.warning("config %s", warning)
-    if local_endpoint:
-        log.info("local Lambda runtime for %s at %s: Lambda backends without an explicit endpoint use it",
-                 args.functions, local_endpoint)
-    os.environ["LAMBDAGATE_DEBUG"] = "1" if args.debug else "0"
-    os.environ["LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT"] = local_endpoint or ""
-    os.environ[guards.ALLOW_ENV] = guards.allow_list_to_env(snapshots.options.allow_unsupported)  # workers load too
-    from lambdagate.supervisor import MetricsListener, serve
+        return None
+    settings = LogSettings.resolve(first.service.namespaces.get(LOGGING), log_format=args.log_format,
+                                   level=args.log_level, debug=args.debug, access=not args.no_access_log)
+    configure_logs(settings)
+    os.environ.update(settings.to_env())  # the workers log the same way
+    return first, settings
+
+
+def _start_local_runtime(directory: str, settings):
+    """The embedded local Lambda runtime for the handlers in `directory`, or None (said on stderr)."""
+    from lambdagate.local_runtime import ConfigError as FunctionsError, start_in_background
 
     try:
-        metrics = MetricsListener.start(loaded.service)
-    except OSError as exc:
-        log.error("cannot open the metrics listener (extra_config[\"telemetry/metrics\"].listen_address): %s", exc)
-        snapshots.cleanup()
-        if runtime is not None:
-            runtime.stop()
-        return 1
-    telemetry = _telemetry_summary(loaded.service)
-    log.info("lambdagate %s listening on %s:%d with %d worker(s)%s%s", __version__, args.host, port, args.workers,
-             "; watching the config for changes" if args.watch else "", f"; {telemetry}" if telemetry else "")
-    try:
-        serve(snapshots, loaded, host=args.host, port=port, workers=args.workers, watch=args.watch)
-    finally:
-        snapshots.cleanup()
-        if metrics is not None:
-            metrics.stop()
-        if runtime is not None:
-            runtime.stop()
-    return 0
+        return start_in_background(directory, host="127.0.0.1", port=0, log_format=settings.format,
+                                   log_level=settings.level, log_prefix=settings.prefix)
+    except (FunctionsError, RuntimeError, TimeoutError) as exc:
+        print(f"{directory}: cannot start the local Lambda runtime: {exc}", file=sys.stderr)
+        return None
+
+
+def _raise_open_files_limit(log) -> int:
+    """Raise the soft descriptor limit to the hard one and log it; returns the limit now."""
+    from lambdagate.supervisor import open_files_limit
+
+    before, now = open_files_limit()
+    log.info("open files limit: %d%s", now, f" (raised from {before})" if now != before else "")
+    return now
+
+
+def _connection_cap(service, open_files: int, log) -> int:
+    """Connections per worker: max_connections, lower when the descriptor limit needs it (logged)."""
+    from lambdagate.supervisor import connection_cap
+
+    wanted = server_options(service).max_connections
+    cap = connection_cap(wanted, open_files)
+    if cap < wanted:
+        log.warning("each worker accepts at most %d connections, not max_connections %d: the open files limit "
+                    "(%d) keeps room for backend connections", cap, wanted, open_files)
+    return cap
 
 
 def _port_in_use(host: str, port: int) -> str | None:

@@ -6,6 +6,7 @@ its namespace here; the config package itself knows none of them.
 
 from __future__ import annotations
 
+from lambdagate.auth.config import VALIDATOR_NAMESPACE
 from lambdagate.backends.http import http_backend
 from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
 from lambdagate.config import namespaces
@@ -21,7 +22,7 @@ from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
 NAMESPACES = (SERVER_OPTIONS, ENDPOINT_OPTIONS, LAMBDA_NAMESPACE, LOGGING_NAMESPACE, METRICS_NAMESPACE,
-              TRACING_NAMESPACE, CORS_NAMESPACE, HTTP_SECURITY_NAMESPACE, BOT_DETECTOR_NAMESPACE)
+              TRACING_NAMESPACE, VALIDATOR_NAMESPACE, CORS_NAMESPACE, HTTP_SECURITY_NAMESPACE, BOT_DETECTOR_NAMESPACE)
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 

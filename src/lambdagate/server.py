@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 import time
-from typing import Callable
+from typing import Any, Callable, Coroutine
 from urllib.parse import quote
 
 import aiohttp
@@ -28,7 +28,7 @@ from lambdagate.front import Exchange, Handler
 from lambdagate.front.admission import Admission
 from lambdagate.pipeline import BackendFactory, build_endpoint
 from lambdagate.stack import Observers, build_stack
-from lambdagate.telemetry.logs import AccessLog, LogSettings, configure as configure_logs
+from lambdagate.telemetry.logs import AccessLog, LineWriter, LogSettings, configure as configure_logs
 from lambdagate.telemetry.metrics import WorkerMetrics, metrics_options
 from lambdagate.telemetry.tracing import tracing_options
 
@@ -82,6 +82,9 @@ class Gateway:
         metrics_opts = metrics_options(service)
         self.resources = Resources(session=new_http_session(), local_lambda_endpoint=self.local_lambda_endpoint,
                                    max_response_bytes=self.options.max_backend_response_bytes,
+                                   # the request's header limits bound what a backend's reply may pass on too
+                                   max_reply_headers=self.options.max_header_count,
+                                   max_reply_header_bytes=self.options.max_header_bytes,
                                    metrics=self.metrics, tracing=tracing,
                                    backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
                                    record_calls=self.observers.access_log is not None)
@@ -96,7 +99,7 @@ class Gateway:
         gc.collect()
         gc.freeze()
 
-    def _start_telemetry(self, writer) -> None:
+    def _start_telemetry(self, writer: LineWriter) -> None:
         service = self.loaded.service
         if self.log_settings.access:
             self.observers.access_log = AccessLog(self.log_settings, writer)
@@ -113,7 +116,7 @@ class Gateway:
 
             self.observers.tracing = Tracing(tracing_opts)
 
-    def _background(self, coroutine) -> None:
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coroutine))
 
     async def shutdown(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable
 
+from lambdagate.auth.validator import jwt_validation
 from lambdagate.config.endpoint_options import endpoint_options
 from lambdagate.config.model import EndpointConfig, ServiceConfig
 from lambdagate.front import Handler, Step, builtins
@@ -45,9 +46,13 @@ StepFactory = Callable[[StepContext], Awaitable[Step | None]]
 # whole router there, so preflights for any path are answered and every reply gets its headers), security/http
 # and the service's bot detector (gin middlewares, so they also see unknown paths).
 SERVICE_STEPS: tuple[StepFactory, ...] = (cors.build_step, httpsecure.build_step, botdetector.build_step)
-# Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): the endpoint's
-# bot detector, JWT validation, Lua, rate limit.
-ENDPOINT_GUARDS: tuple[StepFactory, ...] = (botdetector.build_step,)
+# Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
+# JWT validation, Lua, rate limit.
+ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
+    botdetector.build_step,  # security/bot-detector (the endpoint's)
+    jwt_validation,  # auth/validator
+    # modifier/lua-endpoint, then qos/ratelimit/router go here
+)
 
 
 async def composed(handler: Handler, factories: tuple[StepFactory, ...], ctx: StepContext) -> Handler:

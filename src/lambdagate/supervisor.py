@@ -4,6 +4,9 @@ Workers never read the user's file directly: they load a *snapshot* that this pr
 (SIGHUP, or a change seen by `--watch`) validates the file again; an invalid config is refused with the same
 messages as `check` and the old snapshot keeps serving. A valid one becomes the new snapshot and granian
 respawns the workers one by one; old workers finish their in-flight requests within the grace period.
+
+A worker that dies is respawned (workers.py). At start-up the soft descriptor limit is raised to the hard one,
+and each worker accepts at most `connection_cap` connections so that it never runs out of descriptors.
 """
 
 from __future__ import annotations
@@ -12,17 +15,28 @@ import logging
 import math
 import os
 import shutil
+import resource
 import signal
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
+from lambdagate.config.server_options import ServerOptions
 from lambdagate.errors import ConfigError, ConfigIssue
+
+if TYPE_CHECKING:
+    from lambdagate.workers import SupervisedServer
 
 log = logging.getLogger("lambdagate")
 # Read by this process at start (where logs go, the metrics listener): a reload cannot change them.
 RESTART_ONLY = ("telemetry/logging", "telemetry/metrics")
+WORKER_APP = "lambdagate.server:app_from_env"
+BACKLOG = 2048  # the kernel's accept queue, shared by all workers
+# Descriptors a worker keeps for itself: its backend connection pool (server.py's TCPConnector limit, 1024) and
+# its own files (logs, metrics, the event loop).
+DESCRIPTOR_RESERVE = 1024 + 128
 
 
 class ConfigSnapshots:
@@ -89,24 +103,66 @@ class MetricsListener:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def serve(snapshots: ConfigSnapshots, loaded: LoadedConfig, *, host: str, port: int, workers: int,
-          watch: bool) -> None:
-    from granian.constants import Interfaces, Loops
+def open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to the hard limit (workers inherit it): (before, now)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:  # Linux refuses an infinite descriptor limit: use the kernel's ceiling
+        try:
+            target = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+def connection_cap(max_connections: int, open_files: int) -> int:
+    """Connections one worker accepts at most: `max_connections`, less when the descriptor limit needs room for
+    the worker's own files and backend connections (half the limit at most, so that a tiny limit still serves)."""
+    if open_files == resource.RLIM_INFINITY:
+        return max_connections
+    reserve = min(DESCRIPTOR_RESERVE, open_files // 2)
+    return max(1, min(max_connections, open_files - reserve))
+
+
+def build_server(target: str, *, host: str, port: int, workers: int, options: ServerOptions,
+                 connections: int) -> SupervisedServer:
+    """The granian server for the ASGI factory `target` ("module:function"), with our limits and supervision."""
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
-    from granian.server import Server
 
     from lambdagate.telemetry.logs import granian_log_config
+    from lambdagate.workers import SupervisedServer
 
-    options = server_options(loaded.service)
-    os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)
-    server = Server(
-        "lambdagate.server:app_from_env", address=host, port=port, interface=Interfaces.ASGI, workers=workers,
-        loop=Loops.uvloop, factory=True, websockets=False, log_access=False, runtime_threads=1, backlog=2048,
-        log_level=LogLevels(os.environ.get("LAMBDAGATE_LOG_LEVEL", "INFO").lower()), log_dictconfig=granian_log_config(),
-        http1_settings=HTTP1Settings(header_read_timeout=int(options.read_header_timeout * 1000)),
+    # hyper has one timer per connection: from accept, or from the end of the previous reply, to the end of the
+    # next request head. It is the smaller of the two limits, so each one holds.
+    head_timeout = min(options.read_header_timeout, options.idle_timeout)
+    return SupervisedServer(
+        target, address=host, port=port, interface=Interfaces.ASGI, workers=workers, loop=Loops.uvloop,
+        # HTTP/1 only: in "auto" mode the HTTP/2 detection waits for a first byte without any timeout, so a
+        # connection that sends nothing was never closed. (KrakenD serves no cleartext HTTP/2 by default either.)
+        http=HTTPModes.http1, websockets=False, log_access=False, runtime_threads=1, backlog=BACKLOG,
+        # Each worker accepts at most this many connections; past it, new ones wait in the kernel's accept
+        # queue (no descriptor spent) until a connection closes, rather than the worker running out of files.
+        backpressure=connections,
+        log_level=LogLevels(os.environ.get("LAMBDAGATE_LOG_LEVEL", "INFO").lower()),
+        log_dictconfig=granian_log_config(),
+        http1_settings=HTTP1Settings(header_read_timeout=max(1, int(head_timeout * 1000))),
         workers_kill_timeout=max(1, math.ceil(options.shutdown_grace)), respawn_interval=2.0,
     )
+
+
+def serve(snapshots: ConfigSnapshots, loaded: LoadedConfig, *, host: str, port: int, workers: int,
+          watch: bool, connections: int) -> None:
+    options = server_options(loaded.service)
+    os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)
+    server = build_server(WORKER_APP, host=host, port=port, workers=workers, options=options, connections=connections)
 
     def reload(reason: str) -> None:
         try:

@@ -12,6 +12,10 @@ for an HTTP backend (`/reset`) or the function name for a Lambda backend
   throttle        429 with Retry-After: 7
   header-utf8     200 JSON with a header value in UTF-8 outside Latin-1 ("€"), and one that is not UTF-8
   header-ctl      200 JSON with a control character (0x01) in a header value
+  many-headers    200 JSON with 101 headers of its own (X-H-0 … X-H-100)
+  big-headers     200 JSON with 9 headers of 8,000 bytes each (72 KB together)
+  own-headers     200 JSON with an X-Request-Id and an X-KrakenD-Completed of its own
+  status-NNN      JSON with the status line "HTTP/1.1 NNN Odd" (any three digits: 099, 101, 600 …)
   anything else   200 {"name", "method", "target", "host"}: where the request landed, as received
 `GET /__calls/{name}` answers {"calls": N}: how many requests that name received.
 """
@@ -47,6 +51,11 @@ def _gzip_bomb() -> bytes:
 
 
 _BOMB = _gzip_bomb()
+_HEADERS = {  # extra reply headers by name (aiohttp, the gateway's client, takes up to 128 of up to 8190 bytes)
+    "many-headers": [(b"X-H-%d" % i, b"v") for i in range(101)],
+    "big-headers": [(b"X-Big-%d" % i, b"b" * 8000) for i in range(9)],
+    "own-headers": [(b"X-Request-Id", b"upstream-id"), (b"X-KrakenD-Completed", b"true")],
+}
 
 
 def _header(head: bytes, wanted: bytes) -> str | None:
@@ -130,7 +139,13 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                                                             (b"Content-Length", str(len(payload)).encode())]) + payload)
                 await writer.drain()
                 continue
-            if name in ("header-utf8", "header-ctl"):
+            if name.startswith("status-"):
+                payload = json.dumps({"name": name}).encode()
+                writer.write(_head(f"{name[7:]} Odd", [(b"Content-Type", b"application/json"),
+                                                       (b"Content-Length", str(len(payload)).encode())]) + payload)
+                await writer.drain()
+                continue
+            if name in _HEADERS or name in ("header-utf8", "header-ctl"):
                 payload = json.dumps({"name": name}).encode()
             else:  # where the request landed, as sent: the SSRF and traversal tests read it
                 payload = json.dumps({"name": name, "method": method, "target": target.decode("latin-1"),
@@ -140,6 +155,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 headers += [(b"X-Utf8", "price: 5\u20ac".encode()), (b"X-Latin1", b"caf\xe9")]
             elif name == "header-ctl":
                 headers += [(b"X-Ctl", b"a\x01b")]
+            headers += _HEADERS.get(name, [])
             writer.write(_head("200 OK", headers) + payload)
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):

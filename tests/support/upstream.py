@@ -14,6 +14,7 @@ Routes:
   /digest              {"sha256": ..., "length": ...} of the request body, and its Content-Type
   /gzip                a gzip-compressed JSON object (Content-Encoding: gzip)
   /cookies             two Set-Cookie headers and a JSON body
+  /deep/{n}            JSON arrays nested n levels ([[[...]]])
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ async def cookies(request: web.Request) -> web.Response:
     return resp
 
 
+async def deep(request: web.Request) -> web.Response:
+    n = int(request.match_info["n"])
+    return web.Response(body=b"[" * n + b"]" * n, content_type="application/json")
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/echo{tail:.*}", echo)
@@ -113,6 +119,7 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/digest", digest)
     app.router.add_get("/gzip", gzipped)
     app.router.add_get("/cookies", cookies)
+    app.router.add_get("/deep/{n}", deep)
     return app
 
 

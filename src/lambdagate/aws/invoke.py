@@ -28,7 +28,7 @@ from lambdagate.aws.sigv4 import SigV4Signer
 from lambdagate.deadline import deadline_at
 
 __all__ = [
-    "FUNCTION_NAME_RE", "InvokeResult", "LambdaDeadlineError", "LambdaError", "LambdaInvoker",
+    "FUNCTION_NAME_RE", "InvokeResponse", "LambdaDeadlineError", "LambdaError", "LambdaInvoker",
     "LambdaServiceError", "LambdaTransportError", "is_valid_function_reference",
     "max_attempts_from_max_retries",
 ]
@@ -67,7 +67,7 @@ def max_attempts_from_max_retries(max_retries: int) -> int:
 
 
 @dataclass(slots=True)
-class InvokeResult:
+class InvokeResponse:
     status: int  # 200 RequestResponse, 202 Event, 204 DryRun
     payload: bytes
     function_error: str | None  # X-Amz-Function-Error: "Unhandled" / "Handled"
@@ -213,7 +213,7 @@ class LambdaInvoker:
 
     async def invoke(self, function_name: str, payload: bytes, *, deadline: float, qualifier: str | None = None,
                      invocation_type: str = "RequestResponse", log_type: str | None = None,
-                     request_id: str | None = None, trace_header: str | None = None) -> InvokeResult:
+                     request_id: str | None = None, trace_header: str | None = None) -> InvokeResponse:
         """Invoke ``function_name`` with ``payload``; ``deadline`` is an absolute ``loop.time()``.
 
         ``request_id`` (the gateway's own id) only appears in log lines. ``trace_header`` is sent as
@@ -255,7 +255,7 @@ class LambdaInvoker:
                 await asyncio.sleep(delay)
 
     async def _attempt(self, url: URL, path: str, query: str, signed_headers: dict[str, str], payload: bytes,
-                       deadline: float, function_name: str, trace_header: str | None = None) -> InvokeResult:
+                       deadline: float, function_name: str, trace_header: str | None = None) -> InvokeResponse:
         headers = self._signer.sign("POST", self._host, path, query, signed_headers, payload,
                                     self._credentials.current())
         headers.update(signed_headers)
@@ -287,7 +287,7 @@ class LambdaInvoker:
                 f"response of {function_name} exceeds {self._max_response_bytes} bytes", status=502,
                 code="ResponseTooLarge", request_id=rh.get("x-amzn-RequestId"),
             )
-        return InvokeResult(status, body, rh.get("X-Amz-Function-Error"), rh.get("X-Amz-Executed-Version"),
+        return InvokeResponse(status, body, rh.get("X-Amz-Function-Error"), rh.get("X-Amz-Executed-Version"),
                             rh.get("x-amzn-RequestId"), rh.get("X-Amz-Log-Result"))
 
     @staticmethod

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import aiohttp
 
+from lambdagate.backends.reply_headers import REPLY_MAX_HEADER_BYTES, REPLY_MAX_HEADERS
+
 if TYPE_CHECKING:
     from lambdagate.telemetry.metrics import WorkerMetrics
     from lambdagate.telemetry.tracing import Tracing
@@ -20,6 +22,10 @@ class Resources:
     session: aiohttp.ClientSession
     local_lambda_endpoint: str | None = None
     max_response_bytes: int = 64 * 1024 * 1024
+    # Caps on the headers a pass-through reply (a function's proxy reply, an HTTP no-op backend) hands to the
+    # client; past them the reply is malformed (see backends.reply_headers).
+    max_reply_headers: int = REPLY_MAX_HEADERS
+    max_reply_header_bytes: int = REPLY_MAX_HEADER_BYTES
     shared: dict[Any, Any] = field(default_factory=dict)
     metrics: WorkerMetrics | None = None  # when `telemetry/metrics` is on
     backend_metrics: bool = False  # per-backend call series (off with backend_disabled/proxy_disabled)

@@ -7,24 +7,23 @@ HTTP reply for proxy-shaped replies on a single-backend endpoint). See the READM
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import logging
 import os
 import re
-from contextlib import nullcontext
-from time import perf_counter
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from lambdagate.aws.credentials import CredentialProvider, NoCredentialsError, resolve_region
-from lambdagate.aws.invoke import (InvokeResult, LambdaDeadlineError, LambdaError, LambdaInvoker, LambdaServiceError,
-                                   is_valid_function_reference, max_attempts_from_max_retries)
+from lambdagate.aws.invoke import LambdaError, LambdaInvoker, is_valid_function_reference, max_attempts_from_max_retries
 from lambdagate.aws.sigv4 import Credentials
-from lambdagate.backends.lambda_events import apigateway_v1_payload, apigateway_v2_payload, krakend_payload
-from lambdagate.backends.lambda_reply import MalformedReply, is_proxy_shaped, unwrap
+from lambdagate.backends.lambda_errors import LambdaErrors
+from lambdagate.backends.lambda_events import (PayloadBuilder, apigateway_v1_payload, apigateway_v2_payload,
+                                               krakend_payload)
+from lambdagate.backends.lambda_invoke import Invoke, invoke_with_retries, metered, traced
+from lambdagate.backends.lambda_reply import ReplyDecoder
+from lambdagate.backends.reply_headers import HeaderLimits
 from lambdagate.config.loader import is_base_url, parse_namespace_model
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
@@ -37,7 +36,8 @@ LEGACY_NAMESPACE = "github.com/devopsfaith/krakend-lambda"
 URL_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # Lambda's limit for RequestResponse
 EVENT_PAYLOAD_LIMIT = 1024 * 1024  # and for Event (asynchronous) invocations
-MAX_REPLY_BYTES = 6 * 1024 * 1024 + 1024  # Lambda's reply limit (and the invoker's default); lower with max_backend_response_bytes
+# Lambda's reply limit (and the invoker's default); lower with max_backend_response_bytes
+MAX_REPLY_BYTES = 6 * 1024 * 1024 + 1024
 # Credentials for endpoints that check no signature (the local runtime; moto, Localstack when none are set).
 PLACEHOLDER_CREDENTIALS = Credentials("LAMBDAGATELOCAL", "lambdagate-local-placeholder-secret")
 
@@ -87,6 +87,10 @@ def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
             have = ", ".join(f"{{{p}}}" for p in placeholders) or "none"
             issues.append(("function_param_name", f"{cfg.function_param_name!r} names no placeholder of endpoint "
                                                   f"{ctx.endpoint.endpoint if ctx.endpoint else ''} (it has {have})"))
+        if not cfg.allowed_functions:
+            ctx.warnings.append(("function_param_name", "any function the credentials may invoke can be called "
+                                                        'through this endpoint: list them in "allowed_functions" '
+                                                        '(names or patterns such as "orders-*")'))
     elif cfg.allowed_functions:
         ctx.warnings.append(("allowed_functions", "only applies with function_param_name, ignored"))
     if cfg.endpoint is None:
@@ -135,117 +139,57 @@ async def _credentials(cfg: LambdaConfig, ctx: BuildContext) -> CredentialProvid
     return provider
 
 
-def _result_outcome(result: InvokeResult) -> str:
-    """A completed Invoke as a metrics outcome; a function that ran out of its own time is a timeout."""
-    if not result.function_error:
-        return "success"
-    return "timeout" if b'"Sandbox.Timedout"' in result.payload[:512] else "function_error"
-
-
-def _invoke_outcome(err: LambdaError) -> str:
-    """An Invoke failure as a metrics outcome: throttled, timeout or aws_error."""
-    if err.status == 429:
-        return "throttled"
-    if isinstance(err, LambdaDeadlineError) or err.code in ("Timeout", "ConnectTimeout"):
-        return "timeout"
-    return "aws_error"
-
-
-def _function_error(result_payload: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(result_payload)
-    except orjson.JSONDecodeError:
-        return {"errorMessage": result_payload[:200].decode("utf-8", "replace")}
-    return value if isinstance(value, dict) else {"errorMessage": str(value)[:200]}
-
-
-async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBackend:
-    cfg: LambdaConfig = backend.namespaces[NAMESPACE]
-    resources = ctx.resources
-    endpoint_url = cfg.endpoint or (resources.local_lambda_endpoint if cfg.local else None)
-    invoker = LambdaInvoker(resources.session, region=cfg.resolved_region, credentials=await _credentials(cfg, ctx),
-                            endpoint_url=endpoint_url, max_attempts=max_attempts_from_max_retries(cfg.max_retries),
-                            logger=log, max_response_bytes=min(resources.max_response_bytes, MAX_REPLY_BYTES))
-    method = backend.method or ctx.endpoint.method
+def _payload_builder(cfg: LambdaConfig, ctx: BuildContext, method: str) -> PayloadBuilder:
     if cfg.payload_format == "apigateway_v1":
-        build_payload = apigateway_v1_payload(ctx.endpoint.endpoint)
-    elif cfg.payload_format == "apigateway_v2":
-        build_payload = apigateway_v2_payload(ctx.endpoint.method, ctx.endpoint.endpoint)
-    else:
-        build_payload = krakend_payload(method)
-    static_name = cfg.function_name
-    param = cfg.param
-    allowed = cfg.allowed_functions
-    qualifier = cfg.qualifier
-    invocation_type = cfg.invocation_type
-    payload_limit = EVENT_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
-    single = len(ctx.endpoint.backend) == 1
-    response_format = cfg.response_format
-    details_wanted = cfg.return_error_details
-    where = f"{ctx.path} function={static_name or '{' + (param or '') + '}'}"
+        return apigateway_v1_payload(ctx.endpoint.endpoint)
+    if cfg.payload_format == "apigateway_v2":
+        return apigateway_v2_payload(ctx.endpoint.method, ctx.endpoint.endpoint)
+    return krakend_payload(method)
+
+
+def _function_from_url(param: str, allowed: list[str]) -> Callable[[ProxyRequest], str]:
+    """The function named by the endpoint's placeholder, refused unless a plain name allowed_functions lists."""
 
     def function_from_url(req: ProxyRequest) -> str:
-        name = req.params.get(param or "", "")
+        name = req.params.get(param, "")
         if not URL_FUNCTION_NAME.fullmatch(name):
-            raise BackendError("invalid function name", status=400, cause=f"rejected function name {name[:80]!r} from the URL")
+            raise BackendError("invalid function name", status=400,
+                               cause=f"rejected function name {name[:80]!r} from the URL")
         if allowed and not any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed):
             raise BackendError("unknown function", status=404, cause=f"function {name!r} is not in allowed_functions")
         return name
 
-    def service_failure(err: LambdaServiceError, name: str, req: ProxyRequest) -> BackendError:
-        cause = f"function={name} {err.code} (HTTP {err.status}): {err.message} lambda_request_id={err.request_id}"
-        if err.status == 404 and err.code == "ResourceNotFoundException":
-            if static_name is None:
-                return BackendError("unknown function", status=404, cause=cause)
-            log.error("misconfiguration: function %s does not exist (%s) request_id=%s", name, where, req.request_id)
-            return BackendError("the backend failed", status=500, cause=cause)
-        if err.status == 429:
-            retry_after = str(max(1, int(err.retry_after or 1)))
-            return BackendError("too many requests", status=429, cause=cause, retry_after=retry_after)
-        if err.status == 413 or err.code in ("RequestTooLargeException", "RequestEntityTooLargeException"):
-            return BackendError("request payload too large", status=413, cause=cause)
-        if err.status == 400 and err.code == "InvalidRequestContentException":
-            return BackendError("the request body must be JSON", status=400, cause=cause)
-        if err.code == "ResponseTooLarge":
-            return BackendError("the backend reply is too large", status=502, cause=cause)
-        if err.status in (401, 403):
-            log.error("AWS refused the credentials or signature for %s: %s request_id=%s", where, err.code, req.request_id)
-        return BackendError("the backend failed", status=500, cause=cause)
+    return function_from_url
 
-    metrics, tracing = resources.metrics, resources.tracing
-    region = cfg.resolved_region or None
-    static_stats = metrics.function(static_name) if metrics is not None and static_name else None
 
-    def invoke_once(name: str, payload: bytes, req: ProxyRequest, trace_header: str | None = None):
-        return invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier, invocation_type=invocation_type,
-                              request_id=req.request_id, trace_header=trace_header)
+async def _invoke(cfg: LambdaConfig, ctx: BuildContext, endpoint_url: str | None) -> Invoke:
+    """The Invoke call with its retries, measured and traced only when metrics and tracing are on."""
+    resources = ctx.resources
+    invoker = LambdaInvoker(resources.session, region=cfg.resolved_region, credentials=await _credentials(cfg, ctx),
+                            endpoint_url=endpoint_url, max_attempts=max_attempts_from_max_retries(cfg.max_retries),
+                            logger=log, max_response_bytes=min(resources.max_response_bytes, MAX_REPLY_BYTES))
+    invoke = invoke_with_retries(invoker, cfg.qualifier, cfg.invocation_type)
+    if resources.tracing is not None:
+        invoke = traced(invoke, resources.tracing, cfg.resolved_region or None)
+    if resources.metrics is not None:
+        invoke = metered(invoke, resources.metrics, cfg.function_name)
+    return invoke
 
-    async def invoke(name: str, payload: bytes, req: ProxyRequest) -> InvokeResult:
-        """One Invoke (with its retries), measured per function and traced when those are on."""
-        if metrics is None and tracing is None:
-            return await invoke_once(name, payload, req)
-        with tracing.invoke_span(name, region) if tracing is not None else nullcontext() as span:
-            started = perf_counter()
-            outcome, attempts, known, lambda_request_id = "aws_error", 1, True, None
-            try:
-                result = await invoke_once(name, payload, req,
-                                           span.headers().get("x-amzn-trace-id") if span is not None else None)
-                outcome, attempts, lambda_request_id = _result_outcome(result), result.attempts, result.request_id
-                return result
-            except LambdaError as err:
-                outcome, attempts, lambda_request_id = _invoke_outcome(err), err.attempts, err.request_id
-                known = err.code != "ResourceNotFoundException"
-                raise
-            except (TimeoutError, asyncio.CancelledError):
-                outcome = "timeout"
-                raise
-            finally:
-                if span is not None:
-                    span.set(outcome, attempts - 1, lambda_request_id)
-                if metrics is not None:
-                    # A name from the URL becomes a label only once AWS knows it: made-up names share one series.
-                    stats = static_stats or metrics.function(name if known else "_unknown")
-                    stats.observe(outcome, perf_counter() - started, attempts - 1)
+
+async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBackend:
+    cfg: LambdaConfig = backend.namespaces[NAMESPACE]
+    endpoint_url = cfg.endpoint or (ctx.resources.local_lambda_endpoint if cfg.local else None)
+    invoke = await _invoke(cfg, ctx, endpoint_url)
+    build_payload = _payload_builder(cfg, ctx, backend.method or ctx.endpoint.method)
+    static_name = cfg.function_name
+    function_from_url = _function_from_url(cfg.param or "", cfg.allowed_functions)
+    shown_name = static_name or "{" + (cfg.param or "") + "}"
+    errors = LambdaErrors(f"{ctx.path} function={shown_name}", static_name is None, cfg.return_error_details)
+    single = len(ctx.endpoint.backend) == 1
+    decoder = ReplyDecoder(cfg.response_format or "data", cfg.payload_format, single,
+                           HeaderLimits(ctx.resources.max_reply_headers, ctx.resources.max_reply_header_bytes))
+    event = cfg.invocation_type == "Event"
+    payload_limit = EVENT_PAYLOAD_LIMIT if event else SYNC_PAYLOAD_LIMIT
 
     async def call(req: ProxyRequest) -> ProxyResponse:
         name = static_name or function_from_url(req)
@@ -255,71 +199,16 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
                                cause=f"payload of {len(payload)} bytes exceeds Lambda's {payload_limit}")
         try:
             result = await invoke(name, payload, req)
-        except LambdaServiceError as err:
-            raise service_failure(err, name, req) from None
-        except LambdaDeadlineError as err:
-            raise BackendError("the backend did not answer in time", status=504, timed_out=True,
-                               cause=f"function={name}: {err}") from None
         except LambdaError as err:
-            raise BackendError("the backend failed", status=500, cause=f"function={name}: {err}") from None
-        if invocation_type == "Event":
-            return ProxyResponse(None, True, 202, [], b"") if single else ProxyResponse({}, True)
+            raise errors.invoke_failed(err, name, req.request_id) from None
+        if event:  # accepted, not run yet: no reply to decode
+            return ProxyResponse.passthrough(202, [], b"", complete=True) if single else ProxyResponse.decoded({})
         if result.function_error:
-            error = _function_error(result.payload)
-            log.warning("function error: function=%s kind=%s type=%s message=%s lambda_request_id=%s request_id=%s",
-                        name, result.function_error, error.get("errorType"), str(error.get("errorMessage"))[:500],
-                        result.request_id, req.request_id)
-            details = {"error_type": error.get("errorType"), "error_message": error.get("errorMessage"),
-                       "lambda_request_id": result.request_id} if details_wanted else None
-            raise BackendError("the function failed", status=500, details=details,
-                               cause=f"function={name} {result.function_error} error {error.get('errorType')}")
-        return decode_reply(result.payload, name)
+            raise errors.function_failed(result, name, req.request_id)
+        return decoder.decode(result.payload, name)
 
-    def decode_reply(payload: bytes, name: str) -> ProxyResponse:
-        if not payload or payload.isspace():  # not payload.strip(): that copies the reply
-            return ProxyResponse({}, False)
-        try:
-            value = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise BackendError("the function reply is not valid JSON", cause=f"function={name}: reply is not JSON") from None
-        if response_format == "proxy" or (response_format == "auto" and is_proxy_shaped(value)):
-            return proxy_response(value, name)
-        return data_response(value)
-
-    def proxy_response(value: Any, name: str) -> ProxyResponse:
-        if not is_proxy_shaped(value):
-            if cfg.payload_format != "apigateway_v2":
-                raise BackendError("the function reply is malformed", cause=f"function={name}: no statusCode in a proxy reply")
-            # API Gateway v2 infers a 200 JSON reply from a function that returns plain JSON.
-            value = {"statusCode": 200, "body": orjson.dumps(value).decode()}
-        try:
-            reply = unwrap(value)
-        except MalformedReply as exc:
-            raise BackendError("the function reply is malformed", cause=f"function={name}: {exc}") from None
-        if single:
-            return ProxyResponse(None, reply.status < 400, reply.status, reply.headers, reply.body)
-        if reply.status >= 400:
-            raise BackendError("the backend failed", cause=f"function={name}: statusCode {reply.status}")
-        try:
-            data = orjson.loads(reply.body) if reply.body.strip() else {}
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict):
-            raise BackendError("the function reply is not a JSON object", cause=f"function={name}: proxy body is not a JSON object")
-        return ProxyResponse(data, bool(data))
-
-    def data_response(value: Any) -> ProxyResponse:
-        if isinstance(value, dict):
-            return ProxyResponse(value, bool(value))
-        if value is None:
-            return ProxyResponse({}, False)
-        if isinstance(value, list):
-            return ProxyResponse({"collection": value})
-        return ProxyResponse({"content": value})
-
-    details_key = f"error_{backend.group or f'backend{ctx.backend_index}'}" if details_wanted else None
+    details_key = f"error_{backend.group or f'backend{ctx.backend_index}'}" if cfg.return_error_details else None
     # A stable label (it names metrics series): the local runtime's port changes on every start.
     location = cfg.endpoint or ("local" if endpoint_url else cfg.resolved_region)
-    return BuiltBackend(call, f"lambda {static_name or '{' + (param or '') + '}'} @ {location}", details_key,
-                        kind="lambda")
+    return BuiltBackend(call, f"lambda {shown_name} @ {location}", details_key, kind="lambda")
 

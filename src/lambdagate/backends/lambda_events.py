@@ -1,6 +1,7 @@
 """Lambda payloads built from a gateway request: KrakenD's format and API Gateway's v1.0 / v2.0 events.
 
-Only what the endpoint allows reaches the function: headers and query strings are the filtered ones.
+Only what the endpoint allows reaches the function: headers and query strings are the filtered ones, and the
+forwarding headers (X-Forwarded-For, -Proto, -Host) are the gateway's own (backends.forwarded).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from urllib.parse import unquote, urlencode
 
 import orjson
 
+from lambdagate.auth.tokens import claim_text, go_text
+from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.proxy import ProxyRequest
 
 PayloadBuilder = Callable[[ProxyRequest], bytes]
@@ -38,8 +41,33 @@ def _body(req: ProxyRequest) -> tuple[str | None, bool]:
 
 
 def _event_headers(req: ProxyRequest) -> dict[str, str]:
-    """The allowed request headers, plus the trace context (traceparent, X-Amzn-Trace-Id) when tracing is on."""
-    return {**req.headers, **req.trace_headers} if req.trace_headers else dict(req.headers)
+    """The allowed request headers, the gateway's forwarding headers as API Gateway sets them (a client's are
+    dropped: a handler trusting X-Forwarded-For must get the real client), and the trace context (traceparent,
+    X-Amzn-Trace-Id) when tracing is on."""
+    headers = without(req.headers, CLIENT_FORWARDING)
+    headers["x-forwarded-for"] = req.client_ip
+    headers["x-forwarded-proto"] = req.scheme
+    if req.host:
+        headers["host"] = headers["x-forwarded-host"] = req.host
+    if req.trace_headers:
+        headers.update(req.trace_headers)
+    return headers
+
+
+def jwt_authorizer(claims: dict[str, Any], version: str) -> dict[str, Any]:
+    """A validated token's claims (auth/validator) where API Gateway's JWT authorizer puts them, so a handler
+    written for it works unchanged: `authorizer.jwt.claims` and `.scopes` in 2.0 events, `authorizer.claims` in
+    1.0. API Gateway passes every claim as a string: numbers as digits, lists as "[a b]", objects as JSON."""
+    flat = {name: "[" + " ".join(go_text(v) for v in value) + "]" if isinstance(value, list) else claim_text(value)
+            for name, value in claims.items()}
+    if version == "1.0":
+        return {"claims": flat}
+    scope = claims.get("scope", claims.get("scp"))
+    if isinstance(scope, str):
+        scopes: list[str] | None = scope.split()
+    else:
+        scopes = [s for s in scope if isinstance(s, str)] if isinstance(scope, list) else None
+    return {"jwt": {"claims": flat, "scopes": scopes}}
 
 
 def _clf_time(now: float) -> str:
@@ -83,6 +111,8 @@ def apigateway_v1_payload(resource: str, stage: str = "$default") -> PayloadBuil
             "body": body,
             "isBase64Encoded": is_b64,
         }
+        if req.claims is not None:
+            event["requestContext"]["authorizer"] = jwt_authorizer(req.claims, "1.0")
         return orjson.dumps(event)
 
     return build
@@ -128,6 +158,8 @@ def apigateway_v2_payload(method: str, resource: str, stage: str = "$default") -
             event["pathParameters"] = dict(req.params)
         if body is not None:
             event["body"] = body
+        if req.claims is not None:
+            event["requestContext"]["authorizer"] = jwt_authorizer(req.claims, "2.0")
         return orjson.dumps(event)
 
     return build

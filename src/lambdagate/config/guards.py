@@ -10,9 +10,8 @@ Names are compared the way a user means them, not only the way KrakenD reads the
 are ignored, `github_com/` is `github.com/`, and the KrakenD 1.x names (`github.com/devopsfaith/krakend-jose/
 validator`, ...) stand for their current name, so `--allow-unsupported auth/validator` covers every spelling.
 KrakenD 2 and later read an old name only when it is spelled exactly as in their alias table (e.g.
-`github_com/devopsfaith/krakend-cors`) and ignore the others, so such a guard is served open there. A namespace
-lambdagate implements registers its old names (`legacy_names`) as aliases: the loader then applies them as the
-current name, with a warning (`renamed`).
+`github_com/devopsfaith/krakend-cors`, `github.com/devopsfaith/krakend-jose/validator`) and ignore the others, so a
+guard under another spelling is served open there.
 
 Pure data and small functions: this module imports nothing from the gateway.
 """
@@ -36,7 +35,7 @@ GUARD_NAMES = frozenset({
     "endpoint/rate-limit",  # not a KrakenD name, but real configs write it for a rate limit
 })
 
-# Old names (as normalised by `_normal`) → the current name. From KrakenD's 1.x → 2.0 migration table, plus
+# Old names (as normalised by `normal`) → the current name. From KrakenD's 1.x → 2.0 migration table, plus
 # the spellings found in real configs. Non-guards are listed too, so a warning can say what to write instead.
 OLD_NAMES: dict[str, str] = {
     "github.com/devopsfaith/krakend-jose/validator": "auth/validator",
@@ -90,36 +89,20 @@ _PROTECTS = {"service": "every endpoint", "endpoint": "this endpoint", "backend"
 _SERVE = {"service": "serve every endpoint", "endpoint": "serve the endpoint", "backend": "call the backend"}
 
 
-def _normal(key: str) -> str:
+def normal(key: str) -> str:
+    """A key as old names are written in OLD_NAMES: lower case, trimmed, `github.com/` for `github_com/`."""
     name = key.strip().lower()
     return "github.com/" + name.removeprefix("github_com/") if name.startswith("github_com/") else name
 
 
 def canonical(key: str) -> str:
     """The current name of a namespace key: `auth/validator` for every spelling of the JWT validator."""
-    name = _normal(key)
+    name = normal(key)
     return OLD_NAMES.get(name, name)
 
 
 def is_old_name(key: str) -> bool:
-    return _normal(key) in OLD_NAMES
-
-
-def legacy_names(name: str) -> tuple[str, ...]:
-    """The old names of `name`, each in the two spellings real configs use (`github.com/` and `github_com/`)."""
-    out: list[str] = []
-    for old, new in OLD_NAMES.items():
-        if new == name:
-            out.append(old)
-            if old.startswith("github.com/"):
-                out.append("github_com/" + old.removeprefix("github.com/"))
-    return tuple(out)
-
-
-def renamed(key: str) -> str:
-    """The warning for an old name that lambdagate applies as its current name."""
-    name = canonical(key)
-    return f"the old name of `{name}`, applied as `{name}`: write `{name}`"
+    return normal(key) in OLD_NAMES
 
 
 def is_guard(key: str) -> bool:
@@ -155,6 +138,36 @@ def misplaced(key: str, scope: str, belongs: str) -> str:
 def served_without(key: str, served: str) -> str:
     """The warning for a guard that --allow-unsupported lets lambdagate ignore; `served` says what runs open."""
     return f"{_named(key)} is ignored: {served} WITHOUT this protection (--allow-unsupported {canonical(key)})"
+
+
+# The old names KrakenD 2 and later still read, in exactly this spelling (krakend-ce's alias table); they ignore
+# every other spelling of an old name.
+KRAKEND_READS = frozenset({
+    "github_com/devopsfaith/krakend/transport/http/server/handler",
+    "github.com/devopsfaith/krakend/transport/http/client/executor", "github.com/devopsfaith/krakend/proxy/plugin",
+    "github.com/devopsfaith/krakend/proxy", "github_com/luraproject/lura/router/gin",
+    "github.com/devopsfaith/krakend-httpcache", "github.com/devopsfaith/krakend-circuitbreaker/gobreaker",
+    "github.com/devopsfaith/krakend-oauth2-clientcredentials", "github.com/devopsfaith/krakend-jose/validator",
+    "github.com/devopsfaith/krakend-jose/signer", "github_com/devopsfaith/bloomfilter",
+    "github_com/devopsfaith/krakend-botdetector", "github_com/devopsfaith/krakend-httpsecure",
+    "github_com/devopsfaith/krakend-cors", "github.com/devopsfaith/krakend-cel",
+    "github.com/devopsfaith/krakend-jsonschema", "github.com/devopsfaith/krakend-amqp/agent",
+    "github.com/devopsfaith/krakend-amqp/consume", "github.com/devopsfaith/krakend-amqp/produce",
+    "github.com/devopsfaith/krakend-lambda", "github.com/devopsfaith/krakend-pubsub/publisher",
+    "github.com/devopsfaith/krakend-pubsub/subscriber", "github.com/devopsfaith/krakend/transport/http/client/graphql",
+    "github.com/devopsfaith/krakend/http", "github_com/devopsfaith/krakend-gelf",
+    "github_com/devopsfaith/krakend-gologging",
+    "github_com/devopsfaith/krakend-logstash", "github_com/devopsfaith/krakend-metrics",
+    "github_com/letgoapp/krakend-influx", "github_com/devopsfaith/krakend-opencensus",
+    "github.com/devopsfaith/krakend-lua/router", "github.com/devopsfaith/krakend-lua/proxy",
+    "github.com/devopsfaith/krakend-lua/proxy/backend", "github.com/devopsfaith/krakend-martian",
+})
+
+
+def old_name_read(key: str, name: str) -> str:
+    """The warning for an old name that lambdagate reads as its current name `name`."""
+    krakend = "KrakenD 2 reads this spelling too" if key in KRAKEND_READS else "KrakenD 2 and later ignore the old name"
+    return f"`{key}` is the old name of `{name}` and is read as `{name}`; write `{name}` ({krakend})"
 
 
 def unsupported_hint(key: str, *, implemented: bool) -> str:

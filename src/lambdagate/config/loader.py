@@ -18,11 +18,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lambdagate.config import guards, namespaces
-from lambdagate.config.model import PLACEHOLDER_RE, BackendConfig, EndpointConfig, ServiceConfig, is_builtin_path
+from lambdagate.config.model import (JWT_PLACEHOLDER_RE, PLACEHOLDER_RE, BackendConfig, EndpointConfig, ServiceConfig,
+                                    is_builtin_path)
 from lambdagate.config.namespaces import LoadOptions, NamespaceContext, NamespaceError
 from lambdagate.errors import ConfigError, ConfigIssue
 
 M = TypeVar("M", bound=BaseModel)
+# The namespace whose validated token fills `{JWT.claim}` placeholders (lambdagate.auth registers it).
+CLAIMS_NAMESPACE = "auth/validator"
 
 
 @dataclass
@@ -157,21 +160,21 @@ def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[Con
     for key, value in owner.extra_config.items():
         path = f"{base}.extra_config{_key(key)}" if base else f"extra_config{_key(key)}"
         ns = namespaces.lookup(key)
-        if (ns is None or not ns.reads_in(scope)) and guards.is_guard(key):
+        if (ns is None or not ns.reads(scope)) and guards.is_guard(key):
             _unapplied_guard(key, ns, scope, ctx, path, errors, warnings)
             continue
         if ns is None:
             hint = guards.unsupported_hint(key, implemented=namespaces.lookup(guards.canonical(key)) is not None)
             warnings.append(ConfigIssue(path, "namespace not supported, ignored" + hint))
             continue
-        if not ns.reads_in(scope):
-            warnings.append(ConfigIssue(path, f"namespace belongs in a {ns.where}'s extra_config, ignored here"))
+        if not ns.reads(scope):
+            warnings.append(ConfigIssue(path, f"namespace belongs in a {ns.scope}'s extra_config, ignored here"))
             continue
         if ns.name in owner.namespaces:
             errors.append(ConfigIssue(path, f"{ns.name!r} is given twice (once under an alias): keep one"))
             continue
-        if key != ns.name and guards.is_old_name(key):  # a KrakenD 1.x name registered as an alias
-            warnings.append(ConfigIssue(path, guards.renamed(key)))
+        if key != ns.name:
+            warnings.append(ConfigIssue(path, guards.old_name_read(key, ns.name)))
         ctx.path, ctx.warnings = path, []
         try:
             owner.namespaces[ns.name] = ns.parse(value, ctx)
@@ -193,7 +196,7 @@ def _unapplied_guard(key: str, ns: namespaces.Namespace | None, scope: str, ctx:
             served = f"{ctx.endpoint.method} {ctx.endpoint.endpoint} {verb}"
         warnings.append(ConfigIssue(path, guards.served_without(key, served)))
     elif ns is not None:
-        errors.append(ConfigIssue(path, guards.misplaced(key, scope, ns.where)))
+        errors.append(ConfigIssue(path, guards.misplaced(key, scope, ns.scope)))
     else:
         errors.append(ConfigIssue(path, guards.refusal(key, scope, implemented=namespaces.lookup(name) is not None)))
 
@@ -281,6 +284,10 @@ def _check_http_backend(service: ServiceConfig, endpoint: EndpointConfig, backen
     for name in PLACEHOLDER_RE.findall(backend.url_pattern):
         if name not in placeholders:
             errors.append(ConfigIssue(f"{path}.url_pattern", f"placeholder {{{name}}} is not in endpoint {endpoint.endpoint}"))
+    if not any(guards.canonical(key) == CLAIMS_NAMESPACE for key in endpoint.extra_config):
+        for name in dict.fromkeys(JWT_PLACEHOLDER_RE.findall(backend.url_pattern)):
+            errors.append(ConfigIssue(f"{path}.url_pattern", f"{{JWT.{name}}} is a claim of a validated token, and "
+                                                             f'the endpoint validates none: add "{CLAIMS_NAMESPACE}"'))
     hosts = backend.host or service.host
     if not hosts:
         errors.append(ConfigIssue(f"{path}.host", 'no host: add "host": ["http://service:8080"] to the backend or the service'))

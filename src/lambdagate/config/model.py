@@ -14,6 +14,10 @@ OutputEncoding = Literal["json", "json-collection", "string", "no-op"]
 BackendEncoding = Literal["json", "safejson", "string", "no-op"]
 
 PLACEHOLDER_RE = re.compile(r"\{([a-zA-Z0-9_\-]+)\}")
+# A validated token's claim in a backend's url_pattern ("/users/{JWT.sub}"), with the characters KrakenD allows.
+JWT_PLACEHOLDER_RE = re.compile(r"\{JWT\.([\w\-.:/]+)\}")
+# Every placeholder a url_pattern may hold: an endpoint placeholder's name, or "JWT." and a claim.
+URL_PLACEHOLDER_RE = re.compile(r"\{([a-zA-Z0-9_\-]+|JWT\.[\w\-.:/]+)\}")
 # The gateway's own endpoints (front.builtins serves them): no configured endpoint may take these paths.
 BUILTIN_PATHS = ("/__health",)  # exactly these
 BUILTIN_PREFIXES = ("/__echo/", "/__debug/")  # these and everything under them

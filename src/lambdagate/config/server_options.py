@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
+from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext
 
 NAMESPACE = "lambdagate/server"
@@ -31,7 +32,11 @@ class ServerOptions(BaseModel):
     max_in_flight: StrictInt = Field(default=1024, gt=0)  # per worker; beyond it new requests get 503
     max_backend_response_bytes: StrictInt = Field(default=16 * MiB, gt=0)  # larger backend replies fail the backend
     read_timeout: Seconds = Field(default=30.0, gt=0)  # reading a request body, else 408
-    read_header_timeout: Seconds = Field(default=10.0, gt=0)  # slow clients sending headers are cut off
+    # A connection is closed when no complete request head arrives within it from accept.
+    read_header_timeout: Seconds = Field(default=10.0, gt=0)
+    idle_timeout: Seconds = Field(default=60.0, gt=0)  # a keep-alive connection waiting for its next request
+    # Per worker, and at most the descriptor limit less a reserve (supervisor.connection_cap).
+    max_connections: StrictInt = Field(default=10_000, gt=0)
     shutdown_grace: Seconds = Field(default=10.0, ge=0)  # in-flight requests may finish within it on stop/reload
 
 
@@ -42,5 +47,5 @@ def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:
 SERVER_OPTIONS = Namespace(NAMESPACE, "service", parse)
 
 
-def server_options(service: Any) -> ServerOptions:
+def server_options(service: ServiceConfig) -> ServerOptions:
     return service.namespaces.get(NAMESPACE) or ServerOptions()

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from lambdagate.config import guards
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.front import Exchange, Handler, Step
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
     from lambdagate.stack import StepContext
 
 NAMESPACE = "security/bot-detector"
+# The KrakenD 1.x name, as config/guards.py normalises it (`github_com/…` is read too): applied, with a warning.
+LEGACY_NAME = "github.com/devopsfaith/krakend-botdetector"
 MAX_USER_AGENT = 2048
 CACHED_USER_AGENT = 512
 MAX_CACHE_SIZE = 100_000
@@ -66,8 +67,7 @@ def parse(value: Any, ctx: NamespaceContext) -> BotDetectorOptions:
     return opts
 
 
-BOT_DETECTOR_NAMESPACE = Namespace(NAMESPACE, "service", parse, aliases=guards.legacy_names(NAMESPACE),
-                                   also_in=("endpoint",))
+BOT_DETECTOR_NAMESPACE = Namespace(NAMESPACE, "endpoint", parse, aliases=(LEGACY_NAME,), other_scopes=("service",))
 
 
 class Detector:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
 
-from lambdagate.config import guards
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
@@ -36,6 +35,8 @@ if TYPE_CHECKING:
     from lambdagate.stack import StepContext
 
 NAMESPACE = "security/cors"
+# The KrakenD 1.x name, as config/guards.py normalises it (`github_com/…` is read too): applied, with a warning.
+LEGACY_NAME = "github.com/devopsfaith/krakend-cors"
 log = logging.getLogger("lambdagate")
 
 DEFAULT_METHODS = ("GET", "POST", "HEAD")  # rs/cors's default when allow_methods is empty
@@ -118,7 +119,7 @@ def _origin_issues(opts: CorsOptions, warnings: list[tuple[str, str]]) -> list[t
     return issues
 
 
-CORS_NAMESPACE = Namespace(NAMESPACE, "service", parse, aliases=guards.legacy_names(NAMESPACE))
+CORS_NAMESPACE = Namespace(NAMESPACE, "service", parse, aliases=(LEGACY_NAME,))
 
 
 class CorsPolicy:

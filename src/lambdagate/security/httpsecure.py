@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from lambdagate.config import guards
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.front import Exchange, Handler, Step
@@ -39,6 +38,8 @@ if TYPE_CHECKING:
     from lambdagate.stack import StepContext
 
 NAMESPACE = "security/http"
+# The KrakenD 1.x name, as config/guards.py normalises it (`github_com/…` is read too): applied, with a warning.
+LEGACY_NAME = "github.com/devopsfaith/krakend-httpsecure"
 # A host as a redirect may name it: a DNS name or IPv4 address, or [IPv6], with an optional port.
 HOST = re.compile(r"([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
 MAX_HOST = 300  # a DNS name is at most 253 characters: a longer host is refused without matching
@@ -96,7 +97,7 @@ def parse(value: Any, ctx: NamespaceContext) -> HttpSecurityOptions:
     return opts
 
 
-HTTP_SECURITY_NAMESPACE = Namespace(NAMESPACE, "service", parse, aliases=guards.legacy_names(NAMESPACE))
+HTTP_SECURITY_NAMESPACE = Namespace(NAMESPACE, "service", parse, aliases=(LEGACY_NAME,))
 
 
 def _response_headers(opts: HttpSecurityOptions) -> list[tuple[bytes, bytes]]:

@@ -7,7 +7,7 @@ Go `regexp` reads, so a KrakenD pattern means the same thing.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import re2
 

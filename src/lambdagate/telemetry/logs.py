@@ -10,6 +10,7 @@ object cost more than the line itself): `AccessLog.write` formats straight into 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import select
@@ -137,16 +138,39 @@ def timestamp(now: float) -> str:
     return f"{_clock['text']}.{int((now - second) * 1000):03d}Z"
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape(text: str) -> str:
+    """`text` on one line: CR, LF, every other control character and whatever else is not printable (U+2028,
+    bidi overrides, lone surrogates) written as `\\n`, `\\x1b`, `\\u2028`… Client-influenced text (paths,
+    function error messages) then cannot forge a log line. Backslashes are left as they are."""
+    if text.isprintable():  # the common case, checked in C
+        return text
+    return "".join(char if char.isprintable() else _escape_char(char) for char in text)
+
+
 class TextFormatter(logging.Formatter):
+    """One line per record, every field escaped; a traceback follows on the same line (its line breaks as `\\n`)."""
+
     def __init__(self, prefix: str = "") -> None:
         super().__init__()
-        self.prefix = f"{prefix} " if prefix else ""
+        self.prefix = f"{escape(prefix)} " if prefix else ""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{self.prefix}{timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        text = record.getMessage()
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+            text += "\n" + self.formatException(record.exc_info)
+        return (f"{self.prefix}{timestamp(record.created)} {escape(record.levelname)} {escape(record.name)}: "
+                f"{escape(text)}")
 
 
 class JsonFormatter(logging.Formatter):
@@ -164,7 +188,16 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return json_line(entry).decode()
+
+
+def json_line(entry: dict[str, Any]) -> bytes:
+    """One JSON object on one line (JSON escapes every control character in strings). orjson refuses lone
+    surrogates; the standard library writes them as `\\udcxx` instead of losing the line."""
+    try:
+        return orjson.dumps(entry, default=str)
+    except TypeError:
+        return json.dumps(entry, default=str).encode()
 
 
 class LineHandler(logging.Handler):
@@ -253,11 +286,12 @@ class AccessLog:
                 entry["trace_id"] = trace_id
             if self.json_prefix:
                 entry["prefix"] = self.json_prefix
-            self.writer.write(orjson.dumps(entry) + b"\n")
+            self.writer.write(json_line(entry) + b"\n")
             return
         backends = "".join(f' backend="{b}" {o} {d:.2f}ms;' for b, o, d in calls or ())
-        self.writer.write(
-            f"{self.prefix}{timestamp(now)} INFO lambdagate.access: {method} {path} {status} {duration_ms:.2f}ms "
-            f"{size}B route={route or '-'} client={client_ip} request_id={request_id}"
-            f"{f' trace_id={trace_id}' if trace_id else ''}{backends}\n"
-            .encode("utf-8", "replace"))
+        line = (f"{self.prefix}{timestamp(now)} INFO lambdagate.access: {method} {path} {status} {duration_ms:.2f}ms "
+                f"{size}B route={route or '-'} client={client_ip} request_id={request_id}"
+                f"{f' trace_id={trace_id}' if trace_id else ''}{backends}")
+        if not line.isprintable():  # a decoded path can hold a line break (%0A): escaped like every text field
+            line = escape(line)
+        self.writer.write(line.encode("utf-8", "replace") + b"\n")

@@ -49,6 +49,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
+from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext
 
 NAMESPACE = "telemetry/metrics"
@@ -62,11 +63,15 @@ log = logging.getLogger("lambdagate.metrics")
 # --- config -------------------------------------------------------------------------------------------------
 
 _LISTEN_RE = re.compile(r"(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[A-Za-z0-9.-]*)):(?P<port>[0-9]{1,5})")
-_LISTEN_EXAMPLE = 'write it like ":9091" (all interfaces) or "127.0.0.1:9091"'
+_LISTEN_EXAMPLE = 'write it like "127.0.0.1:9091", or "0.0.0.0:9091" for all interfaces'
+DEFAULT_LISTEN = "127.0.0.1:9091"
+LOOPBACK_ONLY = ('listens on 127.0.0.1 only (in KrakenD it means all interfaces); write "0.0.0.0:{port}" or '
+                 '"[::]:{port}" to serve metrics on every interface')
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
-    """(host, port) for KrakenD's "[host]:port"; no host means all interfaces. ValueError with a hint otherwise."""
+    """(host, port) for KrakenD's "[host]:port". No host means loopback here, not all interfaces as in KrakenD:
+    exposing the metrics must be explicit ("0.0.0.0:9091"). ValueError with a hint otherwise."""
     match = _LISTEN_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"{text!r} is not a listen address: {_LISTEN_EXAMPLE}")
@@ -74,7 +79,7 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"port {port} is out of range 1-65535: {_LISTEN_EXAMPLE}")
     if match["ipv6"] is None:
-        return match["host"] or "0.0.0.0", port
+        return match["host"] or "127.0.0.1", port
     try:
         ipaddress.IPv6Address(match["ipv6"])
     except ValueError:
@@ -87,7 +92,7 @@ class MetricsOptions(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    listen_address: str = ":9091"
+    listen_address: str = DEFAULT_LISTEN
     # KrakenD aggregates over this window; our counters are cumulative, so it is accepted and unused.
     collection_time: Seconds = Field(default=60.0, ge=0)
     proxy_disabled: StrictBool = False
@@ -107,7 +112,7 @@ class MetricsOptions(BaseModel):
 
     @property
     def url(self) -> str:
-        """Where /metrics is served, to print: the host as given ("0.0.0.0" when none), IPv6 in brackets."""
+        """Where /metrics is served, to print: the host as given ("127.0.0.1" when none), IPv6 in brackets."""
         host, port = self.address
         return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
@@ -123,13 +128,17 @@ class MetricsOptions(BaseModel):
 
 
 def parse(value: Any, ctx: NamespaceContext) -> MetricsOptions:
-    return parse_namespace_model(MetricsOptions, value, ctx, '{"listen_address": "127.0.0.1:9091"}')
+    options = parse_namespace_model(MetricsOptions, value, ctx, '{"listen_address": "127.0.0.1:9091"}')
+    if options.listen_address.startswith(":"):  # KrakenD's usual ":9091" would silently change meaning
+        ctx.warnings.append(("listen_address", f"{options.listen_address!r} "
+                             + LOOPBACK_ONLY.format(port=options.address[1])))
+    return options
 
 
 METRICS_NAMESPACE = Namespace(NAMESPACE, "service", parse)
 
 
-def metrics_options(service: Any) -> MetricsOptions | None:
+def metrics_options(service: ServiceConfig) -> MetricsOptions | None:
     """The options, or None when the config does not turn metrics on."""
     return service.namespaces.get(NAMESPACE)
 

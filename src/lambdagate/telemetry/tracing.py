@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from lambdagate.config.loader import parse_namespace_model
+from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.errors import BackendError, StartupError
 from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
@@ -145,7 +146,7 @@ def _otel_installed() -> bool:
         return False
 
 
-def tracing_options(service: Any) -> TracingOptions | None:
+def tracing_options(service: ServiceConfig) -> TracingOptions | None:
     """The options, or None when the config does not turn tracing on (no namespace, or no exporter for traces)."""
     options = service.namespaces.get(NAMESPACE)
     return options if options is not None and options.trace_urls else None

@@ -1,0 +1,209 @@
+"""The backends' reply rules in process: JSON depth, data shaping, reply header caps, the Lambda error table.
+
+The end-to-end behaviour (statuses, logs, merges) is in test_backend_hardening.py, test_lambda_backend.py and
+test_faults.py; these pin the rules themselves, edge by edge, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from lambdagate.backends import reply_data
+from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
+from lambdagate.backends.lambda_errors import SERVICE_ERRORS, service_answer
+from lambdagate.backends.lambda_reply import ReplyDecoder, data_response, unwrap
+from lambdagate.backends.reply_data import MAX_JSON_DEPTH, TooDeep, load_json, shape_data
+from lambdagate.backends.reply_headers import HeaderLimits, MalformedReply, bounded, checked
+from lambdagate.errors import BackendError
+
+
+def nested(depth: int, leaf: object = 1) -> object:
+    value = leaf
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def depth_of(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    return 0
+
+
+# ------------------------------------------------------------------- JSON depth
+
+@pytest.mark.parametrize("depth", [0, 1, 2, MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH])
+def test_json_up_to_the_depth_limit_is_accepted(depth):
+    doc = orjson.dumps(nested(depth))
+    assert load_json(doc) == orjson.loads(doc)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 254, 255, 1024])
+def test_json_past_the_depth_limit_is_refused(depth):
+    with pytest.raises(TooDeep, match=f"deeper than {MAX_JSON_DEPTH} levels"):
+        load_json(b"[" * depth + b"]" * depth)
+
+
+def test_the_limit_leaves_room_for_what_the_gateway_wraps_around_data():
+    # group + the collection of an array: the rendered document must still encode
+    value = {"group": {"collection": load_json(orjson.dumps(nested(MAX_JSON_DEPTH)))}}
+    assert orjson.loads(orjson.dumps(value)) == value
+
+
+@pytest.mark.parametrize("doc", [
+    orjson.dumps([[1]] * 130),  # small: counted, then checked
+    orjson.dumps({"items": [{"a": [1, {"b": 2}]} for _ in range(500)]}),  # large: checked at once
+], ids=["small", "large"])
+def test_many_shallow_brackets_pass_the_exact_check(doc):
+    assert doc.count(b"[") + doc.count(b"{") > MAX_JSON_DEPTH
+    assert load_json(doc) == orjson.loads(doc)
+
+
+def test_a_large_deep_document_is_refused_without_counting():
+    with pytest.raises(TooDeep):
+        load_json(b"[" * 129 + b"]" * 129 + b" " * 5000)
+
+
+def test_brackets_inside_strings_do_not_count():
+    doc = orjson.dumps({"text": "[" * 5000 + "{" * 5000})
+    assert load_json(doc) == {"text": "[" * 5000 + "{" * 5000}
+
+
+def test_the_encoder_probe_and_the_walk_agree():
+    """The probe (orjson's own recursion limit, 254 levels in orjson 3.x, used as the check) and the walk (the
+    fallback for an orjson without a limit) give the same answer on random shapes around the limit."""
+    if reply_data._ENCODER_DEPTH is None:
+        pytest.skip("this orjson encodes any depth: only the walk is used")
+    rng = random.Random(7)
+    for _ in range(300):
+        depth = rng.randint(MAX_JSON_DEPTH - 3, MAX_JSON_DEPTH + 3)
+        value = nested(depth)
+        for _ in range(rng.randint(0, 5)):  # siblings of every depth next to the deep branch
+            value = {"deep": value, "side": nested(rng.randint(0, depth))} if rng.random() < 0.5 else \
+                [nested(rng.randint(0, depth)), value]
+        expected = depth_of(value) > MAX_JSON_DEPTH
+        assert reply_data._probe_depth(value) is expected
+        assert reply_data._walk_depth(value) is expected
+
+
+def test_the_probe_leaves_its_padding_as_it_found_it():
+    if reply_data._ENCODER_DEPTH is None:
+        pytest.skip("this orjson encodes any depth: only the walk is used")
+    for value in (nested(10), nested(300)):
+        reply_data._probe_depth(value)
+        assert reply_data._padding.chain[1] == []
+
+
+# ------------------------------------------------------------------- shaping
+
+@pytest.mark.parametrize(("value", "data"), [
+    ({"a": 1}, {"a": 1}), ({}, {}), ([1, 2], {"collection": [1, 2]}), ([], {"collection": []}),
+    ("text", {"content": "text"}), (7, {"content": 7}), (None, {"content": None}), (False, {"content": False}),
+])
+def test_shape_data_is_krakends_rule(value, data):
+    assert shape_data(value) == data
+
+
+@pytest.mark.parametrize(("value", "data", "complete"), [
+    ({"a": 1}, {"a": 1}, True), ({}, {}, False), ([], {"collection": []}, True), (0, {"content": 0}, True),
+    (None, {}, False),  # a function's null is no data (an HTTP backend's null is {"content": null})
+])
+def test_a_functions_data_is_shaped_alike_and_complete_only_with_data(value, data, complete):
+    resp = data_response(value)
+    assert (resp.data, resp.is_complete) == (data, complete)
+
+
+# ------------------------------------------------------------------- reply headers
+
+LIMITS = HeaderLimits(count=3, bytes=20)
+
+
+def test_headers_are_counted_after_what_is_never_passed_on():
+    headers = [("X-Request-Id", "x"), ("Connection", "close"), ("a", "1"), ("b", "2"), ("c", "3"),
+               ("X-KrakenD-Completed", "true"), ("content-length", "9")]
+    assert bounded(headers, LIMITS) == [("a", "1"), ("b", "2"), ("c", "3")]
+    with pytest.raises(MalformedReply, match="4 headers, more than 3"):
+        bounded([*headers, ("d", "4")], LIMITS)
+
+
+def test_header_bytes_count_utf8():
+    assert bounded([("a", "\u20ac" * 6)], LIMITS)  # 1 + 18 bytes
+    with pytest.raises(MalformedReply, match="headers of 22 bytes, more than 20"):
+        bounded([("a", "\u20ac" * 7)], LIMITS)
+
+
+@pytest.mark.parametrize(("name", "value", "cause"), [
+    ("X A", "1", "invalid header name"), ("X-\u00e9", "1", "invalid header name"), ("", "1", "invalid header name"),
+    ("X:A", "1", "invalid header name"), ("X-A", "a\x7fb", "control character"), ("X-A", "a\rb", "line break"),
+])
+def test_headers_the_server_cannot_send_are_malformed(name, value, cause):
+    with pytest.raises(MalformedReply, match=cause):
+        checked([(name, value)], HeaderLimits())
+
+
+def test_sendable_headers_pass_as_they_are():
+    headers = [("X-Tab", "a\tb"), ("X-Utf8", "5\u20ac"), ("X-Latin1", "caf\udce9")]  # aiohttp: surrogateescape
+    assert checked(headers, HeaderLimits()) == headers
+
+
+def test_unwrap_refuses_too_many_names_before_checking_them():
+    with pytest.raises(MalformedReply, match="more than 100 headers"):
+        unwrap({"statusCode": 200, "headers": {f"bad name {i}": "v" for i in range(24600)}})
+
+
+def test_decoder_turns_a_malformed_reply_into_the_backends_error():
+    decoder = ReplyDecoder("proxy", "apigateway_v1", single=True)
+    with pytest.raises(BackendError) as info:
+        decoder.decode(orjson.dumps({"statusCode": 200, "headers": {f"h{i}": "v" for i in range(101)}}), "fn")
+    assert (info.value.status, info.value.message) == (500, "the function reply is malformed")
+    assert info.value.cause == "function=fn: more than 100 headers"
+
+
+# ------------------------------------------------------------------- forwarding headers
+
+def test_client_forwarding_headers_are_dropped_and_others_kept():
+    headers = {"x-forwarded-for": "6.6.6.6", "x-real-ip": "6.6.6.6", "forwarded": "for=6.6.6.6", "a": "1"}
+    assert without(headers, CLIENT_FORWARDING) == {"a": "1"}
+    plain = {"a": "1"}
+    copy = without(plain, CLIENT_FORWARDING)
+    assert copy == plain and copy is not plain  # callers add to it
+
+
+# ------------------------------------------------------------------- the Lambda error table
+
+@pytest.mark.parametrize(("status", "code", "from_url", "answer"), [
+    (404, "ResourceNotFoundException", True, (404, "unknown function", None)),
+    (404, "ResourceNotFoundException", False, (500, "the backend failed", "misconfiguration")),
+    (404, "OtherNotFound", True, (500, "the backend failed", None)),
+    (429, "TooManyRequestsException", False, (429, "too many requests", None)),
+    (429, "RequestTooLargeException", False, (429, "too many requests", None)),  # status before code
+    (413, "Whatever", False, (413, "request payload too large", None)),
+    (400, "RequestTooLargeException", False, (413, "request payload too large", None)),
+    (400, "RequestEntityTooLargeException", True, (413, "request payload too large", None)),
+    (400, "InvalidRequestContentException", False, (400, "the request body must be JSON", None)),
+    (500, "InvalidRequestContentException", False, (500, "the backend failed", None)),
+    (502, "ResponseTooLarge", False, (502, "the backend reply is too large", None)),
+    (403, "ResponseTooLarge", False, (502, "the backend reply is too large", None)),  # code before 401/403
+    (401, "UnrecognizedClientException", False, (500, "the backend failed", "refused the credentials")),
+    (403, "ExpiredTokenException", True, (500, "the backend failed", "refused the credentials")),
+    (500, "ServiceException", False, (500, "the backend failed", None)),
+    (0, "Error", False, (500, "the backend failed", None)),
+])
+def test_service_errors_table(status, code, from_url, answer):
+    got = service_answer(status, code, from_url)
+    assert got.status == answer[0] and got.message == answer[1]
+    assert (got.alert is None) if answer[2] is None else answer[2] in got.alert
+    assert got.retry_after is (status == 429)
+
+
+def test_every_row_of_the_table_is_reachable():
+    for row in SERVICE_ERRORS:
+        status = row.status if row.status is not None else 418
+        code = row.code if row.code is not None else "SomeCode"
+        from_url = row.from_url if row.from_url is not None else True
+        assert service_answer(status, code, from_url) is row.answer, row
