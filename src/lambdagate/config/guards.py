@@ -33,7 +33,7 @@ GUARD_NAMES = frozenset({
     "endpoint/rate-limit",  # not a KrakenD name, but real configs write it for a rate limit
 })
 
-# Old names (as normalised by `_normal`) → the current name. From KrakenD's 1.x → 2.0 migration table, plus
+# Old names (as normalised by `normal`) → the current name. From KrakenD's 1.x → 2.0 migration table, plus
 # the spellings found in real configs. Non-guards are listed too, so a warning can say what to write instead.
 OLD_NAMES: dict[str, str] = {
     "github.com/devopsfaith/krakend-jose/validator": "auth/validator",
@@ -87,19 +87,20 @@ _PROTECTS = {"service": "every endpoint", "endpoint": "this endpoint", "backend"
 _SERVE = {"service": "serve every endpoint", "endpoint": "serve the endpoint", "backend": "call the backend"}
 
 
-def _normal(key: str) -> str:
+def normal(key: str) -> str:
+    """A key as old names are written in OLD_NAMES: lower case, trimmed, `github.com/` for `github_com/`."""
     name = key.strip().lower()
     return "github.com/" + name.removeprefix("github_com/") if name.startswith("github_com/") else name
 
 
 def canonical(key: str) -> str:
     """The current name of a namespace key: `auth/validator` for every spelling of the JWT validator."""
-    name = _normal(key)
+    name = normal(key)
     return OLD_NAMES.get(name, name)
 
 
 def is_old_name(key: str) -> bool:
-    return _normal(key) in OLD_NAMES
+    return normal(key) in OLD_NAMES
 
 
 def is_guard(key: str) -> bool:
@@ -135,6 +136,12 @@ def misplaced(key: str, scope: str, belongs: str) -> str:
 def served_without(key: str, served: str) -> str:
     """The warning for a guard that --allow-unsupported lets lambdagate ignore; `served` says what runs open."""
     return f"{_named(key)} is ignored: {served} WITHOUT this protection (--allow-unsupported {canonical(key)})"
+
+
+def old_name_read(key: str, name: str) -> str:
+    """The warning for an old name that lambdagate reads as its current name `name`."""
+    return (f"`{key}` is the old name of `{name}` and is read as `{name}`; write `{name}` (KrakenD 2 and later "
+            "ignore the old name)")
 
 
 def unsupported_hint(key: str, *, implemented: bool) -> str:

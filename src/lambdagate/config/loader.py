@@ -170,6 +170,8 @@ def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[Con
         if ns.name in owner.namespaces:
             errors.append(ConfigIssue(path, f"{ns.name!r} is given twice (once under an alias): keep one"))
             continue
+        if key != ns.name:
+            warnings.append(ConfigIssue(path, guards.old_name_read(key, ns.name)))
         ctx.path, ctx.warnings = path, []
         try:
             owner.namespaces[ns.name] = ns.parse(value, ctx)

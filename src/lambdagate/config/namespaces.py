@@ -2,12 +2,16 @@
 
 A namespace parses its raw value into a typed object once, at load time. A namespace marked as a backend
 type (e.g. `backend/lambda`) turns a backend into that type, which then needs no `host` or `url_pattern`.
+A namespace may read old names (`aliases`, e.g. KrakenD 1.x's `github.com/devopsfaith/krakend-jose/validator`):
+they are matched as config/guards.py normalises old names, and the loader warns with the current name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from lambdagate.config import guards
 
 if TYPE_CHECKING:
     from lambdagate.config.model import BackendConfig, EndpointConfig, ServiceConfig
@@ -65,4 +69,7 @@ def lookup(key: str) -> Namespace | None:
     if not _REGISTRY:
         # Reading a config before the namespaces are registered would treat every extension as unknown.
         raise RuntimeError("no extra_config namespace is registered: call lambdagate.plugins.install() first")
-    return _REGISTRY.get(key)
+    found = _REGISTRY.get(key)
+    if found is None and guards.is_old_name(key):  # e.g. "github_com/devopsfaith/krakend-jose/validator"
+        found = _REGISTRY.get(guards.normal(key))
+    return found
