@@ -265,7 +265,7 @@ def test_plain_http_and_the_legacy_name_are_warned_about(oauth: str) -> None:
     path = f'endpoints[0].backend[0].extra_config["{old}"]'
     assert warnings == [
         f"{path}: `{old}` is the old name of `auth/client-credentials` and is read as `auth/client-credentials`; "
-        "write `auth/client-credentials` (KrakenD 2 and later ignore the old name)",
+        "write `auth/client-credentials` (KrakenD 2 and later may ignore the old name)",
         f"{path}.token_url: is plain HTTP: the client secret and the tokens travel unencrypted"]
 
     async def scenario(gw: InProcessGateway) -> None:

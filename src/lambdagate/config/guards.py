@@ -141,7 +141,7 @@ def served_without(key: str, served: str) -> str:
 def old_name_read(key: str, name: str) -> str:
     """The warning for an old name that lambdagate reads as its current name `name`."""
     return (f"`{key}` is the old name of `{name}` and is read as `{name}`; write `{name}` (KrakenD 2 and later "
-            "ignore the old name)")
+            "may ignore the old name)")
 
 
 def unsupported_hint(key: str, *, implemented: bool) -> str:
