@@ -155,7 +155,7 @@ def test_an_implemented_guards_old_name_is_read_with_a_warning_naming_the_curren
     assert [str(w) for w in loaded.warnings] == [
         'endpoints[0].extra_config["github_com/devopsfaith/krakend-jose/validator"]: '
         "`github_com/devopsfaith/krakend-jose/validator` is the old name of `auth/validator` and is read as "
-        "`auth/validator`; write `auth/validator` (KrakenD 2 and later ignore the old name)"]
+        "`auth/validator`; write `auth/validator` (KrakenD 2 and later may ignore the old name)"]
     assert "auth/validator" in loaded.service.endpoints[0].namespaces
     # In a backend it protects nothing, under any name: refused as misplaced, as the current name is.
     assert errors_of(doc(backend_ns={JOSE_V1: validator})) == [
@@ -223,7 +223,7 @@ def test_old_names_of_implemented_namespaces_are_applied_with_a_warning(old: str
     assert list(owner.namespaces) == [name]
     where = "" if scope == "service" else "endpoints[0]."
     krakend = "KrakenD 2 reads this spelling too" if old.startswith("github_com/") else \
-        "KrakenD 2 and later ignore the old name"
+        "KrakenD 2 and later may ignore the old name"
     assert [str(w) for w in loaded.warnings] == [
         f'{where}extra_config["{old}"]: `{old}` is the old name of `{name}` and is read as `{name}`; write `{name}` '
         f"({krakend})"]

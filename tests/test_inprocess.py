@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.errors import BackendError, ConfigError
@@ -179,3 +181,27 @@ def test_cache_ttl_is_private_on_endpoints_that_forward_credentials() -> None:
                endpoint("/auth", "/a", cache_ttl="1m", input_headers=["authorization"]),
                endpoint("/cookie", "/a", cache_ttl="1m", input_headers=["Cookie"]),
                endpoint("/star", "/a", cache_ttl="1m", input_headers=["*"])), fakes, scenario)
+
+
+def _leaves_its_segment(value: str, allow_slash: bool) -> bool:
+    """The rule, written plainly: decode until nothing changes (at most 4 rounds) and look at every stage."""
+    from urllib.parse import unquote
+
+    for _ in range(5):
+        if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+            return True
+        parts = value.replace("\\", "/").split("/")
+        if (not allow_slash and len(parts) > 1) or any(p in (".", "..") for p in (parts if allow_slash else [value])):
+            return True
+        decoded = unquote(value)
+        if decoded == value:
+            return False
+        value = decoded
+    return True
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab.%2F5C0E/\\\x00\x7f")), max_size=12), st.booleans())
+def test_the_fast_path_of_the_parameter_check_agrees_with_the_rule(value: str, allow_slash: bool) -> None:
+    from lambdagate.front.request import unsafe_param
+
+    assert unsafe_param(value, allow_slash) == _leaves_its_segment(value, allow_slash)

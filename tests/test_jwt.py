@@ -488,7 +488,7 @@ def test_legacy_name_is_read_with_a_warning_naming_the_current_one(keyfile) -> N
     loaded = validate_document(doc, LoadOptions())
     assert [str(w) for w in loaded.warnings] == [
         f'endpoints[0].extra_config["{legacy}"]: `{legacy}` is the old name of `auth/validator` and is read as '
-        "`auth/validator`; write `auth/validator` (KrakenD 2 and later ignore the old name)"]
+        "`auth/validator`; write `auth/validator` (KrakenD 2 and later may ignore the old name)"]
     assert NS in loaded.service.endpoints[0].namespaces
 
     async def scenario(gw: InProcessGateway) -> None:

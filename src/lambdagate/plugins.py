@@ -1,4 +1,5 @@
-"""The composition module: every `extra_config` namespace and backend type lambdagate implements, in one place.
+"""The composition module: every `extra_config` namespace, backend type, backend wrapper and response step
+lambdagate implements, in one place.
 
 Entry points (the CLI, each worker, tests) call `install()` before reading a config. Adding an extension is adding
 its namespace here; the config package itself knows none of them.
@@ -6,14 +7,16 @@ its namespace here; the config package itself knows none of them.
 
 from __future__ import annotations
 
+from lambdagate.auth.client_credentials import CLIENT_CREDENTIALS_NAMESPACE, with_client_credentials
 from lambdagate.auth.config import VALIDATOR_NAMESPACE
+from lambdagate.auth.signer import SIGNER_NAMESPACE, signer_step
 from lambdagate.backends.http import http_backend
 from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
 from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.server_options import SERVER_OPTIONS
-from lambdagate.pipeline import BackendFactory
+from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
 from lambdagate.security.botdetector import BOT_DETECTOR_NAMESPACE
 from lambdagate.security.cors import CORS_NAMESPACE
 from lambdagate.security.httpsecure import HTTP_SECURITY_NAMESPACE
@@ -22,9 +25,14 @@ from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
 NAMESPACES = (SERVER_OPTIONS, ENDPOINT_OPTIONS, LAMBDA_NAMESPACE, LOGGING_NAMESPACE, METRICS_NAMESPACE,
-              TRACING_NAMESPACE, VALIDATOR_NAMESPACE, CORS_NAMESPACE, HTTP_SECURITY_NAMESPACE, BOT_DETECTOR_NAMESPACE)
+              TRACING_NAMESPACE, VALIDATOR_NAMESPACE, SIGNER_NAMESPACE, CLIENT_CREDENTIALS_NAMESPACE, CORS_NAMESPACE,
+              HTTP_SECURITY_NAMESPACE, BOT_DETECTOR_NAMESPACE)
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
+# Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.
+BACKEND_WRAPPERS: dict[str, BackendWrapper] = {CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials}
+# Steps between an endpoint's merge and its rendering, in the order they run; each applies when configured.
+RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (signer_step,)
 
 
 def install() -> None:
@@ -34,9 +42,7 @@ def install() -> None:
 
 
 def backend_factory(backend: BackendConfig) -> BackendFactory:
-    """The factory that builds this backend: its type's, else HTTP."""
-    for name in backend.namespaces:
-        factory = BACKEND_TYPES.get(name)
-        if factory is not None:
-            return factory
-    return http_backend
+    """The factory that builds this backend: its type's, else HTTP; with the wrappers its config asks for."""
+    factory = next((BACKEND_TYPES[name] for name in backend.namespaces if name in BACKEND_TYPES), http_backend)
+    wrappers = [wrapper for name, wrapper in BACKEND_WRAPPERS.items() if name in backend.namespaces]
+    return wrapped_factory(factory, wrappers) if wrappers else factory

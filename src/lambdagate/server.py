@@ -88,8 +88,8 @@ class Gateway:
                                    metrics=self.metrics, tracing=tracing,
                                    backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
                                    record_calls=self.observers.access_log is not None)
-        pipelines = [await build_endpoint(service, endpoint, self.resources, self.backend_factory)
-                     for endpoint in service.endpoints]
+        pipelines = [await build_endpoint(service, endpoint, self.resources, self.backend_factory,
+                                          plugins.RESPONSE_STEPS) for endpoint in service.endpoints]
         self.handler = await build_stack(service, pipelines, self.resources, self.options, self.admission,
                                          self.observers, started=time.monotonic(), debug=self.debug)
         log.info("serving %d endpoints from %s", len(service.endpoints), self.loaded.source or "config")

@@ -166,7 +166,8 @@ KRAKEND_READS = frozenset({
 
 def old_name_read(key: str, name: str) -> str:
     """The warning for an old name that lambdagate reads as its current name `name`."""
-    krakend = "KrakenD 2 reads this spelling too" if key in KRAKEND_READS else "KrakenD 2 and later ignore the old name"
+    krakend = "KrakenD 2 reads this spelling too" if key in KRAKEND_READS else \
+        "KrakenD 2 and later may ignore the old name"
     return f"`{key}` is the old name of `{name}` and is read as `{name}`; write `{name}` ({krakend})"
 
 

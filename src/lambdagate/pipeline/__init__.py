@@ -1,15 +1,22 @@
-"""Endpoint pipelines, each built once at start-up from the config: backends → format → fan-out → render."""
+"""Endpoint pipelines, each built once at start-up from the config: backends → format → fan-out → response steps
+→ render.
+
+Extensions plug in at two places, both composed only when their namespace is configured: a backend wrapper
+(`wrapped_factory`, e.g. auth/client-credentials adds a token to each call) and a response step (`ResponseStep`,
+e.g. auth/signer signs fields of the merged data before it is rendered).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from lambdagate.config.model import BackendConfig, EndpointConfig, ServiceConfig
 from lambdagate.errors import BackendError
-from lambdagate.pipeline.fanout import BackendSlot, call_all, call_one
+from lambdagate.pipeline.fanout import BackendSlot, MergedResponse, call_all, call_one
 from lambdagate.pipeline.formatter import Formatter, build_formatter
 from lambdagate.pipeline.render import Renderer, Reply
 from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
@@ -18,7 +25,8 @@ if TYPE_CHECKING:
     from lambdagate.backends import Resources
     from lambdagate.telemetry.metrics import BackendStats
 
-__all__ = ["BackendFactory", "BuildContext", "BuiltBackend", "EndpointPipeline", "Reply", "build_endpoint"]
+__all__ = ["BackendFactory", "BackendWrapper", "BuildContext", "BuiltBackend", "EndpointPipeline", "Reply",
+           "ResponseStep", "ResponseStepFactory", "build_endpoint", "wrapped_factory"]
 
 
 @dataclass
@@ -46,6 +54,33 @@ class BuiltBackend:
 
 
 BackendFactory = Callable[[BackendConfig, BuildContext], Awaitable[BuiltBackend]]
+# Wraps a built backend (its call, as a rule) where the backend's config asks for it; runs once, at start-up.
+BackendWrapper = Callable[[BuiltBackend, BackendConfig, BuildContext], Awaitable[BuiltBackend]]
+
+
+def wrapped_factory(factory: BackendFactory, wrappers: Sequence[BackendWrapper]) -> BackendFactory:
+    """`factory` with `wrappers` applied to what it builds, the first one innermost."""
+
+    async def build(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
+        built = await factory(cfg, ctx)
+        for wrapper in wrappers:
+            built = await wrapper(built, cfg, ctx)
+        return built
+
+    return build
+
+
+@dataclass(frozen=True)
+class ResponseStep:
+    """A change to an endpoint's merged outcome before it is rendered (auth/signer signs fields of it)."""
+
+    apply: Callable[[MergedResponse], MergedResponse]
+    per_user: bool = False  # its replies differ per user, so a shared cache must not keep them
+
+
+# Builds an endpoint's response step, or None when the endpoint's config does not ask for it; runs once, at start-up
+# (it may fetch what the step needs, e.g. a signing key).
+ResponseStepFactory = Callable[[ServiceConfig, EndpointConfig, "Resources"], Awaitable[ResponseStep | None]]
 
 
 def observed(call: Backend, label: str, stats: BackendStats | None, record: bool) -> Backend:
@@ -86,23 +121,30 @@ def with_formatter(call: Backend, formatter: Formatter) -> Backend:
 
 
 class EndpointPipeline:
-    """Serving a request is one call: fan out to the backends under the deadline, then render."""
+    """Serving a request is one call: fan out to the backends under the deadline, apply the response steps (if
+    any), then render."""
 
-    def __init__(self, config: EndpointConfig, timeout: float, slots: list[BackendSlot], renderer: Renderer) -> None:
+    def __init__(self, config: EndpointConfig, timeout: float, slots: list[BackendSlot], renderer: Renderer,
+                 steps: Sequence[ResponseStep] = ()) -> None:
         self.config = config
         self.timeout = timeout
         self._slots = slots
         self._slot = slots[0]
         self._single = len(slots) == 1
         self._renderer = renderer
+        self._steps = tuple(step.apply for step in steps) or None  # None: nothing to run between merge and render
 
     async def __call__(self, req: ProxyRequest) -> Reply:
         outcome = await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
+        if self._steps is not None:
+            for step in self._steps:
+                outcome = step(outcome)
         return self._renderer.render(outcome)
 
 
 async def build_endpoint(service: ServiceConfig, endpoint: EndpointConfig, resources: Resources,
-                         factory_for: Callable[[BackendConfig], BackendFactory]) -> EndpointPipeline:
+                         factory_for: Callable[[BackendConfig], BackendFactory],
+                         step_factories: Sequence[ResponseStepFactory] = ()) -> EndpointPipeline:
     slots = []
     for i, backend in enumerate(endpoint.backend):
         ctx = BuildContext(service, endpoint, i, resources)
@@ -122,5 +164,7 @@ async def build_endpoint(service: ServiceConfig, endpoint: EndpointConfig, resou
     timeout = endpoint.timeout or service.timeout
     encoding = endpoint.output_encoding or service.output_encoding
     cache_ttl = endpoint.cache_ttl if endpoint.cache_ttl is not None else service.cache_ttl
-    per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers})
-    return EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl, per_user=per_user))
+    steps = [step for factory in step_factories if (step := await factory(service, endpoint, resources)) is not None]
+    per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers}) \
+        or any(step.per_user for step in steps)
+    return EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl, per_user=per_user), steps)
