@@ -110,6 +110,19 @@ def test_actual_requests_get_cors_headers_on_every_reply_errors_included() -> No
     run(config(STRICT, *endpoints), fakes, scenario)
 
 
+def test_admission_refusals_get_cors_headers_too() -> None:
+    """A browser must see the gateway's 431 (or 503, 413, 414) as such, not as a CORS failure."""
+    fakes = FakeBackends({"/a": returning({"a": 1})})
+
+    async def scenario(gw: InProcessGateway) -> None:
+        r = await gw.request("GET", "/a", [("Origin", APP), *[(f"x-{i}", "v") for i in range(3)]])
+        assert r.status == 431 and r.header("access-control-allow-origin") == APP
+        assert r.header("vary") == "Origin"
+
+    run(config(STRICT, extra_config={"security/cors": STRICT, "lambdagate/server": {"max_header_count": 3}}),
+        fakes, scenario)
+
+
 def test_any_origin_never_comes_with_credentials() -> None:
     fakes = FakeBackends({"/a": returning({"a": 1})})
     cors = {"allow_origins": ["*"], "allow_credentials": True, "expose_headers": ["X-Total"]}

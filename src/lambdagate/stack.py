@@ -42,10 +42,13 @@ class StepContext:
 # run once, at start-up (they may fetch what the step needs, e.g. a key set). Namespaces not implemented yet are
 # refused at load time (config.guards), so no guard can be skipped silently.
 StepFactory = Callable[[StepContext], Awaitable[Step | None]]
-# Service-wide steps, before routing, in the order a request meets them, as in KrakenD CE: CORS (it wraps the
-# whole router there, so preflights for any path are answered and every reply gets its headers), security/http
-# and the service's bot detector (gin middlewares, so they also see unknown paths).
-SERVICE_STEPS: tuple[StepFactory, ...] = (cors.build_step, httpsecure.build_step, botdetector.build_step)
+# Steps outside admission, so every reply gets them, admission's refusals included (a browser must see a 503 as
+# a 503, not as a CORS failure): CORS. As in KrakenD CE it wraps the whole router, so preflights for any path are
+# answered before routing.
+EDGE_STEPS: tuple[StepFactory, ...] = (cors.build_step,)
+# Service-wide steps, after admission and before routing, in the order a request meets them, as in KrakenD CE:
+# security/http and the service's bot detector (gin middlewares, so they also see unknown paths).
+SERVICE_STEPS: tuple[StepFactory, ...] = (httpsecure.build_step, botdetector.build_step)
 # Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
 # JWT validation, Lua, rate limit.
 ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
@@ -102,7 +105,7 @@ async def endpoint_handler(ctx: StepContext, pipeline: EndpointPipeline, options
 async def build_stack(service: ServiceConfig, pipelines: list[EndpointPipeline], resources: Resources,
                       options: ServerOptions, admission: Admission, obs: Observers, *, started: float,
                       debug: bool) -> Handler:
-    """The whole front side: admission → service-wide steps → built-ins and router → per-endpoint steps →
+    """The whole front side: CORS → admission → service-wide steps → built-ins and router → per-endpoint steps →
     pipeline."""
     router: Router[Handler] = Router()
     for endpoint, pipeline in zip(service.endpoints, pipelines):
@@ -120,5 +123,6 @@ async def build_stack(service: ServiceConfig, pipelines: list[EndpointPipeline],
     refused_stats = obs.stats("*", "_refused")
     refused = {r.status: observed(answering(r), obs, None, refused_stats, keep_client_id=False)
                for r in admission.refusals}
-    service_wide = await composed(routed(router, miss, prefixes), SERVICE_STEPS, StepContext(service, None, resources))
-    return admitted(service_wide, admission, refused)
+    service_ctx = StepContext(service, None, resources)
+    service_wide = await composed(routed(router, miss, prefixes), SERVICE_STEPS, service_ctx)
+    return await composed(admitted(service_wide, admission, refused), EDGE_STEPS, service_ctx)
