@@ -22,7 +22,8 @@ demo: install
 check: install
 	$(BIN)/lambdagate check -c examples/krakend.json --functions examples/functions
 
-test: install-test
+# Lint first (seconds), then the suite.
+test: install-test lint
 	$(BIN)/python -m pytest -q
 
 lint: install-test

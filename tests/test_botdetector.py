@@ -14,8 +14,13 @@ from lambdagate.stack import StepContext
 from tests.support.asgi import FakeBackends, InProcessGateway, returning, run
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
-DETECTOR = {"allow": ["MyMonitor/1.0 bot"], "deny": ["BadBot/1.0"], "patterns": ["(Pingdom.com_bot_version_).*",
-            "(?i)bot"], "cache_size": 100, "empty_user_agent_is_bot": True}
+DETECTOR = {
+    "allow": ["MyMonitor/1.0 bot"],
+    "deny": ["BadBot/1.0"],
+    "patterns": ["(Pingdom.com_bot_version_).*", "(?i)bot"],
+    "cache_size": 100,
+    "empty_user_agent_is_bot": True,
+}
 
 
 def endpoint(path: str, detector: dict | None = None) -> dict:
@@ -36,9 +41,16 @@ def test_lists_and_patterns_in_krakends_order_at_service_level() -> None:
     fakes = FakeBackends({"/a": returning({"a": 1})})
 
     async def scenario(gw: InProcessGateway) -> None:
-        for ua, status in [(CHROME, 200), ("MyMonitor/1.0 bot", 200),  # allow wins over a matching pattern
-                           ("BadBot/1.0", 403), ("Pingdom.com_bot_version_1.4", 403), ("x GoogleBOT y", 403),
-                           (None, 403), ("", 403), ("Friendly/1.0", 200)]:
+        for ua, status in [
+            (CHROME, 200),
+            ("MyMonitor/1.0 bot", 200),  # allow wins over a matching pattern
+            ("BadBot/1.0", 403),
+            ("Pingdom.com_bot_version_1.4", 403),
+            ("x GoogleBOT y", 403),
+            (None, 403),
+            ("", 403),
+            ("Friendly/1.0", 200),
+        ]:
             r = await gw.request("GET", "/a", agent(ua))
             assert r.status == status, ua
             if status == 403:
@@ -75,8 +87,13 @@ def test_a_catastrophic_pattern_does_not_stall_the_worker() -> None:
 
     async def scenario(gw: InProcessGateway) -> None:
         started = time.monotonic()
-        for ua, status in [("a" * 30 + "!", 200), ("a" * (MAX_USER_AGENT - 1) + "!", 200), ("x" * 2000, 200),
-                           ("b" * 30 + "a", 403), ("a" * (MAX_USER_AGENT + 1), 403)]:
+        for ua, status in [
+            ("a" * 30 + "!", 200),
+            ("a" * (MAX_USER_AGENT - 1) + "!", 200),
+            ("x" * 2000, 200),
+            ("b" * 30 + "a", 403),
+            ("a" * (MAX_USER_AGENT + 1), 403),
+        ]:
             assert (await gw.request("GET", "/a", agent(ua))).status == status, ua[:40]
         assert time.monotonic() - started < 1.0
 
@@ -104,16 +121,20 @@ def test_a_detector_that_cannot_refuse_is_not_composed() -> None:
     assert asyncio.run(build_step(ctx)) is None
 
 
-@pytest.mark.parametrize(("detector", "error"), [
-    ({"patterns": ["ok", "(a)\\1"]}, "patterns[1]: invalid regular expression (invalid escape sequence: \\1)"),
-    ({"patterns": ["(?=lookahead)"]}, "patterns[0]: invalid regular expression (invalid perl operator: (?=)"),
-    ({"cache_size": -1}, "cache_size: Input should be greater than or equal to 0"),
-    ({"cache_size": 1_000_000}, "cache_size: Input should be less than or equal to 100000"),
-    ({"deny": "BadBot"}, "deny: Input should be a valid list"),
-])
+@pytest.mark.parametrize(
+    ("detector", "error"),
+    [
+        ({"patterns": ["ok", "(a)\\1"]}, "patterns[1]: invalid regular expression (invalid escape sequence: \\1)"),
+        ({"patterns": ["(?=lookahead)"]}, "patterns[0]: invalid regular expression (invalid perl operator: (?=)"),
+        ({"cache_size": -1}, "cache_size: Input should be greater than or equal to 0"),
+        ({"cache_size": 1_000_000}, "cache_size: Input should be less than or equal to 100000"),
+        ({"deny": "BadBot"}, "deny: Input should be a valid list"),
+    ],
+)
 def test_bad_options_are_refused_with_their_path(detector: dict, error: str) -> None:
     with pytest.raises(ConfigError) as info:
         validate_document(config(endpoint("/a", detector)), LoadOptions())
     messages = [str(issue) for issue in info.value.issues]
     assert len(messages) == 1 and messages[0].startswith(
-        f'endpoints[0].extra_config["security/bot-detector"].{error}'), messages
+        f'endpoints[0].extra_config["security/bot-detector"].{error}'
+    ), messages

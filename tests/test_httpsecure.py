@@ -23,8 +23,14 @@ def config(secure: dict, *endpoints: dict, cors: dict | None = None) -> dict:
 
 
 def security_headers(reply) -> list[tuple[str, str]]:
-    names = {"strict-transport-security", "x-frame-options", "x-content-type-options", "x-xss-protection",
-             "content-security-policy", "referrer-policy"}
+    names = {
+        "strict-transport-security",
+        "x-frame-options",
+        "x-content-type-options",
+        "x-xss-protection",
+        "content-security-policy",
+        "referrer-policy",
+    }
     return [(k.decode(), v.decode()) for k, v in reply.headers if k.decode() in names]
 
 
@@ -33,8 +39,15 @@ def test_hosts_outside_allowed_hosts_get_400() -> None:
     secure = {"allowed_hosts": [HOST, "api.example.com:8443"], "host_proxy_headers": ["X-Forwarded-Host"]}
 
     async def scenario(gw: InProcessGateway) -> None:
-        for host, status in [(HOST, 200), ("API.Example.COM", 200), ("api.example.com:8443", 200),
-                             ("evil.example", 400), ("api.example.com:8080", 400), ("", 400), ("a" * 5000, 400)]:
+        for host, status in [
+            (HOST, 200),
+            ("API.Example.COM", 200),
+            ("api.example.com:8443", 200),
+            ("evil.example", 400),
+            ("api.example.com:8080", 400),
+            ("", 400),
+            ("a" * 5000, 400),
+        ]:
             r = await gw.request("GET", "/a", [("Host", host)] if host else [])
             assert r.status == status, host
             if status == 400:
@@ -53,8 +66,13 @@ def test_regex_hosts_must_match_the_whole_host() -> None:
     fakes = FakeBackends({"/a": returning({"a": 1})})
 
     async def scenario(gw: InProcessGateway) -> None:
-        for host, status in [("api.example.com", 200), ("api.example.org", 200), ("xapi.example.com", 400),
-                             ("api.example.com.evil.net", 400), ("api-example.com", 400)]:
+        for host, status in [
+            ("api.example.com", 200),
+            ("api.example.org", 200),
+            ("xapi.example.com", 400),
+            ("api.example.com.evil.net", 400),
+            ("api-example.com", 400),
+        ]:
             assert (await gw.request("GET", "/a", [("Host", host)])).status == status, host
 
     run(config({"allowed_hosts": [r"api\.example\.(com|org)"], "allowed_hosts_are_regex": True}), fakes, scenario)
@@ -65,8 +83,7 @@ def test_plain_http_is_redirected_to_https() -> None:
 
     async def scenario(gw: InProcessGateway) -> None:
         r = await gw.request("GET", "/a/b%20c?x=1&y=%2F", [("Host", "api.example.com:8080")])
-        assert (r.status, r.header("location"), r.body) == (301, "https://api.example.com:8080/a/b%20c?x=1&y=%2F",
-                                                            b"")
+        assert (r.status, r.header("location"), r.body) == (301, "https://api.example.com:8080/a/b%20c?x=1&y=%2F", b"")
         behind_proxy = await gw.request("GET", "/a", [("Host", HOST), ("X-Forwarded-Proto", "https")])
         assert (behind_proxy.status, behind_proxy.json()) == (200, {"a": 1})
         other_value = await gw.request("GET", "/a", [("Host", HOST), ("X-Forwarded-Proto", "http")])
@@ -89,11 +106,23 @@ def test_plain_http_is_redirected_to_https() -> None:
     run(config({"ssl_redirect": True, "ssl_port": 443}), fakes, on_ssl_port)
 
 
-HEADERS = {"sts_seconds": 31536000, "sts_include_subdomains": True, "frame_deny": True, "content_type_nosniff": True,
-           "browser_xss_filter": True, "content_security_policy": "default-src 'self'",
-           "referrer_policy": "same-origin", "ssl_proxy_headers": {"X-Forwarded-Proto": "https"}}
-PLAIN = [("x-frame-options", "DENY"), ("x-content-type-options", "nosniff"), ("x-xss-protection", "1; mode=block"),
-         ("content-security-policy", "default-src 'self'"), ("referrer-policy", "same-origin")]
+HEADERS = {
+    "sts_seconds": 31536000,
+    "sts_include_subdomains": True,
+    "frame_deny": True,
+    "content_type_nosniff": True,
+    "browser_xss_filter": True,
+    "content_security_policy": "default-src 'self'",
+    "referrer_policy": "same-origin",
+    "ssl_proxy_headers": {"X-Forwarded-Proto": "https"},
+}
+PLAIN = [
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("x-xss-protection", "1; mode=block"),
+    ("content-security-policy", "default-src 'self'"),
+    ("referrer-policy", "same-origin"),
+]
 STS = ("strict-transport-security", "max-age=31536000; includeSubDomains")
 
 
@@ -117,8 +146,11 @@ def test_every_reply_gets_the_security_headers_and_sts_only_over_https() -> None
 
 def test_custom_frame_options_and_a_fresh_csp_nonce_per_reply() -> None:
     fakes = FakeBackends({"/a": returning({"a": 1})})
-    secure = {"frame_deny": True, "custom_frame_options_value": "SAMEORIGIN",
-              "content_security_policy": "script-src $NONCE 'strict-dynamic'"}
+    secure = {
+        "frame_deny": True,
+        "custom_frame_options_value": "SAMEORIGIN",
+        "content_security_policy": "script-src $NONCE 'strict-dynamic'",
+    }
 
     async def scenario(gw: InProcessGateway) -> None:
         policies = []
@@ -134,16 +166,22 @@ def test_custom_frame_options_and_a_fresh_csp_nonce_per_reply() -> None:
 
 def test_the_gateways_headers_replace_a_backends() -> None:
     async def answer(req: ProxyRequest) -> ProxyResponse:
-        return ProxyResponse.passthrough(200, [("X-Frame-Options", "ALLOWALL"), ("X-Other", "kept")], b"{}",
-                                         complete=True)
+        return ProxyResponse.passthrough(
+            200, [("X-Frame-Options", "ALLOWALL"), ("X-Other", "kept")], b"{}", complete=True
+        )
 
-    endpoint = {"endpoint": "/a", "output_encoding": "no-op",
-                "backend": [{"host": ["http://fake"], "url_pattern": "/a", "encoding": "no-op"}]}
+    endpoint = {
+        "endpoint": "/a",
+        "output_encoding": "no-op",
+        "backend": [{"host": ["http://fake"], "url_pattern": "/a", "encoding": "no-op"}],
+    }
 
     async def scenario(gw: InProcessGateway) -> None:
         r = await gw.request("GET", "/a")
-        assert [(k, v) for k, v in r.headers if k in (b"x-frame-options", b"x-other")] == \
-            [(b"x-other", b"kept"), (b"x-frame-options", b"DENY")]
+        assert [(k, v) for k, v in r.headers if k in (b"x-frame-options", b"x-other")] == [
+            (b"x-other", b"kept"),
+            (b"x-frame-options", b"DENY"),
+        ]
 
     run(config({"frame_deny": True}, endpoint), FakeBackends({"/a": answer}), scenario)
 
@@ -158,8 +196,10 @@ def test_is_development_turns_off_hosts_redirect_and_sts_only() -> None:
 
     run(config(secure), fakes, scenario)
     warnings = [str(w) for w in validate_document(config(secure), LoadOptions()).warnings]
-    assert warnings == ['extra_config["security/http"].is_development: true: allowed_hosts, ssl_redirect and '
-                        "Strict-Transport-Security are off"]
+    assert warnings == [
+        'extra_config["security/http"].is_development: true: allowed_hosts, ssl_redirect and '
+        "Strict-Transport-Security are off"
+    ]
 
 
 def test_cors_comes_first_a_refused_host_still_gets_cors_headers() -> None:
@@ -168,14 +208,21 @@ def test_cors_comes_first_a_refused_host_still_gets_cors_headers() -> None:
 
     async def scenario(gw: InProcessGateway) -> None:
         refused = await gw.request("GET", "/a", [("Host", "evil.example"), ("Origin", origin)])
-        assert (refused.status, refused.header("access-control-allow-origin"), refused.header("vary")) == \
-            (400, origin, "Origin")
-        preflight = await gw.request("OPTIONS", "/a", [("Host", "evil.example"), ("Origin", origin),
-                                                       ("Access-Control-Request-Method", "GET")])
+        assert (refused.status, refused.header("access-control-allow-origin"), refused.header("vary")) == (
+            400,
+            origin,
+            "Origin",
+        )
+        preflight = await gw.request(
+            "OPTIONS", "/a", [("Host", "evil.example"), ("Origin", origin), ("Access-Control-Request-Method", "GET")]
+        )
         assert (preflight.status, preflight.header("access-control-allow-origin")) == (204, origin)
         served = await gw.request("GET", "/a", [("Host", HOST), ("Origin", origin)])
-        assert (served.status, served.header("x-frame-options"), served.header("access-control-allow-origin")) == \
-            (200, "DENY", origin)
+        assert (served.status, served.header("x-frame-options"), served.header("access-control-allow-origin")) == (
+            200,
+            "DENY",
+            origin,
+        )
 
     run(config({"allowed_hosts": [HOST], "frame_deny": True}, cors={"allow_origins": [origin]}), fakes, scenario)
 
@@ -188,15 +235,21 @@ def test_https_connections_are_recognised_by_their_scheme() -> None:
     assert rules.with_headers([], False) == []
 
 
-@pytest.mark.parametrize(("secure", "error"), [
-    ({"ssl_host": "https://secure.example.com"}, "ssl_host: 'https://secure.example.com' is not a host"),
-    ({"ssl_port": 70000}, "ssl_port: Input should be less than or equal to 65535"),
-    ({"sts_seconds": -1}, "sts_seconds: Input should be greater than or equal to 0"),
-    ({"allowed_hosts": ["(a"], "allowed_hosts_are_regex": True}, "allowed_hosts[0]: invalid regular expression"),
-    ({"referrer_policy": "same-origin\r\nX-Injected: 1"}, "referrer_policy: 'same-origin\\r\\nX-Injected: 1' cannot"),
-    ({"host_proxy_headers": ["X Forwarded"]}, "host_proxy_headers[0]: 'X Forwarded' is not a header name"),
-    ({"frame_deny": "true"}, "frame_deny: Input should be a valid boolean"),
-])
+@pytest.mark.parametrize(
+    ("secure", "error"),
+    [
+        ({"ssl_host": "https://secure.example.com"}, "ssl_host: 'https://secure.example.com' is not a host"),
+        ({"ssl_port": 70000}, "ssl_port: Input should be less than or equal to 65535"),
+        ({"sts_seconds": -1}, "sts_seconds: Input should be greater than or equal to 0"),
+        ({"allowed_hosts": ["(a"], "allowed_hosts_are_regex": True}, "allowed_hosts[0]: invalid regular expression"),
+        (
+            {"referrer_policy": "same-origin\r\nX-Injected: 1"},
+            "referrer_policy: 'same-origin\\r\\nX-Injected: 1' cannot",
+        ),
+        ({"host_proxy_headers": ["X Forwarded"]}, "host_proxy_headers[0]: 'X Forwarded' is not a header name"),
+        ({"frame_deny": "true"}, "frame_deny: Input should be a valid boolean"),
+    ],
+)
 def test_bad_options_are_refused_with_their_path(secure: dict, error: str) -> None:
     with pytest.raises(ConfigError) as info:
         validate_document(config(secure), LoadOptions())
@@ -208,4 +261,5 @@ def test_hpkp_is_accepted_and_ignored_with_a_warning() -> None:
     loaded = validate_document(config({"hpkp_public_key": 'pin-sha256="base64=="; max-age=1'}), LoadOptions())
     assert [str(w) for w in loaded.warnings] == [
         'extra_config["security/http"].hpkp_public_key: ignored, as KrakenD CE does: browsers dropped HTTP Public '
-        "Key Pinning"]
+        "Key Pinning"
+    ]

@@ -24,9 +24,20 @@ from lambdagate.telemetry.logs import LOGGING_NAMESPACE
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
-NAMESPACES = (SERVER_OPTIONS, ENDPOINT_OPTIONS, LAMBDA_NAMESPACE, LOGGING_NAMESPACE, METRICS_NAMESPACE,
-              TRACING_NAMESPACE, VALIDATOR_NAMESPACE, SIGNER_NAMESPACE, CLIENT_CREDENTIALS_NAMESPACE, CORS_NAMESPACE,
-              HTTP_SECURITY_NAMESPACE, BOT_DETECTOR_NAMESPACE)
+NAMESPACES = (
+    SERVER_OPTIONS,
+    ENDPOINT_OPTIONS,
+    LAMBDA_NAMESPACE,
+    LOGGING_NAMESPACE,
+    METRICS_NAMESPACE,
+    TRACING_NAMESPACE,
+    VALIDATOR_NAMESPACE,
+    SIGNER_NAMESPACE,
+    CLIENT_CREDENTIALS_NAMESPACE,
+    CORS_NAMESPACE,
+    HTTP_SECURITY_NAMESPACE,
+    BOT_DETECTOR_NAMESPACE,
+)
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 # Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.

@@ -19,7 +19,7 @@ Pure data and small functions: this module imports nothing from the gateway.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 # How `lambdagate run` hands its --allow-unsupported list to the worker processes (comma-separated).
 ALLOW_ENV = "LAMBDAGATE_ALLOW_UNSUPPORTED"
@@ -30,10 +30,15 @@ GUARD_PREFIXES = ("auth/", "security/", "qos/ratelimit", "validation/", "modifie
 NOT_GUARDS = frozenset({"security/cors"})
 # Guards outside the prefixes. Plugins and middlewares that see the request can refuse it (plugin/http-client
 # only replaces the transport to a backend, so it is no guard); governance/quota is a rate limit by another name.
-GUARD_NAMES = frozenset({
-    "plugin/http-server", "plugin/req-resp-modifier", "plugin/middleware", "governance/quota",
-    "endpoint/rate-limit",  # not a KrakenD name, but real configs write it for a rate limit
-})
+GUARD_NAMES = frozenset(
+    {
+        "plugin/http-server",
+        "plugin/req-resp-modifier",
+        "plugin/middleware",
+        "governance/quota",
+        "endpoint/rate-limit",  # not a KrakenD name, but real configs write it for a rate limit
+    }
+)
 
 # Old names (as normalised by `normal`) → the current name. From KrakenD's 1.x → 2.0 migration table, plus
 # the spellings found in real configs. Non-guards are listed too, so a warning can say what to write instead.
@@ -131,8 +136,10 @@ def refusal(key: str, scope: str, *, implemented: bool) -> str:
 def misplaced(key: str, scope: str, belongs: str) -> str:
     """Why a guard that lambdagate implements, but in another scope's extra_config, refuses the config."""
     article = "an" if belongs[0] in "aeiou" else "a"
-    return (f"`{key}` is read only in {article} {belongs}'s extra_config, so here it protects nothing; move it "
-            f"there, or start with `--allow-unsupported {canonical(key)}` to {_SERVE[scope]} without it")
+    return (
+        f"`{key}` is read only in {article} {belongs}'s extra_config, so here it protects nothing; move it "
+        f"there, or start with `--allow-unsupported {canonical(key)}` to {_SERVE[scope]} without it"
+    )
 
 
 def served_without(key: str, served: str) -> str:
@@ -142,32 +149,51 @@ def served_without(key: str, served: str) -> str:
 
 # The old names KrakenD 2 and later still read, in exactly this spelling (krakend-ce's alias table); they ignore
 # every other spelling of an old name.
-KRAKEND_READS = frozenset({
-    "github_com/devopsfaith/krakend/transport/http/server/handler",
-    "github.com/devopsfaith/krakend/transport/http/client/executor", "github.com/devopsfaith/krakend/proxy/plugin",
-    "github.com/devopsfaith/krakend/proxy", "github_com/luraproject/lura/router/gin",
-    "github.com/devopsfaith/krakend-httpcache", "github.com/devopsfaith/krakend-circuitbreaker/gobreaker",
-    "github.com/devopsfaith/krakend-oauth2-clientcredentials", "github.com/devopsfaith/krakend-jose/validator",
-    "github.com/devopsfaith/krakend-jose/signer", "github_com/devopsfaith/bloomfilter",
-    "github_com/devopsfaith/krakend-botdetector", "github_com/devopsfaith/krakend-httpsecure",
-    "github_com/devopsfaith/krakend-cors", "github.com/devopsfaith/krakend-cel",
-    "github.com/devopsfaith/krakend-jsonschema", "github.com/devopsfaith/krakend-amqp/agent",
-    "github.com/devopsfaith/krakend-amqp/consume", "github.com/devopsfaith/krakend-amqp/produce",
-    "github.com/devopsfaith/krakend-lambda", "github.com/devopsfaith/krakend-pubsub/publisher",
-    "github.com/devopsfaith/krakend-pubsub/subscriber", "github.com/devopsfaith/krakend/transport/http/client/graphql",
-    "github.com/devopsfaith/krakend/http", "github_com/devopsfaith/krakend-gelf",
-    "github_com/devopsfaith/krakend-gologging",
-    "github_com/devopsfaith/krakend-logstash", "github_com/devopsfaith/krakend-metrics",
-    "github_com/letgoapp/krakend-influx", "github_com/devopsfaith/krakend-opencensus",
-    "github.com/devopsfaith/krakend-lua/router", "github.com/devopsfaith/krakend-lua/proxy",
-    "github.com/devopsfaith/krakend-lua/proxy/backend", "github.com/devopsfaith/krakend-martian",
-})
+KRAKEND_READS = frozenset(
+    {
+        "github_com/devopsfaith/krakend/transport/http/server/handler",
+        "github.com/devopsfaith/krakend/transport/http/client/executor",
+        "github.com/devopsfaith/krakend/proxy/plugin",
+        "github.com/devopsfaith/krakend/proxy",
+        "github_com/luraproject/lura/router/gin",
+        "github.com/devopsfaith/krakend-httpcache",
+        "github.com/devopsfaith/krakend-circuitbreaker/gobreaker",
+        "github.com/devopsfaith/krakend-oauth2-clientcredentials",
+        "github.com/devopsfaith/krakend-jose/validator",
+        "github.com/devopsfaith/krakend-jose/signer",
+        "github_com/devopsfaith/bloomfilter",
+        "github_com/devopsfaith/krakend-botdetector",
+        "github_com/devopsfaith/krakend-httpsecure",
+        "github_com/devopsfaith/krakend-cors",
+        "github.com/devopsfaith/krakend-cel",
+        "github.com/devopsfaith/krakend-jsonschema",
+        "github.com/devopsfaith/krakend-amqp/agent",
+        "github.com/devopsfaith/krakend-amqp/consume",
+        "github.com/devopsfaith/krakend-amqp/produce",
+        "github.com/devopsfaith/krakend-lambda",
+        "github.com/devopsfaith/krakend-pubsub/publisher",
+        "github.com/devopsfaith/krakend-pubsub/subscriber",
+        "github.com/devopsfaith/krakend/transport/http/client/graphql",
+        "github.com/devopsfaith/krakend/http",
+        "github_com/devopsfaith/krakend-gelf",
+        "github_com/devopsfaith/krakend-gologging",
+        "github_com/devopsfaith/krakend-logstash",
+        "github_com/devopsfaith/krakend-metrics",
+        "github_com/letgoapp/krakend-influx",
+        "github_com/devopsfaith/krakend-opencensus",
+        "github.com/devopsfaith/krakend-lua/router",
+        "github.com/devopsfaith/krakend-lua/proxy",
+        "github.com/devopsfaith/krakend-lua/proxy/backend",
+        "github.com/devopsfaith/krakend-martian",
+    }
+)
 
 
 def old_name_read(key: str, name: str) -> str:
     """The warning for an old name that lambdagate reads as its current name `name`."""
-    krakend = "KrakenD 2 reads this spelling too" if key in KRAKEND_READS else \
-        "KrakenD 2 and later may ignore the old name"
+    krakend = (
+        "KrakenD 2 reads this spelling too" if key in KRAKEND_READS else "KrakenD 2 and later may ignore the old name"
+    )
     return f"`{key}` is the old name of `{name}` and is read as `{name}`; write `{name}` ({krakend})"
 
 
@@ -184,9 +210,11 @@ def allowed_name(value: str) -> str:
     if not value.strip() or "," in value:
         raise ValueError(f"{value!r}: give one namespace per --allow-unsupported, e.g. auth/validator")
     if not is_guard(value):
-        raise ValueError(f"{value!r} is no guard: lambdagate refuses only unsupported guards (auth/*, security/* but "
-                         "security/cors, qos/ratelimit/*, validation/*, modifier/lua-*, plugin/http-server, "
-                         "plugin/req-resp-modifier, ...); it serves other unsupported namespaces with a warning")
+        raise ValueError(
+            f"{value!r} is no guard: lambdagate refuses only unsupported guards (auth/*, security/* but "
+            "security/cors, qos/ratelimit/*, validation/*, modifier/lua-*, plugin/http-server, "
+            "plugin/req-resp-modifier, ...); it serves other unsupported namespaces with a warning"
+        )
     return canonical(value)
 
 

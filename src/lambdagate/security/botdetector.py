@@ -59,8 +59,12 @@ class BotDetectorOptions(BaseModel):
 
 
 def parse(value: Any, ctx: NamespaceContext) -> BotDetectorOptions:
-    opts = parse_namespace_model(BotDetectorOptions, value, ctx,
-                                 '{"patterns": ["(Pingdom.com_bot_version_).*"], "empty_user_agent_is_bot": true}')
+    opts = parse_namespace_model(
+        BotDetectorOptions,
+        value,
+        ctx,
+        '{"patterns": ["(Pingdom.com_bot_version_).*"], "empty_user_agent_is_bot": true}',
+    )
     issues = [(f"patterns[{i}]", error) for i, p in enumerate(opts.patterns) if (error := pattern_error(p))]
     if issues:
         raise NamespaceError(issues)
@@ -120,8 +124,7 @@ def detecting(handler: Handler, detector: Detector, where: str) -> Handler:
                 agent = value
                 break
         if detector.is_bot(agent):
-            log.debug("bot detector (%s) refused %s %s: User-Agent %r", where, ex.method, ex.path[:200],
-                      agent[:200])
+            log.debug("bot detector (%s) refused %s %s: User-Agent %r", where, ex.method, ex.path[:200], agent[:200])
             return FORBIDDEN
         return await handler(ex)
 

@@ -75,13 +75,21 @@ class CorsOptions(BaseModel):
 
 def parse(value: Any, ctx: NamespaceContext) -> CorsOptions:
     opts = parse_namespace_model(CorsOptions, value, ctx, '{"allow_origins": ["https://app.example.com"]}')
-    issues = [*_origin_issues(opts, ctx.warnings), *header_name_issues("allow_headers", opts.allow_headers),
-              *header_name_issues("expose_headers", opts.expose_headers),
-              *header_name_issues("allow_methods", opts.allow_methods)]
+    issues = [
+        *_origin_issues(opts, ctx.warnings),
+        *header_name_issues("allow_headers", opts.allow_headers),
+        *header_name_issues("expose_headers", opts.expose_headers),
+        *header_name_issues("allow_methods", opts.allow_methods),
+    ]
     for i, method in enumerate(opts.allow_methods):
         if method != method.upper():
-            ctx.warnings.append((f"allow_methods[{i}]", f"matched as written, case-sensitively: browsers send "
-                                                        f"standard methods uppercase, write {method.upper()!r}"))
+            ctx.warnings.append(
+                (
+                    f"allow_methods[{i}]",
+                    f"matched as written, case-sensitively: browsers send "
+                    f"standard methods uppercase, write {method.upper()!r}",
+                )
+            )
     if opts.max_age is not None:
         try:
             opts._max_age_s = parse_duration(opts.max_age)
@@ -89,8 +97,12 @@ def parse(value: Any, ctx: NamespaceContext) -> CorsOptions:
             ctx.warnings.append(("max_age", f"{exc}; ignored, as KrakenD does"))
     status = opts.options_success_status
     if status and not 200 <= status <= 299:
-        issues.append(("options_success_status", f"a preflight needs a 2xx status (browsers refuse others), "
-                                                 f"e.g. 204 or 200, got {status}"))
+        issues.append(
+            (
+                "options_success_status",
+                f"a preflight needs a 2xx status (browsers refuse others), e.g. 204 or 200, got {status}",
+            )
+        )
     if issues:
         raise NamespaceError(issues)
     return opts
@@ -100,22 +112,38 @@ def _origin_issues(opts: CorsOptions, warnings: list[tuple[str, str]]) -> list[t
     issues = []
     origins = opts.allow_origins
     if opts.allow_credentials and (not origins or "*" in origins):
-        warnings.append(("allow_credentials", 'with allow_origins "*" browsers refuse credentialed requests (they '
-                                              "need the origin named), and lambdagate sends no Access-Control-"
-                                              "Allow-Credentials: list the origins that may send credentials"))
+        warnings.append(
+            (
+                "allow_credentials",
+                'with allow_origins "*" browsers refuse credentialed requests (they '
+                "need the origin named), and lambdagate sends no Access-Control-"
+                "Allow-Credentials: list the origins that may send credentials",
+            )
+        )
     for i, origin in enumerate(origins):
         path = f"allow_origins[{i}]"
         if origin.count("*") > 1:
             issues.append((path, f'{origin!r}: at most one "*" per origin, e.g. "https://*.example.com"'))
         elif origin != "*" and "*" in origin:
             if opts.allow_credentials and not _DOMAIN_SUFFIX.fullmatch(origin.lower().partition("*")[2]):
-                issues.append((path, f"{origin!r} can match any site, which allow_credentials would let read "
-                                     'replies with its users\' cookies: list the origins, use a subdomain '
-                                     'wildcard such as "https://*.example.com", or set allow_credentials false'))
-        elif origin not in ("*", "null") and ("://" not in origin or origin.endswith("/") or _NOT_IN_ORIGINS.search(
-                origin)):
-            warnings.append((path, f"{origin!r} never matches: a browser sends an origin as scheme://host[:port], "
-                                   'without a path, e.g. "https://app.example.com"'))
+                issues.append(
+                    (
+                        path,
+                        f"{origin!r} can match any site, which allow_credentials would let read "
+                        "replies with its users' cookies: list the origins, use a subdomain "
+                        'wildcard such as "https://*.example.com", or set allow_credentials false',
+                    )
+                )
+        elif origin not in ("*", "null") and (
+            "://" not in origin or origin.endswith("/") or _NOT_IN_ORIGINS.search(origin)
+        ):
+            warnings.append(
+                (
+                    path,
+                    f"{origin!r} never matches: a browser sends an origin as scheme://host[:port], "
+                    'without a path, e.g. "https://app.example.com"',
+                )
+            )
     return issues
 
 
@@ -129,8 +157,11 @@ class CorsPolicy:
         origins = [o.lower() for o in opts.allow_origins] or ["*"]
         self.any_origin = "*" in origins
         self.origins = frozenset(o.encode() for o in origins if "*" not in o)
-        self.wildcards = () if self.any_origin else tuple(
-            (p.encode(), s.encode()) for p, _, s in (o.partition("*") for o in origins if "*" in o))
+        self.wildcards = (
+            ()
+            if self.any_origin
+            else tuple((p.encode(), s.encode()) for p, _, s in (o.partition("*") for o in origins if "*" in o))
+        )
         methods = opts.allow_methods or DEFAULT_METHODS
         self.methods = frozenset((*methods, "OPTIONS"))  # rs/cors always allows OPTIONS
         self.request_methods = frozenset(m.encode() for m in self.methods)
@@ -143,14 +174,20 @@ class CorsPolicy:
         self.status = opts.options_success_status or DEFAULT_STATUS
         self.debug = opts.debug
         vary = b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
-        self.preflight_vary = (b"vary", vary + b", Access-Control-Request-Private-Network" if self.private_network
-                               else vary)
+        self.preflight_vary = (
+            b"vary",
+            vary + b", Access-Control-Request-Private-Network" if self.private_network else vary,
+        )
         # rs/cors: whole seconds, and none for 0 (the browser's default then applies).
         max_age = int(opts._max_age_s)
-        self.preflight_tail = ([ALLOW_CREDENTIALS] if credentials else []) + \
-            ([(b"access-control-max-age", str(max_age).encode())] if max_age > 0 else [])
-        expose = [(b"access-control-expose-headers", ", ".join(canonical_header(h) for h in opts.expose_headers)
-                   .encode())] if opts.expose_headers else []
+        self.preflight_tail = ([ALLOW_CREDENTIALS] if credentials else []) + (
+            [(b"access-control-max-age", str(max_age).encode())] if max_age > 0 else []
+        )
+        expose = (
+            [(b"access-control-expose-headers", ", ".join(canonical_header(h) for h in opts.expose_headers).encode())]
+            if opts.expose_headers
+            else []
+        )
         self.actual_any = [VARY_ORIGIN, (ALLOW_ORIGIN, b"*"), *expose]
         self.actual_tail = [*expose, *([ALLOW_CREDENTIALS] if credentials else [])]
         # The listed origins' headers, built once: browsers send an origin as it is listed (lowercase).
@@ -162,8 +199,9 @@ class CorsPolicy:
         origin = origin.lower()
         if origin in self.origins:
             return True
-        return any(len(origin) >= len(p) + len(s) and origin.startswith(p) and origin.endswith(s)
-                   for p, s in self.wildcards)
+        return any(
+            len(origin) >= len(p) + len(s) and origin.startswith(p) and origin.endswith(s) for p, s in self.wildcards
+        )
 
     def headers_allowed(self, requested: bytes | None) -> bool:
         """Every name in Access-Control-Request-Headers is allowed (spaces and case forgiven)."""
@@ -184,14 +222,20 @@ class CorsPolicy:
             return "headers not allowed"
         return None
 
-    def preflight_headers(self, origin: bytes | None, method: bytes, requested: bytes | None,
-                          private_network: bytes | None) -> list[tuple[bytes, bytes]]:
+    def preflight_headers(
+        self, origin: bytes | None, method: bytes, requested: bytes | None, private_network: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
         out = [self.preflight_vary]
         denial = self.preflight_denial(origin, method, requested)
         if denial is not None:
             if self.debug:
-                log.debug("CORS preflight without Access-Control-Allow-*: %s (Origin %r, method %r, headers %r)",
-                          denial, (origin or b"")[:200], method[:40], (requested or b"")[:200])
+                log.debug(
+                    "CORS preflight without Access-Control-Allow-*: %s (Origin %r, method %r, headers %r)",
+                    denial,
+                    (origin or b"")[:200],
+                    method[:40],
+                    (requested or b"")[:200],
+                )
             return out
         out.append((ALLOW_ORIGIN, b"*" if self.any_origin else origin))  # type: ignore[arg-type] - not empty here
         out.append((b"access-control-allow-methods", method))
@@ -202,8 +246,9 @@ class CorsPolicy:
         out.extend(self.preflight_tail)
         return out
 
-    def actual_headers(self, headers: list[tuple[bytes, bytes]], origin: bytes | None,
-                       method: str) -> list[tuple[bytes, bytes]]:
+    def actual_headers(
+        self, headers: list[tuple[bytes, bytes]], origin: bytes | None, method: str
+    ) -> list[tuple[bytes, bytes]]:
         """A new header list: the reply's, without any Access-Control-* of its own, and this policy's."""
         base = without_cors(headers)
         if origin and method in self.methods:

@@ -12,8 +12,11 @@ CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def header_name_issues(field: str, names: Iterable[str]) -> list[tuple[str, str]]:
-    return [(f"{field}[{i}]", f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
-            for i, name in enumerate(names) if not TOKEN.fullmatch(name)]
+    return [
+        (f"{field}[{i}]", f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+        for i, name in enumerate(names)
+        if not TOKEN.fullmatch(name)
+    ]
 
 
 def value_issue(field: str, value: str) -> list[tuple[str, str]]:

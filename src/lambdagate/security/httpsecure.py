@@ -71,17 +71,25 @@ class HttpSecurityOptions(BaseModel):
 
 
 def parse(value: Any, ctx: NamespaceContext) -> HttpSecurityOptions:
-    opts = parse_namespace_model(HttpSecurityOptions, value, ctx,
-                                 '{"allowed_hosts": ["api.example.com"], "frame_deny": true}')
-    issues = [*header_name_issues("host_proxy_headers", opts.host_proxy_headers),
-              *header_name_issues("ssl_proxy_headers", list(opts.ssl_proxy_headers))]
+    opts = parse_namespace_model(
+        HttpSecurityOptions, value, ctx, '{"allowed_hosts": ["api.example.com"], "frame_deny": true}'
+    )
+    issues = [
+        *header_name_issues("host_proxy_headers", opts.host_proxy_headers),
+        *header_name_issues("ssl_proxy_headers", list(opts.ssl_proxy_headers)),
+    ]
     for name in ("custom_frame_options_value", "content_security_policy", "referrer_policy"):
         issues += value_issue(name, getattr(opts, name))
     for key, expected in opts.ssl_proxy_headers.items():
         issues += value_issue(f"ssl_proxy_headers.{key}", expected)
     if opts.ssl_host and not HOST.fullmatch(opts.ssl_host):
-        issues.append(("ssl_host", f'{opts.ssl_host[:60]!r} is not a host: write it like "api.example.com" or '
-                                   '"api.example.com:8443", without a scheme'))
+        issues.append(
+            (
+                "ssl_host",
+                f'{opts.ssl_host[:60]!r} is not a host: write it like "api.example.com" or '
+                '"api.example.com:8443", without a scheme',
+            )
+        )
     for i, host in enumerate(opts.allowed_hosts):
         error = pattern_error(host) if opts.allowed_hosts_are_regex else None
         if error is not None:
@@ -89,11 +97,13 @@ def parse(value: Any, ctx: NamespaceContext) -> HttpSecurityOptions:
     if issues:
         raise NamespaceError(issues)
     if opts.hpkp_public_key:
-        ctx.warnings.append(("hpkp_public_key", "ignored, as KrakenD CE does: browsers dropped HTTP Public Key "
-                                                "Pinning"))
+        ctx.warnings.append(
+            ("hpkp_public_key", "ignored, as KrakenD CE does: browsers dropped HTTP Public Key Pinning")
+        )
     if opts.is_development and (opts.allowed_hosts or opts.ssl_redirect or opts.sts_seconds):
-        ctx.warnings.append(("is_development", "true: allowed_hosts, ssl_redirect and Strict-Transport-Security "
-                                               "are off"))
+        ctx.warnings.append(
+            ("is_development", "true: allowed_hosts, ssl_redirect and Strict-Transport-Security are off")
+        )
     return opts
 
 
@@ -129,14 +139,25 @@ class HttpSecurity:
         self.redirect = opts.ssl_redirect and not dev
         self.ssl_host, self.ssl_port = opts.ssl_host, opts.ssl_port
         plain = _response_headers(opts)
-        sts = [] if not opts.sts_seconds or dev else [(b"strict-transport-security", (
-            f"max-age={opts.sts_seconds}" + ("; includeSubDomains" if opts.sts_include_subdomains else "")).encode())]
+        sts = (
+            []
+            if not opts.sts_seconds or dev
+            else [
+                (
+                    b"strict-transport-security",
+                    (
+                        f"max-age={opts.sts_seconds}" + ("; includeSubDomains" if opts.sts_include_subdomains else "")
+                    ).encode(),
+                )
+            ]
+        )
         self.plain, self.secure = (plain + sts, plain + sts) if opts.force_sts_header else (plain, plain + sts)
         self.needs_ssl = self.redirect or (bool(sts) and not opts.force_sts_header)
         csp = opts.content_security_policy
         self.nonce_csp = csp.split("$NONCE") if "$NONCE" in csp else None
         self.names = frozenset(name for name, _ in self.secure) | (
-            {b"content-security-policy"} if self.nonce_csp else set())
+            {b"content-security-policy"} if self.nonce_csp else set()
+        )
         self.wanted = frozenset((b"host", *self.proxy_hosts, *(k for k, _ in self.ssl_headers)))
         self.active = bool(self.check_hosts or self.redirect or self.names)
 
@@ -163,7 +184,7 @@ class HttpSecurity:
         if not HOST.fullmatch(target):
             return NO_HOST
         if self.ssl_port is not None:
-            name = target[:target.rindex(":")] if target.rfind(":") > target.rfind("]") else target
+            name = target[: target.rindex(":")] if target.rfind(":") > target.rfind("]") else target
             target = name if self.ssl_port == 443 else f"{name}:{self.ssl_port}"
         query = ex.scope["query_string"]
         location = f"https://{target}{ex.path}".encode("latin-1") + (b"?" + query if query else b"")

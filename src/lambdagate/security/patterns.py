@@ -26,8 +26,10 @@ def pattern_error(pattern: str) -> str | None:
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
-        return (f"invalid regular expression ({text}): write it in Go's (RE2) syntax, which has no "
-                "backreferences or lookarounds")
+        return (
+            f"invalid regular expression ({text}): write it in Go's (RE2) syntax, which has no "
+            "backreferences or lookarounds"
+        )
     return None
 
 
