@@ -17,6 +17,7 @@ from lambdagate.front.admission import Admission, admitted, answering
 from lambdagate.front.observe import RequestIds, contained, measured, traced, with_request_id
 from lambdagate.front.request import RequestRules, building_request
 from lambdagate.front.routing import routed
+from lambdagate.ratelimit.steps import endpoint_rate_limit, service_rate_limit
 from lambdagate.router import Router
 
 if TYPE_CHECKING:
@@ -42,14 +43,17 @@ class StepContext:
 # refused at load time (config.guards), so no guard can be skipped silently.
 StepFactory = Callable[[StepContext], Awaitable[Step | None]]
 # Service-wide steps, before routing, in the order a request meets them (KrakenD: gin middlewares): CORS,
-# security/http.
-SERVICE_STEPS: tuple[StepFactory, ...] = ()
+# security/http, then the service rate limit (before routing, so unknown paths spend the same quota).
+SERVICE_STEPS: tuple[StepFactory, ...] = (
+    service_rate_limit,  # qos/ratelimit/service, qos/ratelimit/service/redis
+)
 # Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
 # JWT validation, Lua, rate limit.
 ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
     # security/bot-detector goes here
     jwt_validation,  # auth/validator
-    # modifier/lua-endpoint, then qos/ratelimit/router go here
+    # modifier/lua-endpoint goes here
+    endpoint_rate_limit,  # qos/ratelimit/router, qos/ratelimit/router/redis
 )
 
 

@@ -82,10 +82,10 @@ class InProcessGateway:
         await self.app.shutdown()
 
     async def request(self, method: str, target: str, headers: list[tuple[str, str]] = (), body: bytes = b"",
-                      chunks: list[bytes | None] | None = None) -> Reply:
+                      chunks: list[bytes | None] | None = None, client: str = "127.0.0.1") -> Reply:
         path, _, query = target.partition("?")
         scope = {"type": "http", "method": method, "path": path, "raw_path": target.encode(), "scheme": "http",
-                 "query_string": query.encode(), "client": ("127.0.0.1", 50000),
+                 "query_string": query.encode(), "client": (client, 50000),
                  "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
         pending = list(chunks if chunks is not None else [body])
         sent: list[dict] = []
