@@ -89,9 +89,11 @@ def jwt_token(dir: Path) -> str:
 
 
 def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | None = None,
-                 name: str = "krakend.json") -> Path:
+                 name: str = "krakend.json", redis_port: int = 6379) -> Path:
     """The gateway's config; with `metrics_port`, `telemetry/metrics` is on (the observability-cost scenarios).
-    /jwt needs the key set that jwt_token() writes."""
+    /jwt needs the key set that jwt_token() writes; /ratelimit_redis a redis-server on `redis_port` (connected to on
+    its first request only). Both rate limits admit everything: they measure the cost of the check."""
+    admit_all = {"max_rate": 1e9, "client_max_rate": 1e9, "strategy": "ip"}
     host = [f"http://127.0.0.1:{upstream_port}"]
     config = {
         "version": 3,
@@ -103,6 +105,10 @@ def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | N
             {"endpoint": "/jwt", "backend": [{"url_pattern": "/"}], "extra_config": {"auth/validator": {
                 "alg": "RS256", "jwk_local_path": str(dir / "jwks.json"), "audience": ["bench"],
                 "issuer": "https://idp.bench", "roles": ["user"], "propagate_claims": [["sub", "X-User"]]}}},
+            {"endpoint": "/ratelimit", "backend": [{"url_pattern": "/"}],
+             "extra_config": {"qos/ratelimit/router": admit_all}},
+            {"endpoint": "/ratelimit_redis", "backend": [{"url_pattern": "/"}],
+             "extra_config": {"qos/ratelimit/router/redis": {**admit_all, "connection_pool": "bench"}}},
             {"endpoint": "/merge", "backend": [
                 {"url_pattern": "/a", "allow": ["id", "name", "internal.shard"], "group": "user"},
                 {"url_pattern": "/b", "mapping": {"message": "greeting"}, "deny": ["score"]},
@@ -116,8 +122,9 @@ def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | N
             }]},
         ],
     }
+    config["extra_config"] = {"redis": {"connection_pools": [{"name": "bench", "address": f"127.0.0.1:{redis_port}"}]}}
     if metrics_port:
-        config["extra_config"] = {"telemetry/metrics": {"listen_address": f"127.0.0.1:{metrics_port}"}}
+        config["extra_config"]["telemetry/metrics"] = {"listen_address": f"127.0.0.1:{metrics_port}"}
     path = dir / name
     path.write_text(json.dumps(config, indent=2))
     return path

@@ -33,7 +33,8 @@ SERVER_CPU, LOAD_CPU = "1", "0"
 CONNECTIONS = 50
 PACE_DELAY_MS = 20  # mean wait between a reply and the next request on a connection, at half load
 TARGETS = {"gateway_http_vs_skeleton": 0.85, "gateway_lambda_vs_skeleton": 0.85, "gateway_lambda_vs_aiobotocore": 4.0,
-           "gateway_http_vs_nginx": 0.22, "gateway_jwt_vs_http": 0.85}
+           "gateway_http_vs_nginx": 0.22, "gateway_jwt_vs_http": 0.85, "gateway_ratelimit_vs_http": 0.9,
+           "gateway_ratelimit_redis_vs_http": 0.6}
 # scenario -> (server, path)
 SCENARIOS = {
     "direct": ("upstream", "/"),
@@ -41,6 +42,8 @@ SCENARIOS = {
     "nginx": ("proxy", "/"),
     "gateway_http": ("gateway", "/proxy"),
     "gateway_jwt": ("gateway", "/jwt"),  # /proxy behind auth/validator (RS256, cached keys, one token)
+    "gateway_ratelimit": ("gateway", "/ratelimit"),  # /proxy behind qos/ratelimit/router (admits everything)
+    "gateway_ratelimit_redis": ("gateway", "/ratelimit_redis"),  # the same limit kept in Redis (one script call)
     "gateway_merge": ("gateway", "/merge"),
     "gateway_lambda": ("gateway", "/lambda"),
     "aiobotocore_lambda": ("aiobotocore", "/"),
@@ -53,15 +56,17 @@ SCENARIOS = {
     "skeleton_lambda": ("skeleton_lambda", "/"),
 }
 HALF_LOAD = ("skeleton", "gateway_http", "gateway_lambda")
+# Servers a scenario needs besides its own.
+NEEDS = {"gateway_ratelimit_redis": {"redis"}}
 # Request headers per scenario (filled in once the run's token exists).
 HEADERS: dict[str, dict[str, str]] = {}
 
 
 def need_tools() -> None:
-    missing = [t for t in ("wrk", "nginx", "taskset") if shutil.which(t) is None]
+    missing = [t for t in ("wrk", "nginx", "taskset", "redis-server") if shutil.which(t) is None]
     if missing:
         sys.exit(f"bench: {', '.join(missing)} not found. Install them with:\n"
-                 "  sudo apt-get install wrk nginx-light util-linux")
+                 "  sudo apt-get install wrk nginx-light util-linux redis-server")
 
 
 def free_port() -> int:
@@ -87,12 +92,12 @@ def granian(target: str, port: int, interface: str) -> list[str]:
 
 
 def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[dict[str, Server], dict[str, int]]:
-    ports = {name: free_port() for name in names | {"upstream"}}
+    ports = {name: free_port() for name in names | {"upstream", "redis"}}
     up = ports["upstream"]
     env = aws_env(tmp)
     cpu = SERVER_CPU if pin else None
     HEADERS["gateway_jwt"] = {"Authorization": f"Bearer {fixtures.jwt_token(tmp)}"}
-    gateway_cfg = fixtures.gateway_conf(tmp, 0, up)
+    gateway_cfg = fixtures.gateway_conf(tmp, 0, up, redis_port=ports["redis"])
     metrics_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="metrics.json")
     observed_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="observed.json")
 
@@ -100,6 +105,8 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
         return [str(BIN / "lambdagate"), "run", "-c", str(config), "--host", "127.0.0.1", *extra]
 
     specs = {
+        "redis": (["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                   "no", "--dir", str(tmp)], LOAD_CPU if pin else None, None),
         "upstream": (["nginx", "-c", str(fixtures.upstream_conf(tmp, up)), "-e", str(tmp / "upstream.err")], LOAD_CPU if pin else None, None),
         "proxy": (["nginx", "-c", str(fixtures.proxy_conf(tmp, ports.get("proxy", 0), up)), "-e", str(tmp / "proxy.err")], cpu, None),
         "skeleton": (granian("skeleton:app", ports.get("skeleton", 0), "rsgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
@@ -122,6 +129,9 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
             cmd, cpus, senv = specs[name]
             servers[name] = Server(name, cmd, cpus=cpus, log=logs / f"{name}.log", env=senv)
         for name, server in servers.items():
+            if name == "redis":
+                wait_redis(ports[name])
+                continue
             server.wait_ready(f"http://127.0.0.1:{ports[name]}/" if name != "gateway" and not name.startswith("gateway_")
                               else f"http://127.0.0.1:{ports[name]}/__health", timeout=60)
     except BaseException:
@@ -133,6 +143,20 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
 def stop_all(servers: dict[str, Server]) -> None:
     for server in reversed(list(servers.values())):
         server.stop()
+
+
+def wait_redis(port: int, timeout: float = 10.0) -> None:
+    """Until redis-server answers PING (it speaks no HTTP)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not answer on port {port} within {timeout}s")
 
 
 def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[str, int]) -> None:
@@ -154,7 +178,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
                         "list": {"items": [1, 2, 3], "count": 3}}
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path in ("/proxy", "/jwt"):
+        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -208,7 +232,8 @@ def busy_neighbours() -> list[str]:
 
 def compare(args: argparse.Namespace) -> dict:
     quick = args.mode == "quick"
-    names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_jwt", "gateway_merge",
+    names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_jwt", "gateway_ratelimit",
+                                "gateway_ratelimit_redis", "gateway_merge",
                                 "gateway_lambda",
                                 "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog",
                                 "gateway_http_metrics", "gateway_http_observed"]
@@ -225,7 +250,8 @@ def compare(args: argparse.Namespace) -> dict:
     RESULTS.mkdir(exist_ok=True)
     logs = RESULTS
     started = time.monotonic()
-    servers, ports = start_servers({SCENARIOS[n][0] for n in names}, tmp, logs, pin)
+    needed = {SCENARIOS[n][0] for n in names}.union(*(NEEDS.get(n, set()) for n in names))
+    servers, ports = start_servers(needed, tmp, logs, pin)
     runs: dict[str, list[wrk.WrkResult]] = {n: [] for n in names}
     warnings: list[str] = []
     try:
@@ -293,7 +319,9 @@ def ratios(s: dict) -> dict:
             "gateway_http_vs_skeleton_equiv": r("gateway_http", "skeleton_equiv"),
             "metrics_on_vs_off": r("gateway_http_metrics", "gateway_http"),
             "observed_vs_off": r("gateway_http_observed", "gateway_http"),
-            "gateway_jwt_vs_http": r("gateway_jwt", "gateway_http")}
+            "gateway_jwt_vs_http": r("gateway_jwt", "gateway_http"),
+            "gateway_ratelimit_vs_http": r("gateway_ratelimit", "gateway_http"),
+            "gateway_ratelimit_redis_vs_http": r("gateway_ratelimit_redis", "gateway_http")}
 
 
 def main() -> None:
