@@ -97,29 +97,29 @@ def test_allow_list_travels_to_the_workers_by_environment() -> None:
 # --- validation: refused with a path and what to do, or served with a warning naming the endpoint --------
 
 def test_unimplemented_guard_is_refused_at_every_scope() -> None:
-    config = doc(endpoint_ns={"auth/api-keys": {}}, backend_ns={"qos/ratelimit/proxy": {}},
+    config = doc(endpoint_ns={"auth/api-keys": {}}, backend_ns={"modifier/lua-backend": {}},
                  service_ns={"security/http": {}})
     assert errors_of(config) == [
         'extra_config["security/http"]: `security/http` protects every endpoint and lambdagate does not implement '
         "it; remove it, or start with `--allow-unsupported security/http` to serve every endpoint without it",
         'endpoints[0].extra_config["auth/api-keys"]: `auth/api-keys` protects this endpoint and lambdagate does not '
         "implement it; remove it, or start with `--allow-unsupported auth/api-keys` to serve the endpoint without it",
-        'endpoints[0].backend[0].extra_config["qos/ratelimit/proxy"]: `qos/ratelimit/proxy` protects this backend '
-        "and lambdagate does not implement it; remove it, or start with `--allow-unsupported qos/ratelimit/proxy` "
+        'endpoints[0].backend[0].extra_config["modifier/lua-backend"]: `modifier/lua-backend` protects this backend '
+        "and lambdagate does not implement it; remove it, or start with `--allow-unsupported modifier/lua-backend` "
         "to call the backend without it",
     ]
 
 
 def test_allowed_guard_is_a_warning_naming_what_runs_without_it() -> None:
-    config = doc(endpoint_ns={"auth/api-keys": {}}, backend_ns={"qos/ratelimit/proxy": {}},
+    config = doc(endpoint_ns={"auth/api-keys": {}}, backend_ns={"modifier/lua-backend": {}},
                  service_ns={"security/http": {}})
-    assert warnings_of(config, "auth/api-keys", "qos/ratelimit/proxy", "security/http") == [
+    assert warnings_of(config, "auth/api-keys", "modifier/lua-backend", "security/http") == [
         'extra_config["security/http"]: `security/http` is ignored: every endpoint (2) is served WITHOUT this '
         "protection (--allow-unsupported security/http)",
         'endpoints[0].extra_config["auth/api-keys"]: `auth/api-keys` is ignored: POST /users is served WITHOUT this '
         "protection (--allow-unsupported auth/api-keys)",
-        'endpoints[0].backend[0].extra_config["qos/ratelimit/proxy"]: `qos/ratelimit/proxy` is ignored: POST /users '
-        "calls this backend WITHOUT this protection (--allow-unsupported qos/ratelimit/proxy)",
+        'endpoints[0].backend[0].extra_config["modifier/lua-backend"]: `modifier/lua-backend` is ignored: POST /users '
+        "calls this backend WITHOUT this protection (--allow-unsupported modifier/lua-backend)",
     ]
 
 

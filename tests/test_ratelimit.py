@@ -9,7 +9,6 @@ import urllib.error
 import urllib.request
 
 import orjson
-
 import pytest
 
 from lambdagate.config import LoadOptions, validate_document

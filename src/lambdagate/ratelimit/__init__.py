@@ -13,8 +13,8 @@ Redis variants are exact across workers and replicas.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from lambdagate.front import Exchange, Handler, Reply, Step
 from lambdagate.pipeline.render import json_reply

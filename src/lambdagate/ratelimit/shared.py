@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -67,7 +68,7 @@ class SharedBuckets:
             return None
         try:
             index, ms = await self.script(keys=keys, args=args)
-        except Exception as exc:  # noqa: BLE001 - any failure of Redis falls back, and is logged
+        except Exception as exc:
             self.failed(now, exc)
             return None
         return int(index), int(ms) / 1000.0

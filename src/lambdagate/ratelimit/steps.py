@@ -21,7 +21,8 @@ from lambdagate.ratelimit import Limiter, SharedLimiter, limiting
 from lambdagate.ratelimit.buckets import TokenBucket
 from lambdagate.ratelimit.config import PROXY, ROUTER, ROUTER_REDIS, SERVICE, SERVICE_REDIS, Rates, RedisLimits
 from lambdagate.ratelimit.shared import SharedBuckets, retry_seconds
-from lambdagate.redis_pools import NAMESPACE as REDIS, client
+from lambdagate.redis_pools import NAMESPACE as REDIS
+from lambdagate.redis_pools import client
 
 if TYPE_CHECKING:
     from lambdagate.backends import Resources
