@@ -117,3 +117,17 @@ def test_redis_killed_with_deny_refuses_within_a_second(start_gateway, upstream:
     redis_server.stop()
     assert refused_within(gw.url + "/a", 1.0, 503) < 1.0
     assert get(gw.url + "/a")[1] == {"error": "service unavailable: rate limit reached"}
+
+
+def test_service_limit_in_redis_spans_endpoints_and_gateways(start_gateway, upstream: str,
+                                                             redis_server: RedisServer) -> None:
+    doc = config(upstream, redis_server.port, {"max_rate": 1000})
+    doc["endpoints"][0]["extra_config"] = {}
+    doc["endpoints"].append({"endpoint": "/b", "backend": [{"host": [upstream], "url_pattern": "/json/b"}]})
+    doc["extra_config"]["qos/ratelimit/service/redis"] = {"connection_pool": "shared", "client_max_rate": 0.1,
+                                                         "client_capacity": 3}
+    first, second = start_gateway(doc, name="one.json"), start_gateway(doc, name="two.json")
+    codes = [get(first.url + "/a")[0], get(second.url + "/b")[0], get(first.url + "/nope")[0],
+             get(second.url + "/a")[0]]
+    assert codes == [200, 200, 404, 429]  # one client (127.0.0.1), three tokens across both gateways
+    assert get(first.url + "/__health")[0] == 200

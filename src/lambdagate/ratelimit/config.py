@@ -111,11 +111,12 @@ def _bucket(rate: float, capacity: int) -> tuple[float, int] | None:
     return rate, capacity or max(1, math.floor(rate))  # KrakenD: the per-second rate, at least 1
 
 
-def _check_durations(cfg: Rates, issues: list[tuple[str, str]]) -> None:
+def _check_durations(cfg: Rates, ctx: NamespaceContext, issues: list[tuple[str, str]]) -> None:
     fields = ("every", "cleanup_period") if isinstance(cfg, RouterLimits) else ("every",)
     for name in fields:
         try:
-            parse_duration(getattr(cfg, name))
+            if parse_duration(getattr(cfg, name)) < 1.0:
+                ctx.warnings.append((name, f"{getattr(cfg, name)!r} is read as 1s, the shortest KrakenD allows"))
         except ValueError as exc:
             issues.append((name, str(exc)))
 
@@ -151,7 +152,7 @@ def _parse(model: type[Rates], value: Any, ctx: NamespaceContext) -> Any:
         "max_rate": _NUMBER, "client_max_rate": _NUMBER, "capacity": _COUNT, "client_capacity": _COUNT,
         "strategy": 'must be "ip", "header" or "param"', "on_failure": 'must be "local" or "deny"'})
     issues: list[tuple[str, str]] = []
-    _check_durations(cfg, issues)
+    _check_durations(cfg, ctx, issues)
     if isinstance(cfg, RouterLimits):
         _check_router(cfg, ctx, issues)
     if isinstance(cfg, RedisLimits):
