@@ -143,16 +143,23 @@ def get(url: str, headers: dict | None = None) -> tuple[int, dict, str | None]:
 
 
 def test_legacy_names_are_read_with_a_warning() -> None:
-    doc = config(endpoint("/a", "/a", limit={"maxRate": 1, "max_rate": 5},
+    # KrakenD 1.x's juju limits, with their camelCase fields (as real configs still write them)
+    doc = config(endpoint("/a", "/a", limit={"maxRate": 5, "clientMaxRate": 2, "strategy": "ip", "every": "1s"},
                           key="github.com/devopsfaith/krakend-ratelimit/juju/router"),
                  {"endpoint": "/b", "backend": [{"host": ["http://fake"], "url_pattern": "/b", "extra_config": {
-                     "github_com/devopsfaith/krakend-ratelimit/juju/proxy": {"max_rate": 1}}}]})
+                     "github_com/devopsfaith/krakend-ratelimit/juju/proxy": {"maxRate": 1, "capacity": 1}}}]})
     loaded = validate_document(doc, LoadOptions())
-    assert loaded.service.endpoints[0].namespaces[RL].max_rate == 5
+    router = loaded.service.endpoints[0].namespaces[RL]
+    assert (router.max_rate, router.client_max_rate, router.strategy) == (5, 2, "ip")
     assert loaded.service.endpoints[1].backend[0].namespaces["qos/ratelimit/proxy"].max_rate == 1
     text = "\n".join(str(w) for w in loaded.warnings)
     assert "is the old name of `qos/ratelimit/router`" in text and "is the old name of `qos/ratelimit/proxy`" in text
-    assert "maxRate" in text  # unknown fields are warned about
+    assert "not supported" not in text
+    both = config(endpoint("/a", "/a", limit={"maxRate": 5, "max_rate": 1}))
+    with pytest.raises(ConfigError, match="old name of max_rate"):
+        validate_document(both, LoadOptions())
+    unknown = validate_document(config(endpoint("/a", "/a", limit={"max_rate": 1, "burst": 3})), LoadOptions())
+    assert any("burst" in str(w) and "not supported" in str(w) for w in unknown.warnings)
 
 
 @pytest.mark.parametrize("limit, where, words", [

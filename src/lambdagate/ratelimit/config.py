@@ -33,6 +33,7 @@ PROXY_LEGACY = ("github.com/devopsfaith/krakend-ratelimit/juju/proxy",
 # refused (429): a flood of distinct keys cannot grow memory without bound.
 DEFAULT_MAX_CLIENTS = 100_000
 _EXAMPLE = '{"max_rate": 100, "every": "1s", "client_max_rate": 10, "strategy": "ip"}'
+_OLD_FIELDS = {"maxRate": "max_rate", "clientMaxRate": "client_max_rate", "clientCapacity": "client_capacity"}
 _NUMBER = "must be a number of at least 0 (0 turns this limit off)"
 _COUNT = "must be a whole number of at least 0 (0: the default)"
 
@@ -147,7 +148,22 @@ def _check_pool(cfg: RedisLimits, ctx: NamespaceContext, issues: list[tuple[str,
         issues.append(("connection_pool", problem))
 
 
+def _renamed(value: Any) -> Any:
+    """KrakenD 1.x's juju limits wrote `maxRate` and `clientMaxRate`: read as the current fields, or the old names'
+    limits would be off (each is read under any name: a config mixing names means the same)."""
+    if not isinstance(value, dict) or not any(old in value for old in _OLD_FIELDS):
+        return value
+    renamed = dict(value)
+    for old, new in _OLD_FIELDS.items():
+        if old in renamed:
+            if new in renamed:
+                raise NamespaceError([(old, f"is the old name of {new}, which is given too: keep {new}")])
+            renamed[new] = renamed.pop(old)
+    return renamed
+
+
 def _parse(model: type[Rates], value: Any, ctx: NamespaceContext) -> Any:
+    value = _renamed(value)
     cfg = parse_namespace_model(model, value, ctx, _EXAMPLE, hints={
         "max_rate": _NUMBER, "client_max_rate": _NUMBER, "capacity": _COUNT, "client_capacity": _COUNT,
         "strategy": 'must be "ip", "header" or "param"', "on_failure": 'must be "local" or "deny"'})
