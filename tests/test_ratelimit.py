@@ -105,17 +105,19 @@ def test_param_strategy_counts_by_the_path_parameter_and_the_client_check_comes_
     run(config(endpoint("/users/{id}", "/u", limit=limit)), fakes, scenario)
 
 
-def test_service_limit_spans_every_endpoint_counts_404s_and_spares_the_health_probe() -> None:
+def test_service_limit_spans_every_endpoint_before_the_jwt_check_and_spares_misses_and_health() -> None:
     fakes = FakeBackends({"/a": returning({"a": 1})})
+    jwt = {"auth/validator": {"alg": "RS256", "jwk_url": "https://keys.invalid/jwks.json", "cache": True}}
 
     async def scenario(gw: InProcessGateway) -> None:
         assert (await gw.request("GET", "/a")).status == 200
-        assert (await gw.request("GET", "/missing")).status == 404
+        assert (await gw.request("GET", "/missing")).status == 404  # no token spent
         assert (await gw.request("GET", "/b")).status == 200
-        assert (await gw.request("GET", "/a")).status == 503
+        assert (await gw.request("GET", "/c")).status == 401  # a token spent, then refused by the validator
+        assert [(await gw.request("GET", p)).status for p in ("/a", "/c")] == [503, 503]
         assert (await gw.request("GET", "/__health")).status == 200
 
-    run(config(endpoint("/a", "/a"), endpoint("/b", "/a"),
+    run(config(endpoint("/a", "/a"), endpoint("/b", "/a"), endpoint("/c", "/a", extra_config=jwt),
                extra_config={"qos/ratelimit/service": {"max_rate": 1, "capacity": 3}}), fakes, scenario)
 
 

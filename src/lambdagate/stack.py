@@ -43,13 +43,14 @@ class StepContext:
 # refused at load time (config.guards), so no guard can be skipped silently.
 StepFactory = Callable[[StepContext], Awaitable[Step | None]]
 # Service-wide steps, before routing, in the order a request meets them (KrakenD: gin middlewares): CORS,
-# security/http, then the service rate limit (before routing, so unknown paths spend the same quota).
-SERVICE_STEPS: tuple[StepFactory, ...] = (
-    service_rate_limit,  # qos/ratelimit/service, qos/ratelimit/service/redis
-)
+# security/http.
+SERVICE_STEPS: tuple[StepFactory, ...] = ()
 # Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
-# JWT validation, Lua, rate limit.
+# JWT validation, Lua, rate limit. The service rate limit comes first (a global middleware in KrakenD EE): one set
+# of buckets for every endpoint, checked here rather than before routing so that its refusals are observed as the
+# route's replies (access log, metrics, traces); router misses (404, 405) and /__health spend no token.
 ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
+    service_rate_limit,  # qos/ratelimit/service, qos/ratelimit/service/redis
     # security/bot-detector goes here
     jwt_validation,  # auth/validator
     # modifier/lua-endpoint goes here

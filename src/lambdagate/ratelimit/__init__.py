@@ -24,7 +24,6 @@ from lambdagate.ratelimit.shared import SharedBuckets, retry_seconds
 
 ENDPOINT_REFUSED = {"error": "service unavailable: rate limit reached"}
 CLIENT_REFUSED = {"error": "too many requests"}
-HEALTH_PATH = "/__health"
 
 
 def key_reader(cfg: RouterLimits) -> Callable[[Exchange], str]:
@@ -133,17 +132,15 @@ class SharedLimiter(Limiter):
         return (self.client_refusal if refused_client else self.endpoint_refusal).reply(wait)
 
 
-def limiting(limiters: list[Limiter], *, skip_health: bool = False) -> Step:
+def limiting(limiters: list[Limiter]) -> Step:
     """The guard step: each limiter in turn may refuse the request."""
 
     def step(handler: Handler) -> Handler:
         async def guard(ex: Exchange) -> Reply:
-            # An orchestrator's health probe is never limited: refused under load, it would restart the replica.
-            if not (skip_health and ex.path == HEALTH_PATH):
-                for limiter in limiters:
-                    refused = await limiter.check(ex)
-                    if refused is not None:
-                        return refused
+            for limiter in limiters:
+                refused = await limiter.check(ex)
+                if refused is not None:
+                    return refused
             return await handler(ex)
 
         return guard

@@ -1,9 +1,9 @@
 """Where the rate limits enter the gateway: the endpoint guard, the service step and the backend wrapper.
 
-The service limit is a service step before routing (lambdagate.stack.SERVICE_STEPS), as KrakenD EE's is a router
-middleware: one set of buckets for every request whatever its route, 404s included, so that probing unknown paths
-costs the same quota; only the `/__health` probe is exempt. The endpoint limit is a guard after JWT validation, as in
-KrakenD's handler factory. The backend limit fails its backend (503 alone, a partial merge with others).
+The service limit is the first endpoint guard (lambdagate.stack.ENDPOINT_GUARDS), with one set of buckets per worker
+that every endpoint's guard shares, so that its refusals are observed as the route's replies; router misses and the
+`/__health` probe spend no token. The endpoint limit is a guard after JWT validation, as in KrakenD's handler factory.
+The backend limit fails its backend (503 alone, a partial merge with others).
 """
 
 from __future__ import annotations
@@ -60,9 +60,14 @@ async def endpoint_rate_limit(ctx: StepContext) -> Step | None:
 
 
 async def service_rate_limit(ctx: StepContext) -> Step | None:
-    """`qos/ratelimit/service` and `qos/ratelimit/service/redis` (lambdagate.stack.SERVICE_STEPS)."""
-    limiters = _limiters(ctx.service.namespaces, SERVICE, SERVICE_REDIS, ctx, f"{_PREFIX}service")
-    return limiting(limiters, skip_health=True) if limiters else None
+    """`qos/ratelimit/service` and `qos/ratelimit/service/redis` (lambdagate.stack.ENDPOINT_GUARDS): every endpoint's
+    guard checks the same limiters."""
+    ident = ("ratelimit/service",)
+    limiters = ctx.resources.shared.get(ident)
+    if limiters is None:
+        limiters = ctx.resources.shared[ident] = _limiters(ctx.service.namespaces, SERVICE, SERVICE_REDIS, ctx,
+                                                          f"{_PREFIX}service")
+    return limiting(limiters) if limiters else None
 
 
 async def with_backend_rate_limit(built: BuiltBackend, cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
