@@ -3,6 +3,7 @@
 One long-lived client per worker (created at lifespan start-up), credentials from the environment, the
 function's JSON payload returned as the reply. Served by granian (`--interface asgi`), like the gateway.
 """
+
 import contextlib
 import os
 
@@ -20,9 +21,14 @@ class Gateway:
         if scope["type"] == "lifespan":
             stack = contextlib.AsyncExitStack()
             while (await receive())["type"] != "lifespan.shutdown":
-                self.client = await stack.enter_async_context(get_session().create_client(
-                    "lambda", region_name="us-east-1", endpoint_url=ENDPOINT,
-                    config=AioConfig(max_pool_connections=100)))
+                self.client = await stack.enter_async_context(
+                    get_session().create_client(
+                        "lambda",
+                        region_name="us-east-1",
+                        endpoint_url=ENDPOINT,
+                        config=AioConfig(max_pool_connections=100),
+                    )
+                )
                 await send({"type": "lifespan.startup.complete"})
             await stack.aclose()
             return await send({"type": "lifespan.shutdown.complete"})

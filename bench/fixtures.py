@@ -51,7 +51,10 @@ def _nginx(dir: Path, name: str, body: str) -> Path:
 
 def upstream_conf(dir: Path, port: int) -> Path:
     merge = "\n".join(f"    location = /{k} {{ return 200 '{v}'; }}" for k, v in MERGE_BODIES.items())
-    return _nginx(dir, "upstream", f"""  server {{
+    return _nginx(
+        dir,
+        "upstream",
+        f"""  server {{
     listen 127.0.0.1:{port} backlog=4096;
     location = / {{ return 200 '{UPSTREAM_BODY}'; }}
 {merge}
@@ -60,11 +63,15 @@ def upstream_conf(dir: Path, port: int) -> Path:
       add_header x-amzn-RequestId 00000000-0000-0000-0000-000000000000;
       return 200 '{LAMBDA_BODY}';
     }}
-  }}""")
+  }}""",
+    )
 
 
 def proxy_conf(dir: Path, port: int, upstream_port: int) -> Path:
-    return _nginx(dir, "proxy", f"""  upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}
+    return _nginx(
+        dir,
+        "proxy",
+        f"""  upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location / {{
@@ -72,7 +79,8 @@ def proxy_conf(dir: Path, port: int, upstream_port: int) -> Path:
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }}
-  }}""")
+  }}""",
+    )
 
 
 def jwt_token(dir: Path) -> str:
@@ -83,13 +91,28 @@ def jwt_token(dir: Path) -> str:
     key = RSAKey.generate_key(2048, parameters={"kid": "bench"})
     (dir / "jwks.json").write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
     now = int(time.time())
-    return jwt.encode({"alg": "RS256", "kid": "bench"},
-                      {"sub": "bench-user", "aud": "bench", "iss": "https://idp.bench", "iat": now, "exp": now + 3600,
-                       "roles": ["user"]}, key)
+    return jwt.encode(
+        {"alg": "RS256", "kid": "bench"},
+        {
+            "sub": "bench-user",
+            "aud": "bench",
+            "iss": "https://idp.bench",
+            "iat": now,
+            "exp": now + 3600,
+            "roles": ["user"],
+        },
+        key,
+    )
 
 
-def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | None = None,
-                 name: str = "krakend.json", redis_port: int = 6379) -> Path:
+def gateway_conf(
+    dir: Path,
+    port: int,
+    upstream_port: int,
+    metrics_port: int | None = None,
+    name: str = "krakend.json",
+    redis_port: int = 6379,
+) -> Path:
     """The gateway's config; with `metrics_port`, `telemetry/metrics` is on (the observability-cost scenarios).
     /jwt needs the key set that jwt_token() writes; /ratelimit_redis a redis-server on `redis_port` (connected to on
     its first request only). Both rate limits admit everything: they measure the cost of the check."""
@@ -102,24 +125,53 @@ def gateway_conf(dir: Path, port: int, upstream_port: int, metrics_port: int | N
         "host": host,
         "endpoints": [
             {"endpoint": "/proxy", "backend": [{"url_pattern": "/"}]},
-            {"endpoint": "/jwt", "backend": [{"url_pattern": "/"}], "extra_config": {"auth/validator": {
-                "alg": "RS256", "jwk_local_path": str(dir / "jwks.json"), "audience": ["bench"],
-                "issuer": "https://idp.bench", "roles": ["user"], "propagate_claims": [["sub", "X-User"]]}}},
-            {"endpoint": "/ratelimit", "backend": [{"url_pattern": "/"}],
-             "extra_config": {"qos/ratelimit/router": admit_all}},
-            {"endpoint": "/ratelimit_redis", "backend": [{"url_pattern": "/"}],
-             "extra_config": {"qos/ratelimit/router/redis": {**admit_all, "connection_pool": "bench"}}},
-            {"endpoint": "/merge", "backend": [
-                {"url_pattern": "/a", "allow": ["id", "name", "internal.shard"], "group": "user"},
-                {"url_pattern": "/b", "mapping": {"message": "greeting"}, "deny": ["score"]},
-                {"url_pattern": "/c", "allow": ["items", "total"], "mapping": {"total": "count"}, "group": "list"},
-            ]},
-            {"endpoint": "/lambda", "backend": [{
-                "url_pattern": "/",
-                "extra_config": {"backend/lambda": {
-                    "function_name": FUNCTION, "region": "us-east-1", "endpoint": host[0],
-                }},
-            }]},
+            {
+                "endpoint": "/jwt",
+                "backend": [{"url_pattern": "/"}],
+                "extra_config": {
+                    "auth/validator": {
+                        "alg": "RS256",
+                        "jwk_local_path": str(dir / "jwks.json"),
+                        "audience": ["bench"],
+                        "issuer": "https://idp.bench",
+                        "roles": ["user"],
+                        "propagate_claims": [["sub", "X-User"]],
+                    }
+                },
+            },
+            {
+                "endpoint": "/ratelimit",
+                "backend": [{"url_pattern": "/"}],
+                "extra_config": {"qos/ratelimit/router": admit_all},
+            },
+            {
+                "endpoint": "/ratelimit_redis",
+                "backend": [{"url_pattern": "/"}],
+                "extra_config": {"qos/ratelimit/router/redis": {**admit_all, "connection_pool": "bench"}},
+            },
+            {
+                "endpoint": "/merge",
+                "backend": [
+                    {"url_pattern": "/a", "allow": ["id", "name", "internal.shard"], "group": "user"},
+                    {"url_pattern": "/b", "mapping": {"message": "greeting"}, "deny": ["score"]},
+                    {"url_pattern": "/c", "allow": ["items", "total"], "mapping": {"total": "count"}, "group": "list"},
+                ],
+            },
+            {
+                "endpoint": "/lambda",
+                "backend": [
+                    {
+                        "url_pattern": "/",
+                        "extra_config": {
+                            "backend/lambda": {
+                                "function_name": FUNCTION,
+                                "region": "us-east-1",
+                                "endpoint": host[0],
+                            }
+                        },
+                    }
+                ],
+            },
         ],
     }
     config["extra_config"] = {"redis": {"connection_pools": [{"name": "bench", "address": f"127.0.0.1:{redis_port}"}]}}

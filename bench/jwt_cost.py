@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import RSAKey
@@ -39,8 +39,9 @@ def joserfc_decode() -> Callable[[], object]:
     from joserfc.jwt import JWTClaimsRegistry
 
     key = import_key(PUBLIC)
-    registry = JWTClaimsRegistry(iss={"essential": True, "value": "https://idp"},
-                                 aud={"essential": True, "value": "api"}, leeway=1)
+    registry = JWTClaimsRegistry(
+        iss={"essential": True, "value": "https://idp"}, aud={"essential": True, "value": "api"}, leeway=1
+    )
 
     def check() -> object:
         token = jose_jwt.decode(TOKEN, key, algorithms=["RS256"])
@@ -62,8 +63,11 @@ def jwcrypto_decode() -> Callable[[], object]:
     from jwcrypto import jwk, jwt
 
     key = jwk.JWK(**PUBLIC)
-    return lambda: json.loads(jwt.JWT(jwt=TOKEN, key=key, algs=["RS256"],
-                                      check_claims={"iss": "https://idp", "aud": "api", "exp": None}).claims)
+    return lambda: json.loads(
+        jwt.JWT(
+            jwt=TOKEN, key=key, algs=["RS256"], check_claims={"iss": "https://idp", "aud": "api", "exp": None}
+        ).claims
+    )
 
 
 def lambdagate_validator(cached: bool) -> Callable[[], object]:

@@ -23,7 +23,7 @@ def _stat(pid: int) -> list[str] | None:
     except OSError:
         return None
     # The command name (field 2) may hold spaces: split after its closing parenthesis.
-    return raw[raw.rindex(")") + 2:].split()
+    return raw[raw.rindex(")") + 2 :].split()
 
 
 def tree(root: int) -> list[int]:
@@ -64,15 +64,24 @@ def rss_mb(pid: int) -> float:
 class Server:
     """One server under test (or the upstream): its own process group, its own log file."""
 
-    def __init__(self, name: str, cmd: list[str], *, cpus: str | None, log: Path, env: dict[str, str] | None = None,
-                 cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        *,
+        cpus: str | None,
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> None:
         self.name = name
         if cpus is not None:
             cmd = ["taskset", "-c", cpus, *cmd]
         self.log = log
         self._out = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -90,7 +99,7 @@ class Server:
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     return resp.read()
-            except Exception as exc:  # noqa: BLE001 - not up yet
+            except Exception as exc:
                 last = exc
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready at {url} after {timeout:.0f}s ({last}); see {self.log}")

@@ -30,8 +30,12 @@ def summarise(collapsed: Path, top: int = 25, cpu_us_per_req: float | None = Non
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n = int(count)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")" if " (" in f else (f or "<native, no Python frame>")
-                  for f in stack.split(";")]
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+            if " (" in f
+            else (f or "<native, no Python frame>")
+            for f in stack.split(";")
+        ]
         total += n
         own[frames[-1]] += n
         for f in set(frames):
@@ -42,8 +46,15 @@ def summarise(collapsed: Path, top: int = 25, cpu_us_per_req: float | None = Non
         us = f"{n * us_per_sample:6.1f} µs/req " if us_per_sample else ""
         return f"  {100 * n / total:5.1f}%  {us} {f}"
 
-    lines = [f"{total} samples", "", "own time:", *(row(f, n) for f, n in own.most_common(top)),
-             "", "inclusive:", *(row(f, n) for f, n in incl.most_common(top))]
+    lines = [
+        f"{total} samples",
+        "",
+        "own time:",
+        *(row(f, n) for f, n in own.most_common(top)),
+        "",
+        "inclusive:",
+        *(row(f, n) for f, n in incl.most_common(top)),
+    ]
     return "\n".join(lines)
 
 
@@ -60,9 +71,28 @@ def main() -> None:
         url = f"http://127.0.0.1:{ports[server]}{path}"
         wrk.run(url, seconds=2, connections=50, server_pids=[], cpus=LOAD_CPU)  # warm-up
         worker = tree(servers[server].pid)[-1]  # the serving process (granian worker, nginx worker)
-        spy = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(BIN / "py-spy"), "record", "--nonblocking", "-r", "200",
-                                "-d", str(int(args.seconds)), "-f", "raw", "-o", str(out), "-p", str(worker)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        spy = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                LOAD_CPU,
+                str(BIN / "py-spy"),
+                "record",
+                "--nonblocking",
+                "-r",
+                "200",
+                "-d",
+                str(int(args.seconds)),
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+                "-p",
+                str(worker),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(0.5)
         res = wrk.run(url, seconds=args.seconds, connections=50, server_pids=[worker], cpus=LOAD_CPU)
         spy.wait(args.seconds + 30)
@@ -72,7 +102,9 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     text = summarise(out, cpu_us_per_req=res.cpu_us_per_req)
     summary = out.with_suffix(".txt")
-    summary.write_text(f"{args.scenario}: {res.rps:.0f} req/s under py-spy (200 Hz), {res.cpu_us_per_req:.1f} µs/req\n{text}\n")
+    summary.write_text(
+        f"{args.scenario}: {res.rps:.0f} req/s under py-spy (200 Hz), {res.cpu_us_per_req:.1f} µs/req\n{text}\n"
+    )
     print(text[:3000])
 
 

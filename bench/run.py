@@ -32,9 +32,15 @@ BIN = Path(sys.executable).parent
 SERVER_CPU, LOAD_CPU = "1", "0"
 CONNECTIONS = 50
 PACE_DELAY_MS = 20  # mean wait between a reply and the next request on a connection, at half load
-TARGETS = {"gateway_http_vs_skeleton": 0.85, "gateway_lambda_vs_skeleton": 0.85, "gateway_lambda_vs_aiobotocore": 4.0,
-           "gateway_http_vs_nginx": 0.22, "gateway_jwt_vs_http": 0.85, "gateway_ratelimit_vs_http": 0.9,
-           "gateway_ratelimit_redis_vs_http": 0.6}
+TARGETS = {
+    "gateway_http_vs_skeleton": 0.85,
+    "gateway_lambda_vs_skeleton": 0.85,
+    "gateway_lambda_vs_aiobotocore": 4.0,
+    "gateway_http_vs_nginx": 0.22,
+    "gateway_jwt_vs_http": 0.85,
+    "gateway_ratelimit_vs_http": 0.9,
+    "gateway_ratelimit_redis_vs_http": 0.6,
+}
 # scenario -> (server, path)
 SCENARIOS = {
     "direct": ("upstream", "/"),
@@ -65,8 +71,10 @@ HEADERS: dict[str, dict[str, str]] = {}
 def need_tools() -> None:
     missing = [t for t in ("wrk", "nginx", "taskset", "redis-server") if shutil.which(t) is None]
     if missing:
-        sys.exit(f"bench: {', '.join(missing)} not found. Install them with:\n"
-                 "  sudo apt-get install wrk nginx-light util-linux redis-server")
+        sys.exit(
+            f"bench: {', '.join(missing)} not found. Install them with:\n"
+            "  sudo apt-get install wrk nginx-light util-linux redis-server"
+        )
 
 
 def free_port() -> int:
@@ -78,17 +86,43 @@ def free_port() -> int:
 def aws_env(tmp: Path) -> dict[str, str]:
     """Credentials from the environment only (signing is on; the stub does not check the signature)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID="AKIDBENCHEXAMPLE0000", AWS_SECRET_ACCESS_KEY="bench/secret/key/not/a/real/one/000000",
-               AWS_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp / "none"),
-               AWS_EC2_METADATA_DISABLED="true")
+    env.update(
+        AWS_ACCESS_KEY_ID="AKIDBENCHEXAMPLE0000",
+        AWS_SECRET_ACCESS_KEY="bench/secret/key/not/a/real/one/000000",
+        AWS_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(tmp / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
     return env
 
 
 def granian(target: str, port: int, interface: str) -> list[str]:
     # The same server settings as `lambdagate run` (cli.py): 1 runtime thread, uvloop, no websockets.
-    return [str(BIN / "granian"), "--interface", interface, "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--no-ws", "--backlog", "2048",
-            "--log-level", "warning", "--no-access-log", "--working-dir", str(BENCH), target]
+    return [
+        str(BIN / "granian"),
+        "--interface",
+        interface,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--runtime-threads",
+        "1",
+        "--loop",
+        "uvloop",
+        "--no-ws",
+        "--backlog",
+        "2048",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--working-dir",
+        str(BENCH),
+        target,
+    ]
 
 
 def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[dict[str, Server], dict[str, int]]:
@@ -105,23 +139,76 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
         return [str(BIN / "lambdagate"), "run", "-c", str(config), "--host", "127.0.0.1", *extra]
 
     specs = {
-        "redis": (["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                   "no", "--dir", str(tmp)], LOAD_CPU if pin else None, None),
-        "upstream": (["nginx", "-c", str(fixtures.upstream_conf(tmp, up)), "-e", str(tmp / "upstream.err")], LOAD_CPU if pin else None, None),
-        "proxy": (["nginx", "-c", str(fixtures.proxy_conf(tmp, ports.get("proxy", 0), up)), "-e", str(tmp / "proxy.err")], cpu, None),
-        "skeleton": (granian("skeleton:app", ports.get("skeleton", 0), "rsgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
-        "skeleton_asgi": (granian("skeleton:app", ports.get("skeleton_asgi", 0), "asgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
-        "skeleton_equiv": (granian("skeleton_equiv:app", ports.get("skeleton_equiv", 0), "asgi"), cpu, {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"}),
-        "aiobotocore": (granian("aiobotocore_gateway:app", ports.get("aiobotocore", 0), "asgi"), cpu, {**env, "AIOBOTOCORE_ENDPOINT": f"http://127.0.0.1:{up}"}),
-        "skeleton_lambda": (granian("skeleton_lambda:app", ports.get("skeleton_lambda", 0), "rsgi"), cpu, {**env, "LAMBDA_ENDPOINT": f"http://127.0.0.1:{up}"}),
+        "redis": (
+            [
+                "redis-server",
+                "--port",
+                str(ports["redis"]),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp),
+            ],
+            LOAD_CPU if pin else None,
+            None,
+        ),
+        "upstream": (
+            ["nginx", "-c", str(fixtures.upstream_conf(tmp, up)), "-e", str(tmp / "upstream.err")],
+            LOAD_CPU if pin else None,
+            None,
+        ),
+        "proxy": (
+            ["nginx", "-c", str(fixtures.proxy_conf(tmp, ports.get("proxy", 0), up)), "-e", str(tmp / "proxy.err")],
+            cpu,
+            None,
+        ),
+        "skeleton": (
+            granian("skeleton:app", ports.get("skeleton", 0), "rsgi"),
+            cpu,
+            {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"},
+        ),
+        "skeleton_asgi": (
+            granian("skeleton:app", ports.get("skeleton_asgi", 0), "asgi"),
+            cpu,
+            {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"},
+        ),
+        "skeleton_equiv": (
+            granian("skeleton_equiv:app", ports.get("skeleton_equiv", 0), "asgi"),
+            cpu,
+            {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"},
+        ),
+        "aiobotocore": (
+            granian("aiobotocore_gateway:app", ports.get("aiobotocore", 0), "asgi"),
+            cpu,
+            {**env, "AIOBOTOCORE_ENDPOINT": f"http://127.0.0.1:{up}"},
+        ),
+        "skeleton_lambda": (
+            granian("skeleton_lambda:app", ports.get("skeleton_lambda", 0), "rsgi"),
+            cpu,
+            {**env, "LAMBDA_ENDPOINT": f"http://127.0.0.1:{up}"},
+        ),
         "gateway": (lambdagate("--port", str(ports.get("gateway", 0)), "--no-access-log"), cpu, env),
         "gateway_log": (lambdagate("--port", str(ports.get("gateway_log", 0))), cpu, env),
-        "gateway_2w": (lambdagate("--port", str(ports.get("gateway_2w", 0)), "--no-access-log", "--workers", "2"), None, env),
+        "gateway_2w": (
+            lambdagate("--port", str(ports.get("gateway_2w", 0)), "--no-access-log", "--workers", "2"),
+            None,
+            env,
+        ),
         # Observability cost: metrics on; metrics on plus the JSON access log (tracing off).
-        "gateway_metrics": (lambdagate("--port", str(ports.get("gateway_metrics", 0)), "--no-access-log",
-                                       config=metrics_cfg), cpu, env),
-        "gateway_observed": (lambdagate("--port", str(ports.get("gateway_observed", 0)), "--log-format", "json",
-                                        config=observed_cfg), cpu, env),
+        "gateway_metrics": (
+            lambdagate("--port", str(ports.get("gateway_metrics", 0)), "--no-access-log", config=metrics_cfg),
+            cpu,
+            env,
+        ),
+        "gateway_observed": (
+            lambdagate("--port", str(ports.get("gateway_observed", 0)), "--log-format", "json", config=observed_cfg),
+            cpu,
+            env,
+        ),
     }
     servers: dict[str, Server] = {}
     try:
@@ -132,8 +219,12 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
             if name == "redis":
                 wait_redis(ports[name])
                 continue
-            server.wait_ready(f"http://127.0.0.1:{ports[name]}/" if name != "gateway" and not name.startswith("gateway_")
-                              else f"http://127.0.0.1:{ports[name]}/__health", timeout=60)
+            server.wait_ready(
+                f"http://127.0.0.1:{ports[name]}/"
+                if name != "gateway" and not name.startswith("gateway_")
+                else f"http://127.0.0.1:{ports[name]}/__health",
+                timeout=60,
+            )
     except BaseException:
         stop_all(servers)
         raise
@@ -164,9 +255,13 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
     import urllib.request
 
     want = {
-        "upstream": json.loads(fixtures.UPSTREAM_BODY), "proxy": json.loads(fixtures.UPSTREAM_BODY),
-        "skeleton": json.loads(fixtures.UPSTREAM_BODY), "skeleton_asgi": json.loads(fixtures.UPSTREAM_BODY), "skeleton_equiv": json.loads(fixtures.UPSTREAM_BODY),
-        "aiobotocore": json.loads(fixtures.LAMBDA_BODY), "skeleton_lambda": json.loads(fixtures.LAMBDA_BODY),
+        "upstream": json.loads(fixtures.UPSTREAM_BODY),
+        "proxy": json.loads(fixtures.UPSTREAM_BODY),
+        "skeleton": json.loads(fixtures.UPSTREAM_BODY),
+        "skeleton_asgi": json.loads(fixtures.UPSTREAM_BODY),
+        "skeleton_equiv": json.loads(fixtures.UPSTREAM_BODY),
+        "aiobotocore": json.loads(fixtures.LAMBDA_BODY),
+        "skeleton_lambda": json.loads(fixtures.LAMBDA_BODY),
     }
     for name in scenarios:
         server, path = SCENARIOS[name]
@@ -174,8 +269,12 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
         with urllib.request.urlopen(request, timeout=5) as resp:
             got = json.loads(resp.read())
         if path == "/merge":
-            expected = {"user": {"id": 1, "name": "Ana", "internal": {"shard": 7}}, "greeting": "Hello", "lang": "en",
-                        "list": {"items": [1, 2, 3], "count": 3}}
+            expected = {
+                "user": {"id": 1, "name": "Ana", "internal": {"shard": 7}},
+                "greeting": "Hello",
+                "lang": "en",
+                "list": {"items": [1, 2, 3], "count": 3},
+            }
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
         elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis"):
@@ -194,26 +293,44 @@ def machine(mode: str, params: dict) -> dict:
         except (OSError, IndexError, subprocess.TimeoutExpired):
             return "?"
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     from importlib.metadata import version as pkg
 
     def pkgv(name: str) -> str:
         try:
             return pkg(name)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return "-"
 
     commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
-                                text=True).stdout.strip())
+    dirty = bool(
+        subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     return {
-        "mode": mode, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu,
-        "cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
-        "packages": {n: pkgv(n) for n in ("granian", "aiohttp", "uvloop", "orjson", "aiobotocore", "multidict", "yarl")},
-        "wrk": version(["wrk", "-v"]), "nginx": version(["nginx", "-v"]),
-        "commit": commit + ("+dirty" if dirty else ""), "loadavg_start": os.getloadavg()[0],
-        "cpu_pressure_avg60_start": cpu_pressure(), **params,
+        "mode": mode,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": {
+            n: pkgv(n) for n in ("granian", "aiohttp", "uvloop", "orjson", "aiobotocore", "multidict", "yarl")
+        },
+        "wrk": version(["wrk", "-v"]),
+        "nginx": version(["nginx", "-v"]),
+        "commit": commit + ("+dirty" if dirty else ""),
+        "loadavg_start": os.getloadavg()[0],
+        "cpu_pressure_avg60_start": cpu_pressure(),
+        **params,
     }
 
 
@@ -232,19 +349,34 @@ def busy_neighbours() -> list[str]:
 
 def compare(args: argparse.Namespace) -> dict:
     quick = args.mode == "quick"
-    names = args.scenarios or (["direct", "skeleton", "nginx", "gateway_http", "gateway_jwt", "gateway_ratelimit",
-                                "gateway_ratelimit_redis", "gateway_merge",
-                                "gateway_lambda",
-                                "aiobotocore_lambda", "gateway_http_2workers", "gateway_http_accesslog",
-                                "gateway_http_metrics", "gateway_http_observed"]
-                               + ([] if quick else ["skeleton_asgi", "skeleton_lambda", "skeleton_equiv"]))
+    names = args.scenarios or (
+        [
+            "direct",
+            "skeleton",
+            "nginx",
+            "gateway_http",
+            "gateway_jwt",
+            "gateway_ratelimit",
+            "gateway_ratelimit_redis",
+            "gateway_merge",
+            "gateway_lambda",
+            "aiobotocore_lambda",
+            "gateway_http_2workers",
+            "gateway_http_accesslog",
+            "gateway_http_metrics",
+            "gateway_http_observed",
+        ]
+        + ([] if quick else ["skeleton_asgi", "skeleton_lambda", "skeleton_equiv"])
+    )
     seconds = args.seconds or (3.0 if quick else 4.0)
     rounds = args.rounds or (1 if quick else 5)
     warmup = 1.0 if quick else 2.0
     pin = (os.cpu_count() or 1) >= 2
-    params = {"load": {"threads": 1, "connections": CONNECTIONS, "seconds": seconds, "rounds": rounds, "warmup_s": warmup},
-              "pinning": "server on CPU 1, wrk + upstream nginx on CPU 0" if pin else "none (fewer than 2 CPUs)",
-              "busy_neighbours_start": busy_neighbours()}
+    params = {
+        "load": {"threads": 1, "connections": CONNECTIONS, "seconds": seconds, "rounds": rounds, "warmup_s": warmup},
+        "pinning": "server on CPU 1, wrk + upstream nginx on CPU 0" if pin else "none (fewer than 2 CPUs)",
+        "busy_neighbours_start": busy_neighbours(),
+    }
     info = machine(args.mode, params)
     tmp = Path(tempfile.mkdtemp(prefix="lambdagate-bench-"))
     RESULTS.mkdir(exist_ok=True)
@@ -260,9 +392,15 @@ def compare(args: argparse.Namespace) -> dict:
 
         def measure(name: str, secs: float, **kw) -> wrk.WrkResult:
             server, path = SCENARIOS[name]
-            result = wrk.run(f"http://127.0.0.1:{ports[server]}{path}", seconds=secs, server_pids=servers[server].pids(),
-                             cpus=LOAD_CPU if pin else None, connections=kw.pop("connections", CONNECTIONS),
-                             headers=HEADERS.get(name), **kw)
+            result = wrk.run(
+                f"http://127.0.0.1:{ports[server]}{path}",
+                seconds=secs,
+                server_pids=servers[server].pids(),
+                cpus=LOAD_CPU if pin else None,
+                connections=kw.pop("connections", CONNECTIONS),
+                headers=HEADERS.get(name),
+                **kw,
+            )
             if result.errors:
                 warnings.append(f"{name}: {result.errors} errors in {result.requests} requests")
             return result
@@ -272,12 +410,15 @@ def compare(args: argparse.Namespace) -> dict:
         seen: set[str] = set()
         for r in range(rounds):
             seen.update(busy_neighbours())  # other test runs on the machine, checked every round
-            order = names[r % len(names):] + names[:r % len(names)]  # rotate: no scenario is always first
+            order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no scenario is always first
             for name in order:
                 res = runs[name]
                 res.append(measure(name, seconds))
-                print(f"  round {r + 1}/{rounds} {name:24} {res[-1].rps:9.0f} req/s  p99 {res[-1].p99_ms:6.2f} ms  "
-                      f"{res[-1].cpu_us_per_req:6.1f} µs/req", flush=True)
+                print(
+                    f"  round {r + 1}/{rounds} {name:24} {res[-1].rps:9.0f} req/s  p99 {res[-1].p99_ms:6.2f} ms  "
+                    f"{res[-1].cpu_us_per_req:6.1f} µs/req",
+                    flush=True,
+                )
         scenarios = {name: summarise(res, servers[SCENARIOS[name][0]]) for name, res in runs.items()}
         half = [n for n in HALF_LOAD if n in names]
         if len(half) == len(HALF_LOAD):
@@ -286,42 +427,54 @@ def compare(args: argparse.Namespace) -> dict:
             for name in half:
                 res = measure(name, seconds, connections=conns, delay_ms=PACE_DELAY_MS)
                 scenarios[f"{name}@half"] = summarise([res], servers[SCENARIOS[name][0]])
-                print(f"  half load  {name:24} {res.rps:9.0f} req/s  p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms",
-                      flush=True)
+                print(
+                    f"  half load  {name:24} {res.rps:9.0f} req/s  p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms",
+                    flush=True,
+                )
             info["half_load"] = {"offered_rps": round(rate), "connections": conns, "delay_ms": PACE_DELAY_MS}
         info["busy_neighbours_during"] = sorted(seen)
     finally:
         stop_all(servers)
         shutil.rmtree(tmp, ignore_errors=True)
-    info.update(loadavg_end=os.getloadavg()[0], cpu_pressure_avg60_end=cpu_pressure(),
-                busy_neighbours_end=busy_neighbours(), warnings=warnings,
-                elapsed_s=round(time.monotonic() - started, 1))
+    info.update(
+        loadavg_end=os.getloadavg()[0],
+        cpu_pressure_avg60_end=cpu_pressure(),
+        busy_neighbours_end=busy_neighbours(),
+        warnings=warnings,
+        elapsed_s=round(time.monotonic() - started, 1),
+    )
     return {"machine": info, "scenarios": scenarios, "ratios": ratios(scenarios)}
 
 
 def summarise(res: list[wrk.WrkResult], server: Server) -> dict:
     # The median round by req/s, reported whole (its p50/p99/CPU belong together).
     mid = sorted(res, key=lambda r: r.rps)[len(res) // 2]
-    return {"rps": round(mid.rps, 1), "p50_ms": round(mid.p50_ms, 3), "p99_ms": round(mid.p99_ms, 3),
-            "cpu_us_per_req": round(statistics.median(r.cpu_us_per_req for r in res), 1),
-            "rss_mb": round(sum(rss_mb(pid) for pid in server.pids()), 1)}
+    return {
+        "rps": round(mid.rps, 1),
+        "p50_ms": round(mid.p50_ms, 3),
+        "p99_ms": round(mid.p99_ms, 3),
+        "cpu_us_per_req": round(statistics.median(r.cpu_us_per_req for r in res), 1),
+        "rss_mb": round(sum(rss_mb(pid) for pid in server.pids()), 1),
+    }
 
 
 def ratios(s: dict) -> dict:
     def r(a: str, b: str) -> float | None:
         return round(s[a]["rps"] / s[b]["rps"], 3) if a in s and b in s and s[b]["rps"] else None
 
-    return {"gateway_http_vs_skeleton": r("gateway_http", "skeleton"),
-            "gateway_lambda_vs_skeleton": r("gateway_lambda", "skeleton"),
-            "gateway_lambda_vs_aiobotocore": r("gateway_lambda", "aiobotocore_lambda"),
-            "gateway_http_vs_nginx": r("gateway_http", "nginx"),
-            "workers_2_vs_1": r("gateway_http_2workers", "gateway_http"),
-            "gateway_http_vs_skeleton_equiv": r("gateway_http", "skeleton_equiv"),
-            "metrics_on_vs_off": r("gateway_http_metrics", "gateway_http"),
-            "observed_vs_off": r("gateway_http_observed", "gateway_http"),
-            "gateway_jwt_vs_http": r("gateway_jwt", "gateway_http"),
-            "gateway_ratelimit_vs_http": r("gateway_ratelimit", "gateway_http"),
-            "gateway_ratelimit_redis_vs_http": r("gateway_ratelimit_redis", "gateway_http")}
+    return {
+        "gateway_http_vs_skeleton": r("gateway_http", "skeleton"),
+        "gateway_lambda_vs_skeleton": r("gateway_lambda", "skeleton"),
+        "gateway_lambda_vs_aiobotocore": r("gateway_lambda", "aiobotocore_lambda"),
+        "gateway_http_vs_nginx": r("gateway_http", "nginx"),
+        "workers_2_vs_1": r("gateway_http_2workers", "gateway_http"),
+        "gateway_http_vs_skeleton_equiv": r("gateway_http", "skeleton_equiv"),
+        "metrics_on_vs_off": r("gateway_http_metrics", "gateway_http"),
+        "observed_vs_off": r("gateway_http_observed", "gateway_http"),
+        "gateway_jwt_vs_http": r("gateway_jwt", "gateway_http"),
+        "gateway_ratelimit_vs_http": r("gateway_ratelimit", "gateway_http"),
+        "gateway_ratelimit_redis_vs_http": r("gateway_ratelimit_redis", "gateway_http"),
+    }
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 `granian --interface rsgi bench.skeleton:app` (the bench's `skeleton`) or `--interface asgi` (`skeleton_asgi`).
 """
+
 import os
 
 import aiohttp

@@ -2,6 +2,7 @@
 
 `granian --interface rsgi bench.skeleton_lambda:app`; the bench's `skeleton_lambda`. Set LAMBDA_ENDPOINT.
 """
+
 import os
 from urllib.parse import urlsplit
 

@@ -47,8 +47,16 @@ def parse(text: str) -> tuple[float, int, float, float, int]:
     return rps, requests, _latency(text, "50"), _latency(text, "99"), errors
 
 
-def run(url: str, *, seconds: float, connections: int, server_pids: list[int], cpus: str | None,
-        delay_ms: int | None = None, headers: dict[str, str] | None = None) -> WrkResult:
+def run(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    server_pids: list[int],
+    cpus: str | None,
+    delay_ms: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> WrkResult:
     """One wrk run. `delay_ms` paces each connection (paced.lua): wrk 4.1 has no -R (that is wrk2)."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
     for name, value in (headers or {}).items():

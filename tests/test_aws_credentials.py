@@ -40,6 +40,7 @@ def aws_env(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------------------------- region
 
+
 def test_region_explicit_wins(aws_env, monkeypatch):
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     assert resolve_region("ap-south-1") == ("ap-south-1", ["explicit setting"])
@@ -67,14 +68,19 @@ def test_region_nowhere(aws_env, monkeypatch):
     _, config_file = aws_env
     region, looked = resolve_region(None)
     assert region is None
-    assert looked == ["explicit setting", "env AWS_REGION", "env AWS_DEFAULT_REGION",
-                      f"profile 'default' in {config_file}"]
+    assert looked == [
+        "explicit setting",
+        "env AWS_REGION",
+        "env AWS_DEFAULT_REGION",
+        f"profile 'default' in {config_file}",
+    ]
     monkeypatch.setenv("AWS_PROFILE", "missing")
     region, looked = resolve_region(None)
     assert region is None and "profile 'missing'" in looked[-1] and "not found" in looked[-1]
 
 
 # ----------------------------------------------------------------------------- credentials
+
 
 def test_no_credentials_anywhere(aws_env):
     creds_file, config_file = aws_env
@@ -107,14 +113,17 @@ def test_env_keys(aws_env, monkeypatch):
             assert await provider.refresh() == provider.current()
         finally:
             await provider.close()
+
     run(body())
 
 
 def test_shared_files_and_profile(aws_env, monkeypatch):
     creds_file, config_file = aws_env
-    creds_file.write_text("[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = default-secret\n\n"
-                          "[dev]\naws_access_key_id = AKIADEV\naws_secret_access_key = dev-secret\n"
-                          "aws_session_token = dev-token\n")
+    creds_file.write_text(
+        "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = default-secret\n\n"
+        "[dev]\naws_access_key_id = AKIADEV\naws_secret_access_key = dev-secret\n"
+        "aws_session_token = dev-token\n"
+    )
     config_file.write_text("[profile dev]\nregion = eu-north-1\n")
 
     async def body():
@@ -126,6 +135,7 @@ def test_shared_files_and_profile(aws_env, monkeypatch):
         provider = await CredentialProvider.create()
         assert provider.current() == Credentials("AKIADEV", "dev-secret", "dev-token")
         await provider.close()
+
     run(body())
     assert resolve_region(None)[0] == "eu-north-1"
 
@@ -140,9 +150,10 @@ def test_static_provider():
 
 # ------------------------------------------------------------- refreshable (botocore objects)
 
+
 class FakeClock:
     def __init__(self):
-        self.now = datetime.datetime.now(datetime.timezone.utc)
+        self.now = datetime.datetime.now(datetime.UTC)
 
     def __call__(self):
         return self.now
@@ -154,9 +165,14 @@ class FakeClock:
 def refreshable(clock: FakeClock, refresh_using, minutes_left: float = 60):
     """botocore's own refreshable credentials (15 min advisory / 10 min mandatory windows), on a fake clock."""
     return AioRefreshableCredentials(
-        access_key="AK0", secret_key="SK0", token="T0",
+        access_key="AK0",
+        secret_key="SK0",
+        token="T0",
         expiry_time=clock.now + datetime.timedelta(minutes=minutes_left),
-        refresh_using=refresh_using, method="fake-refreshable", time_fetcher=clock)
+        refresh_using=refresh_using,
+        method="fake-refreshable",
+        time_fetcher=clock,
+    )
 
 
 async def poll_until(provider: CredentialProvider, access_key: str, seen: list[Credentials], limit: float = 3.0):
@@ -178,8 +194,12 @@ def test_expiring_credentials_refreshed_in_background():
     async def refresh_using():
         calls.append(1)
         n = len(calls)
-        return {"access_key": f"AK{n}", "secret_key": f"SK{n}", "token": f"T{n}",
-                "expiry_time": (clock.now + datetime.timedelta(minutes=60)).isoformat()}
+        return {
+            "access_key": f"AK{n}",
+            "secret_key": f"SK{n}",
+            "token": f"T{n}",
+            "expiry_time": (clock.now + datetime.timedelta(minutes=60)).isoformat(),
+        }
 
     async def body():
         provider = await CredentialProvider.from_botocore(refreshable(clock, refresh_using, 20), refresh_interval=0.01)
@@ -197,6 +217,7 @@ def test_expiring_credentials_refreshed_in_background():
         await poll_until(provider, "AK2", seen)
         assert provider.current() == Credentials("AK2", "SK2", "T2")
         await provider.close()
+
     run(body())
 
 
@@ -207,8 +228,12 @@ def test_failed_refresh_keeps_serving_and_recovers(caplog):
     async def refresh_using():
         if fail[0]:
             raise RuntimeError("sts unreachable")
-        return {"access_key": "AK9", "secret_key": "secret-9", "token": "token-9",
-                "expiry_time": (clock.now + datetime.timedelta(minutes=60)).isoformat()}
+        return {
+            "access_key": "AK9",
+            "secret_key": "secret-9",
+            "token": "token-9",
+            "expiry_time": (clock.now + datetime.timedelta(minutes=60)).isoformat(),
+        }
 
     async def body():
         provider = await CredentialProvider.from_botocore(refreshable(clock, refresh_using, 20), refresh_interval=0.01)
@@ -240,6 +265,7 @@ def test_current_outside_a_loop_does_not_schedule():
 
 # ------------------------------------------------------------------------ STS AssumeRole
 
+
 @pytest.fixture(scope="module")
 def sts_server():
     with moto_server() as server:
@@ -253,8 +279,9 @@ def test_assume_role_against_moto(aws_env, monkeypatch, sts_server):
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts_server.url)
 
     async def body():
-        provider = await CredentialProvider.create(assume_role_arn=ROLE_ARN, external_id="ext-123",
-                                                   role_session_name="gw-test", region=REGION)
+        provider = await CredentialProvider.create(
+            assume_role_arn=ROLE_ARN, external_id="ext-123", role_session_name="gw-test", region=REGION
+        )
         try:
             creds = provider.current()
             assert provider.method == "assume-role"
@@ -266,8 +293,14 @@ def test_assume_role_against_moto(aws_env, monkeypatch, sts_server):
             await provider.close()
 
     creds = run(body())
-    ident = boto3.client("sts", endpoint_url=sts_server.url, region_name=REGION, aws_access_key_id=creds.access_key,
-                         aws_secret_access_key=creds.secret_key, aws_session_token=creds.token).get_caller_identity()
+    ident = boto3.client(
+        "sts",
+        endpoint_url=sts_server.url,
+        region_name=REGION,
+        aws_access_key_id=creds.access_key,
+        aws_secret_access_key=creds.secret_key,
+        aws_session_token=creds.token,
+    ).get_caller_identity()
     assert ident["Arn"] == f"arn:aws:sts::123456789012:assumed-role/{ROLE_NAME}/gw-test"
 
 

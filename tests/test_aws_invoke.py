@@ -15,8 +15,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.support.moto import REGION, ROLE_NAME, create_echo_function, moto_server
-from tests.support.procs import free_port
 from lambdagate.aws.credentials import CredentialProvider
 from lambdagate.aws.invoke import (
     InvokeResponse,
@@ -29,6 +27,8 @@ from lambdagate.aws.invoke import (
     max_attempts_from_max_retries,
 )
 from lambdagate.aws.sigv4 import Credentials
+from tests.support.moto import REGION, ROLE_NAME, create_echo_function, moto_server
+from tests.support.procs import free_port
 
 TEST_CREDS = Credentials("testing", "testing")
 SECRET_CREDS = Credentials("AKIATESTSTUB", "stub-secret-do-not-log", "stub-session-token-do-not-log")
@@ -42,8 +42,9 @@ def run(coro: Awaitable, timeout: float = 30.0):
 @contextlib.asynccontextmanager
 async def invoker(endpoint_url: str, creds: Credentials = TEST_CREDS, **kwargs):
     async with aiohttp.ClientSession() as session:
-        yield LambdaInvoker(session, region=REGION, credentials=CredentialProvider.static(creds),
-                            endpoint_url=endpoint_url, **kwargs)
+        yield LambdaInvoker(
+            session, region=REGION, credentials=CredentialProvider.static(creds), endpoint_url=endpoint_url, **kwargs
+        )
 
 
 def deadline_in(seconds: float) -> float:
@@ -53,6 +54,7 @@ def deadline_in(seconds: float) -> float:
 # --------------------------------------------------------------------------------------------
 # moto_server: a real Lambda API implementation
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def moto():
@@ -67,8 +69,9 @@ def moto():
         yield server
 
 
-@pytest.mark.parametrize("name", ["echo", "arn:aws:lambda:us-east-1:123456789012:function:echo",
-                                  "123456789012:function:echo", "echo:prod"])
+@pytest.mark.parametrize(
+    "name", ["echo", "arn:aws:lambda:us-east-1:123456789012:function:echo", "123456789012:function:echo", "echo:prod"]
+)
 def test_moto_invoke_echoes_payload(moto, name):
     async def body():
         async with invoker(moto.url) as inv:
@@ -77,6 +80,7 @@ def test_moto_invoke_echoes_payload(moto, name):
             assert isinstance(res, InvokeResponse)
             assert (res.status, res.payload, res.function_error) == (200, payload, None)
             assert res.request_id
+
     run(body())
 
 
@@ -87,6 +91,7 @@ def test_moto_invoke_with_qualifier_and_log_type(moto):
             assert (res.status, res.payload) == (200, b'{"q":1}')
             res = await inv.invoke(moto.function_arn, b'{"q":2}', qualifier="$LATEST", deadline=deadline_in(10))
             assert (res.status, res.payload) == (200, b'{"q":2}')
+
     run(body())
 
 
@@ -97,6 +102,7 @@ def test_moto_event_and_dry_run(moto):
             assert res.status == 202
             res = await inv.invoke("echo", b'{"e":1}', invocation_type="DryRun", deadline=deadline_in(10))
             assert res.status == 204
+
     run(body())
 
 
@@ -105,6 +111,7 @@ def test_moto_unknown_function_is_resource_not_found(moto):
     # (404 before any container is involved), so switch to it for this one request.
     moto.set_config({"lambda": {"use_docker": True}})
     try:
+
         async def body():
             async with invoker(moto.url, max_attempts=3) as inv:
                 with pytest.raises(LambdaServiceError) as ei:
@@ -112,6 +119,7 @@ def test_moto_unknown_function_is_resource_not_found(moto):
             err = ei.value
             assert (err.status, err.code, err.retryable) == (404, "ResourceNotFoundException", False)
             assert "no-such-function" in err.message and err.request_id
+
         run(body())
     finally:
         moto.set_config({"lambda": {"use_docker": False}})
@@ -128,29 +136,43 @@ def test_moto_checks_the_signature():
         iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument="{}")
         iam.create_user(UserName="gateway")
         key = iam.create_access_key(UserName="gateway")["AccessKey"]
-        iam.put_user_policy(UserName="gateway", PolicyName="invoke", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["lambda:*", "iam:PassRole"],
-                                                     "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="gateway",
+            PolicyName="invoke",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": ["lambda:*", "iam:PassRole"], "Resource": "*"}],
+                }
+            ),
+        )
         good = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
         lam = server.client("lambda", aws_access_key_id=good.access_key, aws_secret_access_key=good.secret_key)
         arn = create_echo_function(lam, "signed")
         with pytest.raises(Exception, match="InvalidClientTokenId|SignatureDoesNotMatch|AccessDenied"):
-            boto3.client("lambda", endpoint_url=server.url, region_name=REGION, aws_access_key_id="testing",
-                         aws_secret_access_key="testing").list_functions()  # auth really is on
+            boto3.client(
+                "lambda",
+                endpoint_url=server.url,
+                region_name=REGION,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            ).list_functions()  # auth really is on
 
         async def body():
             async with invoker(server.url, good) as inv:
                 for name in ("signed", arn, "signed:$LATEST"):
                     res = await inv.invoke(name, b'{"ok":true}', deadline=deadline_in(10))
                     assert (res.status, res.payload) == (200, b'{"ok":true}')
-                res = await inv.invoke("signed", b'{"ok":1}', qualifier="$LATEST", log_type="Tail",
-                                       deadline=deadline_in(10))
+                res = await inv.invoke(
+                    "signed", b'{"ok":1}', qualifier="$LATEST", log_type="Tail", deadline=deadline_in(10)
+                )
                 assert res.status == 200
             async with invoker(server.url, Credentials(good.access_key, "wrong-secret")) as inv:
                 for name in ("signed", arn):
                     with pytest.raises(LambdaServiceError) as ei:
                         await inv.invoke(name, b'{"ok":true}', deadline=deadline_in(10))
                     assert (ei.value.status, ei.value.code, ei.value.retryable) == (403, "SignatureDoesNotMatch", False)
+
         run(body())
 
 
@@ -200,17 +222,32 @@ async def serve(*actions: Action):
 
 def ok(payload: bytes = b'{"ok":true}', headers: dict[str, str] | None = None) -> Action:
     async def action(request):
-        return web.Response(body=payload, headers={"x-amzn-RequestId": "req-ok", "X-Amz-Executed-Version": "$LATEST",
-                                                   "Content-Type": "application/json", **(headers or {})})
+        return web.Response(
+            body=payload,
+            headers={
+                "x-amzn-RequestId": "req-ok",
+                "X-Amz-Executed-Version": "$LATEST",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
+
     return action
 
 
 def aws_error(status: int, code: str, message: str = "boom", headers: dict[str, str] | None = None) -> Action:
     async def action(request):
-        return web.Response(status=status, body=json.dumps({"Type": "User", "message": message}).encode(),
-                            headers={"X-Amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazonaws.awslambda/",
-                                     "x-amzn-RequestId": "req-err", "Content-Type": "application/json",
-                                     **(headers or {})})
+        return web.Response(
+            status=status,
+            body=json.dumps({"Type": "User", "message": message}).encode(),
+            headers={
+                "X-Amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazonaws.awslambda/",
+                "x-amzn-RequestId": "req-err",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
+
     return action
 
 
@@ -218,6 +255,7 @@ def slow(seconds: float) -> Action:
     async def action(request):
         await asyncio.sleep(seconds)
         return web.Response(body=b"{}")
+
     return action
 
 
@@ -226,29 +264,46 @@ def drop_connection() -> Action:
         request.transport.close()  # the client sees the connection closed with no response
         await asyncio.sleep(0.05)
         return web.Response(body=b"{}")
+
     return action
 
 
 def test_wire_format():
     """Path, query and headers as botocore sends them; the ARN is %-encoded once on the wire."""
+
     async def body():
-        async with serve(ok(b'{"r":1}', {"X-Amz-Log-Result": "bG9n", "X-Amz-Function-Error": "Handled"})) as (stub, url):
+        async with serve(ok(b'{"r":1}', {"X-Amz-Log-Result": "bG9n", "X-Amz-Function-Error": "Handled"})) as (
+            stub,
+            url,
+        ):
             async with invoker(url, SECRET_CREDS) as inv:
-                res = await inv.invoke("arn:aws:lambda:us-east-1:123456789012:function:my-fn", b'{"in":1}',
-                                       qualifier="$LATEST", invocation_type="RequestResponse", log_type="Tail",
-                                       deadline=deadline_in(5))
+                res = await inv.invoke(
+                    "arn:aws:lambda:us-east-1:123456789012:function:my-fn",
+                    b'{"in":1}',
+                    qualifier="$LATEST",
+                    invocation_type="RequestResponse",
+                    log_type="Tail",
+                    deadline=deadline_in(5),
+                )
         assert res == InvokeResponse(200, b'{"r":1}', "Handled", "$LATEST", "req-ok", "bG9n")
         seen = stub.seen[0]
-        assert seen.raw_path == ("/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction"
-                                 "%3Amy-fn/invocations?Qualifier=%24LATEST")
+        assert seen.raw_path == (
+            "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction"
+            "%3Amy-fn/invocations?Qualifier=%24LATEST"
+        )
         assert seen.body == b'{"in":1}'
         h = seen.headers
         assert h["X-Amz-Invocation-Type"] == "RequestResponse" and h["X-Amz-Log-Type"] == "Tail"
         assert h["X-Amz-Security-Token"] == SECRET_CREDS.token
-        assert h["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential=AKIATESTSTUB/{h['X-Amz-Date'][:8]}"
-                                             f"/{REGION}/lambda/aws4_request, ")
-        assert "SignedHeaders=host;x-amz-date;x-amz-invocation-type;x-amz-log-type;x-amz-security-token," in h["Authorization"]
+        assert h["Authorization"].startswith(
+            f"AWS4-HMAC-SHA256 Credential=AKIATESTSTUB/{h['X-Amz-Date'][:8]}/{REGION}/lambda/aws4_request, "
+        )
+        assert (
+            "SignedHeaders=host;x-amz-date;x-amz-invocation-type;x-amz-log-type;x-amz-security-token,"
+            in h["Authorization"]
+        )
         assert h["Host"] == url.removeprefix("http://")
+
     run(body())
 
 
@@ -258,16 +313,21 @@ def test_endpoint_with_base_path():
             async with invoker(url + "/lambda-proxy/") as inv:
                 await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         assert stub.seen[0].raw_path == "/lambda-proxy/2015-03-31/functions/fn/invocations"
+
     run(body())
 
 
 def test_throttled_twice_then_ok_is_retried():
     async def body():
-        async with serve(aws_error(429, "TooManyRequestsException", "Rate exceeded"),
-                         aws_error(429, "TooManyRequestsException", "Rate exceeded"), ok()) as (stub, url):
+        async with serve(
+            aws_error(429, "TooManyRequestsException", "Rate exceeded"),
+            aws_error(429, "TooManyRequestsException", "Rate exceeded"),
+            ok(),
+        ) as (stub, url):
             async with invoker(url, max_attempts=3) as inv:
                 res = await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         assert res.status == 200 and len(stub.seen) == 3
+
     run(body())
 
 
@@ -279,8 +339,14 @@ def test_throttled_without_retries_fails():
                     await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         err = ei.value
         assert (err.status, err.code, err.message, err.request_id, err.retryable) == (
-            429, "TooManyRequestsException", "Rate exceeded", "req-err", True)
+            429,
+            "TooManyRequestsException",
+            "Rate exceeded",
+            "req-err",
+            True,
+        )
         assert len(stub.seen) == 1
+
     run(body())
 
 
@@ -291,6 +357,7 @@ def test_retries_exhausted_raise_last_error():
                 with pytest.raises(LambdaServiceError) as ei:
                     await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         assert ei.value.status == 503 and len(stub.seen) == 3
+
     run(body())
 
 
@@ -300,6 +367,7 @@ def test_service_500_is_retried():
             async with invoker(url, max_attempts=2) as inv:
                 assert (await inv.invoke("fn", b"{}", deadline=deadline_in(5))).status == 200
         assert len(stub.seen) == 2
+
     run(body())
 
 
@@ -312,11 +380,19 @@ def test_function_error_is_returned_never_retried(kind):
                 res = await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         assert (res.status, res.function_error, res.payload) == (200, kind, err_payload)
         assert len(stub.seen) == 1
+
     run(body())
 
 
-@pytest.mark.parametrize("status,code", [(400, "InvalidRequestContentException"), (403, "AccessDeniedException"),
-                                         (404, "ResourceNotFoundException"), (413, "RequestTooLargeException")])
+@pytest.mark.parametrize(
+    "status,code",
+    [
+        (400, "InvalidRequestContentException"),
+        (403, "AccessDeniedException"),
+        (404, "ResourceNotFoundException"),
+        (413, "RequestTooLargeException"),
+    ],
+)
 def test_client_errors_not_retried(status, code):
     async def body():
         async with serve(aws_error(status, code), ok()) as (stub, url):
@@ -325,13 +401,13 @@ def test_client_errors_not_retried(status, code):
                     await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         assert (ei.value.status, ei.value.code, ei.value.retryable) == (status, code, False)
         assert len(stub.seen) == 1
+
     run(body())
 
 
 def test_error_code_from_body_when_no_header():
     async def from_body(request):
-        return web.json_response({"__type": "com.amazonaws.lambda#ServiceException", "Message": "internal"},
-                                 status=500)
+        return web.json_response({"__type": "com.amazonaws.lambda#ServiceException", "Message": "internal"}, status=500)
 
     async def body():
         async with serve(from_body) as (stub, url):
@@ -339,6 +415,7 @@ def test_error_code_from_body_when_no_header():
                 with pytest.raises(LambdaServiceError) as ei:
                     await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         assert (ei.value.code, ei.value.message, ei.value.retryable) == ("ServiceException", "internal", True)
+
     run(body())
 
 
@@ -368,6 +445,7 @@ def test_dropped_connection_is_retried():
             async with invoker(url, max_attempts=2) as inv:
                 assert (await inv.invoke("fn", b"{}", deadline=deadline_in(5))).status == 200
         assert len(stub.seen) == 2
+
     run(body())
 
 
@@ -382,6 +460,7 @@ def test_slow_function_hits_deadline_quickly():
         assert 0.25 <= elapsed < 1.0
         assert (ei.value.code, ei.value.retryable) == ("Timeout", False)
         assert len(stub.seen) == 1  # never retried after the deadline
+
     run(body())
 
 
@@ -392,6 +471,7 @@ def test_deadline_already_passed_sends_nothing():
                 with pytest.raises(LambdaDeadlineError):
                     await inv.invoke("fn", b"{}", deadline=deadline_in(-0.001))
         assert stub.seen == []
+
     run(body())
 
 
@@ -407,12 +487,16 @@ def test_backoff_never_passes_the_deadline():
         assert elapsed < 0.6
         assert len(stub.seen) >= 3
         assert stub.seen[-1].at - stub.seen[0].at < 0.5
+
     run(body())
 
 
 def test_retry_after_longer_than_deadline_gives_up_at_once():
     async def body():
-        async with serve(aws_error(429, "TooManyRequestsException", headers={"Retry-After": "10"}), ok()) as (stub, url):
+        async with serve(aws_error(429, "TooManyRequestsException", headers={"Retry-After": "10"}), ok()) as (
+            stub,
+            url,
+        ):
             async with invoker(url, max_attempts=3) as inv:
                 t0 = time.monotonic()
                 with pytest.raises(LambdaServiceError) as ei:
@@ -420,16 +504,21 @@ def test_retry_after_longer_than_deadline_gives_up_at_once():
                 assert time.monotonic() - t0 < 0.5
         assert (ei.value.status, ei.value.retry_after) == (429, 10.0)
         assert len(stub.seen) == 1
+
     run(body())
 
 
 def test_retry_after_is_honoured():
     async def body():
-        async with serve(aws_error(429, "TooManyRequestsException", headers={"Retry-After": "0.4"}), ok()) as (stub, url):
+        async with serve(aws_error(429, "TooManyRequestsException", headers={"Retry-After": "0.4"}), ok()) as (
+            stub,
+            url,
+        ):
             async with invoker(url, max_attempts=2) as inv:
                 assert (await inv.invoke("fn", b"{}", deadline=deadline_in(5))).status == 200
         assert len(stub.seen) == 2
         assert 0.4 <= stub.seen[1].at - stub.seen[0].at < 1.5
+
     run(body())
 
 
@@ -442,6 +531,7 @@ def test_oversize_reply_refused():
                 res = await inv.invoke("fn", b"{}", deadline=deadline_in(5))  # the invoker is still usable
         assert (ei.value.status, ei.value.code, ei.value.retryable) == (502, "ResponseTooLarge", False)
         assert len(stub.seen) == 2 and res.status == 200
+
     run(body())
 
 
@@ -464,11 +554,13 @@ def test_oversize_chunked_reply_refused():
                 res = await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         assert ei.value.code == "ResponseTooLarge"
         assert res.payload == b"y" * 10_000
+
     run(body())
 
 
 def test_oversize_compressed_reply_refused():
     """The limit applies to the decoded body, not to a small gzip Content-Length."""
+
     async def gzipped(request):
         resp = web.Response(body=b"z" * 50_000)
         resp.enable_compression(web.ContentCoding.gzip)
@@ -481,6 +573,7 @@ def test_oversize_compressed_reply_refused():
                     await inv.invoke("fn", b"{}", deadline=deadline_in(5))
         assert ei.value.code == "ResponseTooLarge"
         assert stub.seen[0].headers.get("Accept-Encoding", "").startswith("gzip")
+
     run(body())
 
 
@@ -498,22 +591,47 @@ def test_max_attempts_from_max_retries():
         max_attempts_from_max_retries(-2)
 
 
-@pytest.mark.parametrize("name", [
-    "my-function", "my_function.v2", "f", "my-function:v1", "my-function:$LATEST", "my-function:$LATEST.PUBLISHED",
-    "123456789012:function:my-function", "123456789012:function:my-function:prod",
-    "arn:aws:lambda:us-west-2:123456789012:function:my-function",
-    "arn:aws:lambda:us-west-2:123456789012:function:my-function:7",
-    "arn:aws-cn:lambda:cn-north-1:123456789012:function:fn", "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:fn",
-    "a" * 64,
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "my-function",
+        "my_function.v2",
+        "f",
+        "my-function:v1",
+        "my-function:$LATEST",
+        "my-function:$LATEST.PUBLISHED",
+        "123456789012:function:my-function",
+        "123456789012:function:my-function:prod",
+        "arn:aws:lambda:us-west-2:123456789012:function:my-function",
+        "arn:aws:lambda:us-west-2:123456789012:function:my-function:7",
+        "arn:aws-cn:lambda:cn-north-1:123456789012:function:fn",
+        "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:fn",
+        "a" * 64,
+    ],
+)
 def test_valid_function_references(name):
     assert is_valid_function_reference(name)
 
 
-@pytest.mark.parametrize("name", [
-    "", "a" * 65, "my function", "my/function", "fn:", "fn:a:b", "fn:$NOPE", "../etc", "fn?x=1", "fn%3A",
-    "arn:aws:s3:::bucket", "arn:aws:lambda:us-west-2:123:function:fn", "x" * 257, "naïve",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "a" * 65,
+        "my function",
+        "my/function",
+        "fn:",
+        "fn:a:b",
+        "fn:$NOPE",
+        "../etc",
+        "fn?x=1",
+        "fn%3A",
+        "arn:aws:s3:::bucket",
+        "arn:aws:lambda:us-west-2:123:function:fn",
+        "x" * 257,
+        "naïve",
+    ],
+)
 def test_invalid_function_references(name):
     assert not is_valid_function_reference(name)
 
@@ -528,4 +646,5 @@ def test_invalid_arguments():
                 LambdaInvoker(session, region=REGION, credentials=creds, endpoint_url="ftp://x")
             inv = LambdaInvoker(session, region="eu-west-1", credentials=creds)
             assert inv.endpoint_url == "https://lambda.eu-west-1.amazonaws.com"
+
     run(body())

@@ -24,8 +24,19 @@ AK, SK = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 TOKEN = "IQoJb3JpZ2luX2VjEXAMPLETOKEN//////////wEaCXVzLWVhc3QtMSJHMEUCIQ=="
 
 
-def botocore_sign(method, host, path, query, headers, body, creds: Credentials, amz_date=AMZ_DATE,
-                  service="lambda", region=REGION, scheme="https"):
+def botocore_sign(
+    method,
+    host,
+    path,
+    query,
+    headers,
+    body,
+    creds: Credentials,
+    amz_date=AMZ_DATE,
+    service="lambda",
+    region=REGION,
+    scheme="https",
+):
     """What botocore sends for the same request, with its clock frozen at amz_date."""
     url = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
     req = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
@@ -78,7 +89,9 @@ def test_query_string_matches_botocore(query, creds):
     path = function_path("arn:aws:lambda:us-east-1:123456789012:function:my-fn")
     headers = {"X-Amz-Invocation-Type": "RequestResponse"}
     ours = SigV4Signer(REGION).sign("POST", HOST, path, query, headers, b'{"a":1}', creds, amz_date=AMZ_DATE)
-    assert ours["Authorization"] == botocore_sign("POST", HOST, path, query, headers, b'{"a":1}', creds)["Authorization"]
+    assert (
+        ours["Authorization"] == botocore_sign("POST", HOST, path, query, headers, b'{"a":1}', creds)["Authorization"]
+    )
 
 
 def test_query_from_params_like_a_real_client():
@@ -86,8 +99,9 @@ def test_query_from_params_like_a_real_client():
     creds = CREDS[0]
     path = function_path("my-fn")
     req = AWSRequest(method="POST", url=f"https://{HOST}{path}", params={"Qualifier": "$LATEST"}, data=b"{}")
-    with mock.patch("botocore.auth.get_current_datetime",
-                    return_value=datetime.datetime.strptime(AMZ_DATE, "%Y%m%dT%H%M%SZ")):
+    with mock.patch(
+        "botocore.auth.get_current_datetime", return_value=datetime.datetime.strptime(AMZ_DATE, "%Y%m%dT%H%M%SZ")
+    ):
         SigV4Auth(BotoCredentials(AK, SK), "lambda", REGION).add_auth(req)
     ours = SigV4Signer(REGION).sign("POST", HOST, path, "Qualifier=%24LATEST", {}, b"{}", creds, amz_date=AMZ_DATE)
     assert ours["Authorization"] == req.headers["Authorization"]
@@ -97,15 +111,35 @@ def test_query_from_params_like_a_real_client():
 def test_custom_endpoint_host_with_port(host, scheme):
     path = function_path("my-fn")
     ours = SigV4Signer(REGION).sign("POST", host, path, "", {}, b"{}", CREDS[1], amz_date=AMZ_DATE)
-    assert ours["Authorization"] == botocore_sign("POST", host, path, "", {}, b"{}", CREDS[1], scheme=scheme)["Authorization"]
+    assert (
+        ours["Authorization"]
+        == botocore_sign("POST", host, path, "", {}, b"{}", CREDS[1], scheme=scheme)["Authorization"]
+    )
 
 
 def test_other_service_region_and_method():
     signer = SigV4Signer("eu-central-1", "sts")
-    ours = signer.sign("GET", "sts.eu-central-1.amazonaws.com", "/", "Action=GetCallerIdentity&Version=2011-06-15",
-                       {}, b"", CREDS[1], amz_date=AMZ_DATE)
-    ref = botocore_sign("GET", "sts.eu-central-1.amazonaws.com", "/", "Action=GetCallerIdentity&Version=2011-06-15",
-                        {}, b"", CREDS[1], service="sts", region="eu-central-1")
+    ours = signer.sign(
+        "GET",
+        "sts.eu-central-1.amazonaws.com",
+        "/",
+        "Action=GetCallerIdentity&Version=2011-06-15",
+        {},
+        b"",
+        CREDS[1],
+        amz_date=AMZ_DATE,
+    )
+    ref = botocore_sign(
+        "GET",
+        "sts.eu-central-1.amazonaws.com",
+        "/",
+        "Action=GetCallerIdentity&Version=2011-06-15",
+        {},
+        b"",
+        CREDS[1],
+        service="sts",
+        region="eu-central-1",
+    )
     assert ours["Authorization"] == ref["Authorization"]
 
 
@@ -124,8 +158,9 @@ def test_dot_segments_and_double_slashes_normalised_like_botocore():
         assert ours["Authorization"] == botocore_sign("POST", HOST, path, "", {}, b"", CREDS[0])["Authorization"], path
 
 
-header_names = st.sampled_from(["X-Amz-Invocation-Type", "X-Amz-Log-Type", "Content-Type", "X-Amz-Client-Context",
-                                "X-Amz-Tenant-Id", "Accept"])
+header_names = st.sampled_from(
+    ["X-Amz-Invocation-Type", "X-Amz-Log-Type", "Content-Type", "X-Amz-Client-Context", "X-Amz-Tenant-Id", "Accept"]
+)
 header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=40)
 
 
@@ -133,7 +168,9 @@ header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), m
 @given(
     name=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=80),
     body=st.binary(max_size=300),
-    token=st.one_of(st.none(), st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", min_size=1, max_size=60)),
+    token=st.one_of(
+        st.none(), st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", min_size=1, max_size=60)
+    ),
     headers=st.dictionaries(header_names, header_values, max_size=4),
     qualifier=st.one_of(st.none(), st.from_regex(r"\$LATEST|[a-zA-Z0-9_-]{1,20}", fullmatch=True)),
 )
@@ -200,8 +237,8 @@ def test_signing_key_derivation_count():
 def test_default_date_is_now_and_well_formed():
     ours = SigV4Signer(REGION).sign("POST", HOST, "/", "", {}, b"", Credentials(AK, SK))
     date = ours["X-Amz-Date"]
-    parsed = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
-    assert abs((parsed - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 5
+    parsed = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+    assert abs((parsed - datetime.datetime.now(datetime.UTC)).total_seconds()) < 5
     assert amz_date_now()[:8] == date[:8] or amz_date_now() > date
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,16 +22,32 @@ from tests.test_security import assert_clean_log, send
 
 MALFORMED_FN = {"error": "the function reply is malformed"}
 MALFORMED = {"error": "the backend reply is malformed"}
-SPOOFED = [(b"X-Forwarded-For", b"6.6.6.6"), (b"X-Real-IP", b"6.6.6.6"), (b"Forwarded", b"for=6.6.6.6;proto=https"),
-           (b"X-Forwarded-Proto", b"https"), (b"X-Forwarded-Host", b"evil.example"), (b"X-Forwarded-Port", b"443")]
-FORWARDING = ["X-Forwarded-For", "X-Real-IP", "Forwarded", "X-Forwarded-Proto", "X-Forwarded-Host",
-              "X-Forwarded-Port", "Expect"]
+SPOOFED = [
+    (b"X-Forwarded-For", b"6.6.6.6"),
+    (b"X-Real-IP", b"6.6.6.6"),
+    (b"Forwarded", b"for=6.6.6.6;proto=https"),
+    (b"X-Forwarded-Proto", b"https"),
+    (b"X-Forwarded-Host", b"evil.example"),
+    (b"X-Forwarded-Port", b"443"),
+]
+FORWARDING = [
+    "X-Forwarded-For",
+    "X-Real-IP",
+    "Forwarded",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Forwarded-Port",
+    "Expect",
+]
 
 
 def lam(stub: str, function: str, **fields) -> dict:
     group = fields.pop("group", None)
-    backend = {"extra_config": {"backend/lambda": {"function_name": function, "endpoint": stub, "region": "us-east-1",
-                                                   **fields}}}
+    backend = {
+        "extra_config": {
+            "backend/lambda": {"function_name": function, "endpoint": stub, "region": "us-east-1", **fields}
+        }
+    }
     return {**backend, "group": group} if group else backend
 
 
@@ -45,22 +61,35 @@ def gw(upstream, faulty, stub, tmp_path_factory) -> Iterator[Gateway]:
     endpoints = [
         {"endpoint": "/h/deep/{n}", "backend": [http_backend(upstream, "/deep/{n}")]},
         {"endpoint": "/h/merge-deep", "backend": [a, http_backend(upstream, "/deep/300", group="d")]},
-        {"endpoint": "/h/noop/{name}", "output_encoding": "no-op",
-         "backend": [http_backend(faulty, "/{name}", encoding="no-op")]},
+        {
+            "endpoint": "/h/noop/{name}",
+            "output_encoding": "no-op",
+            "backend": [http_backend(faulty, "/{name}", encoding="no-op")],
+        },
         {"endpoint": "/h/fwd", "input_headers": ["*"], "backend": [http_backend(upstream, "/echo/fwd")]},
         {"endpoint": "/h/fwd-listed", "input_headers": FORWARDING, "backend": [http_backend(upstream, "/echo/fwd")]},
         {"endpoint": "/l/proxy", "method": "POST", "backend": [lam(stub, "echo-proxy", response_format="proxy")]},
         {"endpoint": "/l/data", "method": "POST", "backend": [lam(stub, "echo-data")]},
-        {"endpoint": "/l/merge-proxy", "method": "POST",
-         "backend": [a, lam(stub, "echo-merge-proxy", response_format="proxy", group="fn")]},
+        {
+            "endpoint": "/l/merge-proxy",
+            "method": "POST",
+            "backend": [a, lam(stub, "echo-merge-proxy", response_format="proxy", group="fn")],
+        },
         {"endpoint": "/l/merge-data", "method": "POST", "backend": [a, lam(stub, "echo-merge-data", group="fn")]},
-        {"endpoint": "/l/v1", "input_headers": ["*"],
-         "backend": [lam(stub, "echo-fwd-v1", payload_format="apigateway_v1", response_format="data")]},
-        {"endpoint": "/l/v2", "input_headers": FORWARDING,
-         "backend": [lam(stub, "echo-fwd-v2", payload_format="apigateway_v2", response_format="data")]},
+        {
+            "endpoint": "/l/v1",
+            "input_headers": ["*"],
+            "backend": [lam(stub, "echo-fwd-v1", payload_format="apigateway_v1", response_format="data")],
+        },
+        {
+            "endpoint": "/l/v2",
+            "input_headers": FORWARDING,
+            "backend": [lam(stub, "echo-fwd-v2", payload_format="apigateway_v2", response_format="data")],
+        },
     ]
-    gateway = launch_gateway({"version": 3, "timeout": "3s", "endpoints": endpoints},
-                             tmp_path_factory.mktemp("gw"), env=AWS_ENV)
+    gateway = launch_gateway(
+        {"version": 3, "timeout": "3s", "endpoints": endpoints}, tmp_path_factory.mktemp("gw"), env=AWS_ENV
+    )
     yield gateway
     gateway.process.stop()
 
@@ -84,27 +113,35 @@ def assert_failed(gw: Gateway, resp: RawResponse, status: int, body: dict, cause
 
 # ------------------------------------------------------------------- reply headers: caps and sendability
 
+
 def _headers(n: int) -> dict[str, str]:
     return {f"X-H-{i}": "v" for i in range(n)}
 
 
-@pytest.mark.parametrize(("reply", "cause"), [
-    ({"statusCode": 200, "headers": _headers(101)}, "more than 100 headers"),
-    ({"statusCode": 200, "multiValueHeaders": {"X-M": ["v"] * 101}}, "more than 100 headers"),
-    ({"statusCode": 200, "cookies": [f"c{i}=1" for i in range(101)]}, "more than 100 headers"),
-    ({"statusCode": 200, "headers": _headers(60), "multiValueHeaders": {"X-M": ["v"] * 41}}, "101 headers"),
-    ({"statusCode": 200, "headers": {"X-A": "a" * 40000, "X-B": "b" * 40000}}, "more than 65536"),
-    ({"statusCode": 200, "headers": {"X-Euro": "\u20ac" * 22000}}, "more than 65536"),  # 66,000 bytes in UTF-8
-    # granian refuses a name over 64 KiB with its own plain 500 (and a traceback in the log)
-    ({"statusCode": 200, "headers": {"x" * 70000: "1"}}, "more than 65536"),
-], ids=["names", "multi-values", "cookies", "lines", "bytes", "utf8-bytes", "long-name"])
+@pytest.mark.parametrize(
+    ("reply", "cause"),
+    [
+        ({"statusCode": 200, "headers": _headers(101)}, "more than 100 headers"),
+        ({"statusCode": 200, "multiValueHeaders": {"X-M": ["v"] * 101}}, "more than 100 headers"),
+        ({"statusCode": 200, "cookies": [f"c{i}=1" for i in range(101)]}, "more than 100 headers"),
+        ({"statusCode": 200, "headers": _headers(60), "multiValueHeaders": {"X-M": ["v"] * 41}}, "101 headers"),
+        ({"statusCode": 200, "headers": {"X-A": "a" * 40000, "X-B": "b" * 40000}}, "more than 65536"),
+        ({"statusCode": 200, "headers": {"X-Euro": "\u20ac" * 22000}}, "more than 65536"),  # 66,000 bytes in UTF-8
+        # granian refuses a name over 64 KiB with its own plain 500 (and a traceback in the log)
+        ({"statusCode": 200, "headers": {"x" * 70000: "1"}}, "more than 65536"),
+    ],
+    ids=["names", "multi-values", "cookies", "lines", "bytes", "utf8-bytes", "long-name"],
+)
 def test_function_reply_headers_past_the_caps_are_malformed(gw, reply, cause):
     assert_failed(gw, reply_of(gw, b"/l/proxy", reply), 500, MALFORMED_FN, cause)
 
 
 def test_function_reply_headers_up_to_the_caps_pass(gw):
-    resp = reply_of(gw, b"/l/proxy", {"statusCode": 200, "headers": _headers(99),
-                                      "multiValueHeaders": {"X-Big": ["b" * 60000]}, "body": "{}"})
+    resp = reply_of(
+        gw,
+        b"/l/proxy",
+        {"statusCode": 200, "headers": _headers(99), "multiValueHeaders": {"X-Big": ["b" * 60000]}, "body": "{}"},
+    )
     assert resp.status == 200 and resp.header(b"x-h-98") == b"v" and len(resp.header(b"x-big")) == 60000
 
 
@@ -115,8 +152,9 @@ def test_function_reply_over_the_caps_in_a_merge_is_partial(gw):
     assert "more than 100 headers" in logged(gw, resp.header(b"x-request-id").decode(), "backend failed:")
 
 
-@pytest.mark.parametrize(("name", "cause"), [("many-headers", "102 headers, more than 100"),
-                                             ("big-headers", "more than 65536")])
+@pytest.mark.parametrize(
+    ("name", "cause"), [("many-headers", "102 headers, more than 100"), ("big-headers", "more than 65536")]
+)
 def test_no_op_reply_headers_past_the_caps_are_malformed(gw, name, cause):
     assert_failed(gw, send(gw, f"/h/noop/{name}".encode()), 502, MALFORMED, cause)
 
@@ -124,9 +162,21 @@ def test_no_op_reply_headers_past_the_caps_are_malformed(gw, name, cause):
 def test_function_reply_with_24600_header_names_is_a_500_and_the_gateway_keeps_serving(stub, start_gateway):
     """About 24,600 distinct names (480 KB) used to make granian's worker panic: every worker and the server
     stopped. Two workers, as the attack was run."""
-    gw = start_gateway({"version": 3, "endpoints": [
-        {"endpoint": "/l/proxy", "method": "POST", "backend": [lam(stub, "echo-proxy", response_format="proxy")]}]},
-        "--workers", "2", env=AWS_ENV)
+    gw = start_gateway(
+        {
+            "version": 3,
+            "endpoints": [
+                {
+                    "endpoint": "/l/proxy",
+                    "method": "POST",
+                    "backend": [lam(stub, "echo-proxy", response_format="proxy")],
+                }
+            ],
+        },
+        "--workers",
+        "2",
+        env=AWS_ENV,
+    )
     reply = {"statusCode": 200, "headers": {f"X-Header-Number-{i:05d}": "v" for i in range(24600)}, "body": "{}"}
     for _ in range(4):  # both workers get one (SO_REUSEPORT spreads connections)
         resp = reply_of(gw, b"/l/proxy", reply)
@@ -145,15 +195,30 @@ def test_function_reply_with_24600_header_names_is_a_500_and_the_gateway_keeps_s
 def test_no_op_statuses_the_server_cannot_send_are_malformed(gw, status):
     """aiohttp takes any three digits as a final status but other 1xx (interim: it reads on); granian would
     switch protocols for 101 and send 600-999 with no reason phrase. A final reply is 200-599, as for functions."""
-    assert_failed(gw, send(gw, f"/h/noop/status-{status}".encode()), 502, MALFORMED,
-                  f"status {int(status)} is not a final HTTP status (200-599)")
+    assert_failed(
+        gw,
+        send(gw, f"/h/noop/status-{status}".encode()),
+        502,
+        MALFORMED,
+        f"status {int(status)} is not a final HTTP status (200-599)",
+    )
 
 
 def test_no_op_status_under_100_is_a_502_and_the_gateway_keeps_serving(faulty, start_gateway):
     """A status under 100 ("HTTP/1.1 099 …", which aiohttp takes) used to make granian's worker panic: every
     worker and the server stopped."""
-    gw = start_gateway({"version": 3, "endpoints": [{"endpoint": "/noop/{name}", "output_encoding": "no-op",
-                                                     "backend": [http_backend(faulty, "/{name}", encoding="no-op")]}]})
+    gw = start_gateway(
+        {
+            "version": 3,
+            "endpoints": [
+                {
+                    "endpoint": "/noop/{name}",
+                    "output_encoding": "no-op",
+                    "backend": [http_backend(faulty, "/{name}", encoding="no-op")],
+                }
+            ],
+        }
+    )
     for _ in range(2):
         assert_failed(gw, send(gw, b"/noop/status-099"), 502, MALFORMED, "status 99 is not a final HTTP status")
     assert send(gw, b"/noop/status-200").status == 200
@@ -168,9 +233,18 @@ def test_no_op_statuses_200_to_599_pass(gw):
 
 # ------------------------------------------------------------------- the gateway's own reply headers
 
+
 def test_a_functions_request_id_and_completed_header_never_duplicate_the_gateways(gw):
-    resp = reply_of(gw, b"/l/proxy", {"statusCode": 200, "body": "{}", "headers": {"X-Request-Id": "fn-id"},
-                                      "multiValueHeaders": {"X-KrakenD-Completed": ["false", "false"]}})
+    resp = reply_of(
+        gw,
+        b"/l/proxy",
+        {
+            "statusCode": 200,
+            "body": "{}",
+            "headers": {"X-Request-Id": "fn-id"},
+            "multiValueHeaders": {"X-KrakenD-Completed": ["false", "false"]},
+        },
+    )
     assert resp.status == 200
     assert len(all_of(resp, b"x-request-id")) == 1 and resp.header(b"x-request-id") != b"fn-id"
     assert all_of(resp, b"x-krakend-completed") == [b"true"]
@@ -185,6 +259,7 @@ def test_an_upstreams_request_id_and_completed_header_never_duplicate_the_gatewa
 
 
 # ------------------------------------------------------------------- JSON nesting
+
 
 def _nested(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
@@ -207,11 +282,15 @@ def test_deeply_nested_json_from_a_function_is_malformed(gw, depth):
     assert_failed(gw, reply_of(gw, b"/l/data", _nested(depth)), 500, MALFORMED_FN, "JSON nested deeper than 128")
 
 
-@pytest.mark.parametrize(("target", "reply"), [
-    (b"/h/merge-deep", None),
-    (b"/l/merge-data", {"deep": json.loads(_nested(300))}),
-    (b"/l/merge-proxy", {"statusCode": 200, "body": json.dumps({"deep": json.loads(_nested(300))})}),
-], ids=["http", "function-data", "function-proxy-body"])
+@pytest.mark.parametrize(
+    ("target", "reply"),
+    [
+        (b"/h/merge-deep", None),
+        (b"/l/merge-data", {"deep": json.loads(_nested(300))}),
+        (b"/l/merge-proxy", {"statusCode": 200, "body": json.dumps({"deep": json.loads(_nested(300))})}),
+    ],
+    ids=["http", "function-data", "function-proxy-body"],
+)
 def test_deeply_nested_json_in_a_merge_is_partial(gw, target, reply):
     resp = send(gw, target) if reply is None else reply_of(gw, target, reply)
     assert resp.status == 200 and list(json.loads(resp.body)) == ["a"]
@@ -221,6 +300,7 @@ def test_deeply_nested_json_in_a_merge_is_partial(gw, target, reply):
 
 
 # ------------------------------------------------------------------- forwarding headers and Expect
+
 
 @pytest.mark.parametrize("target", [b"/h/fwd", b"/h/fwd-listed"])
 def test_http_backends_get_the_gateways_forwarding_headers_never_the_clients(gw, target):

@@ -37,6 +37,7 @@ def depth_of(value: object) -> int:
 
 # ------------------------------------------------------------------- JSON depth
 
+
 @pytest.mark.parametrize("depth", [0, 1, 2, MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH])
 def test_json_up_to_the_depth_limit_is_accepted(depth):
     doc = orjson.dumps(nested(depth))
@@ -55,10 +56,14 @@ def test_the_limit_leaves_room_for_what_the_gateway_wraps_around_data():
     assert orjson.loads(orjson.dumps(value)) == value
 
 
-@pytest.mark.parametrize("doc", [
-    orjson.dumps([[1]] * 130),  # small: counted, then checked
-    orjson.dumps({"items": [{"a": [1, {"b": 2}]} for _ in range(500)]}),  # large: checked at once
-], ids=["small", "large"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        orjson.dumps([[1]] * 130),  # small: counted, then checked
+        orjson.dumps({"items": [{"a": [1, {"b": 2}]} for _ in range(500)]}),  # large: checked at once
+    ],
+    ids=["small", "large"],
+)
 def test_many_shallow_brackets_pass_the_exact_check(doc):
     assert doc.count(b"[") + doc.count(b"{") > MAX_JSON_DEPTH
     assert load_json(doc) == orjson.loads(doc)
@@ -84,8 +89,11 @@ def test_the_encoder_probe_and_the_walk_agree():
         depth = rng.randint(MAX_JSON_DEPTH - 3, MAX_JSON_DEPTH + 3)
         value = nested(depth)
         for _ in range(rng.randint(0, 5)):  # siblings of every depth next to the deep branch
-            value = {"deep": value, "side": nested(rng.randint(0, depth))} if rng.random() < 0.5 else \
-                [nested(rng.randint(0, depth)), value]
+            value = (
+                {"deep": value, "side": nested(rng.randint(0, depth))}
+                if rng.random() < 0.5
+                else [nested(rng.randint(0, depth)), value]
+            )
         expected = depth_of(value) > MAX_JSON_DEPTH
         assert reply_data._probe_depth(value) is expected
         assert reply_data._walk_depth(value) is expected
@@ -101,18 +109,34 @@ def test_the_probe_leaves_its_padding_as_it_found_it():
 
 # ------------------------------------------------------------------- shaping
 
-@pytest.mark.parametrize(("value", "data"), [
-    ({"a": 1}, {"a": 1}), ({}, {}), ([1, 2], {"collection": [1, 2]}), ([], {"collection": []}),
-    ("text", {"content": "text"}), (7, {"content": 7}), (None, {"content": None}), (False, {"content": False}),
-])
+
+@pytest.mark.parametrize(
+    ("value", "data"),
+    [
+        ({"a": 1}, {"a": 1}),
+        ({}, {}),
+        ([1, 2], {"collection": [1, 2]}),
+        ([], {"collection": []}),
+        ("text", {"content": "text"}),
+        (7, {"content": 7}),
+        (None, {"content": None}),
+        (False, {"content": False}),
+    ],
+)
 def test_shape_data_is_krakends_rule(value, data):
     assert shape_data(value) == data
 
 
-@pytest.mark.parametrize(("value", "data", "complete"), [
-    ({"a": 1}, {"a": 1}, True), ({}, {}, False), ([], {"collection": []}, True), (0, {"content": 0}, True),
-    (None, {}, False),  # a function's null is no data (an HTTP backend's null is {"content": null})
-])
+@pytest.mark.parametrize(
+    ("value", "data", "complete"),
+    [
+        ({"a": 1}, {"a": 1}, True),
+        ({}, {}, False),
+        ([], {"collection": []}, True),
+        (0, {"content": 0}, True),
+        (None, {}, False),  # a function's null is no data (an HTTP backend's null is {"content": null})
+    ],
+)
 def test_a_functions_data_is_shaped_alike_and_complete_only_with_data(value, data, complete):
     resp = data_response(value)
     assert (resp.data, resp.is_complete) == (data, complete)
@@ -124,8 +148,15 @@ LIMITS = HeaderLimits(count=3, bytes=20)
 
 
 def test_headers_are_counted_after_what_is_never_passed_on():
-    headers = [("X-Request-Id", "x"), ("Connection", "close"), ("a", "1"), ("b", "2"), ("c", "3"),
-               ("X-KrakenD-Completed", "true"), ("content-length", "9")]
+    headers = [
+        ("X-Request-Id", "x"),
+        ("Connection", "close"),
+        ("a", "1"),
+        ("b", "2"),
+        ("c", "3"),
+        ("X-KrakenD-Completed", "true"),
+        ("content-length", "9"),
+    ]
     assert bounded(headers, LIMITS) == [("a", "1"), ("b", "2"), ("c", "3")]
     with pytest.raises(MalformedReply, match="4 headers, more than 3"):
         bounded([*headers, ("d", "4")], LIMITS)
@@ -137,10 +168,17 @@ def test_header_bytes_count_utf8():
         bounded([("a", "\u20ac" * 7)], LIMITS)
 
 
-@pytest.mark.parametrize(("name", "value", "cause"), [
-    ("X A", "1", "invalid header name"), ("X-\u00e9", "1", "invalid header name"), ("", "1", "invalid header name"),
-    ("X:A", "1", "invalid header name"), ("X-A", "a\x7fb", "control character"), ("X-A", "a\rb", "line break"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "cause"),
+    [
+        ("X A", "1", "invalid header name"),
+        ("X-\u00e9", "1", "invalid header name"),
+        ("", "1", "invalid header name"),
+        ("X:A", "1", "invalid header name"),
+        ("X-A", "a\x7fb", "control character"),
+        ("X-A", "a\rb", "line break"),
+    ],
+)
 def test_headers_the_server_cannot_send_are_malformed(name, value, cause):
     with pytest.raises(MalformedReply, match=cause):
         checked([(name, value)], HeaderLimits())
@@ -166,6 +204,7 @@ def test_decoder_turns_a_malformed_reply_into_the_backends_error():
 
 # ------------------------------------------------------------------- forwarding headers
 
+
 def test_client_forwarding_headers_are_dropped_and_others_kept():
     headers = {"x-forwarded-for": "6.6.6.6", "x-real-ip": "6.6.6.6", "forwarded": "for=6.6.6.6", "a": "1"}
     assert without(headers, CLIENT_FORWARDING) == {"a": "1"}
@@ -176,24 +215,28 @@ def test_client_forwarding_headers_are_dropped_and_others_kept():
 
 # ------------------------------------------------------------------- the Lambda error table
 
-@pytest.mark.parametrize(("status", "code", "from_url", "answer"), [
-    (404, "ResourceNotFoundException", True, (404, "unknown function", None)),
-    (404, "ResourceNotFoundException", False, (500, "the backend failed", "misconfiguration")),
-    (404, "OtherNotFound", True, (500, "the backend failed", None)),
-    (429, "TooManyRequestsException", False, (429, "too many requests", None)),
-    (429, "RequestTooLargeException", False, (429, "too many requests", None)),  # status before code
-    (413, "Whatever", False, (413, "request payload too large", None)),
-    (400, "RequestTooLargeException", False, (413, "request payload too large", None)),
-    (400, "RequestEntityTooLargeException", True, (413, "request payload too large", None)),
-    (400, "InvalidRequestContentException", False, (400, "the request body must be JSON", None)),
-    (500, "InvalidRequestContentException", False, (500, "the backend failed", None)),
-    (502, "ResponseTooLarge", False, (502, "the backend reply is too large", None)),
-    (403, "ResponseTooLarge", False, (502, "the backend reply is too large", None)),  # code before 401/403
-    (401, "UnrecognizedClientException", False, (500, "the backend failed", "refused the credentials")),
-    (403, "ExpiredTokenException", True, (500, "the backend failed", "refused the credentials")),
-    (500, "ServiceException", False, (500, "the backend failed", None)),
-    (0, "Error", False, (500, "the backend failed", None)),
-])
+
+@pytest.mark.parametrize(
+    ("status", "code", "from_url", "answer"),
+    [
+        (404, "ResourceNotFoundException", True, (404, "unknown function", None)),
+        (404, "ResourceNotFoundException", False, (500, "the backend failed", "misconfiguration")),
+        (404, "OtherNotFound", True, (500, "the backend failed", None)),
+        (429, "TooManyRequestsException", False, (429, "too many requests", None)),
+        (429, "RequestTooLargeException", False, (429, "too many requests", None)),  # status before code
+        (413, "Whatever", False, (413, "request payload too large", None)),
+        (400, "RequestTooLargeException", False, (413, "request payload too large", None)),
+        (400, "RequestEntityTooLargeException", True, (413, "request payload too large", None)),
+        (400, "InvalidRequestContentException", False, (400, "the request body must be JSON", None)),
+        (500, "InvalidRequestContentException", False, (500, "the backend failed", None)),
+        (502, "ResponseTooLarge", False, (502, "the backend reply is too large", None)),
+        (403, "ResponseTooLarge", False, (502, "the backend reply is too large", None)),  # code before 401/403
+        (401, "UnrecognizedClientException", False, (500, "the backend failed", "refused the credentials")),
+        (403, "ExpiredTokenException", True, (500, "the backend failed", "refused the credentials")),
+        (500, "ServiceException", False, (500, "the backend failed", None)),
+        (0, "Error", False, (500, "the backend failed", None)),
+    ],
+)
 def test_service_errors_table(status, code, from_url, answer):
     got = service_answer(status, code, from_url)
     assert got.status == answer[0] and got.message == answer[1]

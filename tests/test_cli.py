@@ -15,8 +15,9 @@ from tests.support.procs import ROOT, Process, free_port, python_module, wait_ht
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lambdagate", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "lambdagate", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
 
 
 def write(tmp_path: Path, doc: dict | str, name: str = "krakend.json") -> str:
@@ -29,11 +30,19 @@ def write(tmp_path: Path, doc: dict | str, name: str = "krakend.json") -> str:
 
 
 GOOD = {
-    "version": 3, "port": 9000, "timeout": "3s", "plugin": {"pattern": ".so"},
+    "version": 3,
+    "port": 9000,
+    "timeout": "3s",
+    "plugin": {"pattern": ".so"},
     "endpoints": [
-        {"endpoint": "/a/{id}", "method": "post", "backend": [
-            {"host": ["http://svc:1"], "url_pattern": "/x/{id}"},
-            {"host": ["http://svc:1"], "url_pattern": "/y", "extra_config": {"qos/circuit-breaker": {}}}]},
+        {
+            "endpoint": "/a/{id}",
+            "method": "post",
+            "backend": [
+                {"host": ["http://svc:1"], "url_pattern": "/x/{id}"},
+                {"host": ["http://svc:1"], "url_pattern": "/y", "extra_config": {"qos/circuit-breaker": {}}},
+            ],
+        },
         {"endpoint": "/b", "backend": [{"host": ["http://svc:1"], "url_pattern": "/b"}]},
     ],
 }
@@ -48,27 +57,34 @@ def test_check_ok_prints_summary_and_warnings(tmp_path: Path) -> None:
     assert lines[1].split() == ["POST", "/a/{id}", "→", "2", "backend(s):", "http,", "http"]
     assert lines[2].split() == ["GET", "/b", "→", "1", "backend(s):", "http"]
     assert lines[3] == "  backends: 3 http"
-    assert lines[4:] == ["  warning: plugin: not supported, ignored",
-                         '  warning: endpoints[0].backend[1].extra_config["qos/circuit-breaker"]: '
-                         "namespace not supported, ignored"]
+    assert lines[4:] == [
+        "  warning: plugin: not supported, ignored",
+        '  warning: endpoints[0].backend[1].extra_config["qos/circuit-breaker"]: namespace not supported, ignored',
+    ]
     assert result.stderr == ""
 
 
 def test_check_yaml(tmp_path: Path) -> None:
-    path = write(tmp_path, "version: 3\nendpoints:\n  - endpoint: /y\n    backend:\n"
-                           "      - host: [svc:1]\n        url_pattern: /y\n", "krakend.yaml")
+    path = write(
+        tmp_path,
+        "version: 3\nendpoints:\n  - endpoint: /y\n    backend:\n      - host: [svc:1]\n        url_pattern: /y\n",
+        "krakend.yaml",
+    )
     result = run("check", "-c", path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"{path}: OK — 1 endpoint(s), port 8080, timeout 2s"
 
 
 def test_check_errors_exit_1_with_paths_on_stderr(tmp_path: Path) -> None:
-    doc = {"version": 3, "endpoints": [
-        {"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]},
-        {"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]},
-        {"endpoint": "/users/{user}", "backend": [{"host": ["http://svc:1"], "url_pattern": "/u/{id}"}]},
-        {"endpoint": "/n", "output_encoding": "no-op", "backend": [{"url_pattern": "/n"}, {"url_pattern": "/m"}]},
-    ]}
+    doc = {
+        "version": 3,
+        "endpoints": [
+            {"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]},
+            {"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]},
+            {"endpoint": "/users/{user}", "backend": [{"host": ["http://svc:1"], "url_pattern": "/u/{id}"}]},
+            {"endpoint": "/n", "output_encoding": "no-op", "backend": [{"url_pattern": "/n"}, {"url_pattern": "/m"}]},
+        ],
+    }
     path = write(tmp_path, doc)
     result = run("check", "-c", path)
     assert result.returncode == 1
@@ -84,12 +100,18 @@ def test_check_errors_exit_1_with_paths_on_stderr(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize(("content", "name", "expected"), [
-    ('{"version": 3,\n "endpoints": [}\n', "krakend.json", "  error: invalid JSON at line 2, column 16: "),
-    ("version: 3\nendpoints: [\n", "krakend.yml", "  error: invalid YAML at line 3, column 1: "),
-    ('{"version": 2}', "krakend.json", '  error: version: unsupported version 2: lambdagate reads KrakenD v3 configs, '
-                                       'write "version": 3'),
-])
+@pytest.mark.parametrize(
+    ("content", "name", "expected"),
+    [
+        ('{"version": 3,\n "endpoints": [}\n', "krakend.json", "  error: invalid JSON at line 2, column 16: "),
+        ("version: 3\nendpoints: [\n", "krakend.yml", "  error: invalid YAML at line 3, column 1: "),
+        (
+            '{"version": 2}',
+            "krakend.json",
+            '  error: version: unsupported version 2: lambdagate reads KrakenD v3 configs, write "version": 3',
+        ),
+    ],
+)
 def test_check_syntax_and_version_errors(tmp_path: Path, content: str, name: str, expected: str) -> None:
     path = write(tmp_path, content, name)
     result = run("check", "-c", path)
@@ -122,8 +144,16 @@ def test_console_script_is_installed() -> None:
 
 def test_run_listens_on_the_config_port_by_default(tmp_path: Path, upstream: str) -> None:
     port = free_port()
-    path = write(tmp_path, {"version": 3, "port": port, "endpoints": [
-        {"endpoint": "/j", "backend": [{"host": [upstream], "url_pattern": "/json/cfg", "allow": ["name"]}]}]})
+    path = write(
+        tmp_path,
+        {
+            "version": 3,
+            "port": port,
+            "endpoints": [
+                {"endpoint": "/j", "backend": [{"host": [upstream], "url_pattern": "/json/cfg", "allow": ["name"]}]}
+            ],
+        },
+    )
     proc = Process(python_module("lambdagate", "run", "-c", path, "--host", "127.0.0.1"), tmp_path / "log")
     try:
         wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc)

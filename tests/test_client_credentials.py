@@ -48,8 +48,12 @@ def credentials(oauth: str, mode: str = "ok", query: str = "", **extra: Any) -> 
 
 
 def backend(oauth: str, name: str, cc: dict | None, **extra: Any) -> dict:
-    return {"host": [oauth], "url_pattern": f"/api/{name}",
-            "extra_config": {"auth/client-credentials": cc} if cc is not None else {}, **extra}
+    return {
+        "host": [oauth],
+        "url_pattern": f"/api/{name}",
+        "extra_config": {"auth/client-credentials": cc} if cc is not None else {},
+        **extra,
+    }
 
 
 def service(*endpoints: dict) -> dict:
@@ -67,6 +71,7 @@ def in_process(config: dict, scenario: Callable[[InProcessGateway], Awaitable[No
 
 
 # --- the token source --------------------------------------------------------------------------------------
+
 
 async def with_source(client: Client, use: Callable[[TokenSource], Awaitable[None]]) -> None:
     async with aiohttp.ClientSession() as session:
@@ -124,20 +129,30 @@ def test_basic_authentication_first_then_the_form_which_is_kept(oauth: str) -> N
         await source.authorization()
 
     seen = len(get_json(f"{oauth}/requests"))
-    asyncio.run(with_source(client_for(oauth, "form-only", scopes=("a", "b"), params=(("audience", "api"),
-                                                                                      ("audience", "web"))), use))
+    asyncio.run(
+        with_source(
+            client_for(oauth, "form-only", scopes=("a", "b"), params=(("audience", "api"), ("audience", "web"))), use
+        )
+    )
     requests = get_json(f"{oauth}/requests")[seen:]
     assert [(r["auth"], r["secret_ok"]) for r in requests] == [("basic", True), ("form", True), ("form", True)]
-    assert requests[1]["form"] == {"grant_type": "client_credentials", "scope": "a b", "audience": "api",
-                                   "client_id": CLIENT_ID}  # the server's dict keeps one value per name
+    assert requests[1]["form"] == {
+        "grant_type": "client_credentials",
+        "scope": "a b",
+        "audience": "api",
+        "client_id": CLIENT_ID,
+    }  # the server's dict keeps one value per name
 
 
-@pytest.mark.parametrize("mode, reason", [
-    ("garbage", "the reply is not JSON"),
-    ("error", "HTTP status 500 (server_error)"),
-    ("injection", "access_token is not a valid header value"),
-    ("form-only?wrong", "HTTP status 401 (invalid_client)"),
-])
+@pytest.mark.parametrize(
+    "mode, reason",
+    [
+        ("garbage", "the reply is not JSON"),
+        ("error", "HTTP status 500 (server_error)"),
+        ("injection", "access_token is not a valid header value"),
+        ("form-only?wrong", "HTTP status 401 (invalid_client)"),
+    ],
+)
 def test_a_token_server_that_answers_no_token_fails_every_caller(oauth: str, mode: str, reason: str) -> None:
     async def use(source: TokenSource) -> None:
         results = await asyncio.gather(*(source.authorization() for _ in range(5)), return_exceptions=True)
@@ -176,11 +191,21 @@ def test_a_hanging_or_absent_token_server_fails_within_the_callers_deadline(oaut
 
 # --- in the gateway ----------------------------------------------------------------------------------------
 
+
 def test_backends_get_the_token_which_replaces_the_clients_and_is_shared(oauth: str) -> None:
     """Two backends with the same client share one token; a backend without the namespace gets no token."""
     cc = credentials(oauth, "ok", "?expires_in=3600&for=shared")
-    config = service({"endpoint": "/e", "input_headers": ["Authorization"], "backend": [
-        backend(oauth, "a", cc, group="a"), backend(oauth, "b", cc, group="b"), backend(oauth, "c", None, group="c")]})
+    config = service(
+        {
+            "endpoint": "/e",
+            "input_headers": ["Authorization"],
+            "backend": [
+                backend(oauth, "a", cc, group="a"),
+                backend(oauth, "b", cc, group="b"),
+                backend(oauth, "c", None, group="c"),
+            ],
+        }
+    )
     before = token_requests(oauth, "ok")
 
     async def scenario(gw: InProcessGateway) -> None:
@@ -198,9 +223,13 @@ def test_backends_get_the_token_which_replaces_the_clients_and_is_shared(oauth: 
 
 @pytest.mark.parametrize("mode", ["hang", "garbage", "error"])
 def test_no_token_fails_the_backend_within_the_deadline(oauth: str, mode: str, capfd: pytest.CaptureFixture) -> None:
-    config = service({"endpoint": "/one", "backend": [backend(oauth, "a", credentials(oauth, mode))]},
-                     {"endpoint": "/two", "backend": [backend(oauth, "a", credentials(oauth, mode), group="a"),
-                                                      backend(oauth, "b", None, group="b")]})
+    config = service(
+        {"endpoint": "/one", "backend": [backend(oauth, "a", credentials(oauth, mode))]},
+        {
+            "endpoint": "/two",
+            "backend": [backend(oauth, "a", credentials(oauth, mode), group="a"), backend(oauth, "b", None, group="b")],
+        },
+    )
 
     async def scenario(gw: InProcessGateway) -> None:
         started = time.monotonic()
@@ -209,7 +238,10 @@ def test_no_token_fails_the_backend_within_the_deadline(oauth: str, mode: str, c
         assert time.monotonic() - started < 3.0  # two endpoints, each within its 1 s deadline
         assert one.status == (504 if mode == "hang" else 500)
         assert (two.status, two.header("x-krakend-completed"), two.json()) == (
-            200, "false", {"b": {"name": "b", "authorization": None}})
+            200,
+            "false",
+            {"b": {"name": "b", "authorization": None}},
+        )
 
     in_process(config, scenario)
     log = capfd.readouterr().err
@@ -223,18 +255,33 @@ def test_is_disabled_and_a_lambda_backend_send_no_token(oauth: str) -> None:
         assert (await gw.request("GET", "/e")).json() == {"name": "a", "authorization": None}
 
     in_process(config, scenario)
-    lam = {"host": [], "url_pattern": "", "extra_config": {"backend/lambda": {"function_name": "f", "region": "eu-west-1"},
-                                                           "auth/client-credentials": credentials(oauth)}}
-    warnings = [str(w) for w in validate_document(service({"endpoint": "/l", "backend": [lam]}), LoadOptions()).warnings]
-    assert warnings == [f"{PATH}: ignored on a Lambda backend, as in KrakenD: the function is invoked with the "
-                        "gateway's AWS credentials, and no token is sent"]
+    lam = {
+        "host": [],
+        "url_pattern": "",
+        "extra_config": {
+            "backend/lambda": {"function_name": "f", "region": "eu-west-1"},
+            "auth/client-credentials": credentials(oauth),
+        },
+    }
+    warnings = [
+        str(w) for w in validate_document(service({"endpoint": "/l", "backend": [lam]}), LoadOptions()).warnings
+    ]
+    assert warnings == [
+        f"{PATH}: ignored on a Lambda backend, as in KrakenD: the function is invoked with the "
+        "gateway's AWS credentials, and no token is sent"
+    ]
 
 
 # --- load time ---------------------------------------------------------------------------------------------
 
+
 def load_errors(cc: Any) -> list[str]:
-    config = service({"endpoint": "/e", "backend": [{"host": ["http://h"], "url_pattern": "/",
-                                                    "extra_config": {"auth/client-credentials": cc}}]})
+    config = service(
+        {
+            "endpoint": "/e",
+            "backend": [{"host": ["http://h"], "url_pattern": "/", "extra_config": {"auth/client-credentials": cc}}],
+        }
+    )
     with pytest.raises(ConfigError) as info:
         validate_document(config, LoadOptions())
     return [str(issue) for issue in info.value.issues]
@@ -243,15 +290,20 @@ def load_errors(cc: Any) -> list[str]:
 def test_config_problems_refuse_the_config() -> None:
     good = {"client_id": "gw", "client_secret": "x", "token_url": "https://idp.test/token"}
     assert load_errors({**good, "client_secret": 1234567}) == [f"{PATH}.client_secret: must be a string"]
-    assert load_errors({"client_secret": "x"}) == [f'{PATH}.client_id: required: add "client_id"',
-                                                   f'{PATH}.token_url: required: add "token_url"']
+    assert load_errors({"client_secret": "x"}) == [
+        f'{PATH}.client_id: required: add "client_id"',
+        f'{PATH}.token_url: required: add "token_url"',
+    ]
     assert load_errors({**good, "token_url": "idp.test/token"}) == [
-        f'{PATH}.token_url: must be an http(s) URL, e.g. "https://idp.example.com/oauth2/token"']
+        f'{PATH}.token_url: must be an http(s) URL, e.g. "https://idp.example.com/oauth2/token"'
+    ]
     assert load_errors({**good, "scopes": "a", "endpoint_params": {"scope": ["b"], "client_secret": ["c"]}}) == [
         f'{PATH}.endpoint_params.scope: the gateway sends "scope" itself: give it as a field',
-        f'{PATH}.endpoint_params.client_secret: the gateway sends "client_secret" itself: give it as a field']
+        f'{PATH}.endpoint_params.client_secret: the gateway sends "client_secret" itself: give it as a field',
+    ]
     assert load_errors({**good, "scopes": ["a", "b"]}) == [
-        f"{PATH}.scopes: must be one comma-separated string, as KrakenD reads it, e.g. \"read,write\", got ['a', 'b']"]
+        f"{PATH}.scopes: must be one comma-separated string, as KrakenD reads it, e.g. \"read,write\", got ['a', 'b']"
+    ]
     errors = load_errors({**good, "endpoint_params": {"audience": "api"}})
     assert errors[0].startswith(f"{PATH}.endpoint_params.audience: Input should be a valid list")
     assert all(SECRET not in e for e in load_errors({**good, "client_secret": SECRET, "client_id": 5}))
@@ -259,14 +311,19 @@ def test_config_problems_refuse_the_config() -> None:
 
 def test_plain_http_and_the_legacy_name_are_warned_about(oauth: str) -> None:
     old = "github.com/devopsfaith/krakend-oauth2-clientcredentials"
-    config = service({"endpoint": "/e", "backend": [{"host": [oauth], "url_pattern": "/api/a",
-                                                    "extra_config": {old: credentials(oauth)}}]})
+    config = service(
+        {
+            "endpoint": "/e",
+            "backend": [{"host": [oauth], "url_pattern": "/api/a", "extra_config": {old: credentials(oauth)}}],
+        }
+    )
     warnings = [str(w) for w in validate_document(config, LoadOptions()).warnings]
     path = f'endpoints[0].backend[0].extra_config["{old}"]'
     assert warnings == [
         f"{path}: `{old}` is the old name of `auth/client-credentials` and is read as `auth/client-credentials`; "
         "write `auth/client-credentials` (KrakenD 2 and later may ignore the old name)",
-        f"{path}.token_url: is plain HTTP: the client secret and the tokens travel unencrypted"]
+        f"{path}.token_url: is plain HTTP: the client secret and the tokens travel unencrypted",
+    ]
 
     async def scenario(gw: InProcessGateway) -> None:
         assert (await gw.request("GET", "/e")).json()["authorization"].startswith("Bearer tok-")
@@ -276,11 +333,14 @@ def test_plain_http_and_the_legacy_name_are_warned_about(oauth: str) -> None:
 
 # --- end to end --------------------------------------------------------------------------------------------
 
+
 def test_a_real_gateway_never_logs_the_secret(oauth: str, start_gateway) -> None:
     """Two workers, debug logging, a token server that echoes the secret in its error: the backend fails, the
     other endpoint is served with a token, and the secret is nowhere in the gateway's output."""
-    config = service({"endpoint": "/ok", "backend": [backend(oauth, "a", credentials(oauth, "ok"))]},
-                     {"endpoint": "/bad", "backend": [backend(oauth, "a", credentials(oauth, "error"))]})
+    config = service(
+        {"endpoint": "/ok", "backend": [backend(oauth, "a", credentials(oauth, "ok"))]},
+        {"endpoint": "/bad", "backend": [backend(oauth, "a", credentials(oauth, "error"))]},
+    )
     config["extra_config"] = {"telemetry/logging": {"level": "DEBUG"}}
     gateway = start_gateway(config, "--workers", "2")
     with urllib.request.urlopen(f"{gateway.url}/ok", timeout=10) as resp:

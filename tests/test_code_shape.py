@@ -43,7 +43,12 @@ def _top_level_imports(name: str, tree: ast.Module, *, everywhere: bool = False)
             continue
         deferred = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not everywhere
         for sub in () if deferred else ast.walk(node):
-            if isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0 and sub.module.startswith("lambdagate"):
+            if (
+                isinstance(sub, ast.ImportFrom)
+                and sub.module
+                and sub.level == 0
+                and sub.module.startswith("lambdagate")
+            ):
                 submodules = {f"{sub.module}.{a.name}" for a in sub.names} & MODULES.keys()
                 found |= submodules
                 if len(submodules) < len(sub.names):  # a name defined by the module itself, not a submodule
@@ -63,8 +68,9 @@ def _graph() -> dict[str, set[str]]:
     for name, tree in MODULES.items():
         edges = _top_level_imports(name, tree)
         # Importing a.b.c runs a/__init__ and a/b/__init__ first.
-        edges |= {p for m in list(edges) for p in _parents(m)
-                  if p in MODULES and p != name and not name.startswith(p + ".")}
+        edges |= {
+            p for m in list(edges) for p in _parents(m) if p in MODULES and p != name and not name.startswith(p + ".")
+        }
         edges = {m for m in edges if not name.startswith(m + ".")}  # a package is being imported when its modules are
         graph[name] = edges
     return graph
@@ -79,7 +85,7 @@ def test_no_import_cycle() -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt] if nxt in stack else [node, nxt])
             elif nxt not in state:
                 visit(nxt, [*stack, nxt])
         state[node] = 2
@@ -93,7 +99,11 @@ def test_no_import_cycle() -> None:
 @pytest.mark.parametrize("package", ["lambdagate.config"])
 def test_config_is_a_leaf_package(package: str) -> None:
     """config imports nothing of the gateway but itself and the shared error types, not even inside a function."""
-    outside = {f"{name} imports {dep}" for name, tree in MODULES.items() if name.startswith(package)
-               for dep in _top_level_imports(name, tree, everywhere=True)
-               if not dep.startswith(package) and dep not in ("lambdagate.errors", "lambdagate")}
+    outside = {
+        f"{name} imports {dep}"
+        for name, tree in MODULES.items()
+        if name.startswith(package)
+        for dep in _top_level_imports(name, tree, everywhere=True)
+        if not dep.startswith(package) and dep not in ("lambdagate.errors", "lambdagate")
+    }
     assert not outside, sorted(outside)

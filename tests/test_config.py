@@ -47,128 +47,260 @@ def warnings_of(doc: Any) -> list[str]:
 # --- every error, with its exact path and message -------------------------------------------------------
 
 ERROR_CASES = [
-    pytest.param(service(version=2), ['version: unsupported version 2: lambdagate reads KrakenD v3 configs, '
-                                      'write "version": 3'], id="wrong-version"),
+    pytest.param(
+        service(version=2),
+        ['version: unsupported version 2: lambdagate reads KrakenD v3 configs, write "version": 3'],
+        id="wrong-version",
+    ),
     pytest.param({"endpoints": []}, ['version: required: add "version"'], id="missing-version"),
-    pytest.param(service(version="3"), ["version: Input should be a valid integer, got str '3': write 3 without quotes"], id="version-as-string"),
-    pytest.param(service(version=True), ["version: Input should be a valid integer, got bool True"], id="version-as-bool"),
-    pytest.param(service(endpoint("/a"), endpoint("/b"), endpoint("/a")),
-                 ['endpoints[2]: duplicate of endpoints[0] (GET /a): change "endpoint" or "method"'], id="duplicate"),
-    pytest.param(service(endpoint("/a", method="post"), endpoint("/a", method="POST")),
-                 ['endpoints[1]: duplicate of endpoints[0] (POST /a): change "endpoint" or "method"'],
-                 id="duplicate-method-case"),
-    pytest.param(service(endpoint("/a/"), endpoint("/a")),
-                 ['endpoints[1]: duplicate of endpoints[0] (GET /a/): change "endpoint" or "method"'],
-                 id="duplicate-trailing-slash"),
-    pytest.param(service(endpoint("/u/{id}"), endpoint("/u/{name}")),
-                 ['endpoints[1]: duplicate of endpoints[0] (GET /u/{id}): change "endpoint" or "method"'],
-                 id="duplicate-placeholder-names"),
-    pytest.param(service(endpoint("/a"), endpoint("/b"), endpoint("/users/{user}", backend("/u/{id}"))),
-                 ["endpoints[2].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}"],
-                 id="url-pattern-placeholder"),
-    pytest.param(service(endpoint("/users/{user}", backend("/u?id={id}"))),
-                 ["endpoints[0].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}"],
-                 id="url-pattern-placeholder-in-query"),
-    pytest.param(service(endpoint("/a", backend(), backend(), output_encoding="no-op")),
-                 ['endpoints[0].output_encoding: "no-op" passes one backend through, this endpoint has 2: '
-                  'keep one backend or use "json"'], id="no-op-two-backends"),
-    pytest.param(service(endpoint("/a", backend(), backend()), output_encoding="no-op"),
-                 ['endpoints[0].output_encoding: "no-op" passes one backend through, this endpoint has 2: '
-                  'keep one backend or use "json"'], id="no-op-inherited-two-backends"),
-    pytest.param(service(endpoint("/a", backend(encoding="no-op"))),
-                 ['endpoints[0].backend[0].encoding: "no-op" needs the endpoint\'s "output_encoding": "no-op" too'],
-                 id="no-op-backend-only"),
-    pytest.param(service(timeout="3x"), ['timeout: malformed duration \'3x\': write it like "3s", "500ms" or "1m30s"'],
-                 id="malformed-duration"),
-    pytest.param(service(endpoint(timeout="1m30")),
-                 ['endpoints[0].timeout: malformed duration \'1m30\': write it like "3s", "500ms" or "1m30s"'],
-                 id="malformed-endpoint-duration"),
-    pytest.param(service(endpoint(cache_ttl="5 min")),
-                 ['endpoints[0].cache_ttl: malformed duration \'5 min\': write it like "3s", "500ms" or "1m30s"'],
-                 id="malformed-cache-ttl"),
-    pytest.param(service(timeout=3), ['timeout: expected a duration string such as "2s" or "500ms", got 3'],
-                 id="duration-as-number"),
+    pytest.param(
+        service(version="3"),
+        ["version: Input should be a valid integer, got str '3': write 3 without quotes"],
+        id="version-as-string",
+    ),
+    pytest.param(
+        service(version=True), ["version: Input should be a valid integer, got bool True"], id="version-as-bool"
+    ),
+    pytest.param(
+        service(endpoint("/a"), endpoint("/b"), endpoint("/a")),
+        ['endpoints[2]: duplicate of endpoints[0] (GET /a): change "endpoint" or "method"'],
+        id="duplicate",
+    ),
+    pytest.param(
+        service(endpoint("/a", method="post"), endpoint("/a", method="POST")),
+        ['endpoints[1]: duplicate of endpoints[0] (POST /a): change "endpoint" or "method"'],
+        id="duplicate-method-case",
+    ),
+    pytest.param(
+        service(endpoint("/a/"), endpoint("/a")),
+        ['endpoints[1]: duplicate of endpoints[0] (GET /a/): change "endpoint" or "method"'],
+        id="duplicate-trailing-slash",
+    ),
+    pytest.param(
+        service(endpoint("/u/{id}"), endpoint("/u/{name}")),
+        ['endpoints[1]: duplicate of endpoints[0] (GET /u/{id}): change "endpoint" or "method"'],
+        id="duplicate-placeholder-names",
+    ),
+    pytest.param(
+        service(endpoint("/a"), endpoint("/b"), endpoint("/users/{user}", backend("/u/{id}"))),
+        ["endpoints[2].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}"],
+        id="url-pattern-placeholder",
+    ),
+    pytest.param(
+        service(endpoint("/users/{user}", backend("/u?id={id}"))),
+        ["endpoints[0].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}"],
+        id="url-pattern-placeholder-in-query",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(), backend(), output_encoding="no-op")),
+        [
+            'endpoints[0].output_encoding: "no-op" passes one backend through, this endpoint has 2: '
+            'keep one backend or use "json"'
+        ],
+        id="no-op-two-backends",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(), backend()), output_encoding="no-op"),
+        [
+            'endpoints[0].output_encoding: "no-op" passes one backend through, this endpoint has 2: '
+            'keep one backend or use "json"'
+        ],
+        id="no-op-inherited-two-backends",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(encoding="no-op"))),
+        ['endpoints[0].backend[0].encoding: "no-op" needs the endpoint\'s "output_encoding": "no-op" too'],
+        id="no-op-backend-only",
+    ),
+    pytest.param(
+        service(timeout="3x"),
+        ['timeout: malformed duration \'3x\': write it like "3s", "500ms" or "1m30s"'],
+        id="malformed-duration",
+    ),
+    pytest.param(
+        service(endpoint(timeout="1m30")),
+        ['endpoints[0].timeout: malformed duration \'1m30\': write it like "3s", "500ms" or "1m30s"'],
+        id="malformed-endpoint-duration",
+    ),
+    pytest.param(
+        service(endpoint(cache_ttl="5 min")),
+        ['endpoints[0].cache_ttl: malformed duration \'5 min\': write it like "3s", "500ms" or "1m30s"'],
+        id="malformed-cache-ttl",
+    ),
+    pytest.param(
+        service(timeout=3),
+        ['timeout: expected a duration string such as "2s" or "500ms", got 3'],
+        id="duration-as-number",
+    ),
     pytest.param(service(timeout="0"), ['timeout: must be more than 0, e.g. "2s"'], id="service-timeout-zero"),
-    pytest.param(service(endpoint(timeout="0s")), ['endpoints[0].timeout: must be more than 0, e.g. "2s"'],
-                 id="endpoint-timeout-zero"),
-    pytest.param(service(port="8080"), ["port: Input should be a valid integer, got str '8080': write 8080 without quotes"], id="port-as-string"),
+    pytest.param(
+        service(endpoint(timeout="0s")),
+        ['endpoints[0].timeout: must be more than 0, e.g. "2s"'],
+        id="endpoint-timeout-zero",
+    ),
+    pytest.param(
+        service(port="8080"),
+        ["port: Input should be a valid integer, got str '8080': write 8080 without quotes"],
+        id="port-as-string",
+    ),
     pytest.param(service(port=70000), ["port: Input should be less than or equal to 65535"], id="port-range"),
-    pytest.param({"version": 3, "endpoints": "x"}, ["endpoints: Input should be a valid list, got str 'x': write a list, such as [\"x\"]"], id="endpoints-type"),
-    pytest.param(service(1), ["endpoints[0]: Input should be a valid dictionary or instance of EndpointConfig, got int 1"],
-                 id="endpoint-type"),
-    pytest.param(service(endpoint(method="FETCH")),
-                 ["endpoints[0].method: Input should be 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD' or 'OPTIONS', "
-                  "got 'FETCH'"], id="method-unknown"),
-    pytest.param(service(endpoint(output_encoding="xml")),
-                 ["endpoints[0].output_encoding: Input should be 'json', 'json-collection', 'string' or 'no-op', "
-                  "got 'xml'"], id="output-encoding"),
-    pytest.param(service(endpoint(input_headers="Authorization")),
-                 ["endpoints[0].input_headers: Input should be a valid list, got str 'Authorization': write a list, such as [\"Authorization\"]"],
-                 id="input-headers-string"),
-    pytest.param(service(endpoint(concurrent_calls=0)),
-                 ["endpoints[0].concurrent_calls: Input should be greater than or equal to 1"], id="concurrent-calls"),
-    pytest.param(service(endpoint("/a", backend(allow="name"))),
-                 ["endpoints[0].backend[0].allow: Input should be a valid list, got str 'name': write a list, such as [\"name\"]"], id="allow-type"),
-    pytest.param(service(endpoint("/a", backend(mapping={"a": 1}))),
-                 ["endpoints[0].backend[0].mapping.a: Input should be a valid string, got int 1"], id="mapping-type"),
-    pytest.param(service(endpoint("/a", backend(is_collection="yes"))),
-                 ["endpoints[0].backend[0].is_collection: Input should be a valid boolean, got str 'yes': write true or false, without quotes"],
-                 id="bool-type"),
-    pytest.param(service(endpoint("/a", backend(extra_config=[]))),
-                 ["endpoints[0].backend[0].extra_config: Input should be a valid dictionary, got list []"],
-                 id="extra-config-type"),
-    pytest.param(service(endpoint("/a", {"url_pattern": "/x"})),
-                 ['endpoints[0].backend[0].host: no host: add "host": ["http://service:8080"] to the backend or the '
-                  'service'], id="missing-host"),
-    pytest.param(service(endpoint("/a", {"host": [HOST]})),
-                 ['endpoints[0].backend[0].url_pattern: required for an HTTP backend and must start with "/", '
-                  'e.g. "/users/{id}"'], id="missing-url-pattern"),
-    pytest.param(service(endpoint("/a", backend(host=["ftp://files"]))),
-                 ['endpoints[0].backend[0].host[0]: \'ftp://files\' is not a base URL: write it like "http://service:8080"'],
-                 id="host-scheme"),
-    pytest.param(service(endpoint("/a", backend(host=[HOST, "http://svc:80/?x=1"]))),
-                 ['endpoints[0].backend[0].host[1]: \'http://svc:80/?x=1\' is not a base URL: write it like '
-                  '"http://service:8080"'], id="host-query"),
-    pytest.param(service(endpoint("/a", backend(host=["http://"]))),
-                 ['endpoints[0].backend[0].host[0]: \'http://\' is not a base URL: write it like "http://service:8080"'],
-                 id="host-without-name"),
-    pytest.param(service(endpoint("/a", backend(host=["http://[::1"]))),
-                 ['endpoints[0].backend[0].host[0]: \'http://[::1\' is not a base URL: write it like "http://service:8080"'],
-                 id="host-unparsable"),
-    pytest.param(service(endpoint("/a", backend(host=["svc:http"]))),
-                 ['endpoints[0].backend[0].host[0]: \'svc:http\' is not a base URL: write it like "http://service:8080"'],
-                 id="host-port-not-a-number"),
-    pytest.param(service(endpoint("/a", {"url_pattern": "/x"}), host=["http://ok:1", "http://svc/api?v=1"]),
-                 ['host[1]: \'http://svc/api?v=1\' is not a base URL: write it like "http://service:8080"'],
-                 id="service-host"),
-    pytest.param(service(endpoint("/users/x{id}")),
-                 ['endpoints[0].endpoint: placeholder segment \'x{id}\' must be a whole path segment such as '
-                  '"/users/{id}"'], id="placeholder-partial-segment"),
-    pytest.param(service(endpoint("/files/{name}.json")),
-                 ['endpoints[0].endpoint: placeholder segment \'{name}.json\' must be a whole path segment such as '
-                  '"/users/{id}"'], id="placeholder-with-suffix"),
-    pytest.param(service(endpoint("/a/{x}/b/{x}")),
-                 ["endpoints[0].endpoint: a placeholder appears twice in /a/{x}/b/{x}: rename one"],
-                 id="placeholder-twice"),
-    pytest.param(service(endpoint("/__health")),
-                 ["endpoints[0].endpoint: /__health is reserved for the gateway's built-in endpoints: choose another path"],
-                 id="reserved-health"),
-    pytest.param(service(endpoint("/__health/")),
-                 ["endpoints[0].endpoint: /__health/ is reserved for the gateway's built-in endpoints: choose another path"],
-                 id="reserved-health-slash"),
-    pytest.param(service(endpoint("/__echo/{rest}")),
-                 ["endpoints[0].endpoint: /__echo/{rest} is reserved for the gateway's built-in endpoints: "
-                  "choose another path"], id="reserved-echo"),
-    pytest.param(service(endpoint("/__echo")),
-                 ["endpoints[0].endpoint: /__echo is reserved for the gateway's built-in endpoints: choose another path"],
-                 id="reserved-echo-root"),
-    pytest.param(service(endpoint("users")), ['endpoints[0].endpoint: must start with "/", e.g. "/users"'],
-                 id="endpoint-relative"),
-    pytest.param(service({"backend": [backend()]}), ['endpoints[0].endpoint: required: add "endpoint"'],
-                 id="missing-endpoint"),
+    pytest.param(
+        {"version": 3, "endpoints": "x"},
+        ["endpoints: Input should be a valid list, got str 'x': write a list, such as [\"x\"]"],
+        id="endpoints-type",
+    ),
+    pytest.param(
+        service(1),
+        ["endpoints[0]: Input should be a valid dictionary or instance of EndpointConfig, got int 1"],
+        id="endpoint-type",
+    ),
+    pytest.param(
+        service(endpoint(method="FETCH")),
+        [
+            "endpoints[0].method: Input should be 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD' or 'OPTIONS', "
+            "got 'FETCH'"
+        ],
+        id="method-unknown",
+    ),
+    pytest.param(
+        service(endpoint(output_encoding="xml")),
+        ["endpoints[0].output_encoding: Input should be 'json', 'json-collection', 'string' or 'no-op', got 'xml'"],
+        id="output-encoding",
+    ),
+    pytest.param(
+        service(endpoint(input_headers="Authorization")),
+        [
+            "endpoints[0].input_headers: Input should be a valid list, got str 'Authorization': write a list, such as [\"Authorization\"]"
+        ],
+        id="input-headers-string",
+    ),
+    pytest.param(
+        service(endpoint(concurrent_calls=0)),
+        ["endpoints[0].concurrent_calls: Input should be greater than or equal to 1"],
+        id="concurrent-calls",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(allow="name"))),
+        [
+            "endpoints[0].backend[0].allow: Input should be a valid list, got str 'name': write a list, such as [\"name\"]"
+        ],
+        id="allow-type",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(mapping={"a": 1}))),
+        ["endpoints[0].backend[0].mapping.a: Input should be a valid string, got int 1"],
+        id="mapping-type",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(is_collection="yes"))),
+        [
+            "endpoints[0].backend[0].is_collection: Input should be a valid boolean, got str 'yes': write true or false, without quotes"
+        ],
+        id="bool-type",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(extra_config=[]))),
+        ["endpoints[0].backend[0].extra_config: Input should be a valid dictionary, got list []"],
+        id="extra-config-type",
+    ),
+    pytest.param(
+        service(endpoint("/a", {"url_pattern": "/x"})),
+        ['endpoints[0].backend[0].host: no host: add "host": ["http://service:8080"] to the backend or the service'],
+        id="missing-host",
+    ),
+    pytest.param(
+        service(endpoint("/a", {"host": [HOST]})),
+        [
+            'endpoints[0].backend[0].url_pattern: required for an HTTP backend and must start with "/", '
+            'e.g. "/users/{id}"'
+        ],
+        id="missing-url-pattern",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(host=["ftp://files"]))),
+        ["endpoints[0].backend[0].host[0]: 'ftp://files' is not a base URL: write it like \"http://service:8080\""],
+        id="host-scheme",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(host=[HOST, "http://svc:80/?x=1"]))),
+        [
+            "endpoints[0].backend[0].host[1]: 'http://svc:80/?x=1' is not a base URL: write it like "
+            '"http://service:8080"'
+        ],
+        id="host-query",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(host=["http://"]))),
+        ["endpoints[0].backend[0].host[0]: 'http://' is not a base URL: write it like \"http://service:8080\""],
+        id="host-without-name",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(host=["http://[::1"]))),
+        ["endpoints[0].backend[0].host[0]: 'http://[::1' is not a base URL: write it like \"http://service:8080\""],
+        id="host-unparsable",
+    ),
+    pytest.param(
+        service(endpoint("/a", backend(host=["svc:http"]))),
+        ["endpoints[0].backend[0].host[0]: 'svc:http' is not a base URL: write it like \"http://service:8080\""],
+        id="host-port-not-a-number",
+    ),
+    pytest.param(
+        service(endpoint("/a", {"url_pattern": "/x"}), host=["http://ok:1", "http://svc/api?v=1"]),
+        ["host[1]: 'http://svc/api?v=1' is not a base URL: write it like \"http://service:8080\""],
+        id="service-host",
+    ),
+    pytest.param(
+        service(endpoint("/users/x{id}")),
+        ["endpoints[0].endpoint: placeholder segment 'x{id}' must be a whole path segment such as \"/users/{id}\""],
+        id="placeholder-partial-segment",
+    ),
+    pytest.param(
+        service(endpoint("/files/{name}.json")),
+        [
+            "endpoints[0].endpoint: placeholder segment '{name}.json' must be a whole path segment such as "
+            '"/users/{id}"'
+        ],
+        id="placeholder-with-suffix",
+    ),
+    pytest.param(
+        service(endpoint("/a/{x}/b/{x}")),
+        ["endpoints[0].endpoint: a placeholder appears twice in /a/{x}/b/{x}: rename one"],
+        id="placeholder-twice",
+    ),
+    pytest.param(
+        service(endpoint("/__health")),
+        ["endpoints[0].endpoint: /__health is reserved for the gateway's built-in endpoints: choose another path"],
+        id="reserved-health",
+    ),
+    pytest.param(
+        service(endpoint("/__health/")),
+        ["endpoints[0].endpoint: /__health/ is reserved for the gateway's built-in endpoints: choose another path"],
+        id="reserved-health-slash",
+    ),
+    pytest.param(
+        service(endpoint("/__echo/{rest}")),
+        ["endpoints[0].endpoint: /__echo/{rest} is reserved for the gateway's built-in endpoints: choose another path"],
+        id="reserved-echo",
+    ),
+    pytest.param(
+        service(endpoint("/__echo")),
+        ["endpoints[0].endpoint: /__echo is reserved for the gateway's built-in endpoints: choose another path"],
+        id="reserved-echo-root",
+    ),
+    pytest.param(
+        service(endpoint("users")),
+        ['endpoints[0].endpoint: must start with "/", e.g. "/users"'],
+        id="endpoint-relative",
+    ),
+    pytest.param(
+        service({"backend": [backend()]}), ['endpoints[0].endpoint: required: add "endpoint"'], id="missing-endpoint"
+    ),
     pytest.param(service({"endpoint": "/a"}), ['endpoints[0].backend: required: add "backend"'], id="missing-backend"),
-    pytest.param(service({"endpoint": "/a", "backend": []}),
-                 ["endpoints[0].backend: List should have at least 1 item after validation, not 0"], id="no-backend"),
+    pytest.param(
+        service({"endpoint": "/a", "backend": []}),
+        ["endpoints[0].backend: List should have at least 1 item after validation, not 0"],
+        id="no-backend",
+    ),
 ]
 
 
@@ -183,11 +315,14 @@ def test_document_must_be_an_object(doc: Any) -> None:
 
 
 def test_valid_config_is_typed_with_defaults() -> None:
-    loaded = validate_document(service(
-        endpoint("/users/{id}", backend("/u/{id}", host="svc:8080"), method="post", timeout="1m30s"),
-        endpoint("/b", {"url_pattern": "/b"}, cache_ttl="1.5h", output_encoding="string"),
-        host=["http://default:1"],
-    ), LoadOptions())
+    loaded = validate_document(
+        service(
+            endpoint("/users/{id}", backend("/u/{id}", host="svc:8080"), method="post", timeout="1m30s"),
+            endpoint("/b", {"url_pattern": "/b"}, cache_ttl="1.5h", output_encoding="string"),
+            host=["http://default:1"],
+        ),
+        LoadOptions(),
+    )
     svc = loaded.service
     assert (svc.port, svc.timeout, svc.cache_ttl, svc.output_encoding) == (8080, 2.0, None, "json")
     first, second = svc.endpoints
@@ -205,8 +340,9 @@ def test_paths_near_reserved_ones_are_allowed(path: str) -> None:
 
 
 def test_same_path_with_other_method_is_not_a_duplicate() -> None:
-    svc = validate_document(service(endpoint("/a"), endpoint("/a", method="POST"), endpoint("/a/{x}")),
-                            LoadOptions()).service
+    svc = validate_document(
+        service(endpoint("/a"), endpoint("/a", method="POST"), endpoint("/a/{x}")), LoadOptions()
+    ).service
     assert [(e.method, e.endpoint) for e in svc.endpoints] == [("GET", "/a"), ("POST", "/a"), ("GET", "/a/{x}")]
 
 
@@ -261,9 +397,14 @@ UNKNOWN_NS = "github.com/example/not-a-lambdagate-namespace"
 
 def test_unknown_fields_and_namespaces_are_warnings() -> None:
     doc = service(
-        endpoint("/a", backend(flatmap_filter=[], extra_config={UNKNOWN_NS: {}}),
-                 headers_to_pass=["x"], extra_config={"qos/http-cache": {"shared": True}}),
-        plugin={"pattern": ".so"}, extra_config={"telemetry/influx": {"db": "x"}},
+        endpoint(
+            "/a",
+            backend(flatmap_filter=[], extra_config={UNKNOWN_NS: {}}),
+            headers_to_pass=["x"],
+            extra_config={"qos/http-cache": {"shared": True}},
+        ),
+        plugin={"pattern": ".so"},
+        extra_config={"telemetry/influx": {"db": "x"}},
     )
     assert warnings_of(doc) == [
         "plugin: not supported, ignored",
@@ -277,7 +418,8 @@ def test_unknown_fields_and_namespaces_are_warnings() -> None:
 
 def test_concurrent_calls_accepted_with_a_warning() -> None:
     assert warnings_of(service(endpoint(concurrent_calls=3))) == [
-        "endpoints[0].concurrent_calls: accepted; each backend is called once per request"]
+        "endpoints[0].concurrent_calls: accepted; each backend is called once per request"
+    ]
 
 
 def test_schema_and_name_are_known_fields() -> None:
@@ -305,23 +447,28 @@ def test_registered_namespace_is_parsed_once_into_its_typed_value() -> None:
 
 
 def test_registered_namespace_errors_and_warnings_carry_sub_paths() -> None:
-    doc = service(endpoint("/p", extra_config={"test/core-probe": {"limit": "2"}}),
-                  endpoint("/q", extra_config={"test/core-probe": 5}))
+    doc = service(
+        endpoint("/p", extra_config={"test/core-probe": {"limit": "2"}}),
+        endpoint("/q", extra_config={"test/core-probe": 5}),
+    )
     assert errors_of(doc) == [
         "endpoints[0].extra_config[\"test/core-probe\"].limit: must be an integer, got '2'",
         'endpoints[1].extra_config["test/core-probe"]: must be an object',
     ]
     assert warnings_of(service(endpoint("/p", extra_config={"test/core-probe": {"old": True}}))) == [
-        'endpoints[0].extra_config["test/core-probe"].old: deprecated, ignored']
+        'endpoints[0].extra_config["test/core-probe"].old: deprecated, ignored'
+    ]
 
 
 def test_registered_namespace_in_wrong_scope_or_twice() -> None:
     assert warnings_of(service(endpoint(), extra_config={"test/core-probe": {}})) == [
-        'extra_config["test/core-probe"]: namespace belongs in a endpoint\'s extra_config, ignored here']
+        'extra_config["test/core-probe"]: namespace belongs in a endpoint\'s extra_config, ignored here'
+    ]
     doc = service(endpoint(extra_config={"test/core-probe": {}, "github.com/test/core-probe": {}}))
     assert errors_of(doc) == [
         "endpoints[0].extra_config[\"github.com/test/core-probe\"]: 'test/core-probe' is given twice "
-        "(once under an alias): keep one"]
+        "(once under an alias): keep one"
+    ]
 
 
 # --- files: JSON and YAML, syntax errors with line numbers ------------------------------------------------
@@ -351,7 +498,11 @@ def test_yaml_and_json_files_load_the_same(tmp_path: Path, suffix: str) -> None:
     assert from_yaml.source == str(yaml_path)
     ep = from_yaml.service.endpoints[0]
     assert (from_yaml.service.port, from_yaml.service.timeout, ep.method, ep.backend[0].allow) == (
-        8099, 1.5, "GET", ["name", "nested.a"])
+        8099,
+        1.5,
+        "GET",
+        ["name", "nested.a"],
+    )
 
 
 def test_json_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
@@ -376,67 +527,112 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "absent.json")
     assert [str(i) for i in info.value.issues] == [
-        f"cannot read config file {str(tmp_path / 'absent.json')!r}: No such file or directory"]
+        f"cannot read config file {str(tmp_path / 'absent.json')!r}: No such file or directory"
+    ]
 
 
 def test_errors_from_file_keep_paths(tmp_path: Path) -> None:
     path = tmp_path / "krakend.yaml"
-    path.write_text("version: 3\nendpoints:\n  - endpoint: /users/{user}\n    backend:\n"
-                    "      - host: [http://svc:1]\n        url_pattern: /u/{id}\n")
+    path.write_text(
+        "version: 3\nendpoints:\n  - endpoint: /users/{user}\n    backend:\n"
+        "      - host: [http://svc:1]\n        url_pattern: /u/{id}\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert [str(i) for i in info.value.issues] == [
-        "endpoints[0].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}"]
+        "endpoints[0].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}"
+    ]
 
 
 # --- property: validation never fails with anything but ConfigError --------------------------------------
 
-_scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
-            | st.text(max_size=8) | st.sampled_from(["3s", "0", "1m30s", "GET", "get", "/a", "{id}", "no-op"]))
-_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
-                     | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["3s", "0", "1m30s", "GET", "get", "/a", "{id}", "no-op"])
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
 
 
-def _fields(fields: dict[str, st.SearchStrategy], wrong_types: bool, required: tuple[str, ...] = ()) -> st.SearchStrategy:
+def _fields(
+    fields: dict[str, st.SearchStrategy], wrong_types: bool, required: tuple[str, ...] = ()
+) -> st.SearchStrategy:
     """Objects with some of these fields: well-typed values (reaching the cross-field checks) or any JSON."""
     if wrong_types:
         fields = {k: st.one_of(v, _json) for k, v in fields.items()}
         required = ()
-    return st.fixed_dictionaries({k: fields[k] for k in required},
-                                 optional={k: v for k, v in fields.items() if k not in required})
+    return st.fixed_dictionaries(
+        {k: fields[k] for k in required}, optional={k: v for k, v in fields.items() if k not in required}
+    )
 
 
 _paths = st.lists(st.sampled_from(["a", "{id}", "{x}", "x{y}", "", "__health", "__echo", "{a-b}"]), max_size=4).map(
-    lambda parts: "/" + "/".join(parts))
-_hosts = st.lists(st.sampled_from(["http://a:1", "a:1", "ftp://x", "", "http://", "https://b/", "http://[::1", "a:b",
-                                   "b:99999", "bad host"]), max_size=2)
+    lambda parts: "/" + "/".join(parts)
+)
+_hosts = st.lists(
+    st.sampled_from(
+        ["http://a:1", "a:1", "ftp://x", "", "http://", "https://b/", "http://[::1", "a:b", "b:99999", "bad host"]
+    ),
+    max_size=2,
+)
 _durations = st.sampled_from(["1s", "0", "bad", "1h", "-1s", "0.5ms"])
 _namespaces = st.dictionaries(st.sampled_from(["backend/lambda", "x/y", "test/core-probe"]), _json, max_size=2)
 
 
 def _document(wrong_types: bool) -> st.SearchStrategy:
-    backend = _fields({
-        "host": _hosts, "url_pattern": _paths | st.sampled_from(["/x?q={id}", "x", ""]),
-        "method": st.sampled_from(["GET", "post", "FETCH"]),
-        "encoding": st.sampled_from(["json", "safejson", "string", "no-op", "xml"]),
-        "is_collection": st.booleans(), "disable_host_sanitize": st.booleans(),
-        "allow": st.lists(st.sampled_from(["a", "a.b", ""]), max_size=3),
-        "deny": st.lists(st.sampled_from(["a", "a.b", ""]), max_size=3),
-        "mapping": st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(["b", "c.d", ""]), max_size=2),
-        "group": st.text(max_size=3), "target": st.sampled_from(["a", "a.b", ""]), "extra_config": _namespaces,
-    }, wrong_types)
-    endpoint = _fields({
-        "endpoint": _paths, "method": st.sampled_from(["GET", "post", "HEAD", "FETCH"]),
-        "backend": st.lists(backend, max_size=3), "timeout": _durations, "cache_ttl": _durations,
-        "output_encoding": st.sampled_from(["json", "json-collection", "string", "no-op", "xml"]),
-        "input_headers": st.lists(st.sampled_from(["*", "X-A"]), max_size=2),
-        "concurrent_calls": st.integers(-1, 3), "extra_config": _namespaces,
-    }, wrong_types, required=("endpoint", "backend"))
-    return _fields({
-        "version": st.just(3), "port": st.integers(-1, 70000), "host": _hosts, "timeout": _durations,
-        "cache_ttl": _durations, "output_encoding": st.sampled_from(["json", "no-op"]), "extra_config": _namespaces,
-        "endpoints": st.lists(endpoint, max_size=4),
-    }, wrong_types, required=("version",))
+    backend = _fields(
+        {
+            "host": _hosts,
+            "url_pattern": _paths | st.sampled_from(["/x?q={id}", "x", ""]),
+            "method": st.sampled_from(["GET", "post", "FETCH"]),
+            "encoding": st.sampled_from(["json", "safejson", "string", "no-op", "xml"]),
+            "is_collection": st.booleans(),
+            "disable_host_sanitize": st.booleans(),
+            "allow": st.lists(st.sampled_from(["a", "a.b", ""]), max_size=3),
+            "deny": st.lists(st.sampled_from(["a", "a.b", ""]), max_size=3),
+            "mapping": st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(["b", "c.d", ""]), max_size=2),
+            "group": st.text(max_size=3),
+            "target": st.sampled_from(["a", "a.b", ""]),
+            "extra_config": _namespaces,
+        },
+        wrong_types,
+    )
+    endpoint = _fields(
+        {
+            "endpoint": _paths,
+            "method": st.sampled_from(["GET", "post", "HEAD", "FETCH"]),
+            "backend": st.lists(backend, max_size=3),
+            "timeout": _durations,
+            "cache_ttl": _durations,
+            "output_encoding": st.sampled_from(["json", "json-collection", "string", "no-op", "xml"]),
+            "input_headers": st.lists(st.sampled_from(["*", "X-A"]), max_size=2),
+            "concurrent_calls": st.integers(-1, 3),
+            "extra_config": _namespaces,
+        },
+        wrong_types,
+        required=("endpoint", "backend"),
+    )
+    return _fields(
+        {
+            "version": st.just(3),
+            "port": st.integers(-1, 70000),
+            "host": _hosts,
+            "timeout": _durations,
+            "cache_ttl": _durations,
+            "output_encoding": st.sampled_from(["json", "no-op"]),
+            "extra_config": _namespaces,
+            "endpoints": st.lists(endpoint, max_size=4),
+        },
+        wrong_types,
+        required=("version",),
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -454,10 +650,25 @@ def test_validate_document_raises_only_config_error(doc: Any) -> None:
 
 # --- durations --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("3s", 3.0), ("500ms", 0.5), ("1m30s", 90.0), ("1.5h", 5400.0), ("0", 0.0), ("0s", 0.0), ("2h45m", 9900.0),
-    ("1.5s", 1.5), (".5s", 0.5), ("300us", 0.0003), ("1µs", 1e-6), ("10ns", 1e-8), ("1h1m1s1ms", 3661.001),
-])
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("3s", 3.0),
+        ("500ms", 0.5),
+        ("1m30s", 90.0),
+        ("1.5h", 5400.0),
+        ("0", 0.0),
+        ("0s", 0.0),
+        ("2h45m", 9900.0),
+        ("1.5s", 1.5),
+        (".5s", 0.5),
+        ("300us", 0.0003),
+        ("1µs", 1e-6),
+        ("10ns", 1e-8),
+        ("1h1m1s1ms", 3661.001),
+    ],
+)
 def test_parse_duration(text: str, seconds: float) -> None:
     assert math.isclose(parse_duration(text), seconds, rel_tol=1e-12)
 

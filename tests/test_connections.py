@@ -21,8 +21,12 @@ from tests.test_workers import wait_for, workers_of
 
 
 def config(upstream: str, **server) -> dict:
-    return {"version": 3, "host": [upstream], "extra_config": {"lambdagate/server": server},
-            "endpoints": [{"endpoint": "/x", "backend": [{"url_pattern": "/json/x"}]}]}
+    return {
+        "version": 3,
+        "host": [upstream],
+        "extra_config": {"lambdagate/server": server},
+        "endpoints": [{"endpoint": "/x", "backend": [{"url_pattern": "/json/x"}]}],
+    }
 
 
 def port_of(gw) -> int:
@@ -65,8 +69,9 @@ def request(sock: socket.socket, path: str = "/x") -> bytes:
         assert chunk, data
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
     while len(body) < length:
         body += sock.recv(65536)
     return head
@@ -182,13 +187,36 @@ def test_connection_cap_leaves_room_for_the_workers_own_descriptors():
 def run_with_nofile(tmp_path: Path, soft: int, hard: int) -> Process:
     """`lambdagate run` started with the given descriptor limits."""
     path, port = tmp_path / f"krakend-{soft}.json", free_port()
-    path.write_bytes(orjson.dumps({"version": 3, "endpoints": [
-        {"endpoint": "/x", "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/"}]}]}))
-    boot = ("import os, resource, sys;"
-            " resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])));"
-            " os.execv(sys.executable, [sys.executable, '-m', 'lambdagate', *sys.argv[3:]])")
-    proc = Process([sys.executable, "-c", boot, str(soft), str(hard), "run", "-c", str(path), "--host", "127.0.0.1",
-                    "--port", str(port)], tmp_path / f"gateway-{port}.log")
+    path.write_bytes(
+        orjson.dumps(
+            {
+                "version": 3,
+                "endpoints": [{"endpoint": "/x", "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/"}]}],
+            }
+        )
+    )
+    boot = (
+        "import os, resource, sys;"
+        " resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])));"
+        " os.execv(sys.executable, [sys.executable, '-m', 'lambdagate', *sys.argv[3:]])"
+    )
+    proc = Process(
+        [
+            sys.executable,
+            "-c",
+            boot,
+            str(soft),
+            str(hard),
+            "run",
+            "-c",
+            str(path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        tmp_path / f"gateway-{port}.log",
+    )
     wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc, timeout=30)
     return proc
 
@@ -213,8 +241,10 @@ def test_run_raises_the_soft_descriptor_limit_and_logs_it(tmp_path):
     try:
         log = proc.log()
         assert "INFO lambdagate: open files limit: 1024\n" in log
-        assert ("WARNING lambdagate: each worker accepts at most 512 connections, not max_connections 10000: the "
-                "open files limit (1024) keeps room for backend connections") in log
+        assert (
+            "WARNING lambdagate: each worker accepts at most 512 connections, not max_connections 10000: the "
+            "open files limit (1024) keeps room for backend connections"
+        ) in log
         assert "with 1 worker(s) of up to 512 connections" in log
     finally:
         proc.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,10 +22,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proces
     text = (ROOT / "examples/krakend.json").read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     config = json.loads(text.replace("127.0.0.1:9091", f"127.0.0.1:{metrics_port}"))
     # No AWS credentials at all: the local runtime needs none.
-    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true",
-           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "AWS_REGION": "",
-           "AWS_DEFAULT_REGION": ""}
-    gateway = launch_gateway(config, tmp, "--functions", str(ROOT / "examples/functions"), "--debug", env=env, port=port)
+    env = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_REGION": "",
+        "AWS_DEFAULT_REGION": "",
+    }
+    gateway = launch_gateway(
+        config, tmp, "--functions", str(ROOT / "examples/functions"), "--debug", env=env, port=port
+    )
     yield gateway.url, gateway.process, f"http://127.0.0.1:{metrics_port}/metrics"
     gateway.process.stop()
 
@@ -52,7 +60,10 @@ def test_post_merge_manipulation_and_apigateway_v2(demo):
     status, headers, data = get(f"{url}/profile/ana")
     assert status == 200 and headers["X-KrakenD-Completed"] == "true"
     assert headers["Cache-Control"] == "public, max-age=60"
-    assert data == {"lambda": {"message": "Hello, ana!"}, "http": {"method": "GET", "upstream_path": "/__echo/users/ana"}}
+    assert data == {
+        "lambda": {"message": "Hello, ana!"},
+        "http": {"method": "GET", "upstream_path": "/__echo/users/ana"},
+    }
     status, _, data = get(f"{url}/api/hello?name=Bo&dropped=1")
     assert status == 200 and data["query"] == {"name": "Bo"} and data["path"] == "/api/hello"
 
@@ -70,10 +81,12 @@ def test_demo_traffic_shows_in_metrics_and_logs(demo):
     url, proc, metrics_url = demo
     get(f"{url}/greet/Metrics")
     get(f"{url}/fail")
-    expected = ['lambdagate_requests_total{endpoint="/greet/{name}",method="GET",status="200"}',
-                'lambdagate_requests_total{endpoint="/fail",method="GET",status="500"}',
-                'lambdagate_lambda_invocations_total{function="greet",outcome="success"}',
-                'lambdagate_lambda_invocations_total{function="fail",outcome="function_error"}']
+    expected = [
+        'lambdagate_requests_total{endpoint="/greet/{name}",method="GET",status="200"}',
+        'lambdagate_requests_total{endpoint="/fail",method="GET",status="500"}',
+        'lambdagate_lambda_invocations_total{function="greet",outcome="success"}',
+        'lambdagate_lambda_invocations_total{function="fail",outcome="function_error"}',
+    ]
     deadline = time.monotonic() + 5
     while True:  # the worker writes its counts twice a second
         with urllib.request.urlopen(metrics_url, timeout=5) as resp:

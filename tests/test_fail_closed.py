@@ -24,12 +24,18 @@ JOSE_V1 = "github.com/devopsfaith/krakend-jose/validator"
 CEL_V1 = "github.com/devopsfaith/krakend-cel"  # the old name of a guard lambdagate does not implement
 
 
-def doc(endpoint_ns: dict | None = None, backend_ns: dict | None = None, service_ns: dict | None = None,
-        host: str = HOST) -> dict:
+def doc(
+    endpoint_ns: dict | None = None, backend_ns: dict | None = None, service_ns: dict | None = None, host: str = HOST
+) -> dict:
     backend = {"host": [host], "url_pattern": "/echo", "extra_config": backend_ns or {}}
-    return {"version": 3, "extra_config": service_ns or {}, "endpoints": [
-        {"endpoint": "/users", "method": "POST", "extra_config": endpoint_ns or {}, "backend": [backend]},
-        {"endpoint": "/open", "backend": [{"host": [host], "url_pattern": "/echo"}]}]}
+    return {
+        "version": 3,
+        "extra_config": service_ns or {},
+        "endpoints": [
+            {"endpoint": "/users", "method": "POST", "extra_config": endpoint_ns or {}, "backend": [backend]},
+            {"endpoint": "/open", "backend": [{"host": [host], "url_pattern": "/echo"}]},
+        ],
+    }
 
 
 def errors_of(config: dict, *allowed: str) -> list[str]:
@@ -44,23 +50,69 @@ def warnings_of(config: dict, *allowed: str) -> list[str]:
 
 # --- classification ---------------------------------------------------------------------------------------
 
-GUARDS = ["auth/validator", "auth/api-keys", "auth/client-credentials", "auth/signer", "auth/revoker", "auth/basic",
-          "auth/jwk-client", "security/http", "security/bot-detector", "security/policies", "security/jwt",
-          "qos/ratelimit/router", "qos/ratelimit/proxy", "qos/ratelimit/service", "qos/ratelimit/router/redis",
-          "validation/cel", "validation/json-schema", "validation/response-json-schema", "modifier/lua-endpoint",
-          "modifier/lua-proxy", "modifier/lua-backend", "modifier/lua", "plugin/http-server",
-          "plugin/req-resp-modifier", "plugin/middleware", "governance/quota", "endpoint/rate-limit",
-          JOSE_V1, "github_com/devopsfaith/krakend-jose/validator", "github.com/devopsfaith/krakend-jose/signer",
-          "github.com/devopsfaith/krakend-ratelimit/juju/router", "github.com/devopsfaith/krakend-ratelimit/juju/proxy",
-          "github_com/devopsfaith/krakend-botdetector", "github.com/devopsfaith/krakend-httpsecure",
-          "github.com/devopsfaith/krakend-cel", "github.com/devopsfaith/krakend-jsonschema",
-          "github.com/devopsfaith/krakend-lua/router", "github_com/devopsfaith/bloomfilter",
-          "github_com/devopsfaith/krakend-apikeys", "github_com/devopsfaith/krakend/transport/http/server/handler",
-          "qos_ratelimit_router", "Auth/Validator", " security/http "]
-NOT_GUARDS = ["security/cors", "github_com/devopsfaith/krakend-cors", "github.com/devopsfaith/krakend-cors",
-              "plugin/http-client", "github.com/devopsfaith/krakend/transport/http/client/executor",
-              "qos/circuit-breaker", "qos/http-cache", "modifier/martian", "telemetry/logging", "router", "proxy",
-              "backend/http", "server/cors", "proxy/forward_headers", "_auth/validator", "documentation/openapi"]
+GUARDS = [
+    "auth/validator",
+    "auth/api-keys",
+    "auth/client-credentials",
+    "auth/signer",
+    "auth/revoker",
+    "auth/basic",
+    "auth/jwk-client",
+    "security/http",
+    "security/bot-detector",
+    "security/policies",
+    "security/jwt",
+    "qos/ratelimit/router",
+    "qos/ratelimit/proxy",
+    "qos/ratelimit/service",
+    "qos/ratelimit/router/redis",
+    "validation/cel",
+    "validation/json-schema",
+    "validation/response-json-schema",
+    "modifier/lua-endpoint",
+    "modifier/lua-proxy",
+    "modifier/lua-backend",
+    "modifier/lua",
+    "plugin/http-server",
+    "plugin/req-resp-modifier",
+    "plugin/middleware",
+    "governance/quota",
+    "endpoint/rate-limit",
+    JOSE_V1,
+    "github_com/devopsfaith/krakend-jose/validator",
+    "github.com/devopsfaith/krakend-jose/signer",
+    "github.com/devopsfaith/krakend-ratelimit/juju/router",
+    "github.com/devopsfaith/krakend-ratelimit/juju/proxy",
+    "github_com/devopsfaith/krakend-botdetector",
+    "github.com/devopsfaith/krakend-httpsecure",
+    "github.com/devopsfaith/krakend-cel",
+    "github.com/devopsfaith/krakend-jsonschema",
+    "github.com/devopsfaith/krakend-lua/router",
+    "github_com/devopsfaith/bloomfilter",
+    "github_com/devopsfaith/krakend-apikeys",
+    "github_com/devopsfaith/krakend/transport/http/server/handler",
+    "qos_ratelimit_router",
+    "Auth/Validator",
+    " security/http ",
+]
+NOT_GUARDS = [
+    "security/cors",
+    "github_com/devopsfaith/krakend-cors",
+    "github.com/devopsfaith/krakend-cors",
+    "plugin/http-client",
+    "github.com/devopsfaith/krakend/transport/http/client/executor",
+    "qos/circuit-breaker",
+    "qos/http-cache",
+    "modifier/martian",
+    "telemetry/logging",
+    "router",
+    "proxy",
+    "backend/http",
+    "server/cors",
+    "proxy/forward_headers",
+    "_auth/validator",
+    "documentation/openapi",
+]
 
 
 @pytest.mark.parametrize("name", GUARDS)
@@ -74,8 +126,12 @@ def test_not_guards(name: str) -> None:
 
 
 def test_old_names_stand_for_their_current_name() -> None:
-    assert guards.canonical(JOSE_V1) == guards.canonical("github_com/devopsfaith/krakend-jose/validator") \
-        == guards.canonical("Auth/Validator") == "auth/validator"
+    assert (
+        guards.canonical(JOSE_V1)
+        == guards.canonical("github_com/devopsfaith/krakend-jose/validator")
+        == guards.canonical("Auth/Validator")
+        == "auth/validator"
+    )
     assert guards.canonical("github.com/devopsfaith/krakend-ratelimit/juju/proxy") == "qos/ratelimit/proxy"
     assert guards.allowed_name("github_com/devopsfaith/krakend-jose/validator") == "auth/validator"
 
@@ -96,9 +152,11 @@ def test_allow_list_travels_to_the_workers_by_environment() -> None:
 
 # --- validation: refused with a path and what to do, or served with a warning naming the endpoint --------
 
+
 def test_unimplemented_guard_is_refused_at_every_scope() -> None:
-    config = doc(endpoint_ns={"auth/api-keys": {}}, backend_ns={"modifier/lua-backend": {}},
-                 service_ns={"security/http": {}})
+    config = doc(
+        endpoint_ns={"auth/api-keys": {}}, backend_ns={"modifier/lua-backend": {}}, service_ns={"security/http": {}}
+    )
     assert errors_of(config) == [
         'extra_config["security/http"]: `security/http` protects every endpoint and lambdagate does not implement '
         "it; remove it, or start with `--allow-unsupported security/http` to serve every endpoint without it",
@@ -111,8 +169,9 @@ def test_unimplemented_guard_is_refused_at_every_scope() -> None:
 
 
 def test_allowed_guard_is_a_warning_naming_what_runs_without_it() -> None:
-    config = doc(endpoint_ns={"auth/api-keys": {}}, backend_ns={"modifier/lua-backend": {}},
-                 service_ns={"security/http": {}})
+    config = doc(
+        endpoint_ns={"auth/api-keys": {}}, backend_ns={"modifier/lua-backend": {}}, service_ns={"security/http": {}}
+    )
     assert warnings_of(config, "auth/api-keys", "modifier/lua-backend", "security/http") == [
         'extra_config["security/http"]: `security/http` is ignored: every endpoint (2) is served WITHOUT this '
         "protection (--allow-unsupported security/http)",
@@ -128,7 +187,8 @@ def test_allowing_one_guard_does_not_allow_another() -> None:
     assert errors_of(config, "auth/api-keys") == [
         'endpoints[0].extra_config["validation/cel"]: `validation/cel` protects this endpoint and lambdagate does '
         "not implement it; remove it, or start with `--allow-unsupported validation/cel` to serve the endpoint "
-        "without it"]
+        "without it"
+    ]
 
 
 def test_old_names_are_refused_and_allowed_under_the_current_name() -> None:
@@ -149,25 +209,33 @@ def test_an_implemented_guards_old_name_is_read_with_a_warning_naming_the_curren
     keys = tmp_path / "jwks.json"
     keys.write_bytes(b'{"keys": [{"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", "kid": "h"}]}')
     validator = {"alg": "HS256", "jwk_local_path": str(keys)}
-    loaded = validate_document(doc(endpoint_ns={"github_com/devopsfaith/krakend-jose/validator": validator}),
-                               LoadOptions())
+    loaded = validate_document(
+        doc(endpoint_ns={"github_com/devopsfaith/krakend-jose/validator": validator}), LoadOptions()
+    )
     assert [str(w) for w in loaded.warnings] == [
         'endpoints[0].extra_config["github_com/devopsfaith/krakend-jose/validator"]: '
         "`github_com/devopsfaith/krakend-jose/validator` is the old name of `auth/validator` and is read as "
-        "`auth/validator`; write `auth/validator` (KrakenD 2 and later may ignore the old name)"]
+        "`auth/validator`; write `auth/validator` (KrakenD 2 and later may ignore the old name)"
+    ]
     assert "auth/validator" in loaded.service.endpoints[0].namespaces
     # In a backend it protects nothing, under any name: refused as misplaced, as the current name is.
     assert errors_of(doc(backend_ns={JOSE_V1: validator})) == [
         f'endpoints[0].backend[0].extra_config["{JOSE_V1}"]: `{JOSE_V1}` is read only in an endpoint\'s '
         "extra_config, so here it protects nothing; move it there, or start with `--allow-unsupported "
-        "auth/validator` to call the backend without it"]
+        "auth/validator` to call the backend without it"
+    ]
 
 
 def test_non_guards_stay_warnings() -> None:
-    config = doc(endpoint_ns={"qos/http-cache": {}, "modifier/martian": {}},
-                 backend_ns={"plugin/http-client": {}, "qos/circuit-breaker": {}},
-                 service_ns={"security/cors": {}, "github_com/devopsfaith/krakend-cors": {},
-                             "github_com/devopsfaith/krakend-gologging": {}})
+    config = doc(
+        endpoint_ns={"qos/http-cache": {}, "modifier/martian": {}},
+        backend_ns={"plugin/http-client": {}, "qos/circuit-breaker": {}},
+        service_ns={
+            "security/cors": {},
+            "github_com/devopsfaith/krakend-cors": {},
+            "github_com/devopsfaith/krakend-gologging": {},
+        },
+    )
     assert warnings_of(config) == [
         'extra_config["security/cors"]: namespace not supported, ignored',
         'extra_config["github_com/devopsfaith/krakend-cors"]: namespace not supported, ignored '
@@ -195,31 +263,38 @@ def test_implemented_guard_in_the_wrong_scope_is_refused() -> None:
     assert errors_of(doc(backend_ns={PROBE: {}})) == [
         f'endpoints[0].backend[0].extra_config["{PROBE}"]: `{PROBE}` is read only in an endpoint\'s extra_config, '
         f"so here it protects nothing; move it there, or start with `--allow-unsupported {PROBE}` to call the "
-        "backend without it"]
+        "backend without it"
+    ]
     assert warnings_of(doc(service_ns={PROBE: {}}), PROBE) == [
         f'extra_config["{PROBE}"]: `{PROBE}` is ignored: every endpoint (2) is served WITHOUT this protection '
-        f"(--allow-unsupported {PROBE})"]
+        f"(--allow-unsupported {PROBE})"
+    ]
 
 
 def test_implemented_guard_under_another_spelling_says_to_rename_it() -> None:
     assert errors_of(doc(endpoint_ns={"Auth/Lambdagate-Test-Probe": {}})) == [
         'endpoints[0].extra_config["Auth/Lambdagate-Test-Probe"]: `Auth/Lambdagate-Test-Probe` protects this '
         f"endpoint, but lambdagate reads it only as `{PROBE}`: rename it, or start with `--allow-unsupported "
-        f"{PROBE}` to serve the endpoint without it"]
+        f"{PROBE}` to serve the endpoint without it"
+    ]
 
 
 def test_guard_refusals_come_with_the_other_errors() -> None:
     config = doc(endpoint_ns={"validation/cel": {}})
     config["endpoints"][1]["backend"][0]["url_pattern"] = "no-slash"
     assert [e.split(":")[0] for e in errors_of(config)] == [
-        'endpoints[0].extra_config["validation/cel"]', "endpoints[1].backend[0].url_pattern"]
+        'endpoints[0].extra_config["validation/cel"]',
+        "endpoints[1].backend[0].url_pattern",
+    ]
 
 
 # --- the command line ------------------------------------------------------------------------------------
 
+
 def lambdagate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lambdagate", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "lambdagate", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
 
 
 def write(directory: Path, config: dict) -> str:
@@ -236,20 +311,29 @@ def test_check_refuses_an_unimplemented_guard(tmp_path: Path) -> None:
         f"{path}: 1 error(s)",
         '  error: endpoints[0].extra_config["auth/api-keys"]: `auth/api-keys` protects this endpoint and lambdagate '
         "does not implement it; remove it, or start with `--allow-unsupported auth/api-keys` to serve the endpoint "
-        "without it"]
+        "without it",
+    ]
 
 
 def test_check_with_allow_unsupported_accepts_and_warns(tmp_path: Path) -> None:
     path = write(tmp_path, doc(endpoint_ns={CEL_V1: {}}, service_ns={"plugin/http-server": {}}))
-    result = lambdagate("check", "-c", path, "--allow-unsupported", "validation/cel",
-                        "--allow-unsupported", "github_com/devopsfaith/krakend/transport/http/server/handler")
+    result = lambdagate(
+        "check",
+        "-c",
+        path,
+        "--allow-unsupported",
+        "validation/cel",
+        "--allow-unsupported",
+        "github_com/devopsfaith/krakend/transport/http/server/handler",
+    )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stdout.splitlines() if line.startswith("  warning: ")]
     assert warnings == [
         '  warning: extra_config["plugin/http-server"]: `plugin/http-server` is ignored: every endpoint (2) is '
         "served WITHOUT this protection (--allow-unsupported plugin/http-server)",
         f'  warning: endpoints[0].extra_config["{CEL_V1}"]: `{CEL_V1}` (the old name of `validation/cel`) is '
-        "ignored: POST /users is served WITHOUT this protection (--allow-unsupported validation/cel)"]
+        "ignored: POST /users is served WITHOUT this protection (--allow-unsupported validation/cel)",
+    ]
 
 
 @pytest.mark.parametrize("value", ["security/cors", "auth/a,auth/b"])
@@ -261,8 +345,10 @@ def test_allow_unsupported_refuses_what_is_no_guard(tmp_path: Path, value: str) 
 
 def test_run_refuses_to_start_with_an_unimplemented_guard(tmp_path: Path) -> None:
     path = write(tmp_path, doc(endpoint_ns={"validation/cel": [{"check_expr": "true"}]}))
-    proc = Process(python_module("lambdagate", "run", "-c", path, "--port", str(free_port()), "--host", "127.0.0.1"),
-                   tmp_path / "log")
+    proc = Process(
+        python_module("lambdagate", "run", "-c", path, "--port", str(free_port()), "--host", "127.0.0.1"),
+        tmp_path / "log",
+    )
     assert proc.proc.wait(30) == 1
     proc.stop()
     log = proc.log()
@@ -284,8 +370,13 @@ def test_run_with_allow_unsupported_warns_at_every_start(upstream: str, tmp_path
         assert http("POST", f"{gateway.url}/users", b"{}")[0] == 200
         assert len(warning_lines(proc.log(), served_open)) == 1
         # A reload starts new workers: the warning again, with the new endpoint named as well.
-        config["endpoints"].append({"endpoint": "/new", "extra_config": {"auth/api-keys": {}},
-                                    "backend": [{"host": [upstream], "url_pattern": "/echo"}]})
+        config["endpoints"].append(
+            {
+                "endpoint": "/new",
+                "extra_config": {"auth/api-keys": {}},
+                "backend": [{"host": [upstream], "url_pattern": "/echo"}],
+            }
+        )
         path.write_bytes(orjson.dumps(config))
         proc.proc.send_signal(signal.SIGHUP)
         _wait_for(lambda: http("GET", f"{gateway.url}/new")[0] == 200, timeout=20)

@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -46,8 +46,11 @@ def http_backend(host: str, path: str, **fields) -> dict:
 
 def lambda_backend(endpoint: str, function: str, **fields) -> dict:
     group = fields.pop("group", None)
-    backend = {"extra_config": {"backend/lambda": {"function_name": function, "endpoint": endpoint,
-                                                   "region": "us-east-1", **fields}}}
+    backend = {
+        "extra_config": {
+            "backend/lambda": {"function_name": function, "endpoint": endpoint, "region": "us-east-1", **fields}
+        }
+    }
     return {**backend, "group": group} if group else backend
 
 
@@ -75,23 +78,44 @@ def gw(upstream, faulty, stub, dead, tmp_path_factory) -> Iterator[Gateway]:
         "/lambda/huge-chunked": [lambda_backend(faulty, "huge-chunked", max_retries=2)],
         "/lambda/gzip-bomb": [lambda_backend(faulty, "gzip-bomb", max_retries=2)],
         # one of three merged backends down (or late)
-        "/merged/http-down": [http_backend(upstream, "/json/a", group="a"), lambda_backend(stub, "object", group="fn"),
-                              http_backend(dead, "/x", group="down")],
-        "/merged/lambda-down": [http_backend(upstream, "/json/a", group="a"), http_backend(upstream, "/json/b", group="b"),
-                                lambda_backend(dead, "fn", group="down")],
-        "/merged/one-late": [http_backend(upstream, "/json/a", group="a"), lambda_backend(stub, "slow", group="late"),
-                             http_backend(upstream, "/json/b", group="b")],
-        "/merged/one-huge": [http_backend(upstream, "/json/a", group="a"), http_backend(faulty, "/huge-chunked", group="big"),
-                             lambda_backend(faulty, "gzip-bomb", group="bomb")],
+        "/merged/http-down": [
+            http_backend(upstream, "/json/a", group="a"),
+            lambda_backend(stub, "object", group="fn"),
+            http_backend(dead, "/x", group="down"),
+        ],
+        "/merged/lambda-down": [
+            http_backend(upstream, "/json/a", group="a"),
+            http_backend(upstream, "/json/b", group="b"),
+            lambda_backend(dead, "fn", group="down"),
+        ],
+        "/merged/one-late": [
+            http_backend(upstream, "/json/a", group="a"),
+            lambda_backend(stub, "slow", group="late"),
+            http_backend(upstream, "/json/b", group="b"),
+        ],
+        "/merged/one-huge": [
+            http_backend(upstream, "/json/a", group="a"),
+            http_backend(faulty, "/huge-chunked", group="big"),
+            lambda_backend(faulty, "gzip-bomb", group="bomb"),
+        ],
     }
-    config = {"version": 3, "timeout": "2s", "endpoints": [
-        {"endpoint": path, "backend": backends, **({"timeout": "1s"} if "slow" in path or "late" in path else {})}
-        for path, backends in endpoints.items()]}
+    config = {
+        "version": 3,
+        "timeout": "2s",
+        "endpoints": [
+            {"endpoint": path, "backend": backends, **({"timeout": "1s"} if "slow" in path or "late" in path else {})}
+            for path, backends in endpoints.items()
+        ],
+    }
     config["endpoints"] += [
         {"endpoint": "/noop/429", "output_encoding": "no-op", "backend": [http_backend(faulty, "/throttle")]},
         {"endpoint": "/noop/5xx", "output_encoding": "no-op", "backend": [http_backend(upstream, "/status/503")]},
         {"endpoint": "/noop/refused", "output_encoding": "no-op", "backend": [http_backend(dead, "/x")]},
-        {"endpoint": "/noop/header-utf8", "output_encoding": "no-op", "backend": [http_backend(faulty, "/header-utf8")]},
+        {
+            "endpoint": "/noop/header-utf8",
+            "output_encoding": "no-op",
+            "backend": [http_backend(faulty, "/header-utf8")],
+        },
         {"endpoint": "/noop/header-ctl", "output_encoding": "no-op", "backend": [http_backend(faulty, "/header-ctl")]},
     ]
     gateway = launch_gateway(config, tmp_path_factory.mktemp("gw"), env=AWS_ENV)
@@ -200,12 +224,15 @@ def test_no_op_header_bytes_pass_unchanged(gw):
     conn.close()
 
 
-@pytest.mark.parametrize(("path", "present", "absent"), [
-    ("/merged/http-down", {"a", "fn"}, "down"),
-    ("/merged/lambda-down", {"a", "b"}, "down"),
-    ("/merged/one-late", {"a", "b"}, "late"),
-    ("/merged/one-huge", {"a"}, "big"),
-])
+@pytest.mark.parametrize(
+    ("path", "present", "absent"),
+    [
+        ("/merged/http-down", {"a", "fn"}, "down"),
+        ("/merged/lambda-down", {"a", "b"}, "down"),
+        ("/merged/one-late", {"a", "b"}, "late"),
+        ("/merged/one-huge", {"a"}, "big"),
+    ],
+)
 def test_one_of_three_merged_backends_down(gw, path, present, absent):
     started = time.monotonic()
     status, headers, raw = http("GET", gw.url + path)
@@ -217,6 +244,7 @@ def test_one_of_three_merged_backends_down(gw, path, present, absent):
 
 
 # ------------------------------------------------------------------------------------------ memory
+
 
 def worker_pid(gw: Gateway) -> int:
     pid = gw.process.proc.pid
@@ -241,8 +269,14 @@ def test_50_mib_replies_never_buffered(gw):
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = memory_kib(pid, "VmHWM")
     for _ in range(2):
-        for path in ("/http/huge", "/http/huge-chunked", "/http/gzip-bomb",
-                     "/lambda/huge", "/lambda/huge-chunked", "/lambda/gzip-bomb"):
+        for path in (
+            "/http/huge",
+            "/http/huge-chunked",
+            "/http/gzip-bomb",
+            "/lambda/huge",
+            "/lambda/huge-chunked",
+            "/lambda/gzip-bomb",
+        ):
             assert http("GET", gw.url + path)[0] == 502
         assert http("GET", gw.url + "/merged/one-huge")[0] == 200
     growth_mib = (memory_kib(pid, "VmHWM") - before) / 1024
@@ -257,14 +291,23 @@ def test_50_mib_replies_never_buffered(gw):
 
 # ------------------------------------------------------------------------------ credentials
 
+
 def test_credentials_expiring_mid_run_are_refreshed(stub, tmp_path):
     """ECS-style container credentials from a loopback endpoint, each key valid for 4 s (time-compressed, see
     tests/support/invoke_stub.py). Traffic runs across several expiries and an idle gap longer than a key's life:
     keys rotate and not one request fails."""
-    env = {**AWS_ENV, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
-           "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{stub}/creds"}
-    config = {"version": 3, "timeout": "2s", "endpoints": [
-        {"endpoint": "/fn", "backend": [lambda_backend(stub, "creds-check")]}]}
+    env = {
+        **AWS_ENV,
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SESSION_TOKEN": "",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{stub}/creds",
+    }
+    config = {
+        "version": 3,
+        "timeout": "2s",
+        "endpoints": [{"endpoint": "/fn", "backend": [lambda_backend(stub, "creds-check")]}],
+    }
     gateway = launch_gateway(config, tmp_path, env=env)
     try:
         assert "AWS credentials from container-role" in gateway.log()
@@ -294,8 +337,10 @@ def test_credentials_expiring_mid_run_are_refreshed(stub, tmp_path):
 
 # ------------------------------------------------------------------------------------------ DNS
 
-NETNS_REASON = ("needs root and `ip netns`: the gateway must run in a network namespace whose only interface is "
-                "loopback and whose resolv.conf points at a loopback DNS stub, so that no lookup leaves loopback")
+NETNS_REASON = (
+    "needs root and `ip netns`: the gateway must run in a network namespace whose only interface is "
+    "loopback and whose resolv.conf points at a loopback DNS stub, so that no lookup leaves loopback"
+)
 
 
 def _netns_available() -> bool:
@@ -346,21 +391,41 @@ def test_dns_failure(netns, tmp_path):
     inside = ["ip", "netns", "exec", netns]
     queries = tmp_path / "dns-queries.log"
     dns = Process([*inside, sys.executable, "-m", "tests.support.dns_stub", "53", str(queries)], tmp_path / "dns.log")
-    config = {"version": 3, "timeout": "3s", "endpoints": [
-        {"endpoint": "/http", "backend": [http_backend("http://backend.invalid:8080", "/x")]},
-        {"endpoint": "/lambda", "backend": [lambda_backend("http://lambda.invalid:9000", "fn", max_retries=1)]},
-    ]}
+    config = {
+        "version": 3,
+        "timeout": "3s",
+        "endpoints": [
+            {"endpoint": "/http", "backend": [http_backend("http://backend.invalid:8080", "/x")]},
+            {"endpoint": "/lambda", "backend": [lambda_backend("http://lambda.invalid:9000", "fn", max_retries=1)]},
+        ],
+    }
     path = tmp_path / "krakend.json"
     path.write_text(json.dumps(config))
     port = free_port()
-    gw = Process([*inside, sys.executable, "-m", "lambdagate", "run", "-c", str(path), "--port", str(port),
-                  "--host", "127.0.0.1"], tmp_path / "gateway.log", AWS_ENV)
+    gw = Process(
+        [
+            *inside,
+            sys.executable,
+            "-m",
+            "lambdagate",
+            "run",
+            "-c",
+            str(path),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        tmp_path / "gateway.log",
+        AWS_ENV,
+    )
     try:
         urls = [f"http://127.0.0.1:{port}{p}" for p in ("/__health", "/http", "/lambda")]
         result = None
         for _ in range(100):  # the gateway is only reachable from inside the namespace
-            run = subprocess.run([*inside, sys.executable, "-c", _CLIENT, *urls], capture_output=True, text=True,
-                                 timeout=30, cwd=ROOT)
+            run = subprocess.run(
+                [*inside, sys.executable, "-c", _CLIENT, *urls], capture_output=True, text=True, timeout=30, cwd=ROOT
+            )
             if run.returncode == 0:
                 result = json.loads(run.stdout)
                 break

@@ -30,6 +30,7 @@ def test_nothing_configured_means_no_formatter() -> None:
 
 # --- target ---
 
+
 def test_target_descends_dot_path() -> None:
     assert fmt(DOC, target="nested.b") == {"c": 2, "d": 3}
 
@@ -40,6 +41,7 @@ def test_target_missing_or_not_an_object_is_empty(target: str) -> None:
 
 
 # --- allow ---
+
 
 def test_allow_keeps_listed_leaves_only() -> None:
     assert fmt(DOC, allow=["name", "nested.b.c"]) == {"name": "n", "nested": {"b": {"c": 2}}}
@@ -76,6 +78,7 @@ def test_allow_wins_over_deny() -> None:
 
 # --- deny ---
 
+
 def test_deny_deletes_paths() -> None:
     assert fmt(DOC, deny=["name", "nested.b.c", "items"]) == {"nested": {"a": 1, "b": {"d": 3}}, "empty": {}}
 
@@ -86,9 +89,14 @@ def test_deny_missing_paths_is_harmless() -> None:
 
 # --- mapping ---
 
+
 def test_mapping_renames_top_level_only() -> None:
     assert fmt(DOC, mapping={"name": "title", "nested.a": "flat", "zz": "y"}) == {
-        "title": "n", "nested": DOC["nested"], "items": DOC["items"], "empty": {}}
+        "title": "n",
+        "nested": DOC["nested"],
+        "items": DOC["items"],
+        "empty": {},
+    }
 
 
 def test_mapping_new_name_is_cut_at_first_dot() -> None:
@@ -105,6 +113,7 @@ def test_mapping_renamed_key_wins_collision() -> None:
 
 # --- group ---
 
+
 def test_group_wraps() -> None:
     assert fmt({"a": 1}, group="g") == {"g": {"a": 1}}
 
@@ -116,10 +125,16 @@ def test_group_always_wraps_even_empty() -> None:
 
 # --- order ---
 
+
 def test_order_target_filter_mapping_group() -> None:
     # allow names paths inside the target; mapping names keys left by allow; group wraps the result.
-    out = fmt({"data": {"user": {"id": 1, "pw": "x"}, "meta": 2}, "other": 3},
-              target="data", allow=["user.id", "meta"], mapping={"user": "account"}, group="g")
+    out = fmt(
+        {"data": {"user": {"id": 1, "pw": "x"}, "meta": 2}, "other": 3},
+        target="data",
+        allow=["user.id", "meta"],
+        mapping={"user": "account"},
+        group="g",
+    )
     assert out == {"g": {"meta": 2, "account": {"id": 1}}}
 
 
@@ -137,8 +152,11 @@ def test_order_allow_before_mapping() -> None:
 # --- properties ---
 
 _keys = st.sampled_from(["a", "b", "c", "d"])
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=3),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=4), max_leaves=15)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=15,
+)
 _objects = st.dictionaries(_keys, _json, max_size=4)
 _dot_paths = st.lists(_keys, min_size=1, max_size=3).map(".".join)
 
@@ -196,9 +214,19 @@ def test_mapping_is_a_simultaneous_top_level_rename(data: dict, mapping: dict[st
     assert all(any(v is w for w in data.values()) for v in out.values())  # values moved, never rebuilt
 
 
-@given(_objects, st.fixed_dictionaries({}, optional={
-    "target": _dot_paths, "allow": st.lists(_dot_paths, max_size=3), "deny": st.lists(_dot_paths, max_size=3),
-    "mapping": st.dictionaries(_keys, _dot_paths, max_size=3), "group": _keys}))
+@given(
+    _objects,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "target": _dot_paths,
+            "allow": st.lists(_dot_paths, max_size=3),
+            "deny": st.lists(_dot_paths, max_size=3),
+            "mapping": st.dictionaries(_keys, _dot_paths, max_size=3),
+            "group": _keys,
+        },
+    ),
+)
 def test_formatter_never_raises_and_returns_an_object(data: dict, cfg: dict) -> None:
     formatter = build_formatter(BackendConfig(**cfg))
     if formatter is None:

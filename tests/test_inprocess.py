@@ -88,8 +88,15 @@ def test_every_reply_has_a_request_id_the_clients_when_plain() -> None:
 
 def test_only_allowed_headers_and_query_strings_reach_the_backend() -> None:
     fakes = FakeBackends({"/a": returning({"a": 1})})
-    headers = [("X-Allowed", "1"), ("X-Secret", "s"), ("Cookie", "a=1"), ("Cookie", "b=2"),
-               ("X-Forwarded-For", "6.6.6.6"), ("Expect", "100-continue"), ("Connection", "x-allowed")]
+    headers = [
+        ("X-Allowed", "1"),
+        ("X-Secret", "s"),
+        ("Cookie", "a=1"),
+        ("Cookie", "b=2"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("Expect", "100-continue"),
+        ("Connection", "x-allowed"),
+    ]
 
     async def scenario(gw: InProcessGateway) -> None:
         await gw.request("GET", "/f?a=1&b=2&c=3&a=4", headers)
@@ -100,9 +107,19 @@ def test_only_allowed_headers_and_query_strings_reach_the_backend() -> None:
         assert star.headers == {"x-secret": "s", "cookie": "a=1; b=2"}
         assert star.query == [("a", "1")]
 
-    run(config(endpoint("/f", "/a", input_headers=["X-Allowed", "Cookie", "X-Forwarded-For", "Expect"],
-                        input_query_strings=["a"]),
-               endpoint("/all", "/a", input_headers=["*"], input_query_strings=["*"])), fakes, scenario)
+    run(
+        config(
+            endpoint(
+                "/f",
+                "/a",
+                input_headers=["X-Allowed", "Cookie", "X-Forwarded-For", "Expect"],
+                input_query_strings=["a"],
+            ),
+            endpoint("/all", "/a", input_headers=["*"], input_query_strings=["*"]),
+        ),
+        fakes,
+        scenario,
+    )
 
 
 @pytest.mark.parametrize("value", ["..%2Fadmin", "a%2Fb", "%252F", "%2E%2E", "a%5Cb", "x%00"])
@@ -164,8 +181,10 @@ def test_an_unimplemented_guard_is_refused_at_load_time() -> None:
     doc = config(endpoint("/a", "/a", extra_config={"auth/api-keys": {"roles": ["admin"]}}))
     with pytest.raises(ConfigError) as err:
         validate_document(doc, LoadOptions())
-    assert any("auth/api-keys" in str(issue) and issue.path.startswith("endpoints[0].extra_config")
-               for issue in err.value.issues)
+    assert any(
+        "auth/api-keys" in str(issue) and issue.path.startswith("endpoints[0].extra_config")
+        for issue in err.value.issues
+    )
 
 
 def test_cache_ttl_is_private_on_endpoints_that_forward_credentials() -> None:
@@ -177,10 +196,16 @@ def test_cache_ttl_is_private_on_endpoints_that_forward_credentials() -> None:
         for path in ("/auth", "/cookie", "/star"):
             assert (await gw.request("GET", path)).header("cache-control") == "private, max-age=60", path
 
-    run(config(endpoint("/public", "/a", cache_ttl="1m", input_headers=["X-Lang"]),
-               endpoint("/auth", "/a", cache_ttl="1m", input_headers=["authorization"]),
-               endpoint("/cookie", "/a", cache_ttl="1m", input_headers=["Cookie"]),
-               endpoint("/star", "/a", cache_ttl="1m", input_headers=["*"])), fakes, scenario)
+    run(
+        config(
+            endpoint("/public", "/a", cache_ttl="1m", input_headers=["X-Lang"]),
+            endpoint("/auth", "/a", cache_ttl="1m", input_headers=["authorization"]),
+            endpoint("/cookie", "/a", cache_ttl="1m", input_headers=["Cookie"]),
+            endpoint("/star", "/a", cache_ttl="1m", input_headers=["*"]),
+        ),
+        fakes,
+        scenario,
+    )
 
 
 def _leaves_its_segment(value: str, allow_slash: bool) -> bool:

@@ -9,15 +9,14 @@ import json
 import ssl
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 import pytest
 
 from lambdagate.auth import jwks as jwks_module
 from tests.support.asgi import FakeBackends, InProcessGateway, returning, run
-from tests.support.gateway import launch_gateway
 from tests.support.jwt_keys import b64, claims, jwks, raw_token, sign, tls_files
 from tests.support.procs import Process, free_port, python_module, serve_module, wait_http
 from tests.test_lambda_backend import AWS_ENV, http, lam
@@ -46,9 +45,17 @@ def validator(server: str, route: str = "jwks", **fields) -> dict:
 
 
 def config(rules: dict, timeout: str = "2s") -> dict:
-    return {"version": 3, "timeout": timeout, "endpoints": [
-        {"endpoint": "/a", "extra_config": {NS: rules},
-         "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/a"}]}]}
+    return {
+        "version": 3,
+        "timeout": timeout,
+        "endpoints": [
+            {
+                "endpoint": "/a",
+                "extra_config": {NS: rules},
+                "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/a"}],
+            }
+        ],
+    }
 
 
 def bearer(token: str) -> list[tuple[str, str]]:
@@ -67,6 +74,7 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- in-process gateway, real key server -----------------------------------------------------------------
+
 
 def test_fetched_at_start_up_and_a_new_kid_is_fetched_once(key_server: str) -> None:
     publish(key_server, jwks(("RS256", "k1")))
@@ -118,8 +126,9 @@ def test_no_key_set_ever_loaded_is_503_within_the_deadline(key_server: str, rout
     run(config(validator(key_server, route), timeout="1s"), FakeBackends({"/a": returning({})}), scenario)
 
 
-def test_a_failed_refresh_keeps_the_set_until_it_expires_then_503_then_recovers(key_server: str, quick,
-                                                                               monkeypatch) -> None:
+def test_a_failed_refresh_keeps_the_set_until_it_expires_then_503_then_recovers(
+    key_server: str, quick, monkeypatch
+) -> None:
     monkeypatch.setattr(jwks_module, "MIN_REFETCH_INTERVAL", 0.3)
     publish(key_server, jwks(("RS256", "k1")))
     token = sign(kid="k1")
@@ -161,8 +170,9 @@ def tls_key_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     directory = tmp_path_factory.mktemp("tls")
     files = tls_files(directory)
     port = free_port()
-    proc = Process(python_module("tests.support.jwks_server", str(port), files["cert"], files["key"]),
-                   directory / "jwks.log")
+    proc = Process(
+        python_module("tests.support.jwks_server", str(port), files["cert"], files["key"]), directory / "jwks.log"
+    )
     url = f"https://127.0.0.1:{port}"
     unverified = ssl._create_unverified_context()
     try:
@@ -175,8 +185,9 @@ def tls_key_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
                 assert time.monotonic() < deadline and proc.proc.poll() is None, proc.log()
                 time.sleep(0.05)
         body = orjson.dumps(jwks(("RS256", "k1")))
-        urllib.request.urlopen(urllib.request.Request(f"{url}/jwks", data=body, method="PUT"), timeout=5,
-                               context=unverified).read()
+        urllib.request.urlopen(
+            urllib.request.Request(f"{url}/jwks", data=body, method="PUT"), timeout=5, context=unverified
+        ).read()
         yield {**files, "url": url}
     finally:
         proc.stop()
@@ -194,9 +205,18 @@ def test_https_key_server_trusted_by_its_ca_or_pinned_by_its_key(tls_key_server:
         "/insecure-pinned": ({"disable_jwk_security": True, "jwk_fingerprints": [pin]}, 200),
         "/insecure-wrong-pin": ({"disable_jwk_security": True, "jwk_fingerprints": [other_pin]}, 503),
     }
-    doc = {"version": 3, "timeout": "2s", "endpoints": [
-        {"endpoint": path, "extra_config": {NS: {"alg": "RS256", "jwk_url": url, **rules}},
-         "backend": [{"host": ["http://f"], "url_pattern": "/a"}]} for path, (rules, _) in cases.items()]}
+    doc = {
+        "version": 3,
+        "timeout": "2s",
+        "endpoints": [
+            {
+                "endpoint": path,
+                "extra_config": {NS: {"alg": "RS256", "jwk_url": url, **rules}},
+                "backend": [{"host": ["http://f"], "url_pattern": "/a"}],
+            }
+            for path, (rules, _) in cases.items()
+        ],
+    }
 
     async def scenario(gw: InProcessGateway) -> None:
         for path, (_, status) in cases.items():
@@ -208,11 +228,21 @@ def test_https_key_server_trusted_by_its_ca_or_pinned_by_its_key(tls_key_server:
 def test_pins_hold_in_a_real_gateway_too(tls_key_server: dict[str, str], upstream: str, start_gateway) -> None:
     """The worker's event loop is uvloop's, with its own TLS code: the pin check must hold there as well."""
     url, ca, pin = tls_key_server["url"] + "/jwks", tls_key_server["ca"], tls_key_server["pin"]
-    gw = start_gateway({"version": 3, "endpoints": [
-        {"endpoint": path, "extra_config": {NS: {"alg": "RS256", "jwk_url": url, "jwk_local_ca": ca,
-                                                 "jwk_fingerprints": [pins]}},
-         "backend": [{"host": [upstream], "url_pattern": "/json/ok"}]}
-        for path, pins in (("/pinned", pin), ("/wrong-pin", b64(b"\x01" * 32)))]})
+    gw = start_gateway(
+        {
+            "version": 3,
+            "endpoints": [
+                {
+                    "endpoint": path,
+                    "extra_config": {
+                        NS: {"alg": "RS256", "jwk_url": url, "jwk_local_ca": ca, "jwk_fingerprints": [pins]}
+                    },
+                    "backend": [{"host": [upstream], "url_pattern": "/json/ok"}],
+                }
+                for path, pins in (("/pinned", pin), ("/wrong-pin", b64(b"\x01" * 32)))
+            ],
+        }
+    )
     assert get(f"{gw.url}/pinned", sign(kid="k1"))[0] == 200
     assert get(f"{gw.url}/wrong-pin", sign(kid="k1"))[0] == 503
     assert "fetch failed" in gw.log()  # uvloop reports the refused handshake without our message
@@ -220,18 +250,30 @@ def test_pins_hold_in_a_real_gateway_too(tls_key_server: dict[str, str], upstrea
 
 # --- real gateway processes ------------------------------------------------------------------------------
 
+
 def get(url: str, token: str | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    status, _, body = http("GET", url, headers={**({"Authorization": f"Bearer {token}"} if token else {}),
-                                                **(headers or {})})
+    status, _, body = http(
+        "GET", url, headers={**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
+    )
     return status, json.loads(body) if body else {}
 
 
 def test_claims_reach_an_http_backend_end_to_end(key_server: str, upstream: str, start_gateway) -> None:
     publish(key_server, jwks(("RS256", "k1")))
     rules = validator(key_server, propagate_claims=[["sub", "X-User"], ["org.id", "X-Org"]], roles=["user"])
-    gw = start_gateway({"version": 3, "endpoints": [
-        {"endpoint": "/me/{item}", "input_headers": ["X-User"], "extra_config": {NS: rules},
-         "backend": [{"host": [upstream], "url_pattern": "/echo/users/{JWT.sub}/{item}?org={JWT.org.id}"}]}]})
+    gw = start_gateway(
+        {
+            "version": 3,
+            "endpoints": [
+                {
+                    "endpoint": "/me/{item}",
+                    "input_headers": ["X-User"],
+                    "extra_config": {NS: rules},
+                    "backend": [{"host": [upstream], "url_pattern": "/echo/users/{JWT.sub}/{item}?org={JWT.org.id}"}],
+                }
+            ],
+        }
+    )
     token = sign(kid="k1", sub="alice smith", org={"id": "acme&x=1"}, roles=["user"])
     status, echoed = get(f"{gw.url}/me/42", token, {"X-User": "mallory"})
     assert status == 200, echoed
@@ -246,13 +288,34 @@ def test_claims_reach_an_http_backend_end_to_end(key_server: str, upstream: str,
 def test_claims_reach_lambda_events_where_api_gateway_puts_them(key_server: str, stub: str, start_gateway) -> None:
     publish(key_server, jwks(("RS256", "k1")))
     rules = validator(key_server)
-    gw = start_gateway({"version": 3, "endpoints": [
-        {"endpoint": "/v2", "extra_config": {NS: rules},
-         "backend": [lam(stub, function_name="echo-v2", payload_format="apigateway_v2", response_format="data")]},
-        {"endpoint": "/v1", "extra_config": {NS: rules},
-         "backend": [lam(stub, function_name="echo-v1", payload_format="apigateway_v1", response_format="data")]},
-        {"endpoint": "/open", "backend": [lam(stub, function_name="echo-v2", payload_format="apigateway_v2",
-                                              response_format="data")]}]}, env=AWS_ENV)
+    gw = start_gateway(
+        {
+            "version": 3,
+            "endpoints": [
+                {
+                    "endpoint": "/v2",
+                    "extra_config": {NS: rules},
+                    "backend": [
+                        lam(stub, function_name="echo-v2", payload_format="apigateway_v2", response_format="data")
+                    ],
+                },
+                {
+                    "endpoint": "/v1",
+                    "extra_config": {NS: rules},
+                    "backend": [
+                        lam(stub, function_name="echo-v1", payload_format="apigateway_v1", response_format="data")
+                    ],
+                },
+                {
+                    "endpoint": "/open",
+                    "backend": [
+                        lam(stub, function_name="echo-v2", payload_format="apigateway_v2", response_format="data")
+                    ],
+                },
+            ],
+        },
+        env=AWS_ENV,
+    )
     token = sign(kid="k1", scope="read write", groups=["a", "b"])
     status, event = get(f"{gw.url}/v2", token)
     assert status == 200, event

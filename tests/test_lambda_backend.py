@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -61,14 +61,34 @@ def seed_config() -> dict:
     return {
         "version": 3,
         "endpoints": [
-            {"endpoint": "/call-a-lambda", "backend": [{
-                "host": ["ignore"], "url_pattern": "/ignore",
-                "extra_config": {"backend/lambda": {"function_name": "myLambdaFunction", "region": "us-east-1",
-                                                    "max_retries": 1}}}]},
-            {"endpoint": "/call-a-lambda/{lambda}", "backend": [{
-                "host": ["ignore"], "url_pattern": "/ignore",
-                "extra_config": {"backend/lambda": {"function_param_name": "Lambda", "region": "us-east-1",
-                                                    "max_retries": 1}}}]},
+            {
+                "endpoint": "/call-a-lambda",
+                "backend": [
+                    {
+                        "host": ["ignore"],
+                        "url_pattern": "/ignore",
+                        "extra_config": {
+                            "backend/lambda": {
+                                "function_name": "myLambdaFunction",
+                                "region": "us-east-1",
+                                "max_retries": 1,
+                            }
+                        },
+                    }
+                ],
+            },
+            {
+                "endpoint": "/call-a-lambda/{lambda}",
+                "backend": [
+                    {
+                        "host": ["ignore"],
+                        "url_pattern": "/ignore",
+                        "extra_config": {
+                            "backend/lambda": {"function_param_name": "Lambda", "region": "us-east-1", "max_retries": 1}
+                        },
+                    }
+                ],
+            },
         ],
     }
 
@@ -93,12 +113,23 @@ def test_seed_examples_verbatim_against_moto(moto, start_gateway):
 
 
 def test_get_payload_lowercases_keys_and_post_sends_body_verbatim(moto, start_gateway):
-    cfg = {"version": 3, "endpoints": [
-        {"endpoint": "/users/{userId}", "backend": [lam(moto.url, function_name="echoFn")]},
-        {"endpoint": "/submit", "method": "POST", "backend": [lam(moto.url, function_name="echoFn")]},
-        {"endpoint": "/legacy/{Fn}", "backend": [{"extra_config": {
-            "github.com/devopsfaith/krakend-lambda": {"function_param_name": "fn", "endpoint": moto.url}}}]},
-    ]}
+    cfg = {
+        "version": 3,
+        "endpoints": [
+            {"endpoint": "/users/{userId}", "backend": [lam(moto.url, function_name="echoFn")]},
+            {"endpoint": "/submit", "method": "POST", "backend": [lam(moto.url, function_name="echoFn")]},
+            {
+                "endpoint": "/legacy/{Fn}",
+                "backend": [
+                    {
+                        "extra_config": {
+                            "github.com/devopsfaith/krakend-lambda": {"function_param_name": "fn", "endpoint": moto.url}
+                        }
+                    }
+                ],
+            },
+        ],
+    }
     gw = start_gateway(cfg, env=AWS_ENV)
     assert json.loads(http("GET", f"{gw.url}/users/7?ignored=1")[2]) == {"userid": "7"}
     raw = b'{"b": 2, "a": [1, 2, 3], "s": "caf\xc3\xa9"}'
@@ -110,8 +141,13 @@ def test_get_payload_lowercases_keys_and_post_sends_body_verbatim(moto, start_ga
 
 def test_function_by_arn_against_moto(moto, start_gateway):
     arn = "arn:aws:lambda:us-east-1:123456789012:function:echoFn"
-    cfg = {"version": 3, "endpoints": [{"endpoint": "/arn/{id}", "backend": [lam(moto.url, function_name=arn)]},
-                                       {"endpoint": "/q/{id}", "backend": [lam(moto.url, function_name="echoFn", qualifier="$LATEST")]}]}
+    cfg = {
+        "version": 3,
+        "endpoints": [
+            {"endpoint": "/arn/{id}", "backend": [lam(moto.url, function_name=arn)]},
+            {"endpoint": "/q/{id}", "backend": [lam(moto.url, function_name="echoFn", qualifier="$LATEST")]},
+        ],
+    }
     gw = start_gateway(cfg, env=AWS_ENV)
     status, _, body = http("GET", f"{gw.url}/arn/5")
     assert status == 200 and json.loads(body) == {"id": "5"}
@@ -121,10 +157,13 @@ def test_function_by_arn_against_moto(moto, start_gateway):
 
 def test_unknown_function_404_from_url_500_when_static(stub, start_gateway):
     # moto's simple mode answers for any name, so the stub plays Lambda's ResourceNotFoundException.
-    cfg = {"version": 3, "endpoints": [
-        {"endpoint": "/fn/{name}", "backend": [lam(stub, function_param_name="name")]},
-        {"endpoint": "/static", "backend": [lam(stub, function_name="doesNotExist")]},
-    ]}
+    cfg = {
+        "version": 3,
+        "endpoints": [
+            {"endpoint": "/fn/{name}", "backend": [lam(stub, function_param_name="name")]},
+            {"endpoint": "/static", "backend": [lam(stub, function_name="doesNotExist")]},
+        ],
+    }
     gw = start_gateway(cfg, env=AWS_ENV)
     status, _, body = http("GET", f"{gw.url}/fn/nope")
     assert status == 404 and json.loads(body) == {"error": "unknown function"}
@@ -146,12 +185,15 @@ def test_signature_is_checked_by_moto(tmp_path, start_gateway):
         server.access_key, server.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
         server.create_function("signedFn")
         arn = "arn:aws:lambda:us-east-1:123456789012:function:signedFn"
-        cfg = {"version": 3, "endpoints": [
-            {"endpoint": "/s/{id}", "backend": [lam(server.url, function_name="signedFn")]},
-            {"endpoint": "/arn/{id}", "backend": [lam(server.url, function_name=arn, qualifier="$LATEST")]},
-            {"endpoint": "/post", "method": "POST", "backend": [lam(server.url, function_name="signedFn")]},
-            {"endpoint": "/fn/{name}", "backend": [lam(server.url, function_param_name="name")]},
-        ]}
+        cfg = {
+            "version": 3,
+            "endpoints": [
+                {"endpoint": "/s/{id}", "backend": [lam(server.url, function_name="signedFn")]},
+                {"endpoint": "/arn/{id}", "backend": [lam(server.url, function_name=arn, qualifier="$LATEST")]},
+                {"endpoint": "/post", "method": "POST", "backend": [lam(server.url, function_name="signedFn")]},
+                {"endpoint": "/fn/{name}", "backend": [lam(server.url, function_param_name="name")]},
+            ],
+        }
         env = {**AWS_ENV, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
         good = start_gateway(cfg, env=env)
         status, _, body = http("GET", f"{good.url}/s/1")
@@ -178,26 +220,97 @@ def test_signature_is_checked_by_moto(tmp_path, start_gateway):
 @pytest.fixture(scope="module")
 def stub_gateway(stub, tmp_path_factory) -> Iterator:
     """One gateway with many endpoints on the stub (starting a process per test would be slow)."""
-    cfg = {"version": 3, "timeout": "3s", "endpoints": [
-        {"endpoint": "/fn/{name}", "backend": [lam(stub, function_param_name="name", allowed_functions=["echo*", "unhandled", "handled", "throttle", "too-large", "invalid-content", "denied", "notjson", "array", "null", "scalar", "empty", "string", "object", "service-500", "proxy-404", "missing"])]},
-        {"endpoint": "/open/{name}", "method": "POST", "backend": [lam(stub, function_param_name="name")]},
-        {"endpoint": "/details", "backend": [lam(stub, function_name="unhandled", return_error_details=True)]},
-        {"endpoint": "/retry/{name}", "backend": [lam(stub, function_param_name="name", max_retries=3)]},
-        {"endpoint": "/noretry/{name}", "backend": [lam(stub, function_param_name="name")]},
-        {"endpoint": "/slow", "timeout": "500ms", "backend": [lam(stub, function_name="slow", max_retries=3)]},
-        {"endpoint": "/event", "method": "POST", "backend": [lam(stub, function_name="echo-event", invocation_type="Event")]},
-        {"endpoint": "/proxy/{name}", "backend": [lam(stub, function_param_name="name", response_format="proxy")]},
-        {"endpoint": "/auto/{name}", "backend": [lam(stub, function_param_name="name", response_format="auto")]},
-        {"endpoint": "/shaped", "backend": [{**lam(stub, function_name="object"), "allow": ["a", "b.c"],
-                                             "mapping": {"a": "alpha"}, "group": "fn"}]},
-        {"endpoint": "/merge", "backend": [lam(stub, function_name="object", ), {**lam(stub, function_name="proxy", response_format="proxy"), "group": "p"}]},
-        {"endpoint": "/merge-fail", "backend": [lam(stub, function_name="object"), {**lam(stub, function_name="unhandled", return_error_details=True), "group": "u"}]},
-        {"endpoint": "/v2/{id}", "method": "POST", "input_headers": ["X-Allowed", "Cookie"], "input_query_strings": ["q"],
-         "backend": [lam(stub, function_name="echo-v2", payload_format="apigateway_v2", response_format="data")]},
-        {"endpoint": "/v1/{id}", "input_headers": ["X-Allowed"], "input_query_strings": ["q"],
-         "backend": [lam(stub, function_name="echo-v1", payload_format="apigateway_v1", response_format="data")]},
-        {"endpoint": "/v2proxy", "backend": [lam(stub, function_name="echo-plain", payload_format="apigateway_v2")]},
-    ]}
+    cfg = {
+        "version": 3,
+        "timeout": "3s",
+        "endpoints": [
+            {
+                "endpoint": "/fn/{name}",
+                "backend": [
+                    lam(
+                        stub,
+                        function_param_name="name",
+                        allowed_functions=[
+                            "echo*",
+                            "unhandled",
+                            "handled",
+                            "throttle",
+                            "too-large",
+                            "invalid-content",
+                            "denied",
+                            "notjson",
+                            "array",
+                            "null",
+                            "scalar",
+                            "empty",
+                            "string",
+                            "object",
+                            "service-500",
+                            "proxy-404",
+                            "missing",
+                        ],
+                    )
+                ],
+            },
+            {"endpoint": "/open/{name}", "method": "POST", "backend": [lam(stub, function_param_name="name")]},
+            {"endpoint": "/details", "backend": [lam(stub, function_name="unhandled", return_error_details=True)]},
+            {"endpoint": "/retry/{name}", "backend": [lam(stub, function_param_name="name", max_retries=3)]},
+            {"endpoint": "/noretry/{name}", "backend": [lam(stub, function_param_name="name")]},
+            {"endpoint": "/slow", "timeout": "500ms", "backend": [lam(stub, function_name="slow", max_retries=3)]},
+            {
+                "endpoint": "/event",
+                "method": "POST",
+                "backend": [lam(stub, function_name="echo-event", invocation_type="Event")],
+            },
+            {"endpoint": "/proxy/{name}", "backend": [lam(stub, function_param_name="name", response_format="proxy")]},
+            {"endpoint": "/auto/{name}", "backend": [lam(stub, function_param_name="name", response_format="auto")]},
+            {
+                "endpoint": "/shaped",
+                "backend": [
+                    {
+                        **lam(stub, function_name="object"),
+                        "allow": ["a", "b.c"],
+                        "mapping": {"a": "alpha"},
+                        "group": "fn",
+                    }
+                ],
+            },
+            {
+                "endpoint": "/merge",
+                "backend": [
+                    lam(
+                        stub,
+                        function_name="object",
+                    ),
+                    {**lam(stub, function_name="proxy", response_format="proxy"), "group": "p"},
+                ],
+            },
+            {
+                "endpoint": "/merge-fail",
+                "backend": [
+                    lam(stub, function_name="object"),
+                    {**lam(stub, function_name="unhandled", return_error_details=True), "group": "u"},
+                ],
+            },
+            {
+                "endpoint": "/v2/{id}",
+                "method": "POST",
+                "input_headers": ["X-Allowed", "Cookie"],
+                "input_query_strings": ["q"],
+                "backend": [lam(stub, function_name="echo-v2", payload_format="apigateway_v2", response_format="data")],
+            },
+            {
+                "endpoint": "/v1/{id}",
+                "input_headers": ["X-Allowed"],
+                "input_query_strings": ["q"],
+                "backend": [lam(stub, function_name="echo-v1", payload_format="apigateway_v1", response_format="data")],
+            },
+            {
+                "endpoint": "/v2proxy",
+                "backend": [lam(stub, function_name="echo-plain", payload_format="apigateway_v2")],
+            },
+        ],
+    }
     gateway = launch_gateway(cfg, tmp_path_factory.mktemp("gw"), env=AWS_ENV)
     yield gateway
     gateway.process.stop()
@@ -222,7 +335,11 @@ def test_return_error_details_shows_type_and_message(stub_gateway):
     status, _, body = http("GET", f"{stub_gateway.url}/details")
     assert status == 500
     details = json.loads(body)["details"]
-    assert details == {"error_type": "ValueError", "error_message": "boom secret-internal", "lambda_request_id": "stub-req"}
+    assert details == {
+        "error_type": "ValueError",
+        "error_message": "boom secret-internal",
+        "lambda_request_id": "stub-req",
+    }
 
 
 def test_function_errors_are_never_retried(stub_gateway, stub):
@@ -341,8 +458,12 @@ def _last(stub: str, name: str) -> dict:
 
 
 def test_apigateway_v2_event(stub_gateway, stub):
-    status, _, body = http("POST", f"{stub_gateway.url}/v2/42?q=1&q=2&secret=no",
-                           b"\xff\xfe binary", {"X-Allowed": "yes", "X-Denied": "no", "Cookie": "a=1; b=2"})
+    status, _, body = http(
+        "POST",
+        f"{stub_gateway.url}/v2/42?q=1&q=2&secret=no",
+        b"\xff\xfe binary",
+        {"X-Allowed": "yes", "X-Denied": "no", "Cookie": "a=1; b=2"},
+    )
     assert status == 200
     event = _last(stub, "echo-v2")
     assert event["version"] == "2.0"
@@ -353,8 +474,13 @@ def test_apigateway_v2_event(stub_gateway, stub):
     assert event["pathParameters"] == {"id": "42"}
     host = stub_gateway.url.removeprefix("http://")
     # the allowed header, and the forwarding headers API Gateway sets, with the gateway's values
-    assert event["headers"] == {"x-allowed": "yes", "x-forwarded-for": "127.0.0.1", "x-forwarded-proto": "http",
-                                "host": host, "x-forwarded-host": host}
+    assert event["headers"] == {
+        "x-allowed": "yes",
+        "x-forwarded-for": "127.0.0.1",
+        "x-forwarded-proto": "http",
+        "host": host,
+        "x-forwarded-host": host,
+    }
     assert event["cookies"] == ["a=1", "b=2"]
     assert event["requestContext"]["http"]["method"] == "POST"
     assert event["isBase64Encoded"] is True
@@ -367,8 +493,13 @@ def test_apigateway_v1_event(stub_gateway, stub):
     event = _last(stub, "echo-v1")
     assert event["resource"] == "/v1/{id}" and event["path"] == "/v1/7" and event["httpMethod"] == "GET"
     host = stub_gateway.url.removeprefix("http://")
-    assert event["headers"] == {"x-allowed": "1", "x-forwarded-for": "127.0.0.1", "x-forwarded-proto": "http",
-                                "host": host, "x-forwarded-host": host}
+    assert event["headers"] == {
+        "x-allowed": "1",
+        "x-forwarded-for": "127.0.0.1",
+        "x-forwarded-proto": "http",
+        "host": host,
+        "x-forwarded-host": host,
+    }
     assert event["multiValueQueryStringParameters"] == {"q": ["a", "b"]}
     assert event["queryStringParameters"] == {"q": "b"}
     assert event["pathParameters"] == {"id": "7"}
@@ -387,7 +518,9 @@ def test_no_credentials_for_real_aws_stops_start_up_with_a_clear_message(tmp_pat
     path = tmp_path / "krakend.json"
     path.write_bytes(orjson.dumps(cfg))
     env = {**AWS_ENV, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_ENDPOINT_URL_LAMBDA": ""}
-    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(free_port())), tmp_path / "log", env)
+    proc = Process(
+        python_module("lambdagate", "run", "-c", str(path), "--port", str(free_port())), tmp_path / "log", env
+    )
     try:
         assert proc.proc.wait(30) != 0
     finally:

@@ -602,7 +602,9 @@ def test_invalid_config_refuses_to_start(tmp_path):
         start_in_background(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "lambdagate.local_runtime", str(tmp_path), "--port", "0"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert "functions.x.memory_mb" in result.stderr
@@ -666,7 +668,10 @@ def test_aws_cli(runtime, tmp_path):
     out = tmp_path / "out.json"
     invoked = subprocess.run(
         base + ["invoke", "--function-name", "hello", "--payload", f"fileb://{tmp_path / 'event.json'}", str(out)],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert invoked.returncode == 0, invoked.stderr
     assert json.loads(out.read_text()) == {"hello": "cli"}

@@ -35,7 +35,10 @@ def test_defaults_match_lambda(tmp_path):
 def test_yaml_settings_defaults_and_shorthand(tmp_path):
     write(tmp_path, "a.py", "def handler(e, c):\n    pass\n")
     write(tmp_path, "tasks.py", "def run(e, c):\n    pass\n")
-    write(tmp_path, "functions.yaml", """
+    write(
+        tmp_path,
+        "functions.yaml",
+        """
         defaults:
           timeout: 10
         functions:
@@ -48,10 +51,14 @@ def test_yaml_settings_defaults_and_shorthand(tmp_path):
             timeout: 1
             reserved_concurrency: 0
             max_queued_events: 5
-    """)
+    """,
+    )
     functions = load_functions(tmp_path)
     assert functions["a"] == FunctionConfig(
-        "a", "a.handler", timeout=10, memory_mb=256,
+        "a",
+        "a.handler",
+        timeout=10,
+        memory_mb=256,
         environment={"STAGE": "dev", "DEBUG": "true", "LEVEL": "3"},
     )
     assert functions["job"] == FunctionConfig("job", "tasks.run", timeout=10)
@@ -69,10 +76,16 @@ def test_flat_mapping_and_json(tmp_path):
     "yaml_text, message",
     [
         ("functions: [a]", "functions: must be a mapping"),
-        ("functions:\n  a: {timeout: 0}", "functions.a.timeout: must be an integer number of seconds between 1 and 900"),
+        (
+            "functions:\n  a: {timeout: 0}",
+            "functions.a.timeout: must be an integer number of seconds between 1 and 900",
+        ),
         ("functions:\n  a: {timeout: '5s'}", "functions.a.timeout"),
         ("functions:\n  a: {timeout: true}", "functions.a.timeout"),
-        ("functions:\n  a: {memory_mb: 64}", "functions.a.memory_mb: must be an integer number of MB between 128 and 10240"),
+        (
+            "functions:\n  a: {memory_mb: 64}",
+            "functions.a.memory_mb: must be an integer number of MB between 128 and 10240",
+        ),
         ("functions:\n  a: {reserved_concurrency: -1}", "functions.a.reserved_concurrency"),
         ("functions:\n  a: {max_queued_events: 10001}", "functions.a.max_queued_events: must be an integer count"),
         ("defaults: {max_queued_events: -1}\nfunctions: {}", "defaults.max_queued_events"),

@@ -14,7 +14,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -23,6 +22,7 @@ from lambdagate.local_runtime import load_functions, start_in_background
 from tests.support.gateway import launch_gateway
 from tests.support.procs import Process, free_port, python_module, wait_http
 from tests.test_lambda_backend import http
+
 # The runtime and client fixtures are test_local_runtime's, over this module's functions_dir.
 from tests.test_local_runtime import client, isolated_aws_env, make_client, runtime, write_functions  # noqa: F401
 
@@ -35,11 +35,31 @@ GATEWAY_SECRETS = {
 # Everything a worker may see when functions.yaml sets nothing: Lambda's variables, the three that keep an SDK
 # from finding credentials elsewhere, and what the interpreter needs (LC_CTYPE: Python's own locale coercion).
 WORKER_NAMES = {
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_REGION",
-    "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "_HANDLER", "TZ", "LANG",
-    "PATH", "PYTHONPATH", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED",
-    "PYTHONUNBUFFERED", "MALLOC_ARENA_MAX", "LD_LIBRARY_PATH", "PYTHONHOME", "TMPDIR", "LC_CTYPE",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_EXECUTION_ENV",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "TZ",
+    "LANG",
+    "PATH",
+    "PYTHONPATH",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_EC2_METADATA_DISABLED",
+    "PYTHONUNBUFFERED",
+    "MALLOC_ARENA_MAX",
+    "LD_LIBRARY_PATH",
+    "PYTHONHOME",
+    "TMPDIR",
+    "LC_CTYPE",
 }
 
 FUNCTIONS = {
@@ -78,10 +98,13 @@ def functions_dir(tmp_path_factory):
 
 
 def test_handlers_never_see_the_gateways_environment(functions_dir, tmp_path):
-    config = {"version": 3, "endpoints": [
-        {"endpoint": f"/{name}", "backend": [{"extra_config": {"backend/lambda": {"function_name": name}}}]}
-        for name in ("envdump", "withcreds")
-    ]}
+    config = {
+        "version": 3,
+        "endpoints": [
+            {"endpoint": f"/{name}", "backend": [{"extra_config": {"backend/lambda": {"function_name": name}}}]}
+            for name in ("envdump", "withcreds")
+        ],
+    }
     gateway = launch_gateway(config, tmp_path, "--functions", str(functions_dir), env=GATEWAY_SECRETS)
     try:
         status, _, body = http("GET", f"{gateway.url}/envdump")
@@ -96,8 +119,11 @@ def test_handlers_never_see_the_gateways_environment(functions_dir, tmp_path):
     assert not set(env.values()) & set(GATEWAY_SECRETS.values())
     assert env.keys() <= WORKER_NAMES, sorted(env.keys() - WORKER_NAMES)
     root = str(functions_dir.resolve())
-    assert (env["AWS_LAMBDA_FUNCTION_NAME"], env["LAMBDA_TASK_ROOT"], env["_HANDLER"]) == ("envdump", root,
-                                                                                        "envdump.handler")
+    assert (env["AWS_LAMBDA_FUNCTION_NAME"], env["LAMBDA_TASK_ROOT"], env["_HANDLER"]) == (
+        "envdump",
+        root,
+        "envdump.handler",
+    )
     assert (env["TZ"], env["LANG"], env["AWS_LAMBDA_INITIALIZATION_TYPE"]) == (":UTC", "en_US.UTF-8", "on-demand")
     assert env["PYTHONPATH"].split(os.pathsep)[0] == root
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
@@ -114,8 +140,9 @@ def test_handlers_never_see_the_gateways_environment(functions_dir, tmp_path):
 def event(client, name: str, seconds: float) -> int:
     """Status of one Event invocation; a 429 must be shaped as Lambda's TooManyRequestsException."""
     try:
-        return client.invoke(FunctionName=name, InvocationType="Event",
-                             Payload=json.dumps({"seconds": seconds}))["StatusCode"]
+        return client.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"seconds": seconds}))[
+            "StatusCode"
+        ]
     except ClientError as exc:
         error = exc.response["Error"]
         assert error["Code"] == "TooManyRequestsException" and error["Message"] == "Rate Exceeded."
@@ -169,8 +196,10 @@ def test_show_env_shows_values(functions_dir, tmp_path):
         config = make_client(handle.url).get_function_configuration(FunctionName="withcreds")
         assert config["Environment"]["Variables"] == wanted
     port = free_port()
-    serve = Process(python_module("lambdagate", "functions", "serve", str(functions_dir), "--port", str(port),
-                                  "--show-env"), tmp_path / "serve.log")
+    serve = Process(
+        python_module("lambdagate", "functions", "serve", str(functions_dir), "--port", str(port), "--show-env"),
+        tmp_path / "serve.log",
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/__health", proc=serve.proc)
         response = make_client(f"http://127.0.0.1:{port}").get_function(FunctionName="withcreds")

@@ -24,13 +24,16 @@ def record(message: str, *args, name: str = "lambdagate.lambda", exc_info=None) 
     return logging.LogRecord(name, logging.WARNING, __file__, 1, message, args, exc_info)
 
 
-@pytest.mark.parametrize(("text", "escaped"), [
-    ("plain text, é and 中 stay", "plain text, é and 中 stay"),
-    ("a\nb\rc\td", "a\\nb\\rc\\td"),
-    ("\x00\x1b[31m\x7f", "\\x00\\x1b[31m\\x7f"),
-    ("\x85 \u2028 \u2029 \u202e", "\\x85 \\u2028 \\u2029 \\u202e"),  # NEL, line/paragraph separators, bidi override
-    ("\udcff", "\\udcff"),  # a lone surrogate
-])
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("plain text, é and 中 stay", "plain text, é and 中 stay"),
+        ("a\nb\rc\td", "a\\nb\\rc\\td"),
+        ("\x00\x1b[31m\x7f", "\\x00\\x1b[31m\\x7f"),
+        ("\x85 \u2028 \u2029 \u202e", "\\x85 \\u2028 \\u2029 \\u202e"),  # NEL, line/paragraph separators, bidi override
+        ("\udcff", "\\udcff"),  # a lone surrogate
+    ],
+)
 def test_escape(text: str, escaped: str) -> None:
     assert escape(text) == escaped
 
@@ -38,8 +41,9 @@ def test_escape(text: str, escaped: str) -> None:
 def test_text_formatter_keeps_every_record_on_one_line() -> None:
     line = TextFormatter("[P\n]").format(record("function error: message=%s", FORGED, name="lambdagate.x\ny"))
     assert "\n" not in line
-    assert line.endswith(" WARNING lambdagate.x\\ny: function error: "
-                         "message=x\\nINFO lambdagate.access: GET /forged 200")
+    assert line.endswith(
+        " WARNING lambdagate.x\\ny: function error: message=x\\nINFO lambdagate.access: GET /forged 200"
+    )
     assert line.startswith("[P\\n] ")
     try:
         raise ValueError(FORGED)
@@ -60,7 +64,8 @@ def test_access_log_escapes_a_decoded_path(fmt: str) -> None:
     read, write = os.pipe()
     try:
         AccessLog(LogSettings(format=fmt), LineWriter(write)).write(
-            "GET", None, "/a\nINFO lambdagate.access: GET /forged 200", 414, 0.0, 10, "rid", "127.0.0.1", None)
+            "GET", None, "/a\nINFO lambdagate.access: GET /forged 200", 414, 0.0, 10, "rid", "127.0.0.1", None
+        )
         data = os.read(read, 65536).decode()
     finally:
         os.close(read)
@@ -77,8 +82,16 @@ def test_forged_lines_never_reach_the_gateway_log(tmp_path: Path) -> None:
     functions = tmp_path / "functions"
     functions.mkdir()
     (functions / "boom.py").write_text("def handler(event, context):\n    raise ValueError(event['msg'])\n")
-    config = {"version": 3, "endpoints": [{"endpoint": "/boom", "method": "POST", "backend": [
-        {"extra_config": {"backend/lambda": {"function_name": "boom"}}}]}]}
+    config = {
+        "version": 3,
+        "endpoints": [
+            {
+                "endpoint": "/boom",
+                "method": "POST",
+                "backend": [{"extra_config": {"backend/lambda": {"function_name": "boom"}}}],
+            }
+        ],
+    }
     gw = launch_gateway(config, tmp_path, "--functions", str(functions))
     try:
         assert http("POST", gw.url + "/boom", json.dumps({"msg": FORGED}).encode())[0] == 500

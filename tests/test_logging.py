@@ -19,9 +19,13 @@ from tests.test_lambda_backend import http
 
 
 def write_config(tmp_path: Path, logging: dict | None, upstream: str = "http://127.0.0.1:9") -> Path:
-    config = {"version": 3, "endpoints": [
-        {"endpoint": "/ok", "backend": [{"host": [upstream], "url_pattern": "/json/ok"}]},
-        {"endpoint": "/fail", "backend": [{"host": [upstream], "url_pattern": "/status/500"}]}]}
+    config = {
+        "version": 3,
+        "endpoints": [
+            {"endpoint": "/ok", "backend": [{"host": [upstream], "url_pattern": "/json/ok"}]},
+            {"endpoint": "/fail", "backend": [{"host": [upstream], "url_pattern": "/status/500"}]},
+        ],
+    }
     if logging is not None:
         config["extra_config"] = {"telemetry/logging": logging}
     path = tmp_path / "krakend.json"
@@ -30,8 +34,9 @@ def write_config(tmp_path: Path, logging: dict | None, upstream: str = "http://1
 
 
 def test_namespace_is_validated(tmp_path):
-    loaded = load_config(write_config(tmp_path, {"level": "WARNING", "prefix": "[X]", "stdout": True,
-                                                 "format": "logstash"}))
+    loaded = load_config(
+        write_config(tmp_path, {"level": "WARNING", "prefix": "[X]", "stdout": True, "format": "logstash"})
+    )
     options = loaded.service.namespaces["telemetry/logging"]
     assert (options.level, options.prefix, options.stdout, options.format) == ("WARNING", "[X]", True, "logstash")
     lower = load_config(write_config(tmp_path, {"level": "debug"})).service.namespaces["telemetry/logging"]
@@ -39,10 +44,13 @@ def test_namespace_is_validated(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, {"level": "LOUD", "stdout": "yes"}))
     messages = [str(i) for i in err.value.issues]
-    assert any(m.startswith('extra_config["telemetry/logging"].level: must be one of DEBUG, INFO') for m in messages), messages
+    assert any(m.startswith('extra_config["telemetry/logging"].level: must be one of DEBUG, INFO') for m in messages), (
+        messages
+    )
     assert any(m.startswith('extra_config["telemetry/logging"].stdout') for m in messages), messages
-    loaded = load_config(write_config(tmp_path, {"syslog": True, "format": "custom", "custom_format": "%s",
-                                                 "colour": 1}))
+    loaded = load_config(
+        write_config(tmp_path, {"syslog": True, "format": "custom", "custom_format": "%s", "colour": 1})
+    )
     warnings = [str(w) for w in loaded.warnings]
     assert any("syslog is not supported" in w for w in warnings), warnings
     assert any("custom formats are not supported" in w for w in warnings), warnings
@@ -57,8 +65,13 @@ class Run:
         self.url = f"http://127.0.0.1:{self.port}"
         self.out, self.err = tmp_path / f"out-{self.port}", tmp_path / f"err-{self.port}"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(python_module("lambdagate", "run", "-c", str(config), "--host", "127.0.0.1",
-                                                       "--port", str(self.port), *args), stdout=out, stderr=err)
+            self.proc = subprocess.Popen(
+                python_module(
+                    "lambdagate", "run", "-c", str(config), "--host", "127.0.0.1", "--port", str(self.port), *args
+                ),
+                stdout=out,
+                stderr=err,
+            )
         wait_http(self.url + "/__health", proc=self.proc, timeout=30)
 
     def stop(self) -> tuple[str, str]:
@@ -69,8 +82,11 @@ class Run:
 
 def ours(text: str) -> list[str]:
     """The gateway's lines (granian's included), not a Lambda function's own output ("[INFO]\t…")."""
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("[INFO]")
-            and not line.startswith("[WARNING]")]
+    return [
+        line
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("[INFO]") and not line.startswith("[WARNING]")
+    ]
 
 
 def test_level_prefix_and_stdout_from_the_config(upstream, tmp_path):
@@ -86,8 +102,9 @@ def test_level_prefix_and_stdout_from_the_config(upstream, tmp_path):
     # WARNING and above only: no access lines, no start-up INFO lines; every line has the prefix.
     assert lines and all(line.startswith("[LG] ") for line in lines), out
     assert not any("lambdagate.access" in line or " INFO " in line for line in lines), out
-    assert any(" WARNING lambdagate.pipeline: backend failed" in line and f"request_id={failed_id}" in line
-               for line in lines), out
+    assert any(
+        " WARNING lambdagate.pipeline: backend failed" in line and f"request_id={failed_id}" in line for line in lines
+    ), out
     assert not any("lambdagate" in line for line in ours(err)), err  # nothing of ours on stderr
 
 
@@ -111,6 +128,7 @@ def test_workers_never_mix_their_lines(upstream, tmp_path):
     run = Run(write_config(tmp_path, {"format": "logstash"}, upstream), tmp_path, "--workers", "2")
     sent: list[str] = []
     try:
+
         def client(n: int) -> None:
             for i in range(n):
                 rid = f"mix-{threading.get_ident()}-{i}"
@@ -132,12 +150,17 @@ def test_workers_never_mix_their_lines(upstream, tmp_path):
 
 def test_embedded_runtime_logs_in_the_same_format(tmp_path):
     """`run --functions DIR --log-format json`: the local runtime's lines are JSON like the gateway's."""
-    config = {"version": 3, "endpoints": [{"endpoint": "/greet/{name}", "backend": [
-        {"extra_config": {"backend/lambda": {"function_name": "greet"}}}]}]}
+    config = {
+        "version": 3,
+        "endpoints": [
+            {"endpoint": "/greet/{name}", "backend": [{"extra_config": {"backend/lambda": {"function_name": "greet"}}}]}
+        ],
+    }
     path = tmp_path / "krakend.json"
     path.write_bytes(orjson.dumps(config))
-    run = Run(path, tmp_path, "--functions", str(Path(__file__).parents[1] / "examples/functions"),
-              "--log-format", "json")
+    run = Run(
+        path, tmp_path, "--functions", str(Path(__file__).parents[1] / "examples/functions"), "--log-format", "json"
+    )
     try:
         assert http("GET", run.url + "/greet/Jo")[0] == 200
         time.sleep(0.3)
@@ -152,9 +175,21 @@ def test_a_port_in_use_is_refused(upstream, tmp_path):
     """granian shares its port with SO_REUSEPORT: a second gateway would silently take half the traffic."""
     first = Run(write_config(tmp_path, None, upstream), tmp_path)
     try:
-        second = subprocess.run(python_module("lambdagate", "run", "-c", str(tmp_path / "krakend.json"), "--host",
-                                              "127.0.0.1", "--port", str(first.port)),
-                                capture_output=True, text=True, timeout=30)
+        second = subprocess.run(
+            python_module(
+                "lambdagate",
+                "run",
+                "-c",
+                str(tmp_path / "krakend.json"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(first.port),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         first.stop()
     assert second.returncode == 1

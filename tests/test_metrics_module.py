@@ -8,8 +8,9 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -48,12 +49,18 @@ def test_metrics_are_off_without_the_namespace_and_on_with_an_empty_one(tmp_path
     options = metrics_options(load(tmp_path, {}).service)
     assert options == MetricsOptions()
     assert (options.address, options.collection_time, options.endpoint_metrics, options.backend_metrics) == (
-        ("127.0.0.1", 9091), 60.0, True, True)  # loopback unless all interfaces are asked for
+        ("127.0.0.1", 9091),
+        60.0,
+        True,
+        True,
+    )  # loopback unless all interfaces are asked for
 
 
 def test_good_values_are_parsed(tmp_path: Path) -> None:
-    loaded = load(tmp_path, {"listen_address": "127.0.0.1:9100", "collection_time": "30s", "router_disabled": True,
-                             "proxy_disabled": True})
+    loaded = load(
+        tmp_path,
+        {"listen_address": "127.0.0.1:9100", "collection_time": "30s", "router_disabled": True, "proxy_disabled": True},
+    )
     options = metrics_options(loaded.service)
     assert loaded.warnings == []
     assert (options.address, options.collection_time) == (("127.0.0.1", 9100), 30.0)
@@ -64,35 +71,49 @@ def test_good_values_are_parsed(tmp_path: Path) -> None:
     assert (options.endpoint_metrics, options.backend_metrics) == (True, False)
 
 
-@pytest.mark.parametrize(("text", "address"), [
-    (":9091", ("127.0.0.1", 9091)), ("0.0.0.0:9091", ("0.0.0.0", 9091)),
-    ("127.0.0.1:1", ("127.0.0.1", 1)), ("localhost:65535", ("localhost", 65535)),
-    ("[::1]:9091", ("::1", 9091)), ("[::]:80", ("::", 80)),
-])
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        (":9091", ("127.0.0.1", 9091)),
+        ("0.0.0.0:9091", ("0.0.0.0", 9091)),
+        ("127.0.0.1:1", ("127.0.0.1", 1)),
+        ("localhost:65535", ("localhost", 65535)),
+        ("[::1]:9091", ("::1", 9091)),
+        ("[::]:80", ("::", 80)),
+    ],
+)
 def test_listen_addresses(text: str, address: tuple[str, int]) -> None:
     assert parse_listen_address(text) == address
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("9091", f"'9091' is not a listen address: {EXAMPLE}"),
-    ("127.0.0.1", f"'127.0.0.1' is not a listen address: {EXAMPLE}"),
-    ("host:http", f"'host:http' is not a listen address: {EXAMPLE}"),
-    ("::1:9091", f"'::1:9091' is not a listen address: {EXAMPLE}"),
-    (":0", f"port 0 is out of range 1-65535: {EXAMPLE}"),
-    (":70000", f"port 70000 is out of range 1-65535: {EXAMPLE}"),
-    ("[nope]:9091", f"[nope] is not an IPv6 address: {EXAMPLE}"),
-    (9091, f"9091 is not a listen address: {EXAMPLE}"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("9091", f"'9091' is not a listen address: {EXAMPLE}"),
+        ("127.0.0.1", f"'127.0.0.1' is not a listen address: {EXAMPLE}"),
+        ("host:http", f"'host:http' is not a listen address: {EXAMPLE}"),
+        ("::1:9091", f"'::1:9091' is not a listen address: {EXAMPLE}"),
+        (":0", f"port 0 is out of range 1-65535: {EXAMPLE}"),
+        (":70000", f"port 70000 is out of range 1-65535: {EXAMPLE}"),
+        ("[nope]:9091", f"[nope] is not an IPv6 address: {EXAMPLE}"),
+        (9091, f"9091 is not a listen address: {EXAMPLE}"),
+    ],
+)
 def test_bad_listen_address_names_its_path(tmp_path: Path, value: Any, message: str) -> None:
     assert config_errors(tmp_path, {"listen_address": value}) == [f"{PATH}.listen_address: {message}"]
 
 
-@pytest.mark.parametrize(("text", "url"), [
-    (":9091", "http://127.0.0.1:9091/metrics"),
-    ("0.0.0.0:9091", "http://0.0.0.0:9091/metrics"), ("127.0.0.1:9091", "http://127.0.0.1:9091/metrics"),
-    ("localhost:9100", "http://localhost:9100/metrics"), ("[::1]:9091", "http://[::1]:9091/metrics"),
-    ("[::]:80", "http://[::]:80/metrics"),
-])
+@pytest.mark.parametrize(
+    ("text", "url"),
+    [
+        (":9091", "http://127.0.0.1:9091/metrics"),
+        ("0.0.0.0:9091", "http://0.0.0.0:9091/metrics"),
+        ("127.0.0.1:9091", "http://127.0.0.1:9091/metrics"),
+        ("localhost:9100", "http://localhost:9100/metrics"),
+        ("[::1]:9091", "http://[::1]:9091/metrics"),
+        ("[::]:80", "http://[::]:80/metrics"),
+    ],
+)
 def test_url_to_print(text: str, url: str) -> None:
     assert MetricsOptions(listen_address=text).url == url
 
@@ -103,17 +124,20 @@ def test_a_port_without_host_means_loopback_and_is_warned_about(tmp_path: Path) 
     assert metrics_options(loaded.service).address == ("127.0.0.1", 9100)
     assert [str(w) for w in loaded.warnings] == [
         f"{PATH}.listen_address: ':9100' listens on 127.0.0.1 only (in KrakenD it means all interfaces); write "
-        '"0.0.0.0:9100" or "[::]:9100" to serve metrics on every interface']
+        '"0.0.0.0:9100" or "[::]:9100" to serve metrics on every interface'
+    ]
     for explicit in ("0.0.0.0:9100", "[::]:9100", "127.0.0.1:9100"):
         assert load(tmp_path, {"listen_address": explicit}).warnings == []
 
 
 def test_other_bad_values(tmp_path: Path) -> None:
     assert config_errors(tmp_path, {"router_disabled": "yes", "collection_time": "soon"}) == [
-        f"{PATH}.collection_time: malformed duration 'soon': write it like \"3s\", \"500ms\" or \"1m30s\"",
-        f"{PATH}.router_disabled: Input should be a valid boolean, got str 'yes': write true or false, without quotes"]
+        f'{PATH}.collection_time: malformed duration \'soon\': write it like "3s", "500ms" or "1m30s"',
+        f"{PATH}.router_disabled: Input should be a valid boolean, got str 'yes': write true or false, without quotes",
+    ]
     assert config_errors(tmp_path, [":9091"]) == [
-        f'{PATH}: must be an object such as {{"listen_address": "127.0.0.1:9091"}}']
+        f'{PATH}: must be an object such as {{"listen_address": "127.0.0.1:9091"}}'
+    ]
 
 
 def test_unknown_key_is_warned_about(tmp_path: Path) -> None:
@@ -175,9 +199,13 @@ def test_counters_and_histograms_are_summed_over_workers(tmp_path: Path, scrape:
     assert samples["lambdagate_requests_total"] == {
         labels(endpoint="/users/{id}", method="GET", status="200"): 4,
         labels(endpoint="/users/{id}", method="GET", status="404"): 1,
-        labels(endpoint="/users", method="POST", status="201"): 1}
-    buckets = {dict(k)["le"]: v for k, v in samples["lambdagate_request_duration_seconds_bucket"].items()
-               if dict(k)["endpoint"] == "/users/{id}"}
+        labels(endpoint="/users", method="POST", status="201"): 1,
+    }
+    buckets = {
+        dict(k)["le"]: v
+        for k, v in samples["lambdagate_request_duration_seconds_bucket"].items()
+        if dict(k)["endpoint"] == "/users/{id}"
+    }
     assert list(buckets) == [str(b) for b in LATENCY_BUCKETS] + ["+Inf"]
     assert (buckets["0.001"], buckets["0.0025"], buckets["0.005"], buckets["30.0"], buckets["+Inf"]) == (2, 2, 4, 4, 5)
     assert list(buckets.values()) == sorted(buckets.values())  # cumulative
@@ -189,7 +217,9 @@ def test_counters_and_histograms_are_summed_over_workers(tmp_path: Path, scrape:
     assert samples["lambdagate_backend_call_duration_seconds_count"] == {backend: 2}
     assert samples["lambdagate_lambda_invocations_total"] == {labels(function="users", outcome="throttled"): 2}
     assert samples["lambdagate_lambda_retries_total"] == {labels(function="users"): 4}
-    assert samples["lambdagate_lambda_invocation_duration_seconds_sum"] == {labels(function="users"): pytest.approx(0.4)}
+    assert samples["lambdagate_lambda_invocation_duration_seconds_sum"] == {
+        labels(function="users"): pytest.approx(0.4)
+    }
     # The dead worker's counts stay, but only the live one is in flight.
     assert samples["lambdagate_in_flight_requests"] == {(): 4}
     assert samples["lambdagate_workers"] == {(): 1}
@@ -204,11 +234,16 @@ def test_metric_names_are_exact(tmp_path: Path, scrape: Any) -> None:
     text = scrape(parse=False)
     types = dict(line.split()[2:] for line in text.splitlines() if line.startswith("# TYPE"))
     assert types == {
-        "lambdagate_requests_total": "counter", "lambdagate_request_duration_seconds": "histogram",
-        "lambdagate_backend_calls_total": "counter", "lambdagate_backend_call_duration_seconds": "histogram",
-        "lambdagate_lambda_invocations_total": "counter", "lambdagate_lambda_retries_total": "counter",
+        "lambdagate_requests_total": "counter",
+        "lambdagate_request_duration_seconds": "histogram",
+        "lambdagate_backend_calls_total": "counter",
+        "lambdagate_backend_call_duration_seconds": "histogram",
+        "lambdagate_lambda_invocations_total": "counter",
+        "lambdagate_lambda_retries_total": "counter",
         "lambdagate_lambda_invocation_duration_seconds": "histogram",
-        "lambdagate_in_flight_requests": "gauge", "lambdagate_workers": "gauge"}
+        "lambdagate_in_flight_requests": "gauge",
+        "lambdagate_workers": "gauge",
+    }
     assert 'lambdagate_requests_total{endpoint="/a",method="GET",status="200"} 1.0' in text
     assert 'lambdagate_backend_calls_total{backend="b",endpoint="/a",method="GET",outcome="error"} 1.0' in text
 
@@ -218,9 +253,24 @@ def test_bad_files_are_skipped(tmp_path: Path, scrape: Any, caplog: pytest.LogCa
     worker.endpoint("GET", "/a").observe(200, 0.01)
     worker.flush()
     (tmp_path / "1-1.json").write_bytes(b'{"pid": 1, "in_flight": 3, "requests": [{"lab')  # cut short
-    (tmp_path / "2-2.json").write_bytes(orjson.dumps({"pid": 2, "in_flight": 0, "requests": [
-        {"labels": {"endpoint": "/a", "method": "GET"}, "counts": {"200": 5}, "buckets": [5], "sum": 1, "count": 5}]}))
-    (tmp_path / "3-3.json").write_bytes(b'[]')
+    (tmp_path / "2-2.json").write_bytes(
+        orjson.dumps(
+            {
+                "pid": 2,
+                "in_flight": 0,
+                "requests": [
+                    {
+                        "labels": {"endpoint": "/a", "method": "GET"},
+                        "counts": {"200": 5},
+                        "buckets": [5],
+                        "sum": 1,
+                        "count": 5,
+                    }
+                ],
+            }
+        )
+    )
+    (tmp_path / "3-3.json").write_bytes(b"[]")
     (tmp_path / "4-4.tmp").write_bytes(b"half")  # a write in progress is not read at all
 
     samples = scrape()
@@ -340,7 +390,9 @@ def test_files_of_dead_workers_are_folded_into_retired_json(tmp_path: Path) -> N
 
     first = collected(exporter)
     assert first["lambdagate_requests_total"] == {A200: 8}
-    assert first["lambdagate_request_duration_seconds_sum"] == {labels(endpoint="/a", method="GET"): pytest.approx(0.08)}
+    assert first["lambdagate_request_duration_seconds_sum"] == {
+        labels(endpoint="/a", method="GET"): pytest.approx(0.08)
+    }
     assert first["lambdagate_lambda_invocations_total"] == {labels(function="f", outcome="success"): 2}
     assert first["lambdagate_lambda_retries_total"] == {labels(function="f"): 2}
     assert (first["lambdagate_in_flight_requests"], first["lambdagate_workers"]) == ({(): 2}, {(): 1})
@@ -358,8 +410,9 @@ def test_files_of_dead_workers_are_folded_into_retired_json(tmp_path: Path) -> N
     assert collected(MetricsExporter(tmp_path)) == third  # retired.json is all a new reader needs
 
 
-def test_a_failed_fold_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_fold_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     gone = exited_worker(tmp_path, dead_pid(), 3)
     exporter = MetricsExporter(tmp_path)
 

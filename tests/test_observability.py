@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -44,30 +44,51 @@ def gw(upstream, stub, otlp, tmp_path_factory) -> Iterator[tuple[Gateway, str]]:
         "extra_config": {
             "telemetry/metrics": {"listen_address": f"127.0.0.1:{metrics_port}"},
             "telemetry/logging": {"level": "INFO", "format": "logstash", "prefix": "[GW]"},
-            "telemetry/opentelemetry": {"service_name": "obs-test", "trace_sample_rate": 1,
-                                        "exporters": {"otlp": [{"name": "local", "host": "127.0.0.1",
-                                                                "port": otlp_port, "use_http": True}]}},
+            "telemetry/opentelemetry": {
+                "service_name": "obs-test",
+                "trace_sample_rate": 1,
+                "exporters": {"otlp": [{"name": "local", "host": "127.0.0.1", "port": otlp_port, "use_http": True}]},
+            },
         },
         "endpoints": [
-            {"endpoint": "/obs/http", "input_headers": ["X-Client"],
-             "backend": [{"host": [upstream], "url_pattern": "/echo/obs"}]},
+            {
+                "endpoint": "/obs/http",
+                "input_headers": ["X-Client"],
+                "backend": [{"host": [upstream], "url_pattern": "/echo/obs"}],
+            },
             {"endpoint": "/obs/status/{code}", "backend": [{"host": [upstream], "url_pattern": "/status/{code}"}]},
             {"endpoint": "/obs/lambda", "backend": [lam(stub, "echo-obs")]},
-            {"endpoint": "/obs/v2", "input_headers": ["X-Client"],
-             "backend": [lam(stub, "echo-v2", payload_format="apigateway_v2")]},
+            {
+                "endpoint": "/obs/v2",
+                "input_headers": ["X-Client"],
+                "backend": [lam(stub, "echo-v2", payload_format="apigateway_v2")],
+            },
             {"endpoint": "/obs/fn-error", "backend": [lam(stub, "unhandled")]},
             {"endpoint": "/obs/throttle", "backend": [lam(stub, "throttle")]},
             {"endpoint": "/obs/flaky", "backend": [lam(stub, "flaky-2", max_retries=3)]},
             {"endpoint": "/obs/timeout", "backend": [lam(stub, "sandbox-timeout")]},
             {"endpoint": "/obs/fn/{name}", "backend": [lam(stub, None, function_param_name="name")]},
-            {"endpoint": "/obs/creds", "backend": [{"host": [upstream.replace("//", "//user:s3cret@")],
-                                                    "url_pattern": "/echo/creds?api_key=k3y"}]},
-            {"endpoint": "/obs/partial", "timeout": "300ms", "backend": [
-                {"host": [upstream], "url_pattern": "/json/fast", "group": "fast"},
-                {"host": [upstream], "url_pattern": "/slow/2000", "group": "slow"}]},
-            {"endpoint": "/obs/merge", "backend": [
-                {"host": [upstream], "url_pattern": "/json/a", "group": "http"},
-                {**lam(stub, "object"), "group": "fn"}]},
+            {
+                "endpoint": "/obs/creds",
+                "backend": [
+                    {"host": [upstream.replace("//", "//user:s3cret@")], "url_pattern": "/echo/creds?api_key=k3y"}
+                ],
+            },
+            {
+                "endpoint": "/obs/partial",
+                "timeout": "300ms",
+                "backend": [
+                    {"host": [upstream], "url_pattern": "/json/fast", "group": "fast"},
+                    {"host": [upstream], "url_pattern": "/slow/2000", "group": "slow"},
+                ],
+            },
+            {
+                "endpoint": "/obs/merge",
+                "backend": [
+                    {"host": [upstream], "url_pattern": "/json/a", "group": "http"},
+                    {**lam(stub, "object"), "group": "fn"},
+                ],
+            },
         ],
     }
     env = {**AWS_ENV, "OTEL_BSP_SCHEDULE_DELAY": "100"}
@@ -90,14 +111,18 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
 
 def scrape_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as resp:
-        return "\n".join(l for l in resp.read().decode().splitlines() if l.startswith("lambdagate_") and "_bucket" not in l)
+        return "\n".join(
+            l for l in resp.read().decode().splitlines() if l.startswith("lambdagate_") and "_bucket" not in l
+        )
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def wait_for_deltas(metrics_url: str, before: dict, expected: dict[tuple, float], timeout: float = 5.0) -> tuple[dict, dict]:
+def wait_for_deltas(
+    metrics_url: str, before: dict, expected: dict[tuple, float], timeout: float = 5.0
+) -> tuple[dict, dict]:
     """Scrape until every series in `expected` ((name, label pairs...) → change) moved by that much since
     `before`; each worker writes its counts on its own, twice a second. Returns the last scrape and the changes."""
     deadline = time.monotonic() + timeout
@@ -175,8 +200,14 @@ def test_metrics_count_traffic_across_workers(gw):
     gateway, metrics_url = gw
     time.sleep(1.2)  # the earlier tests' requests reach the workers' snapshots (written every 0.5 s)
     before = scrape(metrics_url)
-    calls = {"/obs/http": 6, "/obs/lambda": 4, "/obs/fn-error": 2, "/obs/throttle": 1, "/obs/flaky": 1,
-             "/obs/status/500": 3}
+    calls = {
+        "/obs/http": 6,
+        "/obs/lambda": 4,
+        "/obs/fn-error": 2,
+        "/obs/throttle": 1,
+        "/obs/flaky": 1,
+        "/obs/status/500": 3,
+    }
     for path, n in calls.items():
         for _ in range(n):
             http("GET", gateway.url + path)
@@ -200,7 +231,9 @@ def test_metrics_count_traffic_across_workers(gw):
     s, got = wait_for_deltas(metrics_url, before, expected)
     assert got == expected, f"{scrape_text(metrics_url)}\n{gateway.log()[-2000:]}"
     # Backend calls with their outcome.
-    http_backend = [k for k in s if k[0] == "lambdagate_backend_calls_total" and ("endpoint", "/obs/status/{code}") in k[1]]
+    http_backend = [
+        k for k in s if k[0] == "lambdagate_backend_calls_total" and ("endpoint", "/obs/status/{code}") in k[1]
+    ]
     assert http_backend and all(dict(k[1])["outcome"] == "error" for k in http_backend)
     assert sum(s[k] - before.get(k, 0) for k in http_backend) == 3
     assert value(s, "lambdagate_in_flight_requests") == 0
@@ -221,8 +254,9 @@ def spans_of(otlp: str, trace_id: str) -> list[dict]:
 def test_trace_spans_and_propagation_to_http(gw, otlp):
     gateway, _ = gw
     traceparent = f"00-{TRACE_ID}-{CLIENT_PARENT}-01"
-    status, _, body = http("GET", gateway.url + "/obs/http", headers={"traceparent": traceparent,
-                                                                      "X-Request-Id": "traced-1"})
+    status, _, body = http(
+        "GET", gateway.url + "/obs/http", headers={"traceparent": traceparent, "X-Request-Id": "traced-1"}
+    )
     assert status == 200
     seen = json.loads(body)["headers"]["traceparent"]
     version, trace_id, parent_id, flags = seen.split("-")

@@ -6,22 +6,23 @@ Gateways are module-scoped: one process serves many endpoints, each test asks it
 from __future__ import annotations
 
 import hashlib
-import json
-import urllib.request
 import http.client
+import json
 import os
 import re
 import socket
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
-from tests.support.gateway import Gateway as BaseGateway, launch_gateway
+from tests.support.gateway import Gateway as BaseGateway
+from tests.support.gateway import launch_gateway
 from tests.support.procs import Process, free_port, python_module, serve_module
 
 SLOW = "1s"  # the endpoint deadline in the timeout tests; the slow upstream takes 5s, the others a few ms
@@ -44,8 +45,13 @@ class Resp:
         return orjson.loads(self.body)
 
 
-def call(base: str, method: str, path: str, headers: dict[str, str] | list[tuple[str, str]] | None = None,
-         body: bytes | None = None) -> Resp:
+def call(
+    base: str,
+    method: str,
+    path: str,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    body: bytes | None = None,
+) -> Resp:
     """One raw request: no redirects, no decompression, every header as sent (duplicates kept)."""
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
@@ -112,69 +118,82 @@ def main_config(up: str, up2: str, dead: str) -> dict:
     def e(path: str, *backends: dict, **kw) -> dict:
         return {"endpoint": path, "backend": list(backends), **kw}
 
-    return {"version": 3, "timeout": "5s", "endpoints": [
-        # merging and manipulation
-        e("/merge/{user}",
-          b("/json/{user}", allow=["name", "nested.b.c"], mapping={"name": "user"}),
-          b("/json/second", deny=["nested"], group="extra"),
-          b("/array", is_collection=True, mapping={"collection": "list"})),
-        e("/merge-target", b("/json/t", target="nested.b"), b("/json/u", allow=["name"], group="g")),
-        e("/collide", b("/delayed/300/first"), b("/delayed/0/second")),
-        e("/collide3", b("/delayed/0/a"), b("/delayed/300/b"), b("/delayed/150/c")),
-        # partial and total failure
-        e("/partial-500", b("/json/ok", allow=["name"]), b("/status/500")),
-        e("/partial-404", b("/json/ok", allow=["name"]), b("/status/404")),
-        e("/partial-down", b("/json/ok", allow=["name"]), b("/json/x", host=dead)),
-        e("/partial-invalid", b("/json/ok", allow=["name"]), b("/invalid")),
-        e("/all-failed", b("/status/500"), b("/json/x", host=dead)),
-        e("/single-500", b("/status/503")),
-        e("/single-404", b("/status/404")),
-        e("/single-down", b("/json/x", host=dead)),
-        e("/single-invalid", b("/invalid")),
-        # deadlines
-        e("/single-slow", b("/slow/5000"), timeout=SLOW),
-        e("/merge-slow", b("/json/fast", allow=["name"]), b("/slow/5000"), timeout=SLOW),
-        e("/all-slow", b("/slow/5000"), b("/slow/5000"), timeout=SLOW),
-        e("/slow-and-failed", b("/slow/5000"), b("/status/500"), timeout=SLOW),
-        # no-op pass-through
-        e("/noop/{code}", b("/status/{code}"), output_encoding="no-op", cache_ttl="1h"),
-        e("/noop-cookies", b("/cookies"), output_encoding="no-op"),
-        e("/noop-gzip", b("/gzip"), output_encoding="no-op"),
-        e("/noop-down", b("/x", host=dead), output_encoding="no-op"),
-        e("/noop-post", b("/digest"), method="POST", output_encoding="no-op", input_headers=["Content-Type"]),
-        # encodings
-        e("/collection", b("/array", is_collection=True)),
-        e("/json-collection", b("/array", is_collection=True), output_encoding="json-collection"),
-        e("/string-out", b("/text", encoding="string"), output_encoding="string"),
-        e("/string-backend", b("/text", encoding="string")),
-        e("/safejson-scalar", b("/scalar", encoding="safejson")),
-        e("/gzip", b("/gzip")),
-        # zero-trust forwarding
-        e("/hdr", b("/echo/hdr"), input_headers=["X-Allowed", "authorization"]),
-        e("/hdr-all", b("/echo/hdr"), input_headers=["*"]),
-        e("/hdr-none", b("/echo/hdr")),
-        e("/hdr-spoof", b("/echo/hdr"), input_headers=["X-Forwarded-For", "X-Real-IP", "Forwarded",
-                                                         "X-Forwarded-Proto", "X-Forwarded-Host"]),
-        e("/post-echo-all", b("/echo/post"), method="POST", input_headers=["*"]),
-        e("/qs", b("/echo/qs"), input_query_strings=["a", "b"]),
-        e("/qs-all", b("/echo/qs"), input_query_strings=["*"]),
-        e("/qs-none", b("/echo/qs")),
-        e("/qs-fixed/{id}", b("/echo/qs?id={id}&fixed=1"), input_query_strings=["a"]),
-        e("/post", b("/digest"), method="POST", input_headers=["Content-Type"]),
-        e("/post-echo", b("/echo/post"), method="POST"),
-        e("/put/{id}", b("/echo/put/{id}"), method="PUT"),
-        e("/backend-method", b("/echo/m", method="POST")),
-        e("/seg/{id}", b("/echo/seg/{id}/end")),
-        e("/slash/{key}", b("/echo/slash/{key}"), extra_config={"lambdagate/endpoint": {"allow_encoded_slash": True}}),
-        e("/two/{a}/{b}", b("/echo/{b}/x/{a}")),
-        # caching, host rotation, router
-        e("/cached", b("/json/c"), cache_ttl="1m"),
-        e("/cached-partial", b("/json/c", allow=["name"]), b("/status/500"), cache_ttl="1m"),
-        e("/rr", {"host": [up, up2], "url_pattern": "/echo/rr"}),
-        e("/users/{id}", b("/echo/users/{id}")),
-        e("/users/me", b("/json/me", allow=["name"])),
-        e("/users/{id}", b("/echo/users/{id}/deleted"), method="DELETE"),
-    ]}
+    return {
+        "version": 3,
+        "timeout": "5s",
+        "endpoints": [
+            # merging and manipulation
+            e(
+                "/merge/{user}",
+                b("/json/{user}", allow=["name", "nested.b.c"], mapping={"name": "user"}),
+                b("/json/second", deny=["nested"], group="extra"),
+                b("/array", is_collection=True, mapping={"collection": "list"}),
+            ),
+            e("/merge-target", b("/json/t", target="nested.b"), b("/json/u", allow=["name"], group="g")),
+            e("/collide", b("/delayed/300/first"), b("/delayed/0/second")),
+            e("/collide3", b("/delayed/0/a"), b("/delayed/300/b"), b("/delayed/150/c")),
+            # partial and total failure
+            e("/partial-500", b("/json/ok", allow=["name"]), b("/status/500")),
+            e("/partial-404", b("/json/ok", allow=["name"]), b("/status/404")),
+            e("/partial-down", b("/json/ok", allow=["name"]), b("/json/x", host=dead)),
+            e("/partial-invalid", b("/json/ok", allow=["name"]), b("/invalid")),
+            e("/all-failed", b("/status/500"), b("/json/x", host=dead)),
+            e("/single-500", b("/status/503")),
+            e("/single-404", b("/status/404")),
+            e("/single-down", b("/json/x", host=dead)),
+            e("/single-invalid", b("/invalid")),
+            # deadlines
+            e("/single-slow", b("/slow/5000"), timeout=SLOW),
+            e("/merge-slow", b("/json/fast", allow=["name"]), b("/slow/5000"), timeout=SLOW),
+            e("/all-slow", b("/slow/5000"), b("/slow/5000"), timeout=SLOW),
+            e("/slow-and-failed", b("/slow/5000"), b("/status/500"), timeout=SLOW),
+            # no-op pass-through
+            e("/noop/{code}", b("/status/{code}"), output_encoding="no-op", cache_ttl="1h"),
+            e("/noop-cookies", b("/cookies"), output_encoding="no-op"),
+            e("/noop-gzip", b("/gzip"), output_encoding="no-op"),
+            e("/noop-down", b("/x", host=dead), output_encoding="no-op"),
+            e("/noop-post", b("/digest"), method="POST", output_encoding="no-op", input_headers=["Content-Type"]),
+            # encodings
+            e("/collection", b("/array", is_collection=True)),
+            e("/json-collection", b("/array", is_collection=True), output_encoding="json-collection"),
+            e("/string-out", b("/text", encoding="string"), output_encoding="string"),
+            e("/string-backend", b("/text", encoding="string")),
+            e("/safejson-scalar", b("/scalar", encoding="safejson")),
+            e("/gzip", b("/gzip")),
+            # zero-trust forwarding
+            e("/hdr", b("/echo/hdr"), input_headers=["X-Allowed", "authorization"]),
+            e("/hdr-all", b("/echo/hdr"), input_headers=["*"]),
+            e("/hdr-none", b("/echo/hdr")),
+            e(
+                "/hdr-spoof",
+                b("/echo/hdr"),
+                input_headers=["X-Forwarded-For", "X-Real-IP", "Forwarded", "X-Forwarded-Proto", "X-Forwarded-Host"],
+            ),
+            e("/post-echo-all", b("/echo/post"), method="POST", input_headers=["*"]),
+            e("/qs", b("/echo/qs"), input_query_strings=["a", "b"]),
+            e("/qs-all", b("/echo/qs"), input_query_strings=["*"]),
+            e("/qs-none", b("/echo/qs")),
+            e("/qs-fixed/{id}", b("/echo/qs?id={id}&fixed=1"), input_query_strings=["a"]),
+            e("/post", b("/digest"), method="POST", input_headers=["Content-Type"]),
+            e("/post-echo", b("/echo/post"), method="POST"),
+            e("/put/{id}", b("/echo/put/{id}"), method="PUT"),
+            e("/backend-method", b("/echo/m", method="POST")),
+            e("/seg/{id}", b("/echo/seg/{id}/end")),
+            e(
+                "/slash/{key}",
+                b("/echo/slash/{key}"),
+                extra_config={"lambdagate/endpoint": {"allow_encoded_slash": True}},
+            ),
+            e("/two/{a}/{b}", b("/echo/{b}/x/{a}")),
+            # caching, host rotation, router
+            e("/cached", b("/json/c"), cache_ttl="1m"),
+            e("/cached-partial", b("/json/c", allow=["name"]), b("/status/500"), cache_ttl="1m"),
+            e("/rr", {"host": [up, up2], "url_pattern": "/echo/rr"}),
+            e("/users/{id}", b("/echo/users/{id}")),
+            e("/users/me", b("/json/me", allow=["name"])),
+            e("/users/{id}", b("/echo/users/{id}/deleted"), method="DELETE"),
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +206,7 @@ def completed(r: Resp) -> str | None:
 
 
 # --- merge and manipulation -------------------------------------------------------------------------------
+
 
 def test_merge_three_backends_with_allow_mapping_group(gw: Gateway) -> None:
     r = gw.get("/merge/alice")
@@ -216,6 +236,7 @@ def test_config_order_wins_on_key_collision_not_arrival_order(gw: Gateway) -> No
 
 # --- failures ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/partial-500", "/partial-404", "/partial-down", "/partial-invalid"])
 def test_partial_failure_is_200_with_partial_body(gw: Gateway, path: str) -> None:
     r = gw.get(path)
@@ -244,12 +265,15 @@ def test_all_backends_failed_is_500_and_cause_goes_to_log(gw: Gateway, dead: str
     assert "ClientConnectorError" in lines[1] and urlsplit(dead).netloc in lines[1]
 
 
-@pytest.mark.parametrize(("path", "cause"), [
-    ("/single-500", "invalid status code 503"),
-    ("/single-404", "invalid status code 404"),
-    ("/single-down", "ClientConnectorError"),
-    ("/single-invalid", "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    ("path", "cause"),
+    [
+        ("/single-500", "invalid status code 503"),
+        ("/single-404", "invalid status code 404"),
+        ("/single-down", "ClientConnectorError"),
+        ("/single-invalid", "invalid JSON"),
+    ],
+)
 def test_single_backend_failure_is_500_without_internals(gw: Gateway, dead: str, path: str, cause: str) -> None:
     r = gw.get(path)
     assert r.status == 500 and completed(r) == "false"
@@ -282,6 +306,7 @@ def test_merge_all_slow_is_504_but_slow_and_failed_is_500(gw: Gateway) -> None:
 
 
 # --- no-op ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("code", [200, 404, 500, 201])
 def test_no_op_passes_status_headers_and_body(gw: Gateway, code: int) -> None:
@@ -323,11 +348,15 @@ def test_no_op_forwards_body_byte_for_byte(gw: Gateway) -> None:
     payload = os.urandom(70_000)
     r = call(gw.url, "POST", "/noop-post", {"Content-Type": "application/x-thing"}, payload)
     assert r.status == 200
-    assert r.json() == {"sha256": hashlib.sha256(payload).hexdigest(), "length": len(payload),
-                        "content_type": "application/x-thing"}
+    assert r.json() == {
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "length": len(payload),
+        "content_type": "application/x-thing",
+    }
 
 
 # --- encodings --------------------------------------------------------------------------------------------
+
 
 def test_is_collection_wraps_array(gw: Gateway) -> None:
     r = gw.get("/collection")
@@ -356,8 +385,15 @@ def test_safejson_scalar_is_content(gw: Gateway) -> None:
 
 # --- zero-trust forwarding --------------------------------------------------------------------------------
 
-CLIENT_HEADERS = [("x-ALLOWED", "1"), ("Authorization", "Bearer t"), ("X-Secret", "s"), ("Cookie", "c=1"),
-                  ("User-Agent", "test-client"), ("Proxy-Authorization", "Basic eA=="), ("TE", "trailers")]
+CLIENT_HEADERS = [
+    ("x-ALLOWED", "1"),
+    ("Authorization", "Bearer t"),
+    ("X-Secret", "s"),
+    ("Cookie", "c=1"),
+    ("User-Agent", "test-client"),
+    ("Proxy-Authorization", "Basic eA=="),
+    ("TE", "trailers"),
+]
 
 
 def echoed_headers(gw: Gateway, path: str) -> dict[str, str]:
@@ -383,7 +419,12 @@ def test_no_input_headers_forwards_none(gw: Gateway) -> None:
 def test_star_forwards_all_but_hop_by_hop_and_host(gw: Gateway, upstream: str) -> None:
     seen = echoed_headers(gw, "/hdr-all")
     assert (seen["x-allowed"], seen["authorization"], seen["x-secret"], seen["cookie"], seen["user-agent"]) == (
-        "1", "Bearer t", "s", "c=1", "test-client")
+        "1",
+        "Bearer t",
+        "s",
+        "c=1",
+        "test-client",
+    )
     assert "proxy-authorization" not in seen and "te" not in seen
     assert seen["host"] == urlsplit(upstream).netloc  # the upstream's own Host, not the gateway's
 
@@ -401,8 +442,13 @@ def test_headers_named_in_connection_are_not_forwarded(gw: Gateway) -> None:
 
 @pytest.mark.parametrize("path", ["/hdr-all", "/hdr-spoof"])
 def test_client_forwarding_headers_are_replaced_by_the_gateways(gw: Gateway, path: str) -> None:
-    spoofed = [("X-Forwarded-For", "6.6.6.6"), ("X-Real-IP", "6.6.6.6"), ("Forwarded", "for=6.6.6.6"),
-               ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.example")]
+    spoofed = [
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Real-IP", "6.6.6.6"),
+        ("Forwarded", "for=6.6.6.6"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "evil.example"),
+    ]
     seen = gw.get(path, headers=spoofed).json()["headers"]
     assert seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-host"] == urlsplit(gw.url).netloc
     assert "6.6.6.6" not in str(seen) and "evil.example" not in str(seen) and "x-forwarded-proto" not in seen
@@ -421,8 +467,10 @@ def test_repeated_cookie_headers_are_joined_as_one_cookie_list(gw: Gateway) -> N
 def test_expect_100_continue_is_answered_by_the_gateway_and_never_forwarded(gw: Gateway) -> None:
     parts = urlsplit(gw.url)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        sock.sendall(b"POST /post-echo-all HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"
-                     b"Connection: close\r\n\r\n")
+        sock.sendall(
+            b"POST /post-echo-all HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"
+            b"Connection: close\r\n\r\n"
+        )
         interim = sock.recv(4096)
         assert interim.startswith(b"HTTP/1.1 100"), interim  # the client may now send its body
         sock.sendall(b"abc")
@@ -457,12 +505,16 @@ def test_url_pattern_query_gets_placeholders_and_forwarded_ones(gw: Gateway) -> 
 
 # --- request bodies and methods ---------------------------------------------------------------------------
 
+
 def test_post_body_forwarded_byte_for_byte(gw: Gateway) -> None:
     payload = bytes(range(256)) * 400
     r = call(gw.url, "POST", "/post", {"Content-Type": "application/octet-stream"}, payload)
     assert r.status == 200
-    assert r.json() == {"sha256": hashlib.sha256(payload).hexdigest(), "length": len(payload),
-                        "content_type": "application/octet-stream"}
+    assert r.json() == {
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "length": len(payload),
+        "content_type": "application/octet-stream",
+    }
 
 
 def test_post_json_body_text_reaches_upstream_unchanged(gw: Gateway) -> None:
@@ -488,36 +540,61 @@ def test_head_is_served_by_the_get_route_without_body(gw: Gateway) -> None:
 
 # --- placeholders -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("sent", "upstream_path"), [
-    ("abc", "/echo/seg/abc/end"),
-    ("a%20b", "/echo/seg/a%20b/end"),
-    ("a%3Fb%23c", "/echo/seg/a%3Fb%23c/end"),
-    ("caf%C3%A9", "/echo/seg/caf%C3%A9/end"),
-    ("a:b@c", "/echo/seg/a:b@c/end"),
-])
+
+@pytest.mark.parametrize(
+    ("sent", "upstream_path"),
+    [
+        ("abc", "/echo/seg/abc/end"),
+        ("a%20b", "/echo/seg/a%20b/end"),
+        ("a%3Fb%23c", "/echo/seg/a%3Fb%23c/end"),
+        ("caf%C3%A9", "/echo/seg/caf%C3%A9/end"),
+        ("a:b@c", "/echo/seg/a:b@c/end"),
+    ],
+)
 def test_placeholder_value_stays_in_its_segment(gw: Gateway, sent: str, upstream_path: str) -> None:
     r = gw.get(f"/seg/{sent}")
     assert (r.status, r.json()["path"]) == (200, upstream_path)
 
 
-@pytest.mark.parametrize("sent", ["..", "%2E%2E", ".", "%2e", "a%00b", "a%0Ab", "%7F",
-                                  # an upstream that decodes %2F would read another path (issue 16)
-                                  "a%2Fb", "..%2Fadmin%2Fsecret.json", "%2E%2E%2F%2E%2E%2Fetc", "a%5Cb",
-                                  "%252E%252E", "..%252Fadmin", "%25252F", "%2525252E%2525252E"])
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "..",
+        "%2E%2E",
+        ".",
+        "%2e",
+        "a%00b",
+        "a%0Ab",
+        "%7F",
+        # an upstream that decodes %2F would read another path (issue 16)
+        "a%2Fb",
+        "..%2Fadmin%2Fsecret.json",
+        "%2E%2E%2F%2E%2E%2Fetc",
+        "a%5Cb",
+        "%252E%252E",
+        "..%252Fadmin",
+        "%25252F",
+        "%2525252E%2525252E",
+    ],
+)
 def test_dot_segments_slashes_and_control_characters_are_refused(gw: Gateway, sent: str) -> None:
     r = gw.get(f"/seg/{sent}")
     assert (r.status, r.json()) == (400, {"error": "invalid path parameter"})
 
 
-@pytest.mark.parametrize(("sent", "status", "upstream_path"), [
-    ("a%2Fb.txt", 200, "/echo/slash/a%2Fb.txt"),
-    ("a%5Cb", 200, "/echo/slash/a%5Cb"),
-    ("a%2F..%2Fb", 400, None),
-    ("..", 400, None),
-    ("a%2F%2E", 400, None),
-])
-def test_allow_encoded_slash_lets_slashes_through_but_never_dot_segments(gw: Gateway, sent: str, status: int,
-                                                                        upstream_path: str | None) -> None:
+@pytest.mark.parametrize(
+    ("sent", "status", "upstream_path"),
+    [
+        ("a%2Fb.txt", 200, "/echo/slash/a%2Fb.txt"),
+        ("a%5Cb", 200, "/echo/slash/a%5Cb"),
+        ("a%2F..%2Fb", 400, None),
+        ("..", 400, None),
+        ("a%2F%2E", 400, None),
+    ],
+)
+def test_allow_encoded_slash_lets_slashes_through_but_never_dot_segments(
+    gw: Gateway, sent: str, status: int, upstream_path: str | None
+) -> None:
     r = gw.get(f"/slash/{sent}")
     assert r.status == status
     if upstream_path is not None:
@@ -529,6 +606,7 @@ def test_placeholders_substituted_by_name_in_any_order(gw: Gateway) -> None:
 
 
 # --- caching, hosts, router, built-ins --------------------------------------------------------------------
+
 
 def test_cache_ttl_only_on_complete_responses(gw: Gateway) -> None:
     r = gw.get("/cached")
@@ -580,9 +658,15 @@ def test_request_ids_are_unique_and_logged(gw: Gateway) -> None:
     assert len(set(ids)) == 4 and all(ids)
     log = gw.wait_log(f"request_id={ids[3]}")
     for rid in ids[:3]:
-        assert re.search(rf"lambdagate\.access: GET /merge/bob 200 \d+\.\d+ms 102B route=/merge/{{user}} "
-                         rf'client=127\.0\.0\.1 request_id={re.escape(rid)}( backend="GET [^"]+" success [\d.]+ms;){{3}}$', log, re.M), log
-    assert re.search(rf"GET /nope 404 \d+\.\d+ms \d+B route=- client=127\.0\.0\.1 request_id={re.escape(ids[3])}$", log, re.M)
+        assert re.search(
+            rf"lambdagate\.access: GET /merge/bob 200 \d+\.\d+ms 102B route=/merge/{{user}} "
+            rf'client=127\.0\.0\.1 request_id={re.escape(rid)}( backend="GET [^"]+" success [\d.]+ms;){{3}}$',
+            log,
+            re.M,
+        ), log
+    assert re.search(
+        rf"GET /nope 404 \d+\.\d+ms \d+B route=- client=127\.0\.0\.1 request_id={re.escape(ids[3])}$", log, re.M
+    )
 
 
 def test_one_access_line_per_request(gw: Gateway) -> None:
@@ -593,12 +677,20 @@ def test_one_access_line_per_request(gw: Gateway) -> None:
 
 # --- a second gateway: --debug, JSON logs, two workers, service-level defaults, warnings -------------------
 
+
 @pytest.fixture(scope="module")
 def debug_gw(start_module_gateway, upstream: str) -> Gateway:
-    config = {"version": 3, "host": [upstream], "cache_ttl": "30s", "plugin": {"folder": "/x"},
-              "extra_config": {"telemetry/influx": {"db": "x"}},
-              "endpoints": [{"endpoint": "/svc", "backend": [{"url_pattern": "/json/s", "allow": ["name"]}]},
-                            {"endpoint": "/bad", "backend": [{"url_pattern": "/status/500"}]}]}
+    config = {
+        "version": 3,
+        "host": [upstream],
+        "cache_ttl": "30s",
+        "plugin": {"folder": "/x"},
+        "extra_config": {"telemetry/influx": {"db": "x"}},
+        "endpoints": [
+            {"endpoint": "/svc", "backend": [{"url_pattern": "/json/s", "allow": ["name"]}]},
+            {"endpoint": "/bad", "backend": [{"url_pattern": "/status/500"}]},
+        ],
+    }
     return start_module_gateway(config, "--debug", "--log-format", "json", "--workers", "2")
 
 
@@ -617,8 +709,12 @@ def test_echo_with_debug(debug_gw: Gateway) -> None:
     r = call(debug_gw.url, "POST", "/__echo/some/path?x=1&x=2", {"X-Test": "yes"}, b"hello")
     body = r.json()
     assert r.status == 200
-    assert (body["method"], body["path"], body["query"], body["body"]) == ("POST", "/__echo/some/path",
-                                                                           {"x": ["1", "2"]}, "hello")
+    assert (body["method"], body["path"], body["query"], body["body"]) == (
+        "POST",
+        "/__echo/some/path",
+        {"x": ["1", "2"]},
+        "hello",
+    )
     assert body["headers"]["x-test"] == ["yes"]
 
 
@@ -645,10 +741,23 @@ def test_config_warnings_logged_once_at_start(debug_gw: Gateway) -> None:
 
 def test_broken_config_does_not_start(tmp_path: Path) -> None:
     path = tmp_path / "krakend.json"
-    path.write_bytes(orjson.dumps({"version": 3, "endpoints": [
-        {"endpoint": "/users/{user}", "backend": [{"host": ["http://127.0.0.1:1"], "url_pattern": "/u/{id}"}]}]}))
-    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(free_port()), "--host",
-                                 "127.0.0.1"), tmp_path / "log")
+    path.write_bytes(
+        orjson.dumps(
+            {
+                "version": 3,
+                "endpoints": [
+                    {
+                        "endpoint": "/users/{user}",
+                        "backend": [{"host": ["http://127.0.0.1:1"], "url_pattern": "/u/{id}"}],
+                    }
+                ],
+            }
+        )
+    )
+    proc = Process(
+        python_module("lambdagate", "run", "-c", str(path), "--port", str(free_port()), "--host", "127.0.0.1"),
+        tmp_path / "log",
+    )
     assert proc.proc.wait(30) == 1
     proc.stop()
     assert "endpoints[0].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}" in proc.log()
@@ -656,7 +765,11 @@ def test_broken_config_does_not_start(tmp_path: Path) -> None:
 
 def test_host_with_a_path_is_joined_with_url_pattern(upstream, start_gateway):
     # KrakenD joins host and url_pattern, so "http://svc/echo" + "/sub" calls /echo/sub.
-    gw = start_gateway({"version": 3, "endpoints": [
-        {"endpoint": "/joined", "backend": [{"host": [f"{upstream}/echo/"], "url_pattern": "/sub"}]}]})
+    gw = start_gateway(
+        {
+            "version": 3,
+            "endpoints": [{"endpoint": "/joined", "backend": [{"host": [f"{upstream}/echo/"], "url_pattern": "/sub"}]}],
+        }
+    )
     with urllib.request.urlopen(f"{gw.url}/joined", timeout=10) as resp:
         assert json.loads(resp.read())["path"] == "/echo/sub"

@@ -21,8 +21,12 @@ RL = "qos/ratelimit/router"
 
 def endpoint(path: str, *patterns: str, limit: dict | None = None, key: str = RL, **kw) -> dict:
     extra = {key: limit} if limit is not None else {}
-    return {"endpoint": path, "backend": [{"host": ["http://fake"], "url_pattern": p} for p in patterns],
-            "extra_config": extra, **kw}
+    return {
+        "endpoint": path,
+        "backend": [{"host": ["http://fake"], "url_pattern": p} for p in patterns],
+        "extra_config": extra,
+        **kw,
+    }
 
 
 def config(*endpoints: dict, **kw) -> dict:
@@ -57,8 +61,13 @@ def test_every_is_the_period_of_max_rate_and_capacity_defaults_to_the_rate_per_s
         assert await statuses(gw, 2) == [200, 503]  # 60 a minute: one a second, capacity 1 (KrakenD's default)
         assert await statuses(gw, 3, "/b") == [200, 200, 503]  # capacity defaults to max_rate per second
 
-    run(config(endpoint("/a", "/a", limit={"max_rate": 60, "every": "1m"}),
-               endpoint("/b", "/a", limit={"max_rate": 2})), fakes, scenario)
+    run(
+        config(
+            endpoint("/a", "/a", limit={"max_rate": 60, "every": "1m"}), endpoint("/b", "/a", limit={"max_rate": 2})
+        ),
+        fakes,
+        scenario,
+    )
 
 
 def test_client_limit_is_429_per_address_and_a_spoofed_forwarded_for_does_not_change_the_bucket() -> None:
@@ -66,8 +75,14 @@ def test_client_limit_is_429_per_address_and_a_spoofed_forwarded_for_does_not_ch
 
     async def scenario(gw: InProcessGateway) -> None:
         assert await statuses(gw, 2, client="10.0.0.1") == [200, 200]
-        spoofed = [(await gw.request("GET", "/a", [("X-Forwarded-For", f"192.0.2.{i}"), ("X-Real-Ip", "1.2.3.4")],
-                                     client="10.0.0.1")).status for i in range(3)]
+        spoofed = [
+            (
+                await gw.request(
+                    "GET", "/a", [("X-Forwarded-For", f"192.0.2.{i}"), ("X-Real-Ip", "1.2.3.4")], client="10.0.0.1"
+                )
+            ).status
+            for i in range(3)
+        ]
         assert spoofed == [429, 429, 429]
         refused = await gw.request("GET", "/a", client="10.0.0.1")
         assert (refused.status, refused.json()) == (429, {"error": "too many requests"})
@@ -89,8 +104,11 @@ def test_header_strategy_counts_by_the_header_and_refuses_a_request_without_it()
         long_key = "k" * 10_000  # kept as a digest, still its own bucket
         assert [(await gw.request("GET", "/a", [("X-Api-Key", long_key)])).status for _ in range(2)] == [200, 429]
 
-    run(config(endpoint("/a", "/a", limit={"client_max_rate": 1, "strategy": "header", "key": "X-Api-Key"})),
-        fakes, scenario)
+    run(
+        config(endpoint("/a", "/a", limit={"client_max_rate": 1, "strategy": "header", "key": "X-Api-Key"})),
+        fakes,
+        scenario,
+    )
 
 
 def test_param_strategy_counts_by_the_path_parameter_and_the_client_check_comes_first() -> None:
@@ -117,17 +135,32 @@ def test_service_limit_spans_every_endpoint_before_the_jwt_check_and_spares_miss
         assert [(await gw.request("GET", p)).status for p in ("/a", "/c")] == [503, 503]
         assert (await gw.request("GET", "/__health")).status == 200
 
-    run(config(endpoint("/a", "/a"), endpoint("/b", "/a"), endpoint("/c", "/a", extra_config=jwt),
-               extra_config={"qos/ratelimit/service": {"max_rate": 1, "capacity": 3}}), fakes, scenario)
+    run(
+        config(
+            endpoint("/a", "/a"),
+            endpoint("/b", "/a"),
+            endpoint("/c", "/a", extra_config=jwt),
+            extra_config={"qos/ratelimit/service": {"max_rate": 1, "capacity": 3}},
+        ),
+        fakes,
+        scenario,
+    )
 
 
 def test_backend_limit_fails_that_backend_partial_in_a_merge_and_503_alone(start_gateway, upstream: str) -> None:
     limit = {"qos/ratelimit/proxy": {"max_rate": 1, "capacity": 1}}
-    gw = start_gateway(config(
-        {"endpoint": "/m", "backend": [{"host": [upstream], "url_pattern": "/json/a", "group": "a"},
-                                       {"host": [upstream], "url_pattern": "/json/b", "group": "b",
-                                        "extra_config": limit}]},
-        {"endpoint": "/one", "backend": [{"host": [upstream], "url_pattern": "/json/c", "extra_config": limit}]}))
+    gw = start_gateway(
+        config(
+            {
+                "endpoint": "/m",
+                "backend": [
+                    {"host": [upstream], "url_pattern": "/json/a", "group": "a"},
+                    {"host": [upstream], "url_pattern": "/json/b", "group": "b", "extra_config": limit},
+                ],
+            },
+            {"endpoint": "/one", "backend": [{"host": [upstream], "url_pattern": "/json/c", "extra_config": limit}]},
+        )
+    )
     first, second = get(gw.url + "/m"), get(gw.url + "/m")
     assert (first[0], sorted(first[1]), first[2]) == (200, ["a", "b"], "true")
     assert (second[0], sorted(second[1]), second[2]) == (200, ["a"], "false")
@@ -146,10 +179,26 @@ def get(url: str, headers: dict | None = None) -> tuple[int, dict, str | None]:
 
 def test_legacy_names_are_read_with_a_warning() -> None:
     # KrakenD 1.x's juju limits, with their camelCase fields (as real configs still write them)
-    doc = config(endpoint("/a", "/a", limit={"maxRate": 5, "clientMaxRate": 2, "strategy": "ip", "every": "1s"},
-                          key="github.com/devopsfaith/krakend-ratelimit/juju/router"),
-                 {"endpoint": "/b", "backend": [{"host": ["http://fake"], "url_pattern": "/b", "extra_config": {
-                     "github_com/devopsfaith/krakend-ratelimit/juju/proxy": {"maxRate": 1, "capacity": 1}}}]})
+    doc = config(
+        endpoint(
+            "/a",
+            "/a",
+            limit={"maxRate": 5, "clientMaxRate": 2, "strategy": "ip", "every": "1s"},
+            key="github.com/devopsfaith/krakend-ratelimit/juju/router",
+        ),
+        {
+            "endpoint": "/b",
+            "backend": [
+                {
+                    "host": ["http://fake"],
+                    "url_pattern": "/b",
+                    "extra_config": {
+                        "github_com/devopsfaith/krakend-ratelimit/juju/proxy": {"maxRate": 1, "capacity": 1}
+                    },
+                }
+            ],
+        },
+    )
     loaded = validate_document(doc, LoadOptions())
     router = loaded.service.endpoints[0].namespaces[RL]
     assert (router.max_rate, router.client_max_rate, router.strategy) == (5, 2, "ip")
@@ -164,15 +213,18 @@ def test_legacy_names_are_read_with_a_warning() -> None:
     assert any("burst" in str(w) and "not supported" in str(w) for w in unknown.warnings)
 
 
-@pytest.mark.parametrize("limit, where, words", [
-    ({"max_rate": -1}, "max_rate", "at least 0"),
-    ({"max_rate": "10"}, "max_rate", "must be a number"),
-    ({"client_max_rate": 1, "strategy": "cookie"}, "strategy", '"ip", "header" or "param"'),
-    ({"client_max_rate": 1, "strategy": "header"}, "key", "needs the header"),
-    ({"client_max_rate": 1, "strategy": "param", "key": "nope"}, "key", "no parameter"),
-    ({"max_rate": 1, "every": "soon"}, "every", "malformed duration"),
-    ({"client_max_rate": 1, "client_capacity": -2}, "client_capacity", "at least 0"),
-])
+@pytest.mark.parametrize(
+    "limit, where, words",
+    [
+        ({"max_rate": -1}, "max_rate", "at least 0"),
+        ({"max_rate": "10"}, "max_rate", "must be a number"),
+        ({"client_max_rate": 1, "strategy": "cookie"}, "strategy", '"ip", "header" or "param"'),
+        ({"client_max_rate": 1, "strategy": "header"}, "key", "needs the header"),
+        ({"client_max_rate": 1, "strategy": "param", "key": "nope"}, "key", "no parameter"),
+        ({"max_rate": 1, "every": "soon"}, "every", "malformed duration"),
+        ({"client_max_rate": 1, "client_capacity": -2}, "client_capacity", "at least 0"),
+    ],
+)
 def test_bad_router_limits_are_refused_with_their_json_path(limit: dict, where: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
         validate_document(config(endpoint("/a/{id}", "/a", limit=limit)), LoadOptions())
@@ -181,18 +233,25 @@ def test_bad_router_limits_are_refused_with_their_json_path(limit: dict, where: 
 
 
 def test_bad_redis_limits_and_pools_are_refused() -> None:
-    pools = {"redis": {"connection_pools": [{"name": "main", "address": "127.0.0.1:6379"}],
-                       "clusters": [{"name": "big", "addresses": ["127.0.0.1:7000"]}]}}
-    cases = [({"max_rate": 1, "connection_pool": "other"}, "is no connection pool"),
-             ({"max_rate": 1}, "connection_pool: is missing"),
-             ({"max_rate": 1, "connection_pool": "big"}, "clusters are not supported yet"),
-             ({"max_rate": 1, "connection_pool": "main", "on_failure": "open"}, '"local" or "deny"')]
+    pools = {
+        "redis": {
+            "connection_pools": [{"name": "main", "address": "127.0.0.1:6379"}],
+            "clusters": [{"name": "big", "addresses": ["127.0.0.1:7000"]}],
+        }
+    }
+    cases = [
+        ({"max_rate": 1, "connection_pool": "other"}, "is no connection pool"),
+        ({"max_rate": 1}, "connection_pool: is missing"),
+        ({"max_rate": 1, "connection_pool": "big"}, "clusters are not supported yet"),
+        ({"max_rate": 1, "connection_pool": "main", "on_failure": "open"}, '"local" or "deny"'),
+    ]
     for limit, words in cases:
         doc = config(endpoint("/a", "/a", limit=limit, key="qos/ratelimit/router/redis"), extra_config=pools)
         with pytest.raises(ConfigError, match=words):
             validate_document(doc, LoadOptions())
-    bad_pool = {"redis": {"connection_pools": [{"name": "main", "address": "nohost"}, {"name": "main",
-                                                                                       "address": "h:1"}]}}
+    bad_pool = {
+        "redis": {"connection_pools": [{"name": "main", "address": "nohost"}, {"name": "main", "address": "h:1"}]}
+    }
     with pytest.raises(ConfigError) as caught:
         validate_document(config(endpoint("/a", "/a"), extra_config=bad_pool), LoadOptions())
     assert "connection_pools[0].address" in str(caught.value) and "names must be unique" in str(caught.value)

@@ -19,8 +19,11 @@ from tests.test_ratelimit import get
 REDIS_SERVER = shutil.which("redis-server")
 if REDIS_SERVER is None and os.environ.get("CI"):
     raise RuntimeError("redis-server is missing in CI: `make install-test` installs it (Debian package redis-server)")
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (Debian package "
-                                "redis-server; `make install-test` installs it where apt-get works)")
+pytestmark = pytest.mark.skipif(
+    REDIS_SERVER is None,
+    reason="redis-server is not installed (Debian package "
+    "redis-server; `make install-test` installs it where apt-get works)",
+)
 
 
 class RedisServer:
@@ -30,8 +33,19 @@ class RedisServer:
         self.process: Process | None = None
 
     def start(self) -> None:
-        args = [REDIS_SERVER or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.directory)]
+        args = [
+            REDIS_SERVER or "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+        ]
         self.process = Process(args, self.directory / f"redis-{self.port}.log")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -59,9 +73,18 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 def config(upstream: str, port: int, limit: dict) -> dict:
     pools = {"redis": {"connection_pools": [{"name": "shared", "address": f"127.0.0.1:{port}"}]}}
-    return {"version": 3, "timeout": "2s", "extra_config": pools, "endpoints": [
-        {"endpoint": "/a", "backend": [{"host": [upstream], "url_pattern": "/json/a"}],
-         "extra_config": {"qos/ratelimit/router/redis": {"connection_pool": "shared", **limit}}}]}
+    return {
+        "version": 3,
+        "timeout": "2s",
+        "extra_config": pools,
+        "endpoints": [
+            {
+                "endpoint": "/a",
+                "backend": [{"host": [upstream], "url_pattern": "/json/a"}],
+                "extra_config": {"qos/ratelimit/router/redis": {"connection_pool": "shared", **limit}},
+            }
+        ],
+    }
 
 
 def test_two_gateways_share_one_limit(start_gateway, upstream: str, redis_server: RedisServer) -> None:
@@ -80,8 +103,11 @@ def test_two_gateways_share_one_limit(start_gateway, upstream: str, redis_server
 
 
 def test_client_buckets_are_shared_too(start_gateway, upstream: str, redis_server: RedisServer) -> None:
-    doc = config(upstream, redis_server.port, {"client_max_rate": 0.1, "client_capacity": 2, "strategy": "header",
-                                               "key": "X-Key"})
+    doc = config(
+        upstream,
+        redis_server.port,
+        {"client_max_rate": 0.1, "client_capacity": 2, "strategy": "header", "key": "X-Key"},
+    )
     first, second = start_gateway(doc, name="one.json"), start_gateway(doc, name="two.json")
     codes = [get(gw.url + "/a", {"X-Key": "me"})[0] for gw in (first, second, first, second)]
     assert codes == [200, 200, 429, 429]
@@ -98,8 +124,9 @@ def refused_within(url: str, seconds: float, expected: int) -> float:
     raise AssertionError(f"{url} did not answer {expected} within {seconds}s")
 
 
-def test_redis_killed_falls_back_to_the_local_limit_within_a_second(start_gateway, upstream: str,
-                                                                     redis_server: RedisServer) -> None:
+def test_redis_killed_falls_back_to_the_local_limit_within_a_second(
+    start_gateway, upstream: str, redis_server: RedisServer
+) -> None:
     gw = start_gateway(config(upstream, redis_server.port, {"max_rate": 0.5, "capacity": 2}))
     assert [get(gw.url + "/a")[0] for _ in range(3)] == [200, 200, 503]  # the shared bucket is spent
     redis_server.stop()
@@ -110,8 +137,9 @@ def test_redis_killed_falls_back_to_the_local_limit_within_a_second(start_gatewa
     assert "Redis pool 'shared' failed" in gw.log()
 
 
-def test_redis_killed_with_deny_refuses_within_a_second(start_gateway, upstream: str,
-                                                        redis_server: RedisServer) -> None:
+def test_redis_killed_with_deny_refuses_within_a_second(
+    start_gateway, upstream: str, redis_server: RedisServer
+) -> None:
     gw = start_gateway(config(upstream, redis_server.port, {"max_rate": 100, "on_failure": "deny"}))
     assert get(gw.url + "/a")[0] == 200
     redis_server.stop()
@@ -119,15 +147,24 @@ def test_redis_killed_with_deny_refuses_within_a_second(start_gateway, upstream:
     assert get(gw.url + "/a")[1] == {"error": "service unavailable: rate limit reached"}
 
 
-def test_service_limit_in_redis_spans_endpoints_and_gateways(start_gateway, upstream: str,
-                                                             redis_server: RedisServer) -> None:
+def test_service_limit_in_redis_spans_endpoints_and_gateways(
+    start_gateway, upstream: str, redis_server: RedisServer
+) -> None:
     doc = config(upstream, redis_server.port, {"max_rate": 1000})
     doc["endpoints"][0]["extra_config"] = {}
     doc["endpoints"].append({"endpoint": "/b", "backend": [{"host": [upstream], "url_pattern": "/json/b"}]})
-    doc["extra_config"]["qos/ratelimit/service/redis"] = {"connection_pool": "shared", "client_max_rate": 0.1,
-                                                         "client_capacity": 3}
+    doc["extra_config"]["qos/ratelimit/service/redis"] = {
+        "connection_pool": "shared",
+        "client_max_rate": 0.1,
+        "client_capacity": 3,
+    }
     first, second = start_gateway(doc, name="one.json"), start_gateway(doc, name="two.json")
-    codes = [get(first.url + "/a")[0], get(second.url + "/b")[0], get(first.url + "/nope")[0],
-             get(second.url + "/a")[0], get(first.url + "/b")[0]]
+    codes = [
+        get(first.url + "/a")[0],
+        get(second.url + "/b")[0],
+        get(first.url + "/nope")[0],
+        get(second.url + "/a")[0],
+        get(first.url + "/b")[0],
+    ]
     assert codes == [200, 200, 404, 200, 429]  # one client (127.0.0.1), three tokens across both gateways
     assert get(first.url + "/__health")[0] == 200

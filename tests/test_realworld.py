@@ -106,8 +106,9 @@ def test_no_accepted_config_drops_a_guard(outcomes: list[Outcome]) -> None:
             # or that an old name is read as the current one, drops nothing).
             named = [a or b for a, b in NAMESPACE_IN_PATH.findall(warning.path)]
             whole = bool(named) and re.search(r'extra_config(\["[^"]+"\]|\.\w+)$', warning.path) is not None
-            assert not (whole and guards.is_guard(named[-1]) and "ignored" in warning.message), \
+            assert not (whole and guards.is_guard(named[-1]) and "ignored" in warning.message), (
                 f"{outcome.path.name}: {warning}"
+            )
 
 
 def test_every_refusal_locates_each_problem(outcomes: list[Outcome]) -> None:
@@ -146,8 +147,13 @@ def test_check_command_on_a_sample(outcomes: list[Outcome]) -> None:
     chosen = sample(outcomes)
     assert len(chosen) == 5
     for outcome in chosen:
-        result = subprocess.run([sys.executable, "-m", "lambdagate", "check", "-c", str(outcome.path)],
-                                capture_output=True, text=True, cwd=ROOT, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "lambdagate", "check", "-c", str(outcome.path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
         output = result.stdout + result.stderr
         assert "Traceback" not in output, output
         if outcome.issues is None:

@@ -15,18 +15,23 @@ from tests.test_lambda_backend import http
 
 
 def limits_config(upstream: str, **limits) -> dict:
-    return {"version": 3, "host": [upstream], "timeout": "10s",
-            "extra_config": {"lambdagate/server": limits},
-            "endpoints": [
-                {"endpoint": "/echo", "method": "POST", "backend": [{"url_pattern": "/echo"}]},
-                {"endpoint": "/get", "backend": [{"url_pattern": "/echo"}]},
-                {"endpoint": "/slow/{ms}", "backend": [{"url_pattern": "/slow/{ms}"}]},
-            ]}
+    return {
+        "version": 3,
+        "host": [upstream],
+        "timeout": "10s",
+        "extra_config": {"lambdagate/server": limits},
+        "endpoints": [
+            {"endpoint": "/echo", "method": "POST", "backend": [{"url_pattern": "/echo"}]},
+            {"endpoint": "/get", "backend": [{"url_pattern": "/echo"}]},
+            {"endpoint": "/slow/{ms}", "backend": [{"url_pattern": "/slow/{ms}"}]},
+        ],
+    }
 
 
 def test_request_limits(upstream, start_gateway):
-    gw = start_gateway(limits_config(upstream, max_body_bytes=1000, max_url_length=200, max_header_count=20,
-                                     max_header_bytes=2000))
+    gw = start_gateway(
+        limits_config(upstream, max_body_bytes=1000, max_url_length=200, max_header_count=20, max_header_bytes=2000)
+    )
     assert http("POST", f"{gw.url}/echo", b"x" * 1000)[0] == 200
     status, _, body = http("POST", f"{gw.url}/echo", b"x" * 1001)
     assert status == 413 and json.loads(body) == {"error": "request body larger than 1000 bytes"}
@@ -42,8 +47,11 @@ def test_chunked_body_over_the_limit_is_refused(upstream, start_gateway):
     port = int(gw.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         chunk = b"x" * 600
-        req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-               + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2 + b"0\r\n\r\n")
+        req = (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2
+            + b"0\r\n\r\n"
+        )
         sock.sendall(req)
         assert sock.recv(100).startswith(b"HTTP/1.1 413")
 
@@ -96,7 +104,9 @@ def test_reload_refuses_invalid_and_swaps_valid_config(upstream, tmp_path):
     proc, url, path = gateway.process, gateway.url, tmp_path / "krakend.json"
     try:
         # invalid: refused with check's messages, the old config keeps serving
-        path.write_text('{"version": 3, "endpoints": [{"endpoint": "/x/{a}", "backend": [{"url_pattern": "/{b}", "host": ["h"]}]}]}')
+        path.write_text(
+            '{"version": 3, "endpoints": [{"endpoint": "/x/{a}", "backend": [{"url_pattern": "/{b}", "host": ["h"]}]}]}'
+        )
         _wait_for(lambda: "reload (file changed) refused" in proc.log())
         assert "placeholder {b} is not in endpoint /x/{a}" in proc.log()
         assert http("GET", f"{url}/get")[0] == 200

@@ -130,6 +130,7 @@ def test_duplicate_route_is_refused() -> None:
 
 # --- many endpoints: lookups follow the path's depth, not the number of routes ---------------------------
 
+
 class CountingDict(dict):
     """A trie node's children: counts lookups, i.e. the nodes a match visits."""
 
@@ -154,8 +155,12 @@ def instrument(r: Router) -> None:
 def routes(n: int) -> list[tuple[str, str]]:
     out = []
     for i in range(n):
-        out += [("GET", f"/svc{i}/items"), ("GET", f"/svc{i}/items/{{id}}"), ("POST", f"/svc{i}/items/{{id}}/tags/{{tag}}"),
-                ("GET", f"/v1/{{tenant}}/svc{i}/report")]
+        out += [
+            ("GET", f"/svc{i}/items"),
+            ("GET", f"/svc{i}/items/{{id}}"),
+            ("POST", f"/svc{i}/items/{{id}}/tags/{{tag}}"),
+            ("GET", f"/v1/{{tenant}}/svc{i}/report"),
+        ]
     return out
 
 
@@ -165,8 +170,15 @@ def lookups(r: Router, method: str, path: str) -> tuple[Any, int]:
     return (m.handler if m else None, m.params if m else None), CountingDict.lookups
 
 
-PROBES = [("GET", "/svc3/items"), ("GET", "/svc3/items/42"), ("POST", "/svc3/items/42/tags/red"),
-          ("GET", "/v1/acme/svc3/report"), ("GET", "/svc3/nothing"), ("DELETE", "/svc3/items/42"), ("GET", "/x/y/z/w")]
+PROBES = [
+    ("GET", "/svc3/items"),
+    ("GET", "/svc3/items/42"),
+    ("POST", "/svc3/items/42/tags/red"),
+    ("GET", "/v1/acme/svc3/report"),
+    ("GET", "/svc3/nothing"),
+    ("DELETE", "/svc3/items/42"),
+    ("GET", "/x/y/z/w"),
+]
 
 
 def test_lookup_cost_is_independent_of_route_count() -> None:
@@ -189,7 +201,9 @@ def test_every_one_of_thousands_of_routes_is_found() -> None:
         assert found(r, "GET", f"/svc{i}/items") == (f"GET /svc{i}/items", {})
         assert found(r, "GET", f"/svc{i}/items/{i}") == (f"GET /svc{i}/items/{{id}}", {"id": str(i)})
         assert found(r, "POST", f"/svc{i}/items/1/tags/t{i}") == (
-            f"POST /svc{i}/items/{{id}}/tags/{{tag}}", {"id": "1", "tag": f"t{i}"})
+            f"POST /svc{i}/items/{{id}}/tags/{{tag}}",
+            {"id": "1", "tag": f"t{i}"},
+        )
         assert found(r, "GET", f"/v1/t{i}/svc{i}/report") == (f"GET /v1/{{tenant}}/svc{i}/report", {"tenant": f"t{i}"})
 
 
@@ -230,8 +244,10 @@ def test_built_path_reaches_a_matching_route(patterns: list[str], data: st.DataO
             continue
         added.append(pattern)
     pattern = data.draw(st.sampled_from(added))
-    path = "/" + "/".join(data.draw(_value.filter(lambda v: "%" not in v)) if seg.startswith("{") else seg
-                          for seg in pattern.strip("/").split("/"))
+    path = "/" + "/".join(
+        data.draw(_value.filter(lambda v: "%" not in v)) if seg.startswith("{") else seg
+        for seg in pattern.strip("/").split("/")
+    )
     handler, params = found(r, "GET", path)
     assert _matches(handler, path) == params
     if "{" not in pattern:

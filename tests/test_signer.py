@@ -35,8 +35,12 @@ from tests.support.asgi import FakeBackends, InProcessGateway, returning, run
 from tests.support.procs import Process, free_port, python_module, serve_module
 
 CLAIMS = {"sub": "user-1", "exp": 1893456000, "roles": ["admin"], "nested": {"a": [1, 2]}}
-LOGIN = {"access_token": CLAIMS, "refresh_token": {"sub": "user-1", "kind": "refresh"}, "user": {"name": "Ann"},
-         "expires_in": 3600}
+LOGIN = {
+    "access_token": CLAIMS,
+    "refresh_token": {"sub": "user-1", "kind": "refresh"},
+    "user": {"name": "Ann"},
+    "expires_in": 3600,
+}
 
 
 def generate(alg: str, kid: str, params: dict | None = None) -> Any:
@@ -74,9 +78,19 @@ def header_of(token: str) -> dict:
 
 
 def login_config(signer: dict, *, backends: list[str] | None = None, **endpoint: Any) -> dict:
-    return {"version": 3, "timeout": "2s", "endpoints": [
-        {"endpoint": "/login", "method": "POST", "extra_config": {"auth/signer": signer},
-         "backend": [{"host": ["http://fake"], "url_pattern": p} for p in backends or ["/login"]], **endpoint}]}
+    return {
+        "version": 3,
+        "timeout": "2s",
+        "endpoints": [
+            {
+                "endpoint": "/login",
+                "method": "POST",
+                "extra_config": {"auth/signer": signer},
+                "backend": [{"host": ["http://fake"], "url_pattern": p} for p in backends or ["/login"]],
+                **endpoint,
+            }
+        ],
+    }
 
 
 def load_errors(config: dict) -> list[str]:
@@ -91,11 +105,16 @@ def load_warnings(config: dict) -> list[str]:
 
 # --- signing ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("alg", ["HS256", "HS512", "RS256", "PS384", "ES256", "ES512", "EdDSA"])
 def test_listed_fields_are_signed_and_verify_with_the_public_key(tmp_path: Path, alg: str) -> None:
     key, other = generate(alg, "k1"), generate(alg, "k2")
-    signer = {"alg": alg, "kid": "k1", "keys_to_sign": ["access_token", "refresh_token"],
-              "jwk_local_path": write_set(tmp_path, other, key)}
+    signer = {
+        "alg": alg,
+        "kid": "k1",
+        "keys_to_sign": ["access_token", "refresh_token"],
+        "jwk_local_path": write_set(tmp_path, other, key),
+    }
     fakes = FakeBackends({"/login": returning(LOGIN)})
 
     async def scenario(gw: InProcessGateway) -> None:
@@ -114,8 +133,14 @@ def test_listed_fields_are_signed_and_verify_with_the_public_key(tmp_path: Path,
 
 def test_full_serialization_and_typ(tmp_path: Path) -> None:
     key = generate("RS256", "k1")
-    signer = {"alg": "RS256", "kid": "k1", "typ": "at+jwt", "full": True, "keys_to_sign": ["access_token"],
-              "jwk_local_path": write_set(tmp_path, key)}
+    signer = {
+        "alg": "RS256",
+        "kid": "k1",
+        "typ": "at+jwt",
+        "full": True,
+        "keys_to_sign": ["access_token"],
+        "jwk_local_path": write_set(tmp_path, key),
+    }
 
     async def scenario(gw: InProcessGateway) -> None:
         value = (await gw.request("POST", "/login")).json()["access_token"]
@@ -132,8 +157,12 @@ def test_full_serialization_and_typ(tmp_path: Path) -> None:
 
 def test_missing_and_non_object_fields_are_left_as_they_are(tmp_path: Path) -> None:
     key = generate("HS256", "k1")
-    signer = {"alg": "HS256", "kid": "k1", "keys_to_sign": ["access_token", "refresh_token", "absent"],
-              "jwk_local_path": write_set(tmp_path, key)}
+    signer = {
+        "alg": "HS256",
+        "kid": "k1",
+        "keys_to_sign": ["access_token", "refresh_token", "absent"],
+        "jwk_local_path": write_set(tmp_path, key),
+    }
     answer = {"access_token": "already-a-string", "refresh_token": [1, 2], "other": 1}
 
     async def scenario(gw: InProcessGateway) -> None:
@@ -150,8 +179,9 @@ def test_failures_and_merges(tmp_path: Path) -> None:
     signer = {"alg": "HS256", "kid": "k1", "keys_to_sign": ["access_token"], "jwk_local_path": write_set(tmp_path, key)}
     fakes = FakeBackends({"/login": returning(LOGIN), "/bad": returning(error=BackendError("boom", cause="test"))})
     config = login_config(signer, backends=["/bad"], cache_ttl="60s")
-    config["endpoints"].append({**login_config(signer, backends=["/login", "/bad"], cache_ttl="60s")["endpoints"][0],
-                                "endpoint": "/partial"})
+    config["endpoints"].append(
+        {**login_config(signer, backends=["/login", "/bad"], cache_ttl="60s")["endpoints"][0], "endpoint": "/partial"}
+    )
 
     async def scenario(gw: InProcessGateway) -> None:
         failed = await gw.request("POST", "/login")
@@ -176,8 +206,9 @@ def test_cache_ttl_gives_private_replies(tmp_path: Path) -> None:
 
 def passthrough(status: int, body: bytes) -> Any:
     async def answer(req: ProxyRequest) -> ProxyResponse:
-        return ProxyResponse.passthrough(status, [("Content-Type", "application/json"), ("X-Fn", "1")], body,
-                                         complete=True)
+        return ProxyResponse.passthrough(
+            status, [("Content-Type", "application/json"), ("X-Fn", "1")], body, complete=True
+        )
 
     return answer
 
@@ -187,12 +218,18 @@ def test_a_passed_through_json_reply_is_signed_when_2xx(tmp_path: Path) -> None:
     key = generate("ES256", "k1")
     signer = {"alg": "ES256", "kid": "k1", "keys_to_sign": ["access_token"], "jwk_local_path": write_set(tmp_path, key)}
     refusal = orjson.dumps({"access_token": {"sub": "x"}, "error": "bad password"})
-    fakes = FakeBackends({"/ok": passthrough(201, orjson.dumps(LOGIN)), "/refused": passthrough(401, refusal),
-                          "/text": passthrough(200, b"not json")})
+    fakes = FakeBackends(
+        {
+            "/ok": passthrough(201, orjson.dumps(LOGIN)),
+            "/refused": passthrough(401, refusal),
+            "/text": passthrough(200, b"not json"),
+        }
+    )
     config = login_config(signer, backends=["/ok"])
     for name in ("refused", "text"):
-        config["endpoints"].append({**login_config(signer, backends=[f"/{name}"])["endpoints"][0],
-                                    "endpoint": f"/{name}"})
+        config["endpoints"].append(
+            {**login_config(signer, backends=[f"/{name}"])["endpoints"][0], "endpoint": f"/{name}"}
+        )
 
     async def scenario(gw: InProcessGateway) -> None:
         ok = await gw.request("POST", "/login")
@@ -223,20 +260,28 @@ def test_a_signing_failure_is_500_without_data(tmp_path: Path, capfd: pytest.Cap
 
 # --- load time ---------------------------------------------------------------------------------------------
 
+
 def test_key_problems_refuse_the_config(tmp_path: Path) -> None:
     rsa, hmac_key = generate("RS256", "k1"), generate("HS256", "h1", {"alg": "HS256"})
-    path = "endpoints[0].extra_config[\"auth/signer\"]"
+    path = 'endpoints[0].extra_config["auth/signer"]'
     cases = {
-        "public key": ({"alg": "RS256", "kid": "k1", "jwk_local_path": write_set(tmp_path, rsa, private=False)},
-                       "key 'k1' is a public key: signing needs the private one"),
-        "unknown kid": ({"alg": "RS256", "kid": "nope", "jwk_local_path": write_set(tmp_path, rsa)},
-                        "no key has kid 'nope', one is needed (kids in the set: 'k1')"),
-        "wrong type": ({"alg": "ES256", "kid": "k1", "jwk_local_path": write_set(tmp_path, rsa)},
-                       "key 'k1' cannot sign ES256"),
-        "made for another alg": ({"alg": "HS512", "kid": "h1", "jwk_local_path": write_set(tmp_path, hmac_key)},
-                                 "key 'h1' cannot sign HS512"),
-        "missing file": ({"alg": "RS256", "kid": "k1", "jwk_local_path": str(tmp_path / "none.json")},
-                         "cannot read"),
+        "public key": (
+            {"alg": "RS256", "kid": "k1", "jwk_local_path": write_set(tmp_path, rsa, private=False)},
+            "key 'k1' is a public key: signing needs the private one",
+        ),
+        "unknown kid": (
+            {"alg": "RS256", "kid": "nope", "jwk_local_path": write_set(tmp_path, rsa)},
+            "no key has kid 'nope', one is needed (kids in the set: 'k1')",
+        ),
+        "wrong type": (
+            {"alg": "ES256", "kid": "k1", "jwk_local_path": write_set(tmp_path, rsa)},
+            "key 'k1' cannot sign ES256",
+        ),
+        "made for another alg": (
+            {"alg": "HS512", "kid": "h1", "jwk_local_path": write_set(tmp_path, hmac_key)},
+            "key 'h1' cannot sign HS512",
+        ),
+        "missing file": ({"alg": "RS256", "kid": "k1", "jwk_local_path": str(tmp_path / "none.json")}, "cannot read"),
     }
     for name, (signer, message) in cases.items():
         errors = load_errors(login_config({"keys_to_sign": ["a"], **signer}))
@@ -247,19 +292,26 @@ def test_config_problems_refuse_the_config(tmp_path: Path) -> None:
     local = write_set(tmp_path, generate("HS256", "k1"))
     base = {"kid": "k1", "keys_to_sign": ["a"]}
     cases = [
-        ({"alg": "none", "jwk_local_path": local}, ".alg: must be one of EdDSA, HS256, HS384, HS512, RS256, RS384, "
-                                                    "RS512, ES256, ES384, ES512, PS256, PS384, PS512 (never none), "
-                                                    "got 'none'"),
+        (
+            {"alg": "none", "jwk_local_path": local},
+            ".alg: must be one of EdDSA, HS256, HS384, HS512, RS256, RS384, "
+            "RS512, ES256, ES384, ES512, PS256, PS384, PS512 (never none), "
+            "got 'none'",
+        ),
         ({"jwk_local_path": local}, "PS512 (never none)"),
         ({"alg": "HS256"}, 'give exactly one of "jwk_local_path" (a JWK set file) or "jwk_url"'),
         ({"alg": "HS256", "jwk_local_path": local, "jwk_url": "https://k/j"}, "both are given"),
         ({"alg": "HS256", "jwk_url": "http://keys.test/jwks"}, ".jwk_url: 'http://keys.test/jwks' is plain HTTP"),
         ({"alg": "HS256", "jwk_url": "ftp://keys.test/jwks"}, "is not an http(s) URL"),
         ({"alg": "HS256", "jwk_url": "https://k/j", "jwk_fingerprints": ["short"]}, ".jwk_fingerprints[0]: must be"),
-        ({"alg": "HS256", "jwk_url": "https://k/j", "jwk_local_ca": str(tmp_path / "no-ca.pem")},
-         ".jwk_local_ca: cannot read"),
-        ({"alg": "HS256", "jwk_local_path": local, "secret_url": "base64key://", "cypher_key": "x"},
-         ".secret_url: encrypted key files"),
+        (
+            {"alg": "HS256", "jwk_url": "https://k/j", "jwk_local_ca": str(tmp_path / "no-ca.pem")},
+            ".jwk_local_ca: cannot read",
+        ),
+        (
+            {"alg": "HS256", "jwk_local_path": local, "secret_url": "base64key://", "cypher_key": "x"},
+            ".secret_url: encrypted key files",
+        ),
     ]
     for signer, message in cases:
         errors = load_errors(login_config({**base, **signer}))
@@ -270,18 +322,25 @@ def test_warnings(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         short = OctKey.import_key({"kty": "oct", "k": "c2hvcnQ", "kid": "s"})  # "short": 40 bits
-    signer = {"alg": "HS256", "kid": "s", "jwk_local_path": write_set(tmp_path, short), "cipher_suites": [49199],
-              "jwk_fingerprints": ["x"], "leeway": "1s"}
+    signer = {
+        "alg": "HS256",
+        "kid": "s",
+        "jwk_local_path": write_set(tmp_path, short),
+        "cipher_suites": [49199],
+        "jwk_fingerprints": ["x"],
+        "leeway": "1s",
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # joserfc's own warning is turned into a config warning, not printed
         found = load_warnings(login_config(signer))
     path = 'endpoints[0].extra_config["auth/signer"]'
-    assert found == [f"{path}.leeway: not supported, ignored",
-                     f"{path}.cipher_suites: accepted and ignored: TLS cipher suites are Python's defaults (TLS 1.2 "
-                     "or later)",
-                     f"{path}.keys_to_sign: is empty: no field of the response is signed",
-                     f"{path}.jwk_fingerprints: applies to jwk_url only, ignored with jwk_local_path",
-                     f"{path}.jwk_local_path: {signer['jwk_local_path']!r}: Key size should be >= 112 bits"]
+    assert found == [
+        f"{path}.leeway: not supported, ignored",
+        f"{path}.cipher_suites: accepted and ignored: TLS cipher suites are Python's defaults (TLS 1.2 or later)",
+        f"{path}.keys_to_sign: is empty: no field of the response is signed",
+        f"{path}.jwk_fingerprints: applies to jwk_url only, ignored with jwk_local_path",
+        f"{path}.jwk_local_path: {signer['jwk_local_path']!r}: Key size should be >= 112 bits",
+    ]
 
 
 def test_the_legacy_name_signs_with_a_warning_naming_auth_signer(tmp_path: Path) -> None:
@@ -290,8 +349,11 @@ def test_the_legacy_name_signs_with_a_warning_naming_auth_signer(tmp_path: Path)
     config = login_config(signer)
     config["endpoints"][0]["extra_config"] = {"github_com/devopsfaith/krakend-jose/signer": signer}
     found = load_warnings(config)
-    assert len(found) == 1 and "`github_com/devopsfaith/krakend-jose/signer` is the old name of `auth/signer`" in \
-        found[0] and "write `auth/signer`" in found[0]
+    assert (
+        len(found) == 1
+        and "`github_com/devopsfaith/krakend-jose/signer` is the old name of `auth/signer`" in found[0]
+        and "write `auth/signer`" in found[0]
+    )
 
     async def scenario(gw: InProcessGateway) -> None:
         assert verify((await gw.request("POST", "/login")).json()["access_token"], key, "HS256") == CLAIMS
@@ -303,12 +365,15 @@ def test_in_a_backend_it_protects_nothing_and_is_refused(tmp_path: Path) -> None
     config = login_config({"alg": "HS256"})
     config["endpoints"][0]["backend"][0]["extra_config"] = config["endpoints"][0].pop("extra_config")
     errors = load_errors(config)
-    assert errors == ['endpoints[0].backend[0].extra_config["auth/signer"]: `auth/signer` is read only in an '
-                      "endpoint's extra_config, so here it protects nothing; move it there, or start with "
-                      "`--allow-unsupported auth/signer` to call the backend without it"]
+    assert errors == [
+        'endpoints[0].backend[0].extra_config["auth/signer"]: `auth/signer` is read only in an '
+        "endpoint's extra_config, so here it protects nothing; move it there, or start with "
+        "`--allow-unsupported auth/signer` to call the backend without it"
+    ]
 
 
 # --- key sets from a URL -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def keys_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -325,8 +390,13 @@ def put_set(base: str, name: str, data: bytes) -> None:
 def test_key_set_from_a_url_over_plain_http_with_disable_jwk_security(keys_server: str) -> None:
     key = generate("RS256", "k1")
     put_set(keys_server, "plain", key_set(generate("RS256", "k0"), key))
-    signer = {"alg": "RS256", "kid": "k1", "keys_to_sign": ["access_token"], "jwk_url": f"{keys_server}/jwks/plain",
-              "disable_jwk_security": True}
+    signer = {
+        "alg": "RS256",
+        "kid": "k1",
+        "keys_to_sign": ["access_token"],
+        "jwk_url": f"{keys_server}/jwks/plain",
+        "disable_jwk_security": True,
+    }
 
     async def scenario(gw: InProcessGateway) -> None:
         assert verify((await gw.request("POST", "/login")).json()["access_token"], key, "RS256") == CLAIMS
@@ -337,14 +407,22 @@ def test_key_set_from_a_url_over_plain_http_with_disable_jwk_security(keys_serve
 def test_a_key_set_that_does_not_load_gives_503_until_a_retry_loads_it(keys_server: str, capfd, monkeypatch) -> None:
     monkeypatch.setattr(signer_module, "RETRY_INTERVAL", 0.3)
     key = generate("HS256", "late")
-    signer = {"alg": "HS256", "kid": "late", "keys_to_sign": ["access_token"], "jwk_url": f"{keys_server}/jwks/late",
-              "disable_jwk_security": True}
+    signer = {
+        "alg": "HS256",
+        "kid": "late",
+        "keys_to_sign": ["access_token"],
+        "jwk_url": f"{keys_server}/jwks/late",
+        "disable_jwk_security": True,
+    }
     fakes = FakeBackends({"/login": returning(LOGIN)})
 
     async def scenario(gw: InProcessGateway) -> None:
         reply = await gw.request("POST", "/login")
         assert (reply.status, reply.json(), reply.header("retry-after")) == (
-            503, {"error": "the signing key is not available"}, "1")
+            503,
+            {"error": "the signing key is not available"},
+            "1",
+        )
         await asyncio.to_thread(put_set, keys_server, "late", key_set(key))
         deadline = time.monotonic() + 5
         while (reply := await gw.request("POST", "/login")).status == 503 and time.monotonic() < deadline:
@@ -359,10 +437,19 @@ def test_a_key_set_that_does_not_load_gives_503_until_a_retry_loads_it(keys_serv
 
 def test_a_hanging_or_garbage_key_server_delays_the_start_at_most_a_few_seconds(keys_server: str, capfd) -> None:
     common = {"alg": "HS256", "kid": "k1", "keys_to_sign": ["access_token"], "disable_jwk_security": True}
-    config = {"version": 3, "timeout": "1s", "endpoints": [
-        {"endpoint": f"/{name}", "method": "POST", "backend": [{"host": ["http://fake"], "url_pattern": "/login"}],
-         "extra_config": {"auth/signer": {**common, "jwk_url": f"{keys_server}/jwks/{name}"}}}
-        for name in ("hang", "garbage")]}
+    config = {
+        "version": 3,
+        "timeout": "1s",
+        "endpoints": [
+            {
+                "endpoint": f"/{name}",
+                "method": "POST",
+                "backend": [{"host": ["http://fake"], "url_pattern": "/login"}],
+                "extra_config": {"auth/signer": {**common, "jwk_url": f"{keys_server}/jwks/{name}"}},
+            }
+            for name in ("hang", "garbage")
+        ],
+    }
     started = time.monotonic()
 
     async def scenario(gw: InProcessGateway) -> None:
@@ -381,16 +468,23 @@ def self_signed(directory: Path) -> tuple[str, str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     pin = base64.urlsafe_b64encode(hashlib.sha256(spki).digest()).decode()
     return str(cert_path), str(key_path), pin
@@ -438,12 +532,26 @@ def test_https_key_set_with_local_ca_and_pins(tls_keys_server, monkeypatch, capf
     put_set_tls(base, cafile, "tls", key_set(key))
     common = {"alg": "ES256", "kid": "k1", "keys_to_sign": ["access_token"], "jwk_url": f"{base}/jwks/tls"}
     wrong_pin = base64.urlsafe_b64encode(b"\0" * 32).decode()
-    cases = {"/ca": {"jwk_local_ca": cafile}, "/pinned": {"jwk_local_ca": cafile, "jwk_fingerprints": [pin]},
-             "/wrong-pin": {"jwk_local_ca": cafile, "jwk_fingerprints": [wrong_pin]}, "/unknown-ca": {},
-             "/insecure": {"disable_jwk_security": True}}
-    config = {"version": 3, "timeout": "2s", "endpoints": [
-        {"endpoint": path, "method": "POST", "extra_config": {"auth/signer": {**common, **extra}},
-         "backend": [{"host": ["http://fake"], "url_pattern": "/login"}]} for path, extra in cases.items()]}
+    cases = {
+        "/ca": {"jwk_local_ca": cafile},
+        "/pinned": {"jwk_local_ca": cafile, "jwk_fingerprints": [pin]},
+        "/wrong-pin": {"jwk_local_ca": cafile, "jwk_fingerprints": [wrong_pin]},
+        "/unknown-ca": {},
+        "/insecure": {"disable_jwk_security": True},
+    }
+    config = {
+        "version": 3,
+        "timeout": "2s",
+        "endpoints": [
+            {
+                "endpoint": path,
+                "method": "POST",
+                "extra_config": {"auth/signer": {**common, **extra}},
+                "backend": [{"host": ["http://fake"], "url_pattern": "/login"}],
+            }
+            for path, extra in cases.items()
+        ],
+    }
 
     async def scenario(gw: InProcessGateway) -> None:
         for path in ("/ca", "/pinned", "/insecure"):
@@ -459,11 +567,20 @@ def test_https_key_set_with_local_ca_and_pins(tls_keys_server, monkeypatch, capf
 
 # --- end to end --------------------------------------------------------------------------------------------
 
+
 def test_a_real_gateway_signs_a_real_backends_reply(start_gateway, upstream: str, tmp_path: Path) -> None:
     key = generate("RS256", "login")
     signer = {"alg": "RS256", "kid": "login", "keys_to_sign": ["nested"], "jwk_local_path": write_set(tmp_path, key)}
-    config = {"version": 3, "endpoints": [{"endpoint": "/token", "extra_config": {"auth/signer": signer},
-                                           "backend": [{"host": [upstream], "url_pattern": "/json/ann"}]}]}
+    config = {
+        "version": 3,
+        "endpoints": [
+            {
+                "endpoint": "/token",
+                "extra_config": {"auth/signer": signer},
+                "backend": [{"host": [upstream], "url_pattern": "/json/ann"}],
+            }
+        ],
+    }
     gateway = start_gateway(config)
     with urllib.request.urlopen(f"{gateway.url}/token", timeout=10) as resp:
         body = orjson.loads(resp.read())

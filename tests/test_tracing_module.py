@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -20,8 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from lambdagate.errors import BackendError
 from lambdagate.proxy import ProxyRequest, ProxyResponse
-from lambdagate.telemetry.tracing import (DEFAULT_SKIP_PATHS, Tracing, TracingOptions, parse_xray_header,
-                                          tracing_options)
+from lambdagate.telemetry.tracing import DEFAULT_SKIP_PATHS, Tracing, TracingOptions, parse_xray_header, tracing_options
 from tests.support.configs import load_with_namespace, namespace_errors
 from tests.support.procs import ROOT, serve_module
 
@@ -53,57 +53,104 @@ def test_defaults(tmp_path: Path) -> None:
     options = tracing_options(loaded.service)
     assert options is not None and loaded.warnings == []
     assert (options.service_name, options.service_version, options.deploy_env, options.trace_sample_rate) == (
-        "lambdagate", None, None, 1.0)
+        "lambdagate",
+        None,
+        None,
+        1.0,
+    )
     assert options.skip_paths == DEFAULT_SKIP_PATHS == ["/__health", "/__debug/", "/__echo/", "/__stats/"]
     assert options.trace_urls == ["http://localhost:4318/v1/traces"]
 
 
 def test_good_values_are_parsed(tmp_path: Path) -> None:
-    loaded = load(tmp_path, {"service_version": "1.2.3", "deploy_env": "prod", "trace_sample_rate": 0.25,
-                             "skip_paths": ["/users/{id}"],
-                             "exporters": {"otlp": [{**OTLP, "host": "https://otel.example.com", "port": 443},
-                                                    {**OTLP, "name": "b", "host": "http://10.0.0.5"},
-                                                    {**OTLP, "name": "c", "disable_traces": True}]}},
-                  name="my gateway")
+    loaded = load(
+        tmp_path,
+        {
+            "service_version": "1.2.3",
+            "deploy_env": "prod",
+            "trace_sample_rate": 0.25,
+            "skip_paths": ["/users/{id}"],
+            "exporters": {
+                "otlp": [
+                    {**OTLP, "host": "https://otel.example.com", "port": 443},
+                    {**OTLP, "name": "b", "host": "http://10.0.0.5"},
+                    {**OTLP, "name": "c", "disable_traces": True},
+                ]
+            },
+        },
+        name="my gateway",
+    )
     options = tracing_options(loaded.service)
     assert options.service_name == "my gateway"  # the config's name, as in KrakenD
     assert (options.service_version, options.deploy_env, options.trace_sample_rate, options.skip_paths) == (
-        "1.2.3", "prod", 0.25, ["/users/{id}"])
+        "1.2.3",
+        "prod",
+        0.25,
+        ["/users/{id}"],
+    )
     assert options.trace_urls == ["https://otel.example.com:443/v1/traces", "http://10.0.0.5:4318/v1/traces"]
-    assert tracing_options(load(tmp_path, {"service_name": "explicit", "exporters": {"otlp": [OTLP]}},
-                                name="ignored").service).service_name == "explicit"
+    assert (
+        tracing_options(
+            load(tmp_path, {"service_name": "explicit", "exporters": {"otlp": [OTLP]}}, name="ignored").service
+        ).service_name
+        == "explicit"
+    )
 
 
-@pytest.mark.parametrize("exporter", [{"name": "c", "host": "localhost"}, {**OTLP, "name": "d", "use_http": False}],
-                         ids=["default-grpc", "explicit-grpc"])
+@pytest.mark.parametrize(
+    "exporter",
+    [{"name": "c", "host": "localhost"}, {**OTLP, "name": "d", "use_http": False}],
+    ids=["default-grpc", "explicit-grpc"],
+)
 def test_grpc_export_is_refused_with_what_to_write(tmp_path: Path, exporter: dict) -> None:
     assert config_errors(tmp_path, {"exporters": {"otlp": [OTLP, exporter]}}) == [
         f'{PATH}.exporters.otlp[1].use_http: gRPC export is not supported: write "use_http": true and the '
-        f'collector\'s OTLP/HTTP port ("port": 4318)']
+        f'collector\'s OTLP/HTTP port ("port": 4318)'
+    ]
 
 
 @pytest.mark.parametrize("rate", [1.5, -0.1, "0.5", True])
 def test_a_bad_sample_rate_is_refused(tmp_path: Path, rate: Any) -> None:
     assert config_errors(tmp_path, {"trace_sample_rate": rate, "exporters": {"otlp": [OTLP]}}) == [
-        f"{PATH}.trace_sample_rate: must be a number from 0 to 1 (the share of traces kept, e.g. 0.25), got {rate!r}"]
+        f"{PATH}.trace_sample_rate: must be a number from 0 to 1 (the share of traces kept, e.g. 0.25), got {rate!r}"
+    ]
 
 
-@pytest.mark.parametrize("otel, expected", [
-    pytest.param({}, [f'{PATH}: required: add "exporters" with an OTLP exporter, such as '], id="no-exporters"),
-    pytest.param([], [f"{PATH}: must be an object such as "], id="not-an-object"),
-    pytest.param({"exporters": {"otlp": [{**OTLP, "host": "localhost:4318"}]}},
-                 [f"{PATH}.exporters.otlp[0].host: 'localhost:4318' carries a port: write the host alone and the port "
-                  'in "port"'], id="host-with-port"),
-    pytest.param({"exporters": {"otlp": [{**OTLP, "host": "grpc://collector/x"}]}},
-                 [f"{PATH}.exporters.otlp[0].host: 'grpc://collector/x' is not a collector host"], id="bad-host"),
-    pytest.param({"exporters": {"otlp": [{**OTLP, "port": 70000}]}},
-                 [f"{PATH}.exporters.otlp[0].port: Input should be less than or equal to 65535"], id="bad-port"),
-    pytest.param({"exporters": {"otlp": [{"host": "localhost", "use_http": True}]}},
-                 [f'{PATH}.exporters.otlp[0].name: required: add "name"'], id="no-name"),
-    pytest.param({"exporters": {"otlp": [OTLP, OTLP]}},
-                 [f"{PATH}.exporters.otlp[1].name: duplicate exporter name 'collector': give each one its own"],
-                 id="duplicate-name"),
-])
+@pytest.mark.parametrize(
+    "otel, expected",
+    [
+        pytest.param({}, [f'{PATH}: required: add "exporters" with an OTLP exporter, such as '], id="no-exporters"),
+        pytest.param([], [f"{PATH}: must be an object such as "], id="not-an-object"),
+        pytest.param(
+            {"exporters": {"otlp": [{**OTLP, "host": "localhost:4318"}]}},
+            [
+                f"{PATH}.exporters.otlp[0].host: 'localhost:4318' carries a port: write the host alone and the port "
+                'in "port"'
+            ],
+            id="host-with-port",
+        ),
+        pytest.param(
+            {"exporters": {"otlp": [{**OTLP, "host": "grpc://collector/x"}]}},
+            [f"{PATH}.exporters.otlp[0].host: 'grpc://collector/x' is not a collector host"],
+            id="bad-host",
+        ),
+        pytest.param(
+            {"exporters": {"otlp": [{**OTLP, "port": 70000}]}},
+            [f"{PATH}.exporters.otlp[0].port: Input should be less than or equal to 65535"],
+            id="bad-port",
+        ),
+        pytest.param(
+            {"exporters": {"otlp": [{"host": "localhost", "use_http": True}]}},
+            [f'{PATH}.exporters.otlp[0].name: required: add "name"'],
+            id="no-name",
+        ),
+        pytest.param(
+            {"exporters": {"otlp": [OTLP, OTLP]}},
+            [f"{PATH}.exporters.otlp[1].name: duplicate exporter name 'collector': give each one its own"],
+            id="duplicate-name",
+        ),
+    ],
+)
 def test_bad_values_are_refused_with_their_path(tmp_path: Path, otel: Any, expected: list[str]) -> None:
     errors = config_errors(tmp_path, otel)
     assert len(errors) == len(expected)
@@ -112,19 +159,25 @@ def test_bad_values_are_refused_with_their_path(tmp_path: Path, otel: Any, expec
 
 
 def test_unsupported_keys_are_warned_about(tmp_path: Path) -> None:
-    loaded = load(tmp_path, {"layers": {"global": {"report_headers": True}}, "metric_reporting_period": 10,
-                             "custom": 1, "exporters": {"otlp": [{**OTLP, "timeout": 3}],
-                                                        "prometheus": [{"name": "p", "port": 9090}], "zipkin": []}})
+    loaded = load(
+        tmp_path,
+        {
+            "layers": {"global": {"report_headers": True}},
+            "metric_reporting_period": 10,
+            "custom": 1,
+            "exporters": {"otlp": [{**OTLP, "timeout": 3}], "prometheus": [{"name": "p", "port": 9090}], "zipkin": []},
+        },
+    )
     assert tracing_options(loaded.service) is not None
     assert [str(w) for w in loaded.warnings] == [
         f"{PATH}.custom: not supported, ignored",
         f"{PATH}.exporters.otlp[0].timeout: not supported, ignored",
         f"{PATH}.exporters.zipkin: not supported, ignored",
-        f'{PATH}.exporters.prometheus[0]: ignored: OpenTelemetry metrics are not exported, Prometheus metrics are '
+        f"{PATH}.exporters.prometheus[0]: ignored: OpenTelemetry metrics are not exported, Prometheus metrics are "
         f'served by "telemetry/metrics"',
         f"{PATH}.layers: not supported, ignored: lambdagate reports one span per request, backend call and Lambda "
         f"Invoke",
-        f'{PATH}.metric_reporting_period: ignored: OpenTelemetry metrics are not exported, Prometheus metrics are '
+        f"{PATH}.metric_reporting_period: ignored: OpenTelemetry metrics are not exported, Prometheus metrics are "
         f'served by "telemetry/metrics"',
     ]
 
@@ -160,12 +213,16 @@ def test_without_opentelemetry_a_config_that_turns_tracing_on_is_refused(tmp_pat
         "except StartupError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(on / "krakend.json"), str(off / "krakend.json")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(on / "krakend.json"), str(off / "krakend.json")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == (f"{PATH}: turns tracing on but OpenTelemetry is not installed: "
-                        "pip install 'lambdagate[otel]'")
+    assert lines[0] == (f"{PATH}: turns tracing on but OpenTelemetry is not installed: pip install 'lambdagate[otel]'")
     assert len(lines) == 2 and "pip install 'lambdagate[otel]'" in lines[1]
 
 
@@ -183,8 +240,17 @@ def finished(tracing: Tracing, exporter: InMemorySpanExporter) -> dict[str, Any]
 
 
 def request() -> ProxyRequest:
-    return ProxyRequest(method="GET", path="/a", params={}, query=[], headers={}, body=b"", client_ip="127.0.0.1",
-                        request_id="r1", deadline=0.0)
+    return ProxyRequest(
+        method="GET",
+        path="/a",
+        params={},
+        query=[],
+        headers={},
+        body=b"",
+        client_ip="127.0.0.1",
+        request_id="r1",
+        deadline=0.0,
+    )
 
 
 def recording(seen: list[ProxyRequest], reply: ProxyResponse | None = None, error: BaseException | None = None):
@@ -209,9 +275,12 @@ def test_server_and_backend_spans_carry_the_incoming_trace() -> None:
     original = request()
 
     async def serve() -> ProxyResponse:
-        span = tracing.start_server_span("GET", None, "/users/7",
-                                         [(b"host", b"x"), (b"traceparent", TRACEPARENT.encode()),
-                                          (b"tracestate", b"congo=t61rcWkgMzE")])
+        span = tracing.start_server_span(
+            "GET",
+            None,
+            "/users/7",
+            [(b"host", b"x"), (b"traceparent", TRACEPARENT.encode()), (b"tracestate", b"congo=t61rcWkgMzE")],
+        )
         span.set_route("GET", "/users/{id}")
         resp = await call(original)
         span.end(200)
@@ -224,20 +293,32 @@ def test_server_and_backend_spans_carry_the_incoming_trace() -> None:
     assert server.kind == SpanKind.SERVER and client.kind == SpanKind.CLIENT
     assert format(server.context.trace_id, "032x") == TRACE_ID and hexid(server.parent.span_id) == PARENT_ID
     assert client.context.trace_id == server.context.trace_id and client.parent.span_id == server.context.span_id
-    assert dict(server.attributes) == {"http.request.method": "GET", "url.path": "/users/7",
-                                       "http.route": "/users/{id}", "http.response.status_code": 200}
-    assert dict(client.attributes) == {"lambdagate.backend": "users", "lambdagate.backend.kind": "http",
-                                       "http.response.status_code": 200}
+    assert dict(server.attributes) == {
+        "http.request.method": "GET",
+        "url.path": "/users/7",
+        "http.route": "/users/{id}",
+        "http.response.status_code": 200,
+    }
+    assert dict(client.attributes) == {
+        "lambdagate.backend": "users",
+        "lambdagate.backend.kind": "http",
+        "http.response.status_code": 200,
+    }
     assert server.status.status_code == client.status.status_code == StatusCode.UNSET
     resource = server.resource.attributes
     assert {k: resource.get(k) for k in ("service.name", "service.version", "deployment.environment")} == {
-        "service.name": "gw", "service.version": "1.0", "deployment.environment": "test"}
+        "service.name": "gw",
+        "service.version": "1.0",
+        "deployment.environment": "test",
+    }
     # The backend got a copy of the request carrying this client span's context; the original is untouched.
     assert original.trace_headers is None and seen[0] is not original and seen[0].path == original.path
     sid = hexid(client.context.span_id)
     assert seen[0].trace_headers == {
-        "traceparent": f"00-{TRACE_ID}-{sid}-01", "tracestate": "congo=t61rcWkgMzE",
-        "x-amzn-trace-id": f"Root=1-{TRACE_ID[:8]}-{TRACE_ID[8:]};Parent={sid};Sampled=1"}
+        "traceparent": f"00-{TRACE_ID}-{sid}-01",
+        "tracestate": "congo=t61rcWkgMzE",
+        "x-amzn-trace-id": f"Root=1-{TRACE_ID[:8]}-{TRACE_ID[8:]};Parent={sid};Sampled=1",
+    }
 
 
 def test_a_new_trace_gets_an_x_ray_compatible_id_and_a_route_name() -> None:
@@ -262,8 +343,9 @@ def test_failures_mark_spans_as_errors_and_propagate_unchanged() -> None:
     failure = BackendError("the backend failed", status=503, cause="connection refused")
     failing = tracing.wrap_backend(recording([], error=failure), label="down", kind="http")
     buggy = tracing.wrap_backend(recording([], error=RuntimeError("bug")), label="buggy", kind="lambda")
-    bad_reply = tracing.wrap_backend(recording([], reply=ProxyResponse(None, status=502, body=b"")), label="bad",
-                                     kind="http")
+    bad_reply = tracing.wrap_backend(
+        recording([], reply=ProxyResponse(None, status=502, body=b"")), label="bad", kind="http"
+    )
 
     async def serve() -> None:
         span = tracing.start_server_span("GET", "/a", "/a", [])
@@ -280,8 +362,11 @@ def test_failures_mark_spans_as_errors_and_propagate_unchanged() -> None:
     down, bug, bad, server = spans["backend down"], spans["backend buggy"], spans["backend bad"], spans["GET /a"]
     assert all(s.status.status_code == StatusCode.ERROR for s in (down, bug, bad, server))
     assert down.status.description == "the backend failed"
-    assert (down.attributes["lambdagate.error.status"], down.attributes["lambdagate.error.cause"],
-            down.attributes["error.type"]) == (503, "connection refused", "503")
+    assert (
+        down.attributes["lambdagate.error.status"],
+        down.attributes["lambdagate.error.cause"],
+        down.attributes["error.type"],
+    ) == (503, "connection refused", "503")
     assert bug.attributes["error.type"] == "RuntimeError" and bug.events[0].name == "exception"
     assert bug.attributes["lambdagate.backend.kind"] == "lambda"
     assert bad.attributes["http.response.status_code"] == 502
@@ -290,8 +375,9 @@ def test_failures_mark_spans_as_errors_and_propagate_unchanged() -> None:
 
 def test_a_timed_out_backend_and_a_cancelled_call_are_errors() -> None:
     tracing, exporter = make_tracing()
-    timed_out = tracing.wrap_backend(recording([], error=BackendError("slow", status=504, timed_out=True)),
-                                     label="slow", kind="http")
+    timed_out = tracing.wrap_backend(
+        recording([], error=BackendError("slow", status=504, timed_out=True)), label="slow", kind="http"
+    )
 
     async def hang(req: ProxyRequest) -> ProxyResponse:
         await asyncio.sleep(10)
@@ -311,7 +397,9 @@ def test_a_timed_out_backend_and_a_cancelled_call_are_errors() -> None:
     spans = finished(tracing, exporter)
     assert spans["backend slow"].attributes["error.type"] == "timeout"
     assert (spans["backend hang"].status.status_code, spans["backend hang"].status.description) == (
-        StatusCode.ERROR, "cancelled")
+        StatusCode.ERROR,
+        "cancelled",
+    )
     assert spans["backend hang"].parent.span_id == spans["GET /a"].context.span_id
 
 
@@ -341,19 +429,28 @@ def test_invoke_spans_nest_under_the_backend_span() -> None:
 
     asyncio.run(serve())
     spans = finished(tracing, exporter)
-    backend, ok, throttled, broken = (spans[n] for n in ("backend fn", "lambda.invoke users", "lambda.invoke orders",
-                                                         "lambda.invoke broken"))
+    backend, ok, throttled, broken = (
+        spans[n] for n in ("backend fn", "lambda.invoke users", "lambda.invoke orders", "lambda.invoke broken")
+    )
     for invoke in (ok, throttled, broken):
         assert invoke.kind == SpanKind.CLIENT and invoke.parent.span_id == backend.context.span_id
     assert dict(ok.attributes) == {
-        "faas.invoked_name": "users", "faas.invoked_provider": "aws", "faas.invoked_region": "eu-west-1",
-        "rpc.system": "aws-api", "rpc.service": "Lambda", "rpc.method": "Invoke",
-        "lambdagate.lambda.outcome": "success", "lambdagate.lambda.retries": 1, "aws.request_id": "lambda-req-1"}
+        "faas.invoked_name": "users",
+        "faas.invoked_provider": "aws",
+        "faas.invoked_region": "eu-west-1",
+        "rpc.system": "aws-api",
+        "rpc.service": "Lambda",
+        "rpc.method": "Invoke",
+        "lambdagate.lambda.outcome": "success",
+        "lambdagate.lambda.retries": 1,
+        "aws.request_id": "lambda-req-1",
+    }
     assert ok.status.status_code == StatusCode.UNSET
     tid, sid = format(ok.context.trace_id, "032x"), hexid(ok.context.span_id)
     # Flags 03: sampled, and a random trace id (W3C level 2: its 7 rightmost bytes are random).
-    assert seen_headers == [{"traceparent": f"00-{tid}-{sid}-03",
-                             "x-amzn-trace-id": f"Root=1-{tid[:8]}-{tid[8:]};Parent={sid};Sampled=1"}]
+    assert seen_headers == [
+        {"traceparent": f"00-{tid}-{sid}-03", "x-amzn-trace-id": f"Root=1-{tid[:8]}-{tid[8:]};Parent={sid};Sampled=1"}
+    ]
     assert "faas.invoked_region" not in throttled.attributes
     assert (throttled.status.status_code, throttled.status.description) == (StatusCode.ERROR, "throttled")
     assert throttled.attributes["lambdagate.lambda.retries"] == 2
@@ -429,10 +526,18 @@ def test_an_unsampled_request_still_sends_its_decision_downstream() -> None:
 def test_skip_paths() -> None:
     tracing, _ = make_tracing()
     assert [tracing.skips(p) for p in ("/__health", "/__echo", "/__echo/x/y", "/__debug/", "/__healthz", "/users")] == [
-        True, True, True, True, False, False]
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
     tracing, _ = make_tracing(skip_paths=["/users/{id}", "/static/", "/exact"])
-    assert [tracing.skips(p) for p in ("/users/7", "/users/7/x", "/users/", "/static/a.css", "/static", "/exact",
-                                       "/exact/", "/__health")] == [True, False, False, True, True, True, False, False]
+    assert [
+        tracing.skips(p)
+        for p in ("/users/7", "/users/7/x", "/users/", "/static/a.css", "/static", "/exact", "/exact/", "/__health")
+    ] == [True, False, False, True, True, True, False, False]
     tracing, _ = make_tracing(skip_paths=[""])  # KrakenD's way of skipping nothing
     assert not any(tracing.skips(p) for p in ("/", "/__health", ""))
 
@@ -458,27 +563,38 @@ def test_sample_rate_zero_exports_nothing_but_still_propagates() -> None:
     assert seen[1].trace_headers["x-amzn-trace-id"].endswith(";Sampled=1")
 
 
-@pytest.mark.parametrize("header, expected", [
-    (f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=1", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), True)),
-    (f"Parent={XRAY_PARENT}; Root={XRAY_ROOT}; Sampled=0", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), False)),
-    (f"Self=1-67891233-12456789abcdef012345678;Root={XRAY_ROOT};Parent={XRAY_PARENT};Lineage=a87bd80c:1",
-     (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), None)),
-    (f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=?", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), None)),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=1", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), True)),
+        (f"Parent={XRAY_PARENT}; Root={XRAY_ROOT}; Sampled=0", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), False)),
+        (
+            f"Self=1-67891233-12456789abcdef012345678;Root={XRAY_ROOT};Parent={XRAY_PARENT};Lineage=a87bd80c:1",
+            (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), None),
+        ),
+        (f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=?", (int(XRAY_TRACE_ID, 16), int(XRAY_PARENT, 16), None)),
+    ],
+)
 def test_x_ray_headers_are_parsed(header: str, expected: tuple) -> None:
     assert parse_xray_header(header) == expected
 
 
-@pytest.mark.parametrize("header", [
-    "", "garbage", f"Root={XRAY_ROOT}", f"Parent={XRAY_PARENT};Sampled=1",  # no parent, or no trace
-    f"Root=2-5759e988-bd862e3fe1be46a994272793;Parent={XRAY_PARENT}",  # unknown version
-    f"Root=1-5759e988-bd862e3fe1be46a99427279;Parent={XRAY_PARENT}",  # short trace id
-    f"Root=1-5759e98g-bd862e3fe1be46a994272793;Parent={XRAY_PARENT}",  # not hex
-    f"Root={XRAY_ROOT};Parent=53995c3f42cd8ad",  # short parent
-    f"Root={XRAY_ROOT};Parent=0000000000000000",  # zero parent
-    "Root=1-00000000-000000000000000000000000;Parent=53995c3f42cd8ad8",  # zero trace id
-    f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=yes",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "garbage",
+        f"Root={XRAY_ROOT}",
+        f"Parent={XRAY_PARENT};Sampled=1",  # no parent, or no trace
+        f"Root=2-5759e988-bd862e3fe1be46a994272793;Parent={XRAY_PARENT}",  # unknown version
+        f"Root=1-5759e988-bd862e3fe1be46a99427279;Parent={XRAY_PARENT}",  # short trace id
+        f"Root=1-5759e98g-bd862e3fe1be46a994272793;Parent={XRAY_PARENT}",  # not hex
+        f"Root={XRAY_ROOT};Parent=53995c3f42cd8ad",  # short parent
+        f"Root={XRAY_ROOT};Parent=0000000000000000",  # zero parent
+        "Root=1-00000000-000000000000000000000000;Parent=53995c3f42cd8ad8",  # zero trace id
+        f"Root={XRAY_ROOT};Parent={XRAY_PARENT};Sampled=yes",
+    ],
+)
 def test_malformed_x_ray_headers_are_ignored(header: str) -> None:
     assert parse_xray_header(header) is None
 
@@ -489,10 +605,12 @@ def test_a_request_without_traceparent_continues_its_x_ray_trace() -> None:
 
     async def serve() -> None:
         tracing.start_server_span("GET", "/xray", "/xray", [(b"x-amzn-trace-id", xray)]).end(200)
-        tracing.start_server_span("GET", "/bad-w3c", "/", [(b"traceparent", b"garbage"), (b"x-amzn-trace-id", xray)]
-                                  ).end(200)
-        tracing.start_server_span("GET", "/w3c", "/", [(b"traceparent", TRACEPARENT.encode()),
-                                                       (b"x-amzn-trace-id", xray)]).end(200)
+        tracing.start_server_span(
+            "GET", "/bad-w3c", "/", [(b"traceparent", b"garbage"), (b"x-amzn-trace-id", xray)]
+        ).end(200)
+        tracing.start_server_span(
+            "GET", "/w3c", "/", [(b"traceparent", TRACEPARENT.encode()), (b"x-amzn-trace-id", xray)]
+        ).end(200)
         tracing.start_server_span("GET", "/two", "/", [(b"x-amzn-trace-id", xray), (b"x-amzn-trace-id", xray)]).end(200)
         tracing.start_server_span("GET", "/malformed", "/", [(b"x-amzn-trace-id", b"Root=1-xyz")]).end(200)
 
@@ -563,9 +681,19 @@ def collected(url: str, method: str = "GET") -> Any:
 def test_spans_reach_a_real_otlp_collector(collector: str, tmp_path: Path) -> None:
     collected(collector, "DELETE")
     port = int(collector.rsplit(":", 1)[1])
-    loaded = load(tmp_path, {"service_name": "gw-e2e", "deploy_env": "test", "exporters": {"otlp": [
-        {"name": "local", "host": "http://127.0.0.1", "port": port, "use_http": True},
-        {"name": "metrics-only", "host": "127.0.0.1", "port": 9, "use_http": True, "disable_traces": True}]}})
+    loaded = load(
+        tmp_path,
+        {
+            "service_name": "gw-e2e",
+            "deploy_env": "test",
+            "exporters": {
+                "otlp": [
+                    {"name": "local", "host": "http://127.0.0.1", "port": port, "use_http": True},
+                    {"name": "metrics-only", "host": "127.0.0.1", "port": 9, "use_http": True, "disable_traces": True},
+                ]
+            },
+        },
+    )
     tracing = Tracing(tracing_options(loaded.service))
 
     async def fn(req: ProxyRequest) -> ProxyResponse:
@@ -587,8 +715,9 @@ def test_spans_reach_a_real_otlp_collector(collector: str, tmp_path: Path) -> No
     tracing.shutdown()  # flushes: the export is done when it returns
     spans = {s["name"]: s for s in collected(collector)}
     assert set(spans) == {"GET /users", "backend users-fn", "lambda.invoke users", "backend down"}
-    server, backend, invoke, down = (spans[n] for n in ("GET /users", "backend users-fn", "lambda.invoke users",
-                                                        "backend down"))
+    server, backend, invoke, down = (
+        spans[n] for n in ("GET /users", "backend users-fn", "lambda.invoke users", "backend down")
+    )
     assert {s["trace_id"] for s in spans.values()} == {TRACE_ID}
     assert {s["service_name"] for s in spans.values()} == {"gw-e2e"}
     assert (server["kind"], server["parent_span_id"], server["status_code"]) == ("SERVER", PARENT_ID, "ERROR")

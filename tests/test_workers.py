@@ -32,7 +32,10 @@ def test_policy_for_workers_that_fail_to_start() -> None:
     assert RespawnPolicy().delay(0, started=False, age=0.2, others_alive=True) is None  # never served: broken
     policy = RespawnPolicy(ever_started=True)
     assert [policy.delay(1, started=False, age=0.2, others_alive=False) for _ in range(START_ATTEMPTS)] == [
-        0.5, 1.0, None]
+        0.5,
+        1.0,
+        None,
+    ]
     policy = RespawnPolicy(ever_started=True)
     delays = [policy.delay(1, started=False, age=0.2, others_alive=True) for _ in range(6)]
     assert delays == [0.5, 1.0, 2.0, 4.0, MAX_BACKOFF, MAX_BACKOFF]  # another worker answers: keep trying
@@ -41,6 +44,7 @@ def test_policy_for_workers_that_fail_to_start() -> None:
 
 
 # --- real processes ----------------------------------------------------------------------------------------------
+
 
 def workers_of(pid: int) -> set[int]:
     """The child processes of `pid` (granian's workers)."""
@@ -108,8 +112,11 @@ def load(port: int, path: str, seconds: float, threads: int) -> list[tuple[float
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGABRT])
 def test_a_worker_killed_under_load_is_respawned_and_the_others_keep_answering(upstream, start_gateway, sig):
     """SIGABRT is how a panic ends a worker (granian is built with panic = "abort")."""
-    config = {"version": 3, "host": [upstream],
-              "endpoints": [{"endpoint": "/x", "backend": [{"url_pattern": "/json/x"}]}]}
+    config = {
+        "version": 3,
+        "host": [upstream],
+        "endpoints": [{"endpoint": "/x", "backend": [{"url_pattern": "/json/x"}]}],
+    }
     gw = start_gateway(config, "--workers", "2")
     port, main = int(gw.url.rsplit(":", 1)[1]), gw.process.proc.pid
     before = wait_for(lambda: two_workers(main), 10, "two workers")
@@ -137,14 +144,18 @@ def test_a_worker_killed_under_load_is_respawned_and_the_others_keep_answering(u
     wait_for(lambda: started_count(gw.process) >= 3, 15, "the new worker started")
     assert get(port, "/x")[0] == 200
     how = "killed by SIGKILL" if sig == signal.SIGKILL else "killed by SIGABRT (a panic in the HTTP server"
-    assert re.search(rf"ERROR lambdagate: worker-\d \(pid {victim}\) died after [0-9.]+s of service: {re.escape(how)}",
-                     gw.log()), gw.log()[-3000:]
+    assert re.search(
+        rf"ERROR lambdagate: worker-\d \(pid {victim}\) died after [0-9.]+s of service: {re.escape(how)}", gw.log()
+    ), gw.log()[-3000:]
 
 
 def test_repeated_crashes_of_one_worker_do_not_stop_the_gateway(upstream, start_gateway):
     """granian's own respawn stops the server when a respawned worker dies again within 5.5 s."""
-    config = {"version": 3, "host": [upstream],
-              "endpoints": [{"endpoint": "/x", "backend": [{"url_pattern": "/json/x"}]}]}
+    config = {
+        "version": 3,
+        "host": [upstream],
+        "endpoints": [{"endpoint": "/x", "backend": [{"url_pattern": "/json/x"}]}],
+    }
     gw = start_gateway(config, "--workers", "2")
     port, main = int(gw.url.rsplit(":", 1)[1]), gw.process.proc.pid
     wait_for(lambda: started_count(gw.process) >= 2, 10, "both workers started")
@@ -164,10 +175,14 @@ def test_repeated_crashes_of_one_worker_do_not_stop_the_gateway(upstream, start_
 
 # --- a real panic, and workers that cannot start (tests/support/crashing_app.py) -------------------------------
 
+
 def crashing_app(tmp_path: Path, workers: int, fail_file: Path) -> tuple[Process, int]:
     port = free_port()
-    proc = Process(python_module("tests.support.crashing_app", str(port), str(workers)),
-                   tmp_path / f"crashing-{port}.log", {"CRASHING_APP_FAIL_START": str(fail_file)})
+    proc = Process(
+        python_module("tests.support.crashing_app", str(port), str(workers)),
+        tmp_path / f"crashing-{port}.log",
+        {"CRASHING_APP_FAIL_START": str(fail_file)},
+    )
     return proc, port
 
 

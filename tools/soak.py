@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,8 +109,12 @@ def run_wrk(url: str, seconds: int, connections: int, workdir: Path) -> Result:
     script = workdir / "soak.lua"
     script.write_text(WRK_SCRIPT)
     threads = max(1, min(2, connections))
-    proc = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
-                             "-s", str(script), url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _OWN_PIDS.add(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=seconds + 60)
@@ -123,8 +127,15 @@ def run_wrk(url: str, seconds: int, connections: int, workdir: Path) -> Result:
         raise RuntimeError(f"wrk gave no summary:\n{stdout}\n{stderr}")
     data = json.loads(line[5:])
     errors = {k: data[k] for k in ("non200", "incomplete", "connect", "read", "write", "timeout")}
-    return Result(data["requests"], data["duration_us"] / 1e6, errors, data["p50_us"] / 1000, data["p99_us"] / 1000,
-                  data["max_us"] / 1000, f"wrk -t{threads} -c{connections}")
+    return Result(
+        data["requests"],
+        data["duration_us"] / 1e6,
+        errors,
+        data["p50_us"] / 1000,
+        data["p99_us"] / 1000,
+        data["max_us"] / 1000,
+        f"wrk -t{threads} -c{connections}",
+    )
 
 
 def run_python(url: str, seconds: int, connections: int) -> Result:
@@ -149,7 +160,7 @@ def run_python(url: str, seconds: int, connections: int) -> Result:
                             errors["non200"] += 1
                         elif resp.headers.get("X-KrakenD-Completed") != "true":
                             errors["incomplete"] += 1
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     errors["socket"] += 1
                 count += 1
                 if len(latencies) < 1_000_000:
@@ -162,8 +173,15 @@ def run_python(url: str, seconds: int, connections: int) -> Result:
             await asyncio.gather(*(client(session, k) for k in range(connections)))
         latencies.sort()
         pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0  # noqa: E731
-        return Result(count, time.monotonic() - started, errors, pick(0.5), pick(0.99), pick(1.0),
-                      f"python aiohttp loop, {connections} connections")
+        return Result(
+            count,
+            time.monotonic() - started,
+            errors,
+            pick(0.5),
+            pick(0.99),
+            pick(1.0),
+            f"python aiohttp loop, {connections} connections",
+        )
 
     return asyncio.run(main())
 
@@ -201,19 +219,38 @@ def main() -> int:
         procs.append(stub)
         wait_http(f"http://127.0.0.1:{up_port}/json/ready", proc=upstream.proc)
         wait_http(f"http://127.0.0.1:{stub_port}/__health", proc=stub.proc)
-        lam = {"extra_config": {"backend/lambda": {"function_name": "object", "region": "us-east-1",
-                                                   "endpoint": f"http://127.0.0.1:{stub_port}"}}}
-        config = {"version": 3, "timeout": "3s", "host": [f"http://127.0.0.1:{up_port}"], "endpoints": [
-            {"endpoint": "/http", "backend": [{"url_pattern": "/json/soak", "allow": ["name", "nested.a"]}]},
-            {"endpoint": "/lambda", "backend": [{**lam, "deny": ["secret"]}]},
-            {"endpoint": "/merged", "backend": [{"url_pattern": "/json/soak", "group": "http"}, {**lam, "group": "fn"}]},
-        ]}
+        lam = {
+            "extra_config": {
+                "backend/lambda": {
+                    "function_name": "object",
+                    "region": "us-east-1",
+                    "endpoint": f"http://127.0.0.1:{stub_port}",
+                }
+            }
+        }
+        config = {
+            "version": 3,
+            "timeout": "3s",
+            "host": [f"http://127.0.0.1:{up_port}"],
+            "endpoints": [
+                {"endpoint": "/http", "backend": [{"url_pattern": "/json/soak", "allow": ["name", "nested.a"]}]},
+                {"endpoint": "/lambda", "backend": [{**lam, "deny": ["secret"]}]},
+                {
+                    "endpoint": "/merged",
+                    "backend": [{"url_pattern": "/json/soak", "group": "http"}, {**lam, "group": "fn"}],
+                },
+            ],
+        }
         (workdir / "krakend.json").write_text(json.dumps(config))
         args = ["run", "-c", str(workdir / "krakend.json"), "--port", str(gw_port), "--host", "127.0.0.1"]
         if os.environ.get("SOAK_ACCESS_LOG") != "1":
             args.append("--no-access-log")
-        env = {"AWS_ACCESS_KEY_ID": "soak", "AWS_SECRET_ACCESS_KEY": "soak-secret", "AWS_REGION": "us-east-1",
-               "AWS_EC2_METADATA_DISABLED": "true"}
+        env = {
+            "AWS_ACCESS_KEY_ID": "soak",
+            "AWS_SECRET_ACCESS_KEY": "soak-secret",
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
         gateway = Process(python_module("lambdagate", *args), workdir / "gateway.log", env)
         procs.append(gateway)
         url = f"http://127.0.0.1:{gw_port}"
@@ -221,8 +258,11 @@ def main() -> int:
         for path in PATHS:
             wait_http(url + path, proc=gateway.proc)
         worker = worker_pid(gateway.proc.pid)
-        print(f"soak: {seconds}s at {connections} connections ({client}) against {url}{', '.join(PATHS)}; "
-              f"worker pid {worker}", file=sys.stderr)
+        print(
+            f"soak: {seconds}s at {connections} connections ({client}) against {url}{', '.join(PATHS)}; "
+            f"worker pid {worker}",
+            file=sys.stderr,
+        )
 
         samples: list[tuple[float, int]] = []
         busy: list[str] = []  # other load generators seen at each sample
@@ -238,7 +278,11 @@ def main() -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            result = run_wrk(url, seconds, connections, workdir) if client == "wrk" else run_python(url, seconds, connections)
+            result = (
+                run_wrk(url, seconds, connections, workdir)
+                if client == "wrk"
+                else run_python(url, seconds, connections)
+            )
         finally:
             stop.set()
             sampler.join(interval + 5)
@@ -269,10 +313,28 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def render(result: Result, samples: list[tuple[float, int]], warmup: float, base: float, final: float, peak: int,
-           growth: float, log_problems: dict[str, int], ok: bool, seconds: int, connections: int, other: str) -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor() or "?")
+def render(
+    result: Result,
+    samples: list[tuple[float, int]],
+    warmup: float,
+    base: float,
+    final: float,
+    peak: int,
+    growth: float,
+    log_problems: dict[str, int],
+    ok: bool,
+    seconds: int,
+    connections: int,
+    other: str,
+) -> str:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor() or "?",
+    )
     rps = result.requests / result.duration_s if result.duration_s else 0
     step = max(1, len(samples) // 20)
     rows = samples[::step]
@@ -281,7 +343,7 @@ def render(result: Result, samples: list[tuple[float, int]], warmup: float, base
     lines = [
         "# Soak test",
         "",
-        f"`make soak` (tools/soak.py), run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: **{'PASS' if ok else 'FAIL'}** "
+        f"`make soak` (tools/soak.py), run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: **{'PASS' if ok else 'FAIL'}** "
         "(errors must be 0, worker RSS growth after warm-up < 10 %).",
         "",
         "Setup: one `lambdagate run` worker (access log off) in front of the test HTTP upstream "

@@ -14,7 +14,9 @@ from lambdagate.errors import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lambdagate", description="KrakenD-compatible API gateway for AWS Lambda and HTTP services")
+    parser = argparse.ArgumentParser(
+        prog="lambdagate", description="KrakenD-compatible API gateway for AWS Lambda and HTTP services"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve a config")
     run.add_argument("-c", "--config", required=True, help="krakend.json / .yaml")
@@ -22,23 +24,44 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     run.add_argument("-w", "--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     run.add_argument("-d", "--debug", action="store_true", help="debug logs and the /__echo/ endpoint")
-    run.add_argument("--log-format", choices=("text", "json"),
-                     help="log lines as text or JSON (default: the config's telemetry/logging format, else text)")
-    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), type=str.upper,
-                     help="default: the config's telemetry/logging level, else INFO")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text or JSON (default: the config's telemetry/logging format, else text)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        type=str.upper,
+        help="default: the config's telemetry/logging level, else INFO",
+    )
     run.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
-    run.add_argument("--watch", action="store_true", help="reload the config when the file changes (SIGHUP does too); "
-                                                          "an invalid config is refused and the old one keeps serving")
-    run.add_argument("--functions", metavar="DIR", help="start the local Lambda runtime for the handlers in DIR and "
-                                                        "send every Lambda backend without an explicit endpoint to it")
+    run.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the config when the file changes (SIGHUP does too); "
+        "an invalid config is refused and the old one keeps serving",
+    )
+    run.add_argument(
+        "--functions",
+        metavar="DIR",
+        help="start the local Lambda runtime for the handlers in DIR and "
+        "send every Lambda backend without an explicit endpoint to it",
+    )
     check = sub.add_parser("check", help="validate a config and summarise it")
     check.add_argument("-c", "--config", required=True)
     check.add_argument("--functions", metavar="DIR", help="validate as `run --functions DIR` would")
     for command in (run, check):
-        command.add_argument("--allow-unsupported", metavar="NAMESPACE", action="append", type=_allowed_guard,
-                             default=[], help="serve the endpoints that a guard lambdagate does not implement (e.g. "
-                                              "auth/validator) protects WITHOUT that protection, with a warning, "
-                                              "instead of refusing the config; repeatable")
+        command.add_argument(
+            "--allow-unsupported",
+            metavar="NAMESPACE",
+            action="append",
+            type=_allowed_guard,
+            default=[],
+            help="serve the endpoints that a guard lambdagate does not implement (e.g. "
+            "auth/validator) protects WITHOUT that protection, with a warning, "
+            "instead of refusing the config; repeatable",
+        )
     sub.add_parser("version", help="print the version")
     functions = sub.add_parser("functions", help="the local Lambda runtime")
     fsub = functions.add_subparsers(dest="functions_command", required=True)
@@ -46,8 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("directory", metavar="DIR")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=9001)
-    serve.add_argument("--show-env", action="store_true",
-                       help="show environment values in list-functions/get-function (default: redacted)")
+    serve.add_argument(
+        "--show-env",
+        action="store_true",
+        help="show environment values in list-functions/get-function (default: redacted)",
+    )
     return parser
 
 
@@ -75,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "functions":
         from lambdagate.local_runtime import main as runtime_main
 
-        return runtime_main([args.directory, "--host", args.host, "--port", str(args.port)]
-                            + (["--show-env"] if args.show_env else [])) or 0
+        return (
+            runtime_main(
+                [args.directory, "--host", args.host, "--port", str(args.port)]
+                + (["--show-env"] if args.show_env else [])
+            )
+            or 0
+        )
     return 2
 
 
@@ -98,7 +129,9 @@ def _check(args: argparse.Namespace) -> int:
     for endpoint in service.endpoints:
         for backend in endpoint.backend:
             kinds["+".join(backend.namespaces) if is_typed_backend(backend) else "http"] += 1
-    print(f"{args.config}: OK — {len(service.endpoints)} endpoint(s), port {service.port}, timeout {service.timeout:g}s")
+    print(
+        f"{args.config}: OK — {len(service.endpoints)} endpoint(s), port {service.port}, timeout {service.timeout:g}s"
+    )
     for endpoint in service.endpoints:
         names = ", ".join("+".join(b.namespaces) if is_typed_backend(b) else "http" for b in endpoint.backend)
         print(f"  {endpoint.method:7} {endpoint.endpoint}  → {len(endpoint.backend)} backend(s): {names}")
@@ -119,8 +152,10 @@ def _telemetry_summary(service) -> str:
     parts = []
     logging_options = service.namespaces.get(LOGGING)
     if logging_options is not None:
-        parts.append(f"logs {logging_options.level}{' JSON' if logging_options.format == 'logstash' else ''}"
-                     f" to {'stdout' if logging_options.stdout else 'stderr'}")
+        parts.append(
+            f"logs {logging_options.level}{' JSON' if logging_options.format == 'logstash' else ''}"
+            f" to {'stdout' if logging_options.stdout else 'stderr'}"
+        )
     metrics = metrics_options(service)
     if metrics is not None:
         parts.append(f"metrics on {metrics.url}")
@@ -165,8 +200,11 @@ def _run(args: argparse.Namespace) -> int:
         for warning in loaded.warnings:  # once, here, rather than once per worker
             log.warning("config %s", warning)
         if local_endpoint:
-            log.info("local Lambda runtime for %s at %s: Lambda backends without an explicit endpoint use it",
-                     args.functions, local_endpoint)
+            log.info(
+                "local Lambda runtime for %s at %s: Lambda backends without an explicit endpoint use it",
+                args.functions,
+                local_endpoint,
+            )
         os.environ["LAMBDAGATE_DEBUG"] = "1" if args.debug else "0"
         os.environ["LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT"] = local_endpoint or ""
         os.environ[guards.ALLOW_ENV] = guards.allow_list_to_env(snapshots.options.allow_unsupported)  # workers too
@@ -174,23 +212,39 @@ def _run(args: argparse.Namespace) -> int:
         try:
             metrics = MetricsListener.start(loaded.service)
         except OSError as exc:
-            log.error("cannot open the metrics listener (extra_config[\"telemetry/metrics\"].listen_address): %s", exc)
+            log.error('cannot open the metrics listener (extra_config["telemetry/metrics"].listen_address): %s', exc)
             return 1
         if metrics is not None:
             cleanup.callback(metrics.stop)
         telemetry = _telemetry_summary(loaded.service)
-        log.info("lambdagate %s listening on %s:%d with %d worker(s) of up to %d connections%s%s", __version__,
-                 args.host, port, args.workers, connections, "; watching the config for changes" if args.watch else "",
-                 f"; {telemetry}" if telemetry else "")
-        serve(snapshots, loaded, host=args.host, port=port, workers=args.workers, watch=args.watch,
-              connections=connections)
+        log.info(
+            "lambdagate %s listening on %s:%d with %d worker(s) of up to %d connections%s%s",
+            __version__,
+            args.host,
+            port,
+            args.workers,
+            connections,
+            "; watching the config for changes" if args.watch else "",
+            f"; {telemetry}" if telemetry else "",
+        )
+        serve(
+            snapshots,
+            loaded,
+            host=args.host,
+            port=port,
+            workers=args.workers,
+            watch=args.watch,
+            connections=connections,
+        )
     return 0
 
 
 def _read_and_configure_logs(args: argparse.Namespace):
     """A first read of the config, for how to log (the embedded runtime logs the same way) and to fail before
     starting anything: (loaded config, log settings), or None when it is invalid (said on stderr)."""
-    from lambdagate.telemetry.logs import NAMESPACE as LOGGING, LogSettings, configure as configure_logs
+    from lambdagate.telemetry.logs import NAMESPACE as LOGGING
+    from lambdagate.telemetry.logs import LogSettings
+    from lambdagate.telemetry.logs import configure as configure_logs
 
     configure_logs(LogSettings.resolve(None, log_format=args.log_format, level=args.log_level, debug=args.debug))
     try:
@@ -198,8 +252,13 @@ def _read_and_configure_logs(args: argparse.Namespace):
     except ConfigError as exc:
         _print_errors(args.config, exc)
         return None
-    settings = LogSettings.resolve(first.service.namespaces.get(LOGGING), log_format=args.log_format,
-                                   level=args.log_level, debug=args.debug, access=not args.no_access_log)
+    settings = LogSettings.resolve(
+        first.service.namespaces.get(LOGGING),
+        log_format=args.log_format,
+        level=args.log_level,
+        debug=args.debug,
+        access=not args.no_access_log,
+    )
     configure_logs(settings)
     os.environ.update(settings.to_env())  # the workers log the same way
     return first, settings
@@ -207,11 +266,18 @@ def _read_and_configure_logs(args: argparse.Namespace):
 
 def _start_local_runtime(directory: str, settings):
     """The embedded local Lambda runtime for the handlers in `directory`, or None (said on stderr)."""
-    from lambdagate.local_runtime import ConfigError as FunctionsError, start_in_background
+    from lambdagate.local_runtime import ConfigError as FunctionsError
+    from lambdagate.local_runtime import start_in_background
 
     try:
-        return start_in_background(directory, host="127.0.0.1", port=0, log_format=settings.format,
-                                   log_level=settings.level, log_prefix=settings.prefix)
+        return start_in_background(
+            directory,
+            host="127.0.0.1",
+            port=0,
+            log_format=settings.format,
+            log_level=settings.level,
+            log_prefix=settings.prefix,
+        )
     except (FunctionsError, RuntimeError, TimeoutError) as exc:
         print(f"{directory}: cannot start the local Lambda runtime: {exc}", file=sys.stderr)
         return None
@@ -233,8 +299,13 @@ def _connection_cap(service, open_files: int, log) -> int:
     wanted = server_options(service).max_connections
     cap = connection_cap(wanted, open_files)
     if cap < wanted:
-        log.warning("each worker accepts at most %d connections, not max_connections %d: the open files limit "
-                    "(%d) keeps room for backend connections", cap, wanted, open_files)
+        log.warning(
+            "each worker accepts at most %d connections, not max_connections %d: the open files limit "
+            "(%d) keeps room for backend connections",
+            cap,
+            wanted,
+            open_files,
+        )
     return cap
 
 

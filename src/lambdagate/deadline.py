@@ -59,7 +59,7 @@ def _slots(loop: asyncio.AbstractEventLoop) -> _Slots:
     return slots
 
 
-class deadline_at:  # noqa: N801 - named like asyncio.timeout_at, which it replaces
+class deadline_at:
     """`with deadline_at(loop_time): ...` (in a task) raises TimeoutError when the block outlives `loop_time`.
 
     A plain context manager: entering and leaving need no await, so `with` saves the two coroutines that
@@ -86,8 +86,9 @@ class deadline_at:  # noqa: N801 - named like asyncio.timeout_at, which it repla
         self._slot = _slots(task.get_loop()).add(self)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         slot = self._slot
         if slot is not None:
             slot.discard(self)
@@ -99,8 +100,9 @@ class deadline_at:  # noqa: N801 - named like asyncio.timeout_at, which it repla
     async def __aenter__(self) -> deadline_at:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         return self.__exit__(exc_type, exc, tb)
 
     def _expire(self) -> None:

@@ -17,23 +17,44 @@ from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.server_options import SERVER_OPTIONS
 from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
-from lambdagate.ratelimit.config import (PROXY_NAMESPACE, ROUTER_NAMESPACE, ROUTER_REDIS_NAMESPACE,
-                                         SERVICE_NAMESPACE, SERVICE_REDIS_NAMESPACE)
+from lambdagate.ratelimit.config import (
+    PROXY_NAMESPACE,
+    ROUTER_NAMESPACE,
+    ROUTER_REDIS_NAMESPACE,
+    SERVICE_NAMESPACE,
+    SERVICE_REDIS_NAMESPACE,
+)
 from lambdagate.ratelimit.steps import with_backend_rate_limit
 from lambdagate.redis_pools import REDIS_NAMESPACE
 from lambdagate.telemetry.logs import LOGGING_NAMESPACE
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
-NAMESPACES = (SERVER_OPTIONS, ENDPOINT_OPTIONS, LAMBDA_NAMESPACE, LOGGING_NAMESPACE, METRICS_NAMESPACE,
-              TRACING_NAMESPACE, VALIDATOR_NAMESPACE, SIGNER_NAMESPACE, CLIENT_CREDENTIALS_NAMESPACE, REDIS_NAMESPACE,
-              ROUTER_NAMESPACE, SERVICE_NAMESPACE, PROXY_NAMESPACE, ROUTER_REDIS_NAMESPACE, SERVICE_REDIS_NAMESPACE)
+NAMESPACES = (
+    SERVER_OPTIONS,
+    ENDPOINT_OPTIONS,
+    LAMBDA_NAMESPACE,
+    LOGGING_NAMESPACE,
+    METRICS_NAMESPACE,
+    TRACING_NAMESPACE,
+    VALIDATOR_NAMESPACE,
+    SIGNER_NAMESPACE,
+    CLIENT_CREDENTIALS_NAMESPACE,
+    REDIS_NAMESPACE,
+    ROUTER_NAMESPACE,
+    SERVICE_NAMESPACE,
+    PROXY_NAMESPACE,
+    ROUTER_REDIS_NAMESPACE,
+    SERVICE_REDIS_NAMESPACE,
+)
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 # Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.
 # The rate limit is outermost: a call without a token fetches no OAuth2 token either.
-BACKEND_WRAPPERS: dict[str, BackendWrapper] = {CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials,
-                                               PROXY_NAMESPACE.name: with_backend_rate_limit}
+BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
+    CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials,
+    PROXY_NAMESPACE.name: with_backend_rate_limit,
+}
 # Steps between an endpoint's merge and its rendering, in the order they run; each applies when configured.
 RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (signer_step,)
 

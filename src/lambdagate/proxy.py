@@ -10,8 +10,9 @@ a *Reply* is what the gateway sends its client (`pipeline.render.Reply`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -58,8 +59,7 @@ class ProxyResponse:
         return cls(data, bool(data))
 
     @classmethod
-    def passthrough(cls, status: int, headers: list[tuple[str, str]], body: bytes, *,
-                    complete: bool) -> ProxyResponse:
+    def passthrough(cls, status: int, headers: list[tuple[str, str]], body: bytes, *, complete: bool) -> ProxyResponse:
         """An HTTP reply the client gets as is (`no-op`, or a function's proxy reply on a single backend)."""
         return cls(None, complete, status, headers, body)
 

@@ -92,8 +92,13 @@ def _check_pool(pool: PoolConfig, path: str, issues: list[tuple[str, str]]) -> N
 
 
 def parse(value: Any, ctx: NamespaceContext) -> RedisConfig:
-    cfg = parse_namespace_model(RedisConfig, value, ctx, _EXAMPLE, hints={
-        "connection_pools.tls.ca_certs": "give at most one CA file", "password": "must be a string"})
+    cfg = parse_namespace_model(
+        RedisConfig,
+        value,
+        ctx,
+        _EXAMPLE,
+        hints={"connection_pools.tls.ca_certs": "give at most one CA file", "password": "must be a string"},
+    )
     issues: list[tuple[str, str]] = []
     seen: set[str] = set()
     named = [(f"connection_pools[{i}]", p.name) for i, p in enumerate(cfg.connection_pools)]
@@ -146,18 +151,29 @@ def client(resources: Resources, cfg: RedisConfig, name: str) -> redis.asyncio.R
     host, port = pool.host_port()
     kwargs: dict[str, Any] = {}
     if pool.tls is not None:
-        kwargs = {"connection_class": aioredis.SSLConnection,
-                  "ssl_cert_reqs": "none" if pool.tls.allow_insecure_connections else "required",
-                  "ssl_ca_certs": pool.tls.ca_certs[0] if pool.tls.ca_certs else None}
+        kwargs = {
+            "connection_class": aioredis.SSLConnection,
+            "ssl_cert_reqs": "none" if pool.tls.allow_insecure_connections else "required",
+            "ssl_ca_certs": pool.tls.ca_certs[0] if pool.tls.ca_certs else None,
+        }
         if pool.tls.client_certs:
-            kwargs.update(ssl_certfile=pool.tls.client_certs[0].certificate,
-                          ssl_keyfile=pool.tls.client_certs[0].private_key)
+            kwargs.update(
+                ssl_certfile=pool.tls.client_certs[0].certificate, ssl_keyfile=pool.tls.client_certs[0].private_key
+            )
     # A blocking pool waits (up to the read timeout) for a free connection instead of failing past pool_size.
     connections = aioredis.BlockingConnectionPool(
-        host=host, port=port, db=pool.db, username=pool.username or None, password=pool.password or None,
-        client_name=pool.client_name or None, max_connections=pool.pool_size,
-        timeout=parse_duration(pool.read_timeout), socket_timeout=parse_duration(pool.read_timeout),
-        socket_connect_timeout=parse_duration(pool.dial_timeout), **kwargs)
+        host=host,
+        port=port,
+        db=pool.db,
+        username=pool.username or None,
+        password=pool.password or None,
+        client_name=pool.client_name or None,
+        max_connections=pool.pool_size,
+        timeout=parse_duration(pool.read_timeout),
+        socket_timeout=parse_duration(pool.read_timeout),
+        socket_connect_timeout=parse_duration(pool.dial_timeout),
+        **kwargs,
+    )
     made = resources.shared[ident] = aioredis.Redis(connection_pool=connections)
 
     async def close() -> None:

@@ -7,8 +7,9 @@ literal branch has no route for the path and method, the placeholder branch is t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import unquote
 
 from lambdagate.config.model import PLACEHOLDER_RE

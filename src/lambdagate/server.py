@@ -11,7 +11,8 @@ import gc
 import logging
 import os
 import time
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -28,7 +29,8 @@ from lambdagate.front import Exchange, Handler
 from lambdagate.front.admission import Admission
 from lambdagate.pipeline import BackendFactory, build_endpoint
 from lambdagate.stack import Observers, build_stack
-from lambdagate.telemetry.logs import AccessLog, LineWriter, LogSettings, configure as configure_logs
+from lambdagate.telemetry.logs import AccessLog, LineWriter, LogSettings
+from lambdagate.telemetry.logs import configure as configure_logs
 from lambdagate.telemetry.metrics import WorkerMetrics, metrics_options
 from lambdagate.telemetry.tracing import tracing_options
 
@@ -41,17 +43,28 @@ def new_http_session() -> aiohttp.ClientSession:
     # No cookie jar: a shared one would replay cookies one client's backend call received on every other
     # client's calls. User-Agent is a default header, not a skipped auto-header: aiohttp rebuilds a header
     # dict on every request that has skip_auto_headers.
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                 auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar(),
-                                 headers={"User-Agent": USER_AGENT})
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),
+        auto_decompress=True,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": USER_AGENT},
+    )
 
 
 class Gateway:
     """The ASGI application of one worker. `backend_factory` picks how each backend is built (tests pass fakes)."""
 
-    def __init__(self, loaded: LoadedConfig, *, debug: bool = False, local_lambda_endpoint: str | None = None,
-                 log_settings: LogSettings | None = None, metrics_dir: str | None = None,
-                 backend_factory: Callable[[BackendConfig], BackendFactory] = plugins.backend_factory) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        debug: bool = False,
+        local_lambda_endpoint: str | None = None,
+        log_settings: LogSettings | None = None,
+        metrics_dir: str | None = None,
+        backend_factory: Callable[[BackendConfig], BackendFactory] = plugins.backend_factory,
+    ) -> None:
         self.loaded = loaded
         self.debug = debug
         self.local_lambda_endpoint = local_lambda_endpoint
@@ -80,18 +93,32 @@ class Gateway:
         service = self.loaded.service
         tracing = self.observers.tracing
         metrics_opts = metrics_options(service)
-        self.resources = Resources(session=new_http_session(), local_lambda_endpoint=self.local_lambda_endpoint,
-                                   max_response_bytes=self.options.max_backend_response_bytes,
-                                   # the request's header limits bound what a backend's reply may pass on too
-                                   max_reply_headers=self.options.max_header_count,
-                                   max_reply_header_bytes=self.options.max_header_bytes,
-                                   metrics=self.metrics, tracing=tracing,
-                                   backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
-                                   record_calls=self.observers.access_log is not None)
-        pipelines = [await build_endpoint(service, endpoint, self.resources, self.backend_factory,
-                                          plugins.RESPONSE_STEPS) for endpoint in service.endpoints]
-        self.handler = await build_stack(service, pipelines, self.resources, self.options, self.admission,
-                                         self.observers, started=time.monotonic(), debug=self.debug)
+        self.resources = Resources(
+            session=new_http_session(),
+            local_lambda_endpoint=self.local_lambda_endpoint,
+            max_response_bytes=self.options.max_backend_response_bytes,
+            # the request's header limits bound what a backend's reply may pass on too
+            max_reply_headers=self.options.max_header_count,
+            max_reply_header_bytes=self.options.max_header_bytes,
+            metrics=self.metrics,
+            tracing=tracing,
+            backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
+            record_calls=self.observers.access_log is not None,
+        )
+        pipelines = [
+            await build_endpoint(service, endpoint, self.resources, self.backend_factory, plugins.RESPONSE_STEPS)
+            for endpoint in service.endpoints
+        ]
+        self.handler = await build_stack(
+            service,
+            pipelines,
+            self.resources,
+            self.options,
+            self.admission,
+            self.observers,
+            started=time.monotonic(),
+            debug=self.debug,
+        )
         log.info("serving %d endpoints from %s", len(service.endpoints), self.loaded.source or "config")
         writer.flush()  # start-up lines are out before the first request is served
         # Everything built so far lives as long as the worker: move it out of the collector's reach, so the
@@ -155,7 +182,7 @@ class Gateway:
                     log.error("start-up failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
+                except Exception as exc:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -172,7 +199,14 @@ def app_from_env() -> Gateway:
     settings = LogSettings.from_env()
     configure_logs(settings)
     local = os.environ.get("LAMBDAGATE_LOCAL_LAMBDA_ENDPOINT") or None
-    loaded = load_config(os.environ["LAMBDAGATE_CONFIG"],
-                         LoadOptions(local_lambda_endpoint=local, allow_unsupported=allow_list_from_env()))
-    return Gateway(loaded, debug=os.environ.get("LAMBDAGATE_DEBUG") == "1", local_lambda_endpoint=local,
-                   log_settings=settings, metrics_dir=os.environ.get("LAMBDAGATE_METRICS_DIR") or None)
+    loaded = load_config(
+        os.environ["LAMBDAGATE_CONFIG"],
+        LoadOptions(local_lambda_endpoint=local, allow_unsupported=allow_list_from_env()),
+    )
+    return Gateway(
+        loaded,
+        debug=os.environ.get("LAMBDAGATE_DEBUG") == "1",
+        local_lambda_endpoint=local,
+        log_settings=settings,
+        metrics_dir=os.environ.get("LAMBDAGATE_METRICS_DIR") or None,
+    )

@@ -6,8 +6,9 @@ Read `build_stack` top to bottom for the order a request meets the steps. Every 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from lambdagate.auth.validator import jwt_validation
 from lambdagate.config.endpoint_options import endpoint_options
@@ -80,8 +81,15 @@ class Observers:
         return self.metrics.endpoint(method, route) if self.metrics is not None else None
 
 
-def observed(handler: Handler, obs: Observers, route: str | None, stats: EndpointStats | None, *,
-             counts: frozenset[int] | None = None, keep_client_id: bool = True) -> Handler:
+def observed(
+    handler: Handler,
+    obs: Observers,
+    route: str | None,
+    stats: EndpointStats | None,
+    *,
+    counts: frozenset[int] | None = None,
+    keep_client_id: bool = True,
+) -> Handler:
     """A route's observation, outermost first: request id → span → metrics and access log → error containment."""
     handler = contained(handler)
     if stats is not None or obs.access_log is not None:
@@ -91,20 +99,33 @@ def observed(handler: Handler, obs: Observers, route: str | None, stats: Endpoin
     return with_request_id(handler, obs.ids, keep_client_id=keep_client_id)
 
 
-async def endpoint_handler(ctx: StepContext, pipeline: EndpointPipeline, options: ServerOptions,
-                           obs: Observers) -> Handler:
+async def endpoint_handler(
+    ctx: StepContext, pipeline: EndpointPipeline, options: ServerOptions, obs: Observers
+) -> Handler:
     """One endpoint: observation → guards → request building → the endpoint pipeline (fan-out, merge, render)."""
     endpoint = ctx.endpoint
     assert endpoint is not None
-    rules = RequestRules(endpoint, options.max_body_bytes, options.read_timeout,
-                         allow_slash=endpoint_options(endpoint).allow_encoded_slash)
+    rules = RequestRules(
+        endpoint,
+        options.max_body_bytes,
+        options.read_timeout,
+        allow_slash=endpoint_options(endpoint).allow_encoded_slash,
+    )
     handler = await composed(building_request(pipeline, rules), ENDPOINT_GUARDS, ctx)
     return observed(handler, obs, endpoint.endpoint, obs.stats(endpoint.method, endpoint.endpoint))
 
 
-async def build_stack(service: ServiceConfig, pipelines: list[EndpointPipeline], resources: Resources,
-                      options: ServerOptions, admission: Admission, obs: Observers, *, started: float,
-                      debug: bool) -> Handler:
+async def build_stack(
+    service: ServiceConfig,
+    pipelines: list[EndpointPipeline],
+    resources: Resources,
+    options: ServerOptions,
+    admission: Admission,
+    obs: Observers,
+    *,
+    started: float,
+    debug: bool,
+) -> Handler:
     """The whole front side: admission → service-wide steps → built-ins and router → per-endpoint steps →
     pipeline."""
     router: Router[Handler] = Router()
@@ -116,12 +137,14 @@ async def build_stack(service: ServiceConfig, pipelines: list[EndpointPipeline],
     router.add("HEAD", "/__health", health)
     prefixes: tuple[tuple[str, Handler], ...] = ()
     if debug:
-        prefixes = (("/__echo/", observed(builtins.echo(options.max_body_bytes, options.read_timeout), obs,
-                                          "/__echo/", None)),)
+        prefixes = (
+            ("/__echo/", observed(builtins.echo(options.max_body_bytes, options.read_timeout), obs, "/__echo/", None)),
+        )
     # Router misses and admission refusals have series of their own: "_unmatched" (404, 405) and "_refused".
     miss = observed(builtins.not_routed, obs, None, obs.stats("*", "_unmatched"), counts=frozenset({404, 405}))
     refused_stats = obs.stats("*", "_refused")
-    refused = {r.status: observed(answering(r), obs, None, refused_stats, keep_client_id=False)
-               for r in admission.refusals}
+    refused = {
+        r.status: observed(answering(r), obs, None, refused_stats, keep_client_id=False) for r in admission.refusals
+    }
     service_wide = await composed(routed(router, miss, prefixes), SERVICE_STEPS, StepContext(service, None, resources))
     return admitted(service_wide, admission, refused)

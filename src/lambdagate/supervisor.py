@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import resource
+import shutil
 import signal
 import tempfile
 import threading
@@ -56,7 +56,9 @@ class ConfigSnapshots:
         try:
             shutil.copyfile(self.source, snapshot)
         except OSError as exc:
-            raise ConfigError([ConfigIssue("", f"cannot read config file {str(self.source)!r}: {exc.strerror}")]) from None
+            raise ConfigError(
+                [ConfigIssue("", f"cannot read config file {str(self.source)!r}: {exc.strerror}")]
+            ) from None
         try:
             loaded = load_config(snapshot, self.options)
         except ConfigError:
@@ -130,8 +132,9 @@ def connection_cap(max_connections: int, open_files: int) -> int:
     return max(1, min(max_connections, open_files - reserve))
 
 
-def build_server(target: str, *, host: str, port: int, workers: int, options: ServerOptions,
-                 connections: int) -> SupervisedServer:
+def build_server(
+    target: str, *, host: str, port: int, workers: int, options: ServerOptions, connections: int
+) -> SupervisedServer:
     """The granian server for the ASGI factory `target` ("module:function"), with our limits and supervision."""
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
@@ -144,22 +147,40 @@ def build_server(target: str, *, host: str, port: int, workers: int, options: Se
     # next request head. It is the smaller of the two limits, so each one holds.
     head_timeout = min(options.read_header_timeout, options.idle_timeout)
     return SupervisedServer(
-        target, address=host, port=port, interface=Interfaces.ASGI, workers=workers, loop=Loops.uvloop,
+        target,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
         # HTTP/1 only: in "auto" mode the HTTP/2 detection waits for a first byte without any timeout, so a
         # connection that sends nothing was never closed. (KrakenD serves no cleartext HTTP/2 by default either.)
-        http=HTTPModes.http1, websockets=False, log_access=False, runtime_threads=1, backlog=BACKLOG,
+        http=HTTPModes.http1,
+        websockets=False,
+        log_access=False,
+        runtime_threads=1,
+        backlog=BACKLOG,
         # Each worker accepts at most this many connections; past it, new ones wait in the kernel's accept
         # queue (no descriptor spent) until a connection closes, rather than the worker running out of files.
         backpressure=connections,
         log_level=LogLevels(os.environ.get("LAMBDAGATE_LOG_LEVEL", "INFO").lower()),
         log_dictconfig=granian_log_config(),
         http1_settings=HTTP1Settings(header_read_timeout=max(1, int(head_timeout * 1000))),
-        workers_kill_timeout=max(1, math.ceil(options.shutdown_grace)), respawn_interval=2.0,
+        workers_kill_timeout=max(1, math.ceil(options.shutdown_grace)),
+        respawn_interval=2.0,
     )
 
 
-def serve(snapshots: ConfigSnapshots, loaded: LoadedConfig, *, host: str, port: int, workers: int,
-          watch: bool, connections: int) -> None:
+def serve(
+    snapshots: ConfigSnapshots,
+    loaded: LoadedConfig,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    watch: bool,
+    connections: int,
+) -> None:
     options = server_options(loaded.service)
     os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)
     server = build_server(WORKER_APP, host=host, port=port, workers=workers, options=options, connections=connections)

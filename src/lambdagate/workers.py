@@ -25,10 +25,11 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from granian.server import Server
 
@@ -40,6 +41,7 @@ START_ATTEMPTS = 3  # a worker slot failing to start this many times in a row st
 
 
 # --- worker side ----------------------------------------------------------------------------------------------
+
 
 def load_app(target: str, ready_dir: str) -> Callable:
     """granian's target loader, run in each worker: call the factory `module:name`, and mark the worker ready
@@ -66,6 +68,7 @@ def load_app(target: str, ready_dir: str) -> Callable:
 
 
 # --- main process -----------------------------------------------------------------------------------------------
+
 
 class ReadyMarks:
     """The private directory where workers mark themselves started."""
@@ -179,13 +182,20 @@ class SupervisedServer(Server):
             delay = self.policy.delay(slot, started, age, others_alive)
             if delay is None:
                 why = "no other worker is alive" if self.policy.ever_started else "no worker has ever started"
-                log.error("worker-%d (pid %s) failed to start (%s) and %s; stopping the gateway", slot + 1, pid, how,
-                          why)
+                log.error(
+                    "worker-%d (pid %s) failed to start (%s) and %s; stopping the gateway", slot + 1, pid, how, why
+                )
                 self.interrupt_children.append(slot)  # granian's shutdown exits 1 when this is not empty
                 return False
             state = f"after {age:.1f}s of service" if started else "while starting"
-            log.error("worker-%d (pid %s) died %s: %s; respawning it%s", slot + 1, pid, state, how,
-                      f" in {delay:g}s" if delay else "")
+            log.error(
+                "worker-%d (pid %s) died %s: %s; respawning it%s",
+                slot + 1,
+                pid,
+                state,
+                how,
+                f" in {delay:g}s" if delay else "",
+            )
             if not self._pause(delay):
                 return False
             self._respawn_workers([slot], spawn_target, target_loader)

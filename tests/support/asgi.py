@@ -7,8 +7,8 @@ Everything else (routing, request building, fan-out, merge, formatting, renderin
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 import orjson
 
@@ -71,8 +71,9 @@ class Reply:
 class InProcessGateway:
     def __init__(self, config: dict, backends: FakeBackends, *, debug: bool = False) -> None:
         loaded = validate_document(config, LoadOptions())
-        self.app = Gateway(loaded, debug=debug, backend_factory=backends.factory,
-                           log_settings=LogSettings(access=False))
+        self.app = Gateway(
+            loaded, debug=debug, backend_factory=backends.factory, log_settings=LogSettings(access=False)
+        )
 
     async def __aenter__(self) -> InProcessGateway:
         await self.app.startup()
@@ -81,12 +82,26 @@ class InProcessGateway:
     async def __aexit__(self, *exc) -> None:
         await self.app.shutdown()
 
-    async def request(self, method: str, target: str, headers: list[tuple[str, str]] = (), body: bytes = b"",
-                      chunks: list[bytes | None] | None = None, client: str = "127.0.0.1") -> Reply:
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]] = (),
+        body: bytes = b"",
+        chunks: list[bytes | None] | None = None,
+        client: str = "127.0.0.1",
+    ) -> Reply:
         path, _, query = target.partition("?")
-        scope = {"type": "http", "method": method, "path": path, "raw_path": target.encode(), "scheme": "http",
-                 "query_string": query.encode(), "client": (client, 50000),
-                 "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "raw_path": target.encode(),
+            "scheme": "http",
+            "query_string": query.encode(),
+            "client": (client, 50000),
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+        }
         pending = list(chunks if chunks is not None else [body])
         sent: list[dict] = []
 
@@ -104,8 +119,7 @@ class InProcessGateway:
         return Reply(start["status"], list(start["headers"]), body_message["body"])
 
 
-def run(config: dict, backends: FakeBackends, scenario: Callable[[InProcessGateway], Awaitable[None]],
-        **kw) -> None:
+def run(config: dict, backends: FakeBackends, scenario: Callable[[InProcessGateway], Awaitable[None]], **kw) -> None:
     """Start the gateway on `config` in this process, run `scenario` against it, stop it."""
 
     async def main() -> None:

@@ -14,8 +14,11 @@ from lambdagate.errors import ConfigError
 
 def load_with_namespace(tmp_path: Path, namespace: str, value: Any = None, **service: Any) -> LoadedConfig:
     """A one-endpoint config with `extra_config[namespace] = value` (left out when None), loaded."""
-    doc: dict = {"version": 3, **service,
-                 "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]}]}
+    doc: dict = {
+        "version": 3,
+        **service,
+        "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]}],
+    }
     if value is not None:
         doc["extra_config"] = {namespace: value}
     path = tmp_path / "krakend.json"

@@ -56,8 +56,14 @@ def main() -> None:
 
     configure(LogSettings())
     port, workers = int(sys.argv[1]), int(sys.argv[2])
-    build_server("tests.support.crashing_app:app", host="127.0.0.1", port=port, workers=workers,
-                 options=ServerOptions(shutdown_grace="1s"), connections=100).serve()
+    build_server(
+        "tests.support.crashing_app:app",
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        options=ServerOptions(shutdown_grace="1s"),
+        connections=100,
+    ).serve()
 
 
 if __name__ == "__main__":

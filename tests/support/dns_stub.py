@@ -15,7 +15,7 @@ def query_name(packet: bytes) -> str:
     labels, pos = [], 12
     while pos < len(packet) and packet[pos]:
         size = packet[pos]
-        labels.append(packet[pos + 1:pos + 1 + size].decode("ascii", "replace"))
+        labels.append(packet[pos + 1 : pos + 1 + size].decode("ascii", "replace"))
         pos += 1 + size
     return ".".join(labels)
 

@@ -90,7 +90,9 @@ async def _send_huge(writer: asyncio.StreamWriter, chunked: bool) -> None:
     if chunked:
         writer.write(_head("200 OK", [(b"Content-Type", b"application/json"), (b"Transfer-Encoding", b"chunked")]))
     else:
-        writer.write(_head("200 OK", [(b"Content-Type", b"application/json"), (b"Content-Length", str(HUGE + 2).encode())]))
+        writer.write(
+            _head("200 OK", [(b"Content-Type", b"application/json"), (b"Content-Length", str(HUGE + 2).encode())])
+        )
     pieces = [b'"'] + [_CHUNK] * (HUGE // len(_CHUNK)) + [b'"']
     for piece in pieces:
         writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
@@ -109,16 +111,23 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             method, target, _body, request_head = request
             if target.startswith(b"/__calls/"):
                 payload = json.dumps({"calls": calls[target[9:].decode()]}).encode()
-                writer.write(_head("200 OK", [(b"Content-Type", b"application/json"),
-                                              (b"Content-Length", str(len(payload)).encode())]) + payload)
+                writer.write(
+                    _head(
+                        "200 OK",
+                        [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(payload)).encode())],
+                    )
+                    + payload
+                )
                 await writer.drain()
                 continue
             m = _NAME.match(target)
             name = (m.group(1) or m.group(2)).decode() if m else ""
             calls[name] += 1
             if name == "reset":
-                writer.write(_head("200 OK", [(b"Content-Type", b"application/json"), (b"Content-Length", b"1000")])
-                             + b'{"partial": "')
+                writer.write(
+                    _head("200 OK", [(b"Content-Type", b"application/json"), (b"Content-Length", b"1000")])
+                    + b'{"partial": "'
+                )
                 await writer.drain()
                 await asyncio.sleep(0.05)
                 sock = writer.get_extra_info("socket")
@@ -129,27 +138,56 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 await _send_huge(writer, chunked=name == "huge-chunked")
                 continue
             if name == "gzip-bomb":
-                writer.write(_head("200 OK", [(b"Content-Type", b"application/json"), (b"Content-Encoding", b"gzip"),
-                                              (b"Content-Length", str(len(_BOMB)).encode())]) + _BOMB)
+                writer.write(
+                    _head(
+                        "200 OK",
+                        [
+                            (b"Content-Type", b"application/json"),
+                            (b"Content-Encoding", b"gzip"),
+                            (b"Content-Length", str(len(_BOMB)).encode()),
+                        ],
+                    )
+                    + _BOMB
+                )
                 await writer.drain()
                 continue
             if name == "throttle":
                 payload = b'{"message": "slow down"}'
-                writer.write(_head("429 Too Many Requests", [(b"Content-Type", b"application/json"), (b"Retry-After", b"7"),
-                                                            (b"Content-Length", str(len(payload)).encode())]) + payload)
+                writer.write(
+                    _head(
+                        "429 Too Many Requests",
+                        [
+                            (b"Content-Type", b"application/json"),
+                            (b"Retry-After", b"7"),
+                            (b"Content-Length", str(len(payload)).encode()),
+                        ],
+                    )
+                    + payload
+                )
                 await writer.drain()
                 continue
             if name.startswith("status-"):
                 payload = json.dumps({"name": name}).encode()
-                writer.write(_head(f"{name[7:]} Odd", [(b"Content-Type", b"application/json"),
-                                                       (b"Content-Length", str(len(payload)).encode())]) + payload)
+                writer.write(
+                    _head(
+                        f"{name[7:]} Odd",
+                        [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(payload)).encode())],
+                    )
+                    + payload
+                )
                 await writer.drain()
                 continue
             if name in _HEADERS or name in ("header-utf8", "header-ctl"):
                 payload = json.dumps({"name": name}).encode()
             else:  # where the request landed, as sent: the SSRF and traversal tests read it
-                payload = json.dumps({"name": name, "method": method, "target": target.decode("latin-1"),
-                                      "host": _header(request_head, b"host")}).encode()
+                payload = json.dumps(
+                    {
+                        "name": name,
+                        "method": method,
+                        "target": target.decode("latin-1"),
+                        "host": _header(request_head, b"host"),
+                    }
+                ).encode()
             headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(payload)).encode())]
             if name == "header-utf8":
                 headers += [(b"X-Utf8", "price: 5\u20ac".encode()), (b"X-Latin1", b"caf\xe9")]

@@ -18,14 +18,24 @@ class Gateway:
         return self.process.log()
 
 
-def launch_gateway(config: dict, directory: Path, *args: str, env: dict[str, str] | None = None,
-                   port: int | None = None, name: str = "krakend.json", cls: type[Gateway] = Gateway) -> Gateway:
+def launch_gateway(
+    config: dict,
+    directory: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    name: str = "krakend.json",
+    cls: type[Gateway] = Gateway,
+) -> Gateway:
     """Write the config into `directory`, start the gateway and wait until /__health answers."""
     path = directory / name
     path.write_bytes(orjson.dumps(config))
     port = port or free_port()
-    proc = Process(python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1", *args),
-                   directory / f"gateway-{port}.log", env)
+    proc = Process(
+        python_module("lambdagate", "run", "-c", str(path), "--port", str(port), "--host", "127.0.0.1", *args),
+        directory / f"gateway-{port}.log",
+        env,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/__health", proc=proc.proc, timeout=30)
     except Exception as exc:

@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from collections import Counter, deque
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -32,21 +32,31 @@ keys_used: list[str] = []
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> web.Response:
-    return web.json_response({"Type": "User", "message": message}, status=status,
-                             headers={"X-Amzn-ErrorType": code, "x-amzn-RequestId": "stub-req", **headers})
+    return web.json_response(
+        {"Type": "User", "message": message},
+        status=status,
+        headers={"X-Amzn-ErrorType": code, "x-amzn-RequestId": "stub-req", **headers},
+    )
 
 
 def _ok(payload: bytes, **headers: str) -> web.Response:
-    return web.Response(body=payload, status=200, content_type="application/json",
-                        headers={"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": "stub-req", **headers})
+    return web.Response(
+        body=payload,
+        status=200,
+        content_type="application/json",
+        headers={"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": "stub-req", **headers},
+    )
 
 
 async def invoke(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     payload = await request.read()
     calls[name] += 1
-    last[name] = {"payload": payload.decode("utf-8", "replace"), "headers": dict(request.headers),
-                  "query": request.query_string}
+    last[name] = {
+        "payload": payload.decode("utf-8", "replace"),
+        "headers": dict(request.headers),
+        "query": request.query_string,
+    }
     requests.append({"path": request.raw_path, **last[name]})
     if request.headers.get("X-Amz-Invocation-Type") == "Event":
         return web.Response(status=202, headers={"x-amzn-RequestId": "stub-req"})
@@ -55,14 +65,25 @@ async def invoke(request: web.Request) -> web.Response:
     if name.startswith("echo"):
         return _ok(payload)
     if name == "unhandled":
-        return _ok(json.dumps({"errorMessage": "boom secret-internal", "errorType": "ValueError",
-                               "stackTrace": ['  File "/var/task/app.py", line 3, in handler']}).encode(),
-                   **{"X-Amz-Function-Error": "Unhandled"})
+        return _ok(
+            json.dumps(
+                {
+                    "errorMessage": "boom secret-internal",
+                    "errorType": "ValueError",
+                    "stackTrace": ['  File "/var/task/app.py", line 3, in handler'],
+                }
+            ).encode(),
+            **{"X-Amz-Function-Error": "Unhandled"},
+        )
     if name == "sandbox-timeout":  # the function ran out of its own time: Lambda reports it as a function error
-        return _ok(b'{"errorMessage": "Task timed out after 3.00 seconds", "errorType": "Sandbox.Timedout"}',
-                   **{"X-Amz-Function-Error": "Unhandled"})
+        return _ok(
+            b'{"errorMessage": "Task timed out after 3.00 seconds", "errorType": "Sandbox.Timedout"}',
+            **{"X-Amz-Function-Error": "Unhandled"},
+        )
     if name == "handled":
-        return _ok(b'{"errorMessage": "handled failure", "errorType": "MyError"}', **{"X-Amz-Function-Error": "Handled"})
+        return _ok(
+            b'{"errorMessage": "handled failure", "errorType": "MyError"}', **{"X-Amz-Function-Error": "Handled"}
+        )
     if name == "throttle":
         return _error(429, "TooManyRequestsException", "Rate exceeded", **{"Retry-After": "3"})
     if name.startswith("flaky"):  # flaky-N: N throttles, then success
@@ -75,13 +96,28 @@ async def invoke(request: web.Request) -> web.Response:
         await asyncio.sleep(3)
         return _ok(b'{"slow": true}')
     if name == "proxy":
-        return _ok(json.dumps({"statusCode": 201, "headers": {"X-Fn": "yes", "Content-Type": "application/json",
-                                                              "Keep-Alive": "timeout=99"},
-                               "multiValueHeaders": {"X-Multi": ["a", "b"]}, "cookies": ["c=1", "d=2"],
-                               "body": json.dumps({"hello": "proxy"})}).encode())
+        return _ok(
+            json.dumps(
+                {
+                    "statusCode": 201,
+                    "headers": {"X-Fn": "yes", "Content-Type": "application/json", "Keep-Alive": "timeout=99"},
+                    "multiValueHeaders": {"X-Multi": ["a", "b"]},
+                    "cookies": ["c=1", "d=2"],
+                    "body": json.dumps({"hello": "proxy"}),
+                }
+            ).encode()
+        )
     if name == "proxy-b64":
-        return _ok(json.dumps({"statusCode": 200, "headers": {"Content-Type": "application/octet-stream"},
-                               "isBase64Encoded": True, "body": base64.b64encode(b"\x00\x01binary").decode()}).encode())
+        return _ok(
+            json.dumps(
+                {
+                    "statusCode": 200,
+                    "headers": {"Content-Type": "application/octet-stream"},
+                    "isBase64Encoded": True,
+                    "body": base64.b64encode(b"\x00\x01binary").decode(),
+                }
+            ).encode()
+        )
     if name == "proxy-404":
         return _ok(json.dumps({"statusCode": 404, "body": json.dumps({"missing": True})}).encode())
     if name == "too-large":
@@ -90,11 +126,20 @@ async def invoke(request: web.Request) -> web.Response:
         return _error(400, "InvalidRequestContentException", "Could not parse request body into json")
     if name == "denied":
         return _error(403, "InvalidSignatureException", "The request signature we calculated does not match")
-    canned = {"notjson": b"this is not json", "array": b"[1, 2]", "null": b"null", "scalar": b"7", "empty": b"",
-              "string": b'"text"', "object": b'{"a": 1, "b": {"c": 2}, "secret": "x"}'}
+    canned = {
+        "notjson": b"this is not json",
+        "array": b"[1, 2]",
+        "null": b"null",
+        "scalar": b"7",
+        "empty": b"",
+        "string": b'"text"',
+        "object": b'{"a": 1, "b": {"c": 2}, "secret": "x"}',
+    }
     if name in canned:
         return _ok(canned[name])
-    return _error(404, "ResourceNotFoundException", f"Function not found: arn:aws:lambda:us-east-1:123456789012:function:{name}")
+    return _error(
+        404, "ResourceNotFoundException", f"Function not found: arn:aws:lambda:us-east-1:123456789012:function:{name}"
+    )
 
 
 def _check_rotating_key(request: web.Request) -> web.Response:
@@ -117,9 +162,15 @@ async def creds(request: web.Request) -> web.Response:
     key, token = f"ASIAROT{n:09d}", f"rotating-token-{n}"
     now = time.time()
     issued[key] = (now, valid, token)
-    expires = datetime.fromtimestamp(now, timezone.utc) + timedelta(seconds=600 + valid)
-    return web.json_response({"AccessKeyId": key, "SecretAccessKey": f"rotating-secret-{n}", "Token": token,
-                              "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    expires = datetime.fromtimestamp(now, UTC) + timedelta(seconds=600 + valid)
+    return web.json_response(
+        {
+            "AccessKeyId": key,
+            "SecretAccessKey": f"rotating-secret-{n}",
+            "Token": token,
+            "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
 
 
 async def keys(request: web.Request) -> web.Response:

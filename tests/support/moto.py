@@ -14,8 +14,8 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 from botocore.config import Config
@@ -37,8 +37,13 @@ def echo_zip() -> bytes:
 
 def create_echo_function(lam, name: str) -> str:
     """Create a python3.11 function with the given Lambda client; returns its ARN."""
-    resp = lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE_ARN,
-                               Handler="lambda_function.lambda_handler", Code={"ZipFile": echo_zip()})
+    resp = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE_ARN,
+        Handler="lambda_function.lambda_handler",
+        Code={"ZipFile": echo_zip()},
+    )
     return resp["FunctionArn"]
 
 
@@ -54,35 +59,54 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{self.port}"
         # moto must not pick up the developer's AWS settings.
         clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.process = Process(_command(self.port), log_dir / f"moto-{self.port}.log", {**clean, **(env or {})},
-                               inherit_env=False)
+        self.process = Process(
+            _command(self.port), log_dir / f"moto-{self.port}.log", {**clean, **(env or {})}, inherit_env=False
+        )
         self.proc = self.process.proc
         wait_http(f"{self.url}/moto-api/config", proc=self.proc)
         self.set_config({"lambda": {"use_docker": False}})
         self.access_key, self.secret_key = "testing", "testing"
 
     def set_config(self, config: dict) -> dict:
-        req = urllib.request.Request(f"{self.url}/moto-api/config", data=json.dumps(config).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            f"{self.url}/moto-api/config",
+            data=json.dumps(config).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
     def client(self, service: str, access_key: str | None = None, secret_key: str | None = None, **keys: str):
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION,
-                            **({"aws_access_key_id": access_key or self.access_key,
-                                "aws_secret_access_key": secret_key or self.secret_key} | keys),
-                            config=Config(retries={"total_max_attempts": 1}))
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            **(
+                {
+                    "aws_access_key_id": access_key or self.access_key,
+                    "aws_secret_access_key": secret_key or self.secret_key,
+                }
+                | keys
+            ),
+            config=Config(retries={"total_max_attempts": 1}),
+        )
 
     def create_role(self) -> None:
-        self.client("iam").create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"}))
+        self.client("iam").create_role(
+            RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
+        )
 
     def create_function(self, name: str) -> str:
         return create_echo_function(self.client("lambda"), name)
 
     def queue_replies(self, *results: str) -> None:
-        req = urllib.request.Request(f"{self.url}/moto-api/static/lambda-simple/response",
-                                     data=json.dumps({"results": list(results), "region": REGION}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            f"{self.url}/moto-api/static/lambda-simple/response",
+            data=json.dumps({"results": list(results), "region": REGION}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
 

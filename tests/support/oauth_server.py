@@ -33,7 +33,7 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 CLIENT_ID = "gw"
-SECRET = "s3cr3t-Value/With+Signs"  # noqa: S105 - a test secret, looked for in the gateway's logs
+SECRET = "s3cr3t-Value/With+Signs"
 calls: Counter[str] = Counter()
 requests: list[dict] = []
 issued = [0]
@@ -51,8 +51,10 @@ def _token_reply(mode: str, query: dict) -> web.Response:
     issued[0] += 1
     token = f"tok-{issued[0]}"
     if mode == "urlencoded":
-        return web.Response(text=f"access_token={token}&token_type=bearer&expires_in=3600",
-                            content_type="application/x-www-form-urlencoded")
+        return web.Response(
+            text=f"access_token={token}&token_type=bearer&expires_in=3600",
+            content_type="application/x-www-form-urlencoded",
+        )
     if mode == "injection":
         return web.json_response({"access_token": f"{token}\r\nX-Injected: 1", "token_type": "bearer"})
     body: dict = {"access_token": token, "token_type": "bearer"}
@@ -68,8 +70,14 @@ async def token(request: web.Request) -> web.Response:
     form = dict(await request.post())
     basic = _basic(request.headers.get("Authorization", ""))
     client = basic or (form.get("client_id"), form.get("client_secret"))
-    requests.append({"mode": mode, "auth": "basic" if basic else "form", "secret_ok": client[1] == SECRET,
-                     "form": {k: v for k, v in form.items() if k != "client_secret"}})
+    requests.append(
+        {
+            "mode": mode,
+            "auth": "basic" if basic else "form",
+            "secret_ok": client[1] == SECRET,
+            "form": {k: v for k, v in form.items() if k != "client_secret"},
+        }
+    )
     if mode == "hang":
         await asyncio.sleep(60)
     if mode == "slow":
@@ -84,8 +92,9 @@ async def token(request: web.Request) -> web.Response:
 
 
 async def api(request: web.Request) -> web.Response:
-    return web.json_response({"name": request.match_info["name"],
-                              "authorization": request.headers.get("Authorization")})
+    return web.json_response(
+        {"name": request.match_info["name"], "authorization": request.headers.get("Authorization")}
+    )
 
 
 async def put_jwks(request: web.Request) -> web.Response:
@@ -136,5 +145,13 @@ if __name__ == "__main__":
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(sys.argv[2], sys.argv[3])
     # A hanging request must not hold the server up at exit (aiohttp waits for handlers up to shutdown_timeout).
-    web.run_app(make_app(), host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, ssl_context=tls,
-                handler_cancellation=True, shutdown_timeout=1)
+    web.run_app(
+        make_app(),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        access_log=None,
+        print=None,
+        ssl_context=tls,
+        handler_cancellation=True,
+        shutdown_timeout=1,
+    )

@@ -56,14 +56,19 @@ async def export(request: web.Request) -> web.Response:
         service = _attributes(resource_spans.resource.attributes).get("service.name", "")
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                spans.append({
-                    "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-                    "parent_span_id": span.parent_span_id.hex(), "name": span.name,
-                    "kind": Span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_"),
-                    "attributes": _attributes(span.attributes),
-                    "status_code": Status.StatusCode.Name(span.status.code).removeprefix("STATUS_CODE_"),
-                    "status_message": span.status.message, "service_name": service,
-                })
+                spans.append(
+                    {
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "name": span.name,
+                        "kind": Span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_"),
+                        "attributes": _attributes(span.attributes),
+                        "status_code": Status.StatusCode.Name(span.status.code).removeprefix("STATUS_CODE_"),
+                        "status_message": span.status.message,
+                        "service_name": service,
+                    }
+                )
     return web.Response(body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf")
 
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = N
             with urllib.request.urlopen(url, timeout=1) as resp:
                 resp.read()
                 return
-        except Exception as exc:  # noqa: BLE001 - not up yet
+        except Exception as exc:
             last = exc
             time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
@@ -41,14 +41,16 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = N
 class Process:
     """A child process with its output in a log file (read by tests that check logs)."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None, *,
-                 inherit_env: bool = True) -> None:
+    def __init__(
+        self, args: list[str], log_path: Path, env: dict[str, str] | None = None, *, inherit_env: bool = True
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         full_env = {**(os.environ if inherit_env else {}), **(env or {})}
         full_env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT, start_new_session=True
+        )
 
     def log(self) -> str:
         if not self._log.closed:

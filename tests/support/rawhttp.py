@@ -69,6 +69,6 @@ def _dechunk(data: bytes) -> bytes:
         size = int(data[pos:end].split(b";")[0], 16)
         if size == 0:
             break
-        out += data[end + 2:end + 2 + size]
+        out += data[end + 2 : end + 2 + size]
         pos = end + 2 + size + 2
     return out

@@ -31,13 +31,15 @@ async def echo(request: web.Request) -> web.Response:
     query: dict[str, list[str]] = {}
     for k, v in request.query.items():
         query.setdefault(k, []).append(v)
-    return web.json_response({
-        "method": request.method,
-        "path": request.raw_path.partition("?")[0],
-        "query": query,
-        "headers": {k.lower(): v for k, v in request.headers.items()},
-        "body": body.decode("utf-8", "replace"),
-    })
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.raw_path.partition("?")[0],
+            "query": query,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "body": body.decode("utf-8", "replace"),
+        }
+    )
 
 
 async def json_obj(request: web.Request) -> web.Response:
@@ -77,8 +79,13 @@ async def delayed(request: web.Request) -> web.Response:
 
 async def digest(request: web.Request) -> web.Response:
     body = await request.read()
-    return web.json_response({"sha256": hashlib.sha256(body).hexdigest(), "length": len(body),
-                              "content_type": request.headers.get("Content-Type")})
+    return web.json_response(
+        {
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "length": len(body),
+            "content_type": request.headers.get("Content-Type"),
+        }
+    )
 
 
 async def big(request: web.Request) -> web.Response:

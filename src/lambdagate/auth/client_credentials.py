@@ -33,8 +33,10 @@ from lambdagate.proxy import ProxyRequest, ProxyResponse
 
 NAMESPACE = "auth/client-credentials"
 LEGACY_NAMES = ("github.com/devopsfaith/krakend-oauth2-clientcredentials",)
-_EXAMPLE = ('{"client_id": "gateway", "client_secret": "...", "token_url": "https://idp.example.com/oauth2/token", '
-            '"scopes": "read,write"}')
+_EXAMPLE = (
+    '{"client_id": "gateway", "client_secret": "...", "token_url": "https://idp.example.com/oauth2/token", '
+    '"scopes": "read,write"}'
+)
 # Form fields the gateway writes itself: endpoint_params must not give them again.
 _OWN_PARAMS = ("client_id", "client_secret")
 
@@ -60,8 +62,13 @@ class ClientCredentialsConfig(BaseModel):
 def parse(value: Any, ctx: NamespaceContext) -> ClientCredentialsConfig:
     if isinstance(value, dict) and "client_secret" in value and not isinstance(value["client_secret"], str):
         raise NamespaceError([("client_secret", "must be a string")])  # without the value: it is a secret
-    cfg = parse_namespace_model(ClientCredentialsConfig, value, ctx, _EXAMPLE, hints={
-        "scopes": 'must be one comma-separated string, as KrakenD reads it, e.g. "read,write"'})
+    cfg = parse_namespace_model(
+        ClientCredentialsConfig,
+        value,
+        ctx,
+        _EXAMPLE,
+        hints={"scopes": 'must be one comma-separated string, as KrakenD reads it, e.g. "read,write"'},
+    )
     issues: list[tuple[str, str]] = []
     parts = urlsplit(cfg.token_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -75,8 +82,13 @@ def parse(value: Any, ctx: NamespaceContext) -> ClientCredentialsConfig:
         raise NamespaceError(issues)
     if ctx.backend is not None and is_typed_backend(ctx.backend):
         if not cfg.is_disabled:
-            ctx.warnings.append(("", "ignored on a Lambda backend, as in KrakenD: the function is invoked with the "
-                                     "gateway's AWS credentials, and no token is sent"))
+            ctx.warnings.append(
+                (
+                    "",
+                    "ignored on a Lambda backend, as in KrakenD: the function is invoked with the "
+                    "gateway's AWS credentials, and no token is sent",
+                )
+            )
     elif parts.scheme == "http" and not cfg.is_disabled:
         ctx.warnings.append(("token_url", "is plain HTTP: the client secret and the tokens travel unencrypted"))
     return cfg

@@ -27,21 +27,42 @@ from lambdagate.front.request import NEVER_FORWARD
 
 NAMESPACE = "auth/validator"
 LEGACY_NAMES = ("github.com/devopsfaith/krakend-jose/validator",)
-ALGORITHMS = ("EdDSA", "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
-              "PS256", "PS384", "PS512")
+ALGORITHMS = (
+    "EdDSA",
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "PS256",
+    "PS384",
+    "PS512",
+)
 DEFAULT_CACHE_SECONDS = 900  # KrakenD's, when "cache": true and no cache_duration
 _EXAMPLE = '{"alg": "RS256", "jwk_url": "https://idp.example.com/.well-known/jwks.json", "cache": true}'
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # KrakenD reads "" as "not set" for these: what they mean then.
-_EMPTY_MEANS = {"roles_key": "roles", "cookie_key": "access_token", "auth_header_name": "Authorization",
-                "key_identify_strategy": "kid", "leeway": "1s", "failed_jwk_key_cooldown": "0s"}
+_EMPTY_MEANS = {
+    "roles_key": "roles",
+    "cookie_key": "access_token",
+    "auth_header_name": "Authorization",
+    "key_identify_strategy": "kid",
+    "leeway": "1s",
+    "failed_jwk_key_cooldown": "0s",
+}
 # Accepted and read by KrakenD, but not here (reported as ignored).
 _IGNORED = {"cipher_suites": "TLS cipher suites are Python's defaults (TLS 1.2 or later)"}
 # Refused: without them the key file cannot be read.
-_REFUSED = {"secret_url": "encrypted key files (secret_url, cypher_key) are not supported: give a plain JWK set "
-                          "in jwk_local_path",
-            "cypher_key": "encrypted key files (secret_url, cypher_key) are not supported: give a plain JWK set "
-                          "in jwk_local_path"}
+_REFUSED = {
+    "secret_url": "encrypted key files (secret_url, cypher_key) are not supported: give a plain JWK set "
+    "in jwk_local_path",
+    "cypher_key": "encrypted key files (secret_url, cypher_key) are not supported: give a plain JWK set "
+    "in jwk_local_path",
+}
 
 
 class ValidatorConfig(BaseModel):
@@ -123,7 +144,7 @@ def _fields_case_insensitively(value: dict[str, Any], fields: set[str]) -> dict[
 
 
 def _hint_misspelled(ctx: NamespaceContext, fields: set[str]) -> None:
-    """"jwk-url" is no field, for KrakenD either: say which one was meant."""
+    """ "jwk-url" is no field, for KrakenD either: say which one was meant."""
     by_plain = {f.replace("_", ""): f for f in fields}
     for i, (key, message) in enumerate(ctx.warnings):
         meant = by_plain.get(key.lower().replace("-", "").replace("_", ""))
@@ -137,10 +158,17 @@ def parse(value: Any, ctx: NamespaceContext) -> ValidatorConfig | SharedCacheCon
     fields = set(ValidatorConfig.model_fields) - {"pins", "local_keys"}
     if isinstance(value, dict):
         value = {k: v for k, v in _fields_case_insensitively(value, fields).items() if k not in ("pins", "local_keys")}
-    cfg = parse_namespace_model(ValidatorConfig, value, ctx, _EXAMPLE, hints={
-        "alg": f"must be one of {', '.join(ALGORITHMS)} (never none)",
-        "key_identify_strategy": 'must be "kid", "x5t", "kid_x5t" or "x5t#S256"',
-        "scopes_matcher": 'must be "any" or "all"'})
+    cfg = parse_namespace_model(
+        ValidatorConfig,
+        value,
+        ctx,
+        _EXAMPLE,
+        hints={
+            "alg": f"must be one of {', '.join(ALGORITHMS)} (never none)",
+            "key_identify_strategy": 'must be "kid", "x5t", "kid_x5t" or "x5t#S256"',
+            "scopes_matcher": 'must be "any" or "all"',
+        },
+    )
     _hint_misspelled(ctx, fields)
     issues: list[tuple[str, str]] = []
     for key, why in _REFUSED.items():
@@ -159,13 +187,17 @@ def parse(value: Any, ctx: NamespaceContext) -> ValidatorConfig | SharedCacheCon
 def _parse_service_level(value: Any, ctx: NamespaceContext) -> SharedCacheConfig:
     if isinstance(value, dict) and set(value) - {"shared_cache_duration"} - {k for k in value if k.startswith("@")}:
         fields = sorted(set(value) & set(ValidatorConfig.model_fields)) or sorted(value)
-        message = (f"at the service level KrakenD reads only shared_cache_duration, so {', '.join(fields)} protect "
-                   "no endpoint here; move the validator to each endpoint's extra_config")
+        message = (
+            f"at the service level KrakenD reads only shared_cache_duration, so {', '.join(fields)} protect "
+            "no endpoint here; move the validator to each endpoint's extra_config"
+        )
         if NAMESPACE not in ctx.options.allow_unsupported:
-            raise NamespaceError([("", f"{message}, or start with `--allow-unsupported {NAMESPACE}` to serve the "
-                                       "endpoints without it")])
-        ctx.warnings.append(("", f"{message}; ignored: the endpoints are served WITHOUT it (--allow-unsupported "
-                                 f"{NAMESPACE})"))
+            raise NamespaceError(
+                [("", f"{message}, or start with `--allow-unsupported {NAMESPACE}` to serve the endpoints without it")]
+            )
+        ctx.warnings.append(
+            ("", f"{message}; ignored: the endpoints are served WITHOUT it (--allow-unsupported {NAMESPACE})")
+        )
         value = {k: v for k, v in value.items() if k == "shared_cache_duration"}
     return parse_namespace_model(SharedCacheConfig, value, ctx, '{"shared_cache_duration": 900}')
 
@@ -175,8 +207,13 @@ def _check_key_source(cfg: ValidatorConfig, ctx: NamespaceContext, issues: list[
         given = "both are" if cfg.jwk_url else "neither is"
         near = [k for k in cfg.model_extra or {} if k.lower().replace("-", "_") in ("jwk_url", "jwk_local_path")]
         hint = f' ("{near[0]}" is no field, for KrakenD either)' if near and not cfg.jwk_url else ""
-        issues.append(("", f'give exactly one of "jwk_url" (a JWK set served over HTTPS) or "jwk_local_path" (a JWK '
-                           f"set file); {given} given{hint}"))
+        issues.append(
+            (
+                "",
+                f'give exactly one of "jwk_url" (a JWK set served over HTTPS) or "jwk_local_path" (a JWK '
+                f"set file); {given} given{hint}",
+            )
+        )
         return
     if cfg.jwk_local_path:
         _read_local_keys(cfg, issues)
@@ -184,13 +221,22 @@ def _check_key_source(cfg: ValidatorConfig, ctx: NamespaceContext, issues: list[
             ctx.warnings.append(("cache", "applies to jwk_url only; a local key file is read once"))
         return
     if not cfg.jwk_url.startswith(("https://", "http://")):
-        issues.append(("jwk_url", f"{cfg.jwk_url!r} is not an http(s) URL: write it like "
-                                  '"https://idp.example.com/.well-known/jwks.json"'))
+        issues.append(
+            (
+                "jwk_url",
+                f'{cfg.jwk_url!r} is not an http(s) URL: write it like "https://idp.example.com/.well-known/jwks.json"',
+            )
+        )
         return
     https = cfg.jwk_url.startswith("https://")
     if not https and not cfg.disable_jwk_security:
-        issues.append(("jwk_url", f"{cfg.jwk_url!r} is plain HTTP, so the keys could be replaced on the way: use "
-                                  'https, or set "disable_jwk_security": true'))
+        issues.append(
+            (
+                "jwk_url",
+                f"{cfg.jwk_url!r} is plain HTTP, so the keys could be replaced on the way: use "
+                'https, or set "disable_jwk_security": true',
+            )
+        )
     pins = []
     for i, text in enumerate(cfg.jwk_fingerprints):
         try:
@@ -198,8 +244,12 @@ def _check_key_source(cfg: ValidatorConfig, ctx: NamespaceContext, issues: list[
         except (binascii.Error, ValueError):
             pin = b""
         if len(pin) != 32:
-            issues.append((f"jwk_fingerprints[{i}]", "must be the base64url SHA-256 of a certificate's public key "
-                                                     "(32 bytes), as KrakenD reads it"))
+            issues.append(
+                (
+                    f"jwk_fingerprints[{i}]",
+                    "must be the base64url SHA-256 of a certificate's public key (32 bytes), as KrakenD reads it",
+                )
+            )
         pins.append(pin)
     cfg.pins = tuple(pins)
     if (pins or cfg.jwk_local_ca) and not https:
@@ -208,11 +258,20 @@ def _check_key_source(cfg: ValidatorConfig, ctx: NamespaceContext, issues: list[
         try:
             ssl.create_default_context().load_verify_locations(cafile=cfg.jwk_local_ca)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            issues.append(("jwk_local_ca", f"cannot read {cfg.jwk_local_ca!r} as PEM CA certificates "
-                                           f"({getattr(exc, 'strerror', None) or exc})"))
+            issues.append(
+                (
+                    "jwk_local_ca",
+                    f"cannot read {cfg.jwk_local_ca!r} as PEM CA certificates "
+                    f"({getattr(exc, 'strerror', None) or exc})",
+                )
+            )
     if cfg.cache_duration and not cfg.cache:
-        ctx.warnings.append(("cache_duration", 'read only with "cache": true (as in KrakenD); the key set is '
-                                               "fetched again every minute"))
+        ctx.warnings.append(
+            (
+                "cache_duration",
+                'read only with "cache": true (as in KrakenD); the key set is fetched again every minute',
+            )
+        )
 
 
 def _read_local_keys(cfg: ValidatorConfig, issues: list[tuple[str, str]]) -> None:
@@ -248,8 +307,9 @@ def _check_claim_rules(cfg: ValidatorConfig, issues: list[tuple[str, str]]) -> N
         if not header or not set(header) <= _TOKEN_CHARS:
             issues.append((where, f"{pair[1]!r} is not a header name"))
         elif header.encode("latin-1") in NEVER_FORWARD:
-            issues.append((where, f"{pair[1]} is set by the gateway itself and cannot carry a claim: choose "
-                                  "another header"))
+            issues.append(
+                (where, f"{pair[1]} is set by the gateway itself and cannot carry a claim: choose another header")
+            )
     header = cfg.auth_header_name
     if not set(header) <= _TOKEN_CHARS:
         issues.append(("auth_header_name", f"{header!r} is not a header name"))

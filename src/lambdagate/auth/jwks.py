@@ -20,8 +20,9 @@ import logging
 import math
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -111,7 +112,7 @@ class KeySet:
             return False
         try:
             alg.check_key(key)
-        except Exception:  # noqa: BLE001 - joserfc raises several types for "not this key"
+        except Exception:
             return False
         return True
 
@@ -133,7 +134,7 @@ def import_key_set(data: bytes, strategy: str) -> KeySet:
     for i, jwk in enumerate(entries[:MAX_KEYS]):
         try:
             key = import_key(jwk)
-        except Exception as exc:  # noqa: BLE001 - joserfc raises many types for a malformed or unknown key
+        except Exception as exc:
             skipped.append(f"keys[{i}]: {type(exc).__name__}")
             continue
         keys.setdefault(key_id(jwk, strategy), key)
@@ -179,8 +180,15 @@ Fetch = Callable[[], Awaitable[bytes]]
 class KeySource:
     """One JWK set as the validators of a worker see it: the keys, their freshness, and the fetches."""
 
-    def __init__(self, name: str, strategy: str, *, keys: KeySet | None = None, fetch: Fetch | None = None,
-                 lifetime: float = math.inf) -> None:
+    def __init__(
+        self,
+        name: str,
+        strategy: str,
+        *,
+        keys: KeySet | None = None,
+        fetch: Fetch | None = None,
+        lifetime: float = math.inf,
+    ) -> None:
         self.name = name  # for logs: the URL without credentials or query, or the file
         self.strategy = strategy
         self.keys = keys.keys if keys is not None else {}
@@ -223,8 +231,12 @@ class KeySource:
         self._task = asyncio.get_running_loop().create_task(self._refresh())
         await asyncio.wait({self._task}, timeout=STARTUP_WAIT)
         if not self.usable(time.monotonic()):
-            log.warning("JWK set %s is not loaded yet: endpoints that validate tokens with it answer 503 until it "
-                        "loads (retried at most every %.0f s)", self.name, self._interval())
+            log.warning(
+                "JWK set %s is not loaded yet: endpoints that validate tokens with it answer 503 until it "
+                "loads (retried at most every %.0f s)",
+                self.name,
+                self._interval(),
+            )
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():
@@ -271,13 +283,22 @@ class KeySource:
         except (KeySetError, aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
             self._next_fetch_at = max(self._next_fetch_at, time.monotonic() + self._interval())
             still = "the last set is used until it expires" if self.usable(time.monotonic()) else "503 until it loads"
-            log.warning("JWK set %s: fetch failed (%s): %s; next attempt in %.0f s at the earliest", self.name,
-                        _reason(exc), still, self._interval())
+            log.warning(
+                "JWK set %s: fetch failed (%s): %s; next attempt in %.0f s at the earliest",
+                self.name,
+                _reason(exc),
+                still,
+                self._interval(),
+            )
             return
         if keys.digest != self.digest:
             self.cache.clear()  # a removed key must not keep its tokens valid
-            log.info("JWK set %s loaded: %d key(s)%s", self.name, len(keys.keys),
-                     f", {len(keys.skipped)} skipped ({'; '.join(keys.skipped[:3])})" if keys.skipped else "")
+            log.info(
+                "JWK set %s loaded: %d key(s)%s",
+                self.name,
+                len(keys.keys),
+                f", {len(keys.skipped)} skipped ({'; '.join(keys.skipped[:3])})" if keys.skipped else "",
+            )
         self.keys, self.digest = keys.keys, keys.digest
         self._set_times(time.monotonic())
 
@@ -317,8 +338,9 @@ def _public_key_pin(der: bytes) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(Encoding.DER,
-                                                                          PublicFormat.SubjectPublicKeyInfo)
+    spki = (
+        x509.load_der_x509_certificate(der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
     return hashlib.sha256(spki).digest()
 
 
@@ -344,9 +366,11 @@ class JwksFetcher:
         self.settings = settings
         connector = aiohttp.TCPConnector(ssl=tls_context(settings), limit=4)
         self.session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
             cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": f"lambdagate/{__version__}", "Accept": "application/json"})
+            headers={"User-Agent": f"lambdagate/{__version__}", "Accept": "application/json"},
+        )
 
     async def __call__(self) -> bytes:
         async with self.session.get(self.settings.url, max_redirects=3) as resp:

@@ -183,10 +183,14 @@ class TokenSource:
                     self._in_form = True
             else:
                 value, lifetime = await self._request(in_form=self._in_form)
-        except Exception as exc:  # noqa: BLE001 - any failure to get a token fails the backends the same way
+        except Exception as exc:
             reason = _reason(exc)
-            log.warning("auth/client-credentials: no token from %s for client %r: %s", self.client.name,
-                        self.client.client_id, reason)
+            log.warning(
+                "auth/client-credentials: no token from %s for client %r: %s",
+                self.client.name,
+                self.client.client_id,
+                reason,
+            )
             return None, reason
         self._value, self._refresh_at = value, started + lifetime - EXPIRY_MARGIN
         return value, ""
@@ -199,9 +203,13 @@ class TokenSource:
         else:
             headers["Authorization"] = self._basic
         self.fetches += 1
-        async with self._session.post(self.client.token_url, data=urlencode(form), headers=headers,
-                                      allow_redirects=False,
-                                      timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)) as resp:
+        async with self._session.post(
+            self.client.token_url,
+            data=urlencode(form),
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
+        ) as resp:
             try:
                 body = await read_bounded(resp, MAX_REPLY_BYTES)
             except BackendError:

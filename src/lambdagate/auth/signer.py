@@ -85,21 +85,28 @@ class SignerConfig(BaseModel):
 
 def parse(value: Any, ctx: NamespaceContext) -> SignerConfig:
     cfg = parse_namespace_model(SignerConfig, value, ctx, _EXAMPLE)
-    issues: list[tuple[str, str]] = [(key, _REFUSED) for key in ("secret_url", "cypher_key")
-                                     if key in (cfg.model_extra or {})]
+    issues: list[tuple[str, str]] = [
+        (key, _REFUSED) for key in ("secret_url", "cypher_key") if key in (cfg.model_extra or {})
+    ]
     if cfg.alg not in ALGORITHMS:
         got = f", got {cfg.alg!r}" if cfg.alg else ""
         issues.append(("alg", f"must be one of {', '.join(ALGORITHMS)} (never none){got}"))
         raise NamespaceError(issues)  # the key cannot be checked without it
     if cfg.cipher_suites:
-        ctx.warnings.append(("cipher_suites", "accepted and ignored: TLS cipher suites are Python's defaults "
-                                              "(TLS 1.2 or later)"))
+        ctx.warnings.append(
+            ("cipher_suites", "accepted and ignored: TLS cipher suites are Python's defaults (TLS 1.2 or later)")
+        )
     if not cfg.keys_to_sign:
         ctx.warnings.append(("keys_to_sign", "is empty: no field of the response is signed"))
     if bool(cfg.jwk_url) == bool(cfg.jwk_local_path):
         given = "both are" if cfg.jwk_url else "neither is"
-        issues.append(("", f'give exactly one of "jwk_local_path" (a JWK set file) or "jwk_url" (a JWK set served '
-                           f"over HTTPS); {given} given"))
+        issues.append(
+            (
+                "",
+                f'give exactly one of "jwk_local_path" (a JWK set file) or "jwk_url" (a JWK set served '
+                f"over HTTPS); {given} given",
+            )
+        )
     elif cfg.jwk_local_path:
         _read_local_key(cfg, ctx, issues)
     else:
@@ -135,8 +142,13 @@ def _check_remote(cfg: SignerConfig, issues: list[tuple[str, str]]) -> None:
         return
     https = url.startswith("https://")
     if not https and not cfg.disable_jwk_security:
-        issues.append(("jwk_url", f"{url!r} is plain HTTP, so the signing keys could be read or replaced on the way: "
-                                  'use https, or set "disable_jwk_security": true'))
+        issues.append(
+            (
+                "jwk_url",
+                f"{url!r} is plain HTTP, so the signing keys could be read or replaced on the way: "
+                'use https, or set "disable_jwk_security": true',
+            )
+        )
     pins = []
     for i, text in enumerate(cfg.jwk_fingerprints):
         try:
@@ -144,8 +156,12 @@ def _check_remote(cfg: SignerConfig, issues: list[tuple[str, str]]) -> None:
         except (binascii.Error, ValueError):
             pin = b""
         if len(pin) != 32:
-            issues.append((f"jwk_fingerprints[{i}]", "must be the base64url SHA-256 of a certificate's public key "
-                                                     "(32 bytes), as KrakenD reads it"))
+            issues.append(
+                (
+                    f"jwk_fingerprints[{i}]",
+                    "must be the base64url SHA-256 of a certificate's public key (32 bytes), as KrakenD reads it",
+                )
+            )
         pins.append(pin)
     if (pins or cfg.jwk_local_ca) and not https:
         issues.append(("jwk_url", "jwk_fingerprints and jwk_local_ca check a TLS server: jwk_url must be https"))
@@ -153,8 +169,13 @@ def _check_remote(cfg: SignerConfig, issues: list[tuple[str, str]]) -> None:
         try:
             ssl.create_default_context().load_verify_locations(cafile=cfg.jwk_local_ca)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            issues.append(("jwk_local_ca", f"cannot read {cfg.jwk_local_ca!r} as PEM CA certificates "
-                                           f"({getattr(exc, 'strerror', None) or exc})"))
+            issues.append(
+                (
+                    "jwk_local_ca",
+                    f"cannot read {cfg.jwk_local_ca!r} as PEM CA certificates "
+                    f"({getattr(exc, 'strerror', None) or exc})",
+                )
+            )
     cfg._remote = RemoteSet(url, cfg.disable_jwk_security, cfg.jwk_local_ca, tuple(pins))
 
 
@@ -175,15 +196,20 @@ class SigningStep:
             return outcome
         signer = self.signer
         if signer is None:
-            return MergedResponse(None, False, BackendError("the signing key is not available", status=503,
-                                                            retry_after=str(max(1, round(RETRY_INTERVAL)))))
+            return MergedResponse(
+                None,
+                False,
+                BackendError(
+                    "the signing key is not available", status=503, retry_after=str(max(1, round(RETRY_INTERVAL)))
+                ),
+            )
         try:
             if resp.body is None:
                 if resp.data:
                     self._sign_fields(signer, resp.data)
             elif 200 <= resp.status < 300:
                 resp.body = self._sign_body(signer, resp.body)
-        except Exception as exc:  # noqa: BLE001 - whatever the cause, no unsigned data goes out
+        except Exception as exc:
             # The reason only: the claims and the key stay out of the log.
             log.error("auth/signer %s: the response could not be signed: %s", self.label, type(exc).__name__)
             return MergedResponse(None, False, BackendError("the response could not be signed", status=500))
@@ -231,8 +257,13 @@ class SigningStep:
         except TimeoutError:
             pass
         if self.signer is None:
-            log.warning("auth/signer %s: no signing key yet: the endpoint answers 503 until the key set at %s loads "
-                        "(tried every %.0f s)", self.label, remote.name, RETRY_INTERVAL)
+            log.warning(
+                "auth/signer %s: no signing key yet: the endpoint answers 503 until the key set at %s loads "
+                "(tried every %.0f s)",
+                self.label,
+                remote.name,
+                RETRY_INTERVAL,
+            )
 
     async def _fetch(self, cfg: SignerConfig, remote: RemoteSet) -> bool:
         try:

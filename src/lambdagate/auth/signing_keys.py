@@ -29,8 +29,21 @@ from lambdagate.errors import BackendError
 
 MAX_SET_BYTES = 1024 * 1024  # a JWK set larger than this is refused
 FETCH_TIMEOUT = 5.0  # one fetch of a remote JWK set, connection included
-ALGORITHMS = ("EdDSA", "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
-              "PS256", "PS384", "PS512")
+ALGORITHMS = (
+    "EdDSA",
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "PS256",
+    "PS384",
+    "PS512",
+)
 
 
 class SigningKeyError(Exception):
@@ -68,13 +81,13 @@ def pick_key(data: bytes, kid: str, alg: str) -> tuple[Any, list[str]]:
         warnings.simplefilter("always")
         try:
             key = import_key(found[0])
-        except Exception as exc:  # noqa: BLE001 - joserfc raises many types for a malformed or unknown key
+        except Exception as exc:
             raise SigningKeyError(f"key {kid!r} cannot be imported ({type(exc).__name__}: {exc})") from None
         if not key.is_private:
             raise SigningKeyError(f"key {kid!r} is a public key: signing needs the private one")
         try:  # every check joserfc applies before signing (key type, curve, "use", "alg", "key_ops")
             jws.serialize_compact({"alg": alg}, b"{}", key, algorithms=[alg])
-        except Exception as exc:  # noqa: BLE001 - as above
+        except Exception as exc:
             raise SigningKeyError(f"key {kid!r} cannot sign {alg} ({exc})") from None
     return key, sorted({str(w.message) for w in caught})
 
@@ -98,8 +111,9 @@ class TokenSigner:
         payload = _b64(orjson.dumps(claims))
         signature = _b64(self._algorithm.sign(self._protected + b"." + payload, self._key))
         if self._full:
-            return orjson.dumps({"payload": payload.decode(), "protected": self._protected.decode(),
-                                 "signature": signature.decode()}).decode()
+            return orjson.dumps(
+                {"payload": payload.decode(), "protected": self._protected.decode(), "signature": signature.decode()}
+            ).decode()
         return b".".join((self._protected, payload, signature)).decode()
 
 
@@ -136,8 +150,9 @@ def _public_key_pin(der: bytes) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(Encoding.DER,
-                                                                          PublicFormat.SubjectPublicKeyInfo)
+    spki = (
+        x509.load_der_x509_certificate(der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
     return hashlib.sha256(spki).digest()
 
 
@@ -158,9 +173,12 @@ def _pinned(pins: tuple[bytes, ...]) -> type[ssl.SSLObject]:
 async def fetch_set(remote: RemoteSet) -> bytes:
     """GET the JWK set: bounded in time and size; never redirected from HTTPS to plain HTTP."""
     connector = aiohttp.TCPConnector(ssl=_tls_context(remote), limit=1)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
-                                     cookie_jar=aiohttp.DummyCookieJar(),
-                                     headers={"User-Agent": f"lambdagate/{__version__}"}) as session:
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": f"lambdagate/{__version__}"},
+    ) as session:
         async with session.get(remote.url, max_redirects=3) as resp:
             if remote.url.startswith("https:") and resp.url.scheme != "https":
                 raise SigningKeyError("redirected to plain HTTP")

@@ -62,7 +62,7 @@ class Compact:
         if "crit" in self.header:  # RFC 7515 4.1.11: no extension is understood here, so none may be required
             raise TokenError("the header lists critical extensions")
         self.signature = b64url(signature_b64)
-        self.signing_input = token[:match.end(2)].encode("ascii")
+        self.signing_input = token[: match.end(2)].encode("ascii")
 
     def claims(self) -> dict[str, Any]:
         return json_object(b64url(self.payload), "payload")

@@ -16,8 +16,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lambdagate.auth.config import NAMESPACE, ValidatorConfig
-from lambdagate.auth.jwks import (FETCH_TIMEOUT, JwksFetcher, KeySource, NoKeySet, RemoteSettings, UnknownKey,
-                                  import_key_set, jws_algorithm)
+from lambdagate.auth.jwks import (
+    FETCH_TIMEOUT,
+    JwksFetcher,
+    KeySource,
+    NoKeySet,
+    RemoteSettings,
+    UnknownKey,
+    import_key_set,
+    jws_algorithm,
+)
 from lambdagate.auth.tokens import Compact, Registered, TokenError, claim_at, claim_list, claim_text, words
 from lambdagate.config.model import JWT_PLACEHOLDER_RE
 from lambdagate.front import Exchange, Handler, Reply, Step
@@ -31,9 +39,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("lambdagate.jwt")
 _CHALLENGE = (b"www-authenticate", b"Bearer")
 _ERRORS = {401: "unauthorized", 403: "forbidden", 503: "token validation unavailable"}
-_REPLIES = {401: json_reply(401, {"error": _ERRORS[401]}, [_CHALLENGE]),
-            403: json_reply(403, {"error": _ERRORS[403]}),
-            503: json_reply(503, {"error": _ERRORS[503]}, [(b"retry-after", b"10")])}
+_REPLIES = {
+    401: json_reply(401, {"error": _ERRORS[401]}, [_CHALLENGE]),
+    403: json_reply(403, {"error": _ERRORS[403]}),
+    503: json_reply(503, {"error": _ERRORS[503]}, [(b"retry-after", b"10")]),
+}
 
 
 class Refusal(Exception):
@@ -134,11 +144,11 @@ class Validator:
             raise Refusal(401, "no key with the token's key id") from None
         try:
             self.alg.check_key(key)
-        except Exception:  # noqa: BLE001 - joserfc raises several types for "this key is not for this alg"
+        except Exception:
             raise Refusal(401, f"the token's key is not a {self.alg_name} key") from None
         try:
             valid = self.alg.verify(jws.signing_input, jws.signature, key)
-        except Exception:  # noqa: BLE001 - a malformed signature must refuse the token, whatever the library raises
+        except Exception:
             valid = False
         if not valid:
             raise Refusal(401, "invalid signature")
@@ -155,8 +165,9 @@ class Validator:
             held = words(value) if found else None
             match = all if self.all_scopes else any
             if not held or not match(scope in held for scope in self.scopes):
-                raise Refusal(403, f"{'not all' if self.all_scopes else 'none'} of the scopes required in "
-                                   f"{self.scopes_key!r}")
+                raise Refusal(
+                    403, f"{'not all' if self.all_scopes else 'none'} of the scopes required in {self.scopes_key!r}"
+                )
         for name in self.url_claims:
             found, value = claim_at(claims, name, True)
             if not found or unsafe_param(claim_text(value), False):
@@ -193,8 +204,9 @@ def guarding(validator: Validator, route: str) -> Step:
                 claims = await validator.check(ex.scope["headers"])
                 headers = validator.headers_for(claims) if validator.propagate else None
             except Refusal as refusal:
-                log.info("%s: token refused (%d): %s request_id=%s", route, refusal.status, refusal.reason,
-                         ex.request_id)
+                log.info(
+                    "%s: token refused (%d): %s request_id=%s", route, refusal.status, refusal.reason, ex.request_id
+                )
                 return validator.reply(refusal)
             ex.claims = claims
             if headers:
@@ -220,8 +232,9 @@ async def key_source(cfg: ValidatorConfig, resources: Resources) -> KeySource:
     source = resources.shared.get(ident)
     if source is None:
         fetcher = JwksFetcher(settings)
-        source = resources.shared[ident] = KeySource(_shown(cfg.jwk_url), cfg.key_identify_strategy,
-                                                     fetch=fetcher, lifetime=cfg.key_lifetime)
+        source = resources.shared[ident] = KeySource(
+            _shown(cfg.jwk_url), cfg.key_identify_strategy, fetch=fetcher, lifetime=cfg.key_lifetime
+        )
         resources.on_close(fetcher.close)
         resources.on_close(source.close)
     source.shorten(cfg.key_lifetime)
@@ -244,7 +257,8 @@ async def jwt_validation(ctx: StepContext) -> Step | None:
     if not isinstance(cfg, ValidatorConfig):
         return None
     source = await key_source(cfg, ctx.resources)
-    url_claims = tuple(dict.fromkeys(name for backend in endpoint.backend
-                                     for name in JWT_PLACEHOLDER_RE.findall(backend.url_pattern)))
+    url_claims = tuple(
+        dict.fromkeys(name for backend in endpoint.backend for name in JWT_PLACEHOLDER_RE.findall(backend.url_pattern))
+    )
     timeout = endpoint.timeout or ctx.service.timeout
     return guarding(Validator(cfg, source, timeout, url_claims), f"{endpoint.method} {endpoint.endpoint}")

@@ -70,8 +70,15 @@ def _chain_description(session: AioSession) -> str:
 class CredentialProvider:
     """Hands the current frozen credentials to the signer; see the module docstring."""
 
-    def __init__(self, frozen: Credentials, source: object | None = None, *, method: str = "static",
-                 session: AioSession | None = None, refresh_interval: float = _REFRESH_INTERVAL) -> None:
+    def __init__(
+        self,
+        frozen: Credentials,
+        source: object | None = None,
+        *,
+        method: str = "static",
+        session: AioSession | None = None,
+        refresh_interval: float = _REFRESH_INTERVAL,
+    ) -> None:
         # Use create()/static()/from_botocore(); this constructor is the shared plumbing.
         self._frozen = frozen
         self._source = source  # botocore RefreshableCredentials, or None when nothing can change
@@ -88,17 +95,29 @@ class CredentialProvider:
         return cls(credentials)
 
     @classmethod
-    async def from_botocore(cls, credentials: object, *, session: AioSession | None = None,
-                            refresh_interval: float = _REFRESH_INTERVAL) -> CredentialProvider:
+    async def from_botocore(
+        cls, credentials: object, *, session: AioSession | None = None, refresh_interval: float = _REFRESH_INTERVAL
+    ) -> CredentialProvider:
         """Wrap a botocore/aiobotocore credentials object (refreshable or not)."""
         frozen = await _freeze(credentials)
         refreshable = isinstance(credentials, RefreshableCredentials)
-        return cls(frozen, credentials if refreshable else None, method=getattr(credentials, "method", "unknown"),
-                   session=session, refresh_interval=refresh_interval)
+        return cls(
+            frozen,
+            credentials if refreshable else None,
+            method=getattr(credentials, "method", "unknown"),
+            session=session,
+            refresh_interval=refresh_interval,
+        )
 
     @classmethod
-    async def create(cls, *, assume_role_arn: str | None = None, external_id: str | None = None,
-                     role_session_name: str | None = None, region: str | None = None) -> CredentialProvider:
+    async def create(
+        cls,
+        *,
+        assume_role_arn: str | None = None,
+        external_id: str | None = None,
+        role_session_name: str | None = None,
+        region: str | None = None,
+    ) -> CredentialProvider:
         """Resolve credentials with botocore's standard chain, optionally assuming a role on top.
 
         Raises NoCredentialsError, naming the places looked, when nothing yields credentials.
@@ -114,7 +133,8 @@ class CredentialProvider:
         if assume_role_arn:
             sts_region = region or resolve_region(None)[0] or "us-east-1"
             client_creator = functools.partial(
-                session.create_client, region_name=sts_region,
+                session.create_client,
+                region_name=sts_region,
                 endpoint_url=os.environ.get("AWS_ENDPOINT_URL_STS") or None,
             )
             extra: dict[str, str] = {"RoleSessionName": role_session_name or "lambdagate"}
@@ -128,8 +148,9 @@ class CredentialProvider:
         except Exception as exc:
             what = f"assuming role {assume_role_arn}" if assume_role_arn else f"reading credentials ({base.method})"
             raise NoCredentialsError(f"AWS credentials unusable: {what} failed: {exc}") from exc
-        _log.info("AWS credentials from %s%s", base.method,
-                  f", assuming role {assume_role_arn}" if assume_role_arn else "")
+        _log.info(
+            "AWS credentials from %s%s", base.method, f", assuming role {assume_role_arn}" if assume_role_arn else ""
+        )
         if provider._source is not None:
             provider._keeper = asyncio.get_running_loop().create_task(provider._keep_fresh())
         return provider
@@ -166,8 +187,12 @@ class CredentialProvider:
         try:
             await self.refresh()
         except Exception as exc:  # keep serving the old credentials; botocore's message holds no secrets
-            _log.warning("AWS credential refresh (%s) failed, keeping the current ones: %s: %s",
-                         self.method, type(exc).__name__, exc)
+            _log.warning(
+                "AWS credential refresh (%s) failed, keeping the current ones: %s: %s",
+                self.method,
+                type(exc).__name__,
+                exc,
+            )
         finally:
             self._task = None
 

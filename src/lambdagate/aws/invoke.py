@@ -28,8 +28,14 @@ from lambdagate.aws.sigv4 import SigV4Signer
 from lambdagate.deadline import deadline_at
 
 __all__ = [
-    "FUNCTION_NAME_RE", "InvokeResponse", "LambdaDeadlineError", "LambdaError", "LambdaInvoker",
-    "LambdaServiceError", "LambdaTransportError", "is_valid_function_reference",
+    "FUNCTION_NAME_RE",
+    "InvokeResponse",
+    "LambdaDeadlineError",
+    "LambdaError",
+    "LambdaInvoker",
+    "LambdaServiceError",
+    "LambdaTransportError",
+    "is_valid_function_reference",
     "max_attempts_from_max_retries",
 ]
 
@@ -80,8 +86,16 @@ class InvokeResponse:
 class LambdaError(Exception):
     """An Invoke call failed; ``retryable`` says whether another attempt could succeed."""
 
-    def __init__(self, message: str, *, status: int = 0, code: str = "Error", request_id: str | None = None,
-                 retry_after: float | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str = "Error",
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -145,7 +159,10 @@ def _service_error(status: int, headers: Mapping[str, str], body: bytes) -> Lamb
     if retry_after is None and isinstance(data.get("retryAfterSeconds"), (int, float, str)):
         retry_after = _parse_retry_after(str(data["retryAfterSeconds"]))
     return LambdaServiceError(
-        str(message), status=status, code=code, request_id=headers.get("x-amzn-RequestId"),
+        str(message),
+        status=status,
+        code=code,
+        request_id=headers.get("x-amzn-RequestId"),
         retry_after=retry_after,
         # 429 throttling and 5xx from the service itself: the function did not run.
         retryable=status == 429 or status >= 500,
@@ -174,9 +191,17 @@ def _transport_error(exc: aiohttp.ClientError) -> LambdaTransportError:
 class LambdaInvoker:
     """Invokes Lambda functions through one shared aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, region: str, credentials: CredentialProvider,
-                 endpoint_url: str | None = None, max_attempts: int = 1, logger: logging.Logger | None = None,
-                 max_response_bytes: int = 6 * 1024 * 1024 + 1024) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        region: str,
+        credentials: CredentialProvider,
+        endpoint_url: str | None = None,
+        max_attempts: int = 1,
+        logger: logging.Logger | None = None,
+        max_response_bytes: int = 6 * 1024 * 1024 + 1024,
+    ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         self._session = session
@@ -211,9 +236,18 @@ class LambdaInvoker:
             target = self._targets[key] = (url, path, query)
         return target
 
-    async def invoke(self, function_name: str, payload: bytes, *, deadline: float, qualifier: str | None = None,
-                     invocation_type: str = "RequestResponse", log_type: str | None = None,
-                     request_id: str | None = None, trace_header: str | None = None) -> InvokeResponse:
+    async def invoke(
+        self,
+        function_name: str,
+        payload: bytes,
+        *,
+        deadline: float,
+        qualifier: str | None = None,
+        invocation_type: str = "RequestResponse",
+        log_type: str | None = None,
+        request_id: str | None = None,
+        trace_header: str | None = None,
+    ) -> InvokeResponse:
         """Invoke ``function_name`` with ``payload``; ``deadline`` is an absolute ``loop.time()``.
 
         ``request_id`` (the gateway's own id) only appears in log lines. ``trace_header`` is sent as
@@ -233,8 +267,9 @@ class LambdaInvoker:
                     raise last_exc
                 raise LambdaDeadlineError(f"deadline passed before invoking {function_name}", code="Timeout")
             try:
-                result = await self._attempt(url, path, query, signed_headers, payload, deadline, function_name,
-                                             trace_header)
+                result = await self._attempt(
+                    url, path, query, signed_headers, payload, deadline, function_name, trace_header
+                )
                 result.attempts = attempt
                 return result
             except LambdaError as exc:
@@ -250,14 +285,29 @@ class LambdaInvoker:
                     raise  # waiting would overrun the deadline: report the real cause instead
                 self._log.warning(
                     "lambda invoke retry: function=%s attempt=%d/%d cause=%s delay=%.3fs request_id=%s",
-                    function_name, attempt + 1, self._max_attempts, exc, delay, request_id,
+                    function_name,
+                    attempt + 1,
+                    self._max_attempts,
+                    exc,
+                    delay,
+                    request_id,
                 )
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, url: URL, path: str, query: str, signed_headers: dict[str, str], payload: bytes,
-                       deadline: float, function_name: str, trace_header: str | None = None) -> InvokeResponse:
-        headers = self._signer.sign("POST", self._host, path, query, signed_headers, payload,
-                                    self._credentials.current())
+    async def _attempt(
+        self,
+        url: URL,
+        path: str,
+        query: str,
+        signed_headers: dict[str, str],
+        payload: bytes,
+        deadline: float,
+        function_name: str,
+        trace_header: str | None = None,
+    ) -> InvokeResponse:
+        headers = self._signer.sign(
+            "POST", self._host, path, query, signed_headers, payload, self._credentials.current()
+        )
         headers.update(signed_headers)
         headers["Content-Type"] = "application/json"
         if trace_header:
@@ -284,11 +334,19 @@ class LambdaInvoker:
             raise _service_error(status, rh, body if body is not None else b"")
         if body is None:
             raise LambdaServiceError(
-                f"response of {function_name} exceeds {self._max_response_bytes} bytes", status=502,
-                code="ResponseTooLarge", request_id=rh.get("x-amzn-RequestId"),
+                f"response of {function_name} exceeds {self._max_response_bytes} bytes",
+                status=502,
+                code="ResponseTooLarge",
+                request_id=rh.get("x-amzn-RequestId"),
             )
-        return InvokeResponse(status, body, rh.get("X-Amz-Function-Error"), rh.get("X-Amz-Executed-Version"),
-                            rh.get("x-amzn-RequestId"), rh.get("X-Amz-Log-Result"))
+        return InvokeResponse(
+            status,
+            body,
+            rh.get("X-Amz-Function-Error"),
+            rh.get("X-Amz-Executed-Version"),
+            rh.get("x-amzn-RequestId"),
+            rh.get("X-Amz-Log-Result"),
+        )
 
     @staticmethod
     async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:

@@ -51,9 +51,20 @@ _ALGORITHM = "AWS4-HMAC-SHA256"
 # botocore never signs these (SIGNED_HEADERS_BLACKLIST): proxies may rewrite them.
 _UNSIGNED_HEADERS = frozenset(
     {
-        "baggage", "connection", "expect", "keep-alive", "proxy-authenticate",
-        "proxy-authorization", "te", "traceparent", "tracestate", "trailer",
-        "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id",
+        "baggage",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "traceparent",
+        "tracestate",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-amzn-trace-id",
     }
 )
 _URI_CACHE_MAX = 1024
@@ -182,8 +193,13 @@ class SigV4Signer:
             return "".join(f"{n}:{canon[n]}\n" for n in sorted(canon) if lo < n < hi)
 
         top = "x-amz-security-token" if with_token else "\U0010ffff"
-        plan = (";".join(names), lines("", "host"), lines("host", "x-amz-date"),
-                lines("x-amz-date", top), lines(top, "\U0010ffff") if with_token else "")
+        plan = (
+            ";".join(names),
+            lines("", "host"),
+            lines("host", "x-amz-date"),
+            lines("x-amz-date", top),
+            lines(top, "\U0010ffff") if with_token else "",
+        )
         if len(self._plans) >= _URI_CACHE_MAX:
             self._plans.clear()
         self._plans[key] = plan

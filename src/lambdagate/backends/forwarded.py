@@ -8,8 +8,9 @@ client's: each backend type drops them and sets the ones the gateway knows itsel
 
 from __future__ import annotations
 
-CLIENT_FORWARDING = frozenset({"x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-proto",
-                               "x-forwarded-host", "x-forwarded-port"})
+CLIENT_FORWARDING = frozenset(
+    {"x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port"}
+)
 
 
 def without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:

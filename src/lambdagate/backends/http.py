@@ -6,7 +6,7 @@ URL templates, host rotation and header lists are prepared once per backend; a r
 from __future__ import annotations
 
 import itertools
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -15,10 +15,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from lambdagate import __version__
+from lambdagate.auth.tokens import jwt_params
 from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
-from lambdagate.auth.tokens import jwt_params
 from lambdagate.config.loader import sanitize_host
 from lambdagate.config.model import JWT_PLACEHOLDER_RE, URL_PLACEHOLDER_RE, BackendConfig
 from lambdagate.errors import BackendError
@@ -64,8 +64,9 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     length = resp.content_length
     if length is not None:
         if length > limit:
-            raise BackendError("the backend reply is too large", status=502,
-                               cause=f"reply of {length} bytes exceeds {limit}")
+            raise BackendError(
+                "the backend reply is too large", status=502, cause=f"reply of {length} bytes exceeds {limit}"
+            )
         if "Content-Encoding" not in resp.headers:
             return await resp.read()
         # Compressed: Content-Length counts the compressed bytes, so the decoded body is counted as it is read.
@@ -103,8 +104,11 @@ def url_builder(cfg: BackendConfig, hosts: list[str]) -> Callable[[ProxyRequest]
     render_query = compile_url_pattern(fixed_query, safe="")
     claims = tuple(dict.fromkeys(JWT_PLACEHOLDER_RE.findall(cfg.url_pattern)))  # "{JWT.sub}" → "sub"
     # Without placeholders, a request without a query string always goes to the same URL: parse it once per host.
-    static_urls = {} if URL_PLACEHOLDER_RE.search(cfg.url_pattern) else {
-        h: URL(h + path + (f"?{fixed_query}" if fixed_query else ""), encoded=True) for h in hosts}
+    static_urls = (
+        {}
+        if URL_PLACEHOLDER_RE.search(cfg.url_pattern)
+        else {h: URL(h + path + (f"?{fixed_query}" if fixed_query else ""), encoded=True) for h in hosts}
+    )
 
     def url_for(req: ProxyRequest) -> URL:
         host = next_host()
@@ -123,6 +127,7 @@ def url_builder(cfg: BackendConfig, hosts: list[str]) -> Callable[[ProxyRequest]
 def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits) -> DecodeReply:
     """How this backend's reply becomes its response, by `encoding`: as is (no-op), text, or JSON."""
     if cfg.encoding == "no-op":
+
         def passthrough(status: int, headers: CIMultiDictProxy, body: bytes) -> ProxyResponse:
             # aiohttp takes what the server can't send: any three-digit status (granian's worker panics under
             # 100, and 1xx are interim replies, 101 a protocol switch), headers it refuses or has no room for.
@@ -170,12 +175,14 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
 
     async def call(req: ProxyRequest) -> ProxyResponse:
         try:
-            async with session.request(method, url_for(req), headers=outgoing_headers(req),
-                                       data=req.body if send_body else None) as resp:
+            async with session.request(
+                method, url_for(req), headers=outgoing_headers(req), data=req.body if send_body else None
+            ) as resp:
                 body = await read_bounded(resp, limit)
         except aiohttp.ClientError as exc:
-            raise BackendError("the backend is unavailable", status=502 if passthrough else 500,
-                               cause=f"{type(exc).__name__}: {exc}") from None
+            raise BackendError(
+                "the backend is unavailable", status=502 if passthrough else 500, cause=f"{type(exc).__name__}: {exc}"
+            ) from None
         return decode(resp.status, resp.headers, body)
 
     # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).

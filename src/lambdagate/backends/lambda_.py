@@ -11,7 +11,8 @@ import fnmatch
 import logging
 import os
 import re
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
@@ -19,8 +20,12 @@ from lambdagate.aws.credentials import CredentialProvider, NoCredentialsError, r
 from lambdagate.aws.invoke import LambdaError, LambdaInvoker, is_valid_function_reference, max_attempts_from_max_retries
 from lambdagate.aws.sigv4 import Credentials
 from lambdagate.backends.lambda_errors import LambdaErrors
-from lambdagate.backends.lambda_events import (PayloadBuilder, apigateway_v1_payload, apigateway_v2_payload,
-                                               krakend_payload)
+from lambdagate.backends.lambda_events import (
+    PayloadBuilder,
+    apigateway_v1_payload,
+    apigateway_v2_payload,
+    krakend_payload,
+)
 from lambdagate.backends.lambda_invoke import Invoke, invoke_with_retries, metered, traced
 from lambdagate.backends.lambda_reply import ReplyDecoder
 from lambdagate.backends.reply_headers import HeaderLimits
@@ -70,27 +75,51 @@ class LambdaConfig(BaseModel):
 
 def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
     cfg = parse_namespace_model(
-        LambdaConfig, value, ctx, '{"function_name": "my-function", "region": "us-east-1"}',
-        hints={"max_retries": "must be an integer >= -1 (-1 = the AWS SDK's default of 3 attempts)"})
+        LambdaConfig,
+        value,
+        ctx,
+        '{"function_name": "my-function", "region": "us-east-1"}',
+        hints={"max_retries": "must be an integer >= -1 (-1 = the AWS SDK's default of 3 attempts)"},
+    )
     issues: list[tuple[str, str]] = []
     placeholders = ctx.endpoint.placeholders if ctx.endpoint else []
     if (cfg.function_name is None) == (cfg.function_param_name is None):
-        issues.append(("", 'set exactly one of "function_name" (a fixed function) or "function_param_name" '
-                           "(the endpoint placeholder naming the function)"))
+        issues.append(
+            (
+                "",
+                'set exactly one of "function_name" (a fixed function) or "function_param_name" '
+                "(the endpoint placeholder naming the function)",
+            )
+        )
     if cfg.function_name is not None and not is_valid_function_reference(cfg.function_name):
-        issues.append(("function_name", f"{cfg.function_name!r} is not a Lambda function name, name:qualifier "
-                                         "or ARN (letters, digits, - and _, at most 64 characters for a name)"))
+        issues.append(
+            (
+                "function_name",
+                f"{cfg.function_name!r} is not a Lambda function name, name:qualifier "
+                "or ARN (letters, digits, - and _, at most 64 characters for a name)",
+            )
+        )
     if cfg.function_param_name is not None:
         wanted = cfg.function_param_name.lower()
         cfg.param = next((p for p in placeholders if p.lower() == wanted), None)
         if cfg.param is None:
             have = ", ".join(f"{{{p}}}" for p in placeholders) or "none"
-            issues.append(("function_param_name", f"{cfg.function_param_name!r} names no placeholder of endpoint "
-                                                  f"{ctx.endpoint.endpoint if ctx.endpoint else ''} (it has {have})"))
+            issues.append(
+                (
+                    "function_param_name",
+                    f"{cfg.function_param_name!r} names no placeholder of endpoint "
+                    f"{ctx.endpoint.endpoint if ctx.endpoint else ''} (it has {have})",
+                )
+            )
         if not cfg.allowed_functions:
-            ctx.warnings.append(("function_param_name", "any function the credentials may invoke can be called "
-                                                        'through this endpoint: list them in "allowed_functions" '
-                                                        '(names or patterns such as "orders-*")'))
+            ctx.warnings.append(
+                (
+                    "function_param_name",
+                    "any function the credentials may invoke can be called "
+                    'through this endpoint: list them in "allowed_functions" '
+                    '(names or patterns such as "orders-*")',
+                )
+            )
     elif cfg.allowed_functions:
         ctx.warnings.append(("allowed_functions", "only applies with function_param_name, ignored"))
     if cfg.endpoint is None:
@@ -98,14 +127,16 @@ def parse(value: Any, ctx: NamespaceContext) -> LambdaConfig:
         cfg.endpoint = os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL") or None
     if cfg.endpoint is not None:
         if not is_base_url(cfg.endpoint):
-            issues.append(("endpoint", f"{cfg.endpoint!r} is not a usable URL: write it like \"http://127.0.0.1:4566\""))
+            issues.append(("endpoint", f'{cfg.endpoint!r} is not a usable URL: write it like "http://127.0.0.1:4566"'))
     cfg.local = cfg.endpoint is None and ctx.options.local_lambda_endpoint is not None
     region, looked = resolve_region(cfg.region)
     if region is None:
         if cfg.local:
             region = "us-east-1"
         else:
-            issues.append(("region", f"no AWS region found (looked at: {', '.join(looked)}): add \"region\": \"us-east-1\""))
+            issues.append(
+                ("region", f'no AWS region found (looked at: {", ".join(looked)}): add "region": "us-east-1"')
+            )
     cfg.resolved_region = region or ""
     if cfg.response_format is None:
         cfg.response_format = "data" if cfg.payload_format == "krakend" else "proxy"
@@ -125,9 +156,12 @@ async def _credentials(cfg: LambdaConfig, ctx: BuildContext) -> CredentialProvid
     provider = ctx.resources.shared.get(key)
     if provider is None:
         try:
-            provider = await CredentialProvider.create(assume_role_arn=cfg.assume_role_arn, external_id=cfg.external_id,
-                                                       role_session_name=cfg.role_session_name,
-                                                       region=cfg.resolved_region)
+            provider = await CredentialProvider.create(
+                assume_role_arn=cfg.assume_role_arn,
+                external_id=cfg.external_id,
+                role_session_name=cfg.role_session_name,
+                region=cfg.resolved_region,
+            )
         except NoCredentialsError as exc:
             if cfg.endpoint is None:
                 raise StartupError(f"{ctx.path}: {exc}") from None
@@ -153,8 +187,9 @@ def _function_from_url(param: str, allowed: list[str]) -> Callable[[ProxyRequest
     def function_from_url(req: ProxyRequest) -> str:
         name = req.params.get(param, "")
         if not URL_FUNCTION_NAME.fullmatch(name):
-            raise BackendError("invalid function name", status=400,
-                               cause=f"rejected function name {name[:80]!r} from the URL")
+            raise BackendError(
+                "invalid function name", status=400, cause=f"rejected function name {name[:80]!r} from the URL"
+            )
         if allowed and not any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed):
             raise BackendError("unknown function", status=404, cause=f"function {name!r} is not in allowed_functions")
         return name
@@ -165,9 +200,15 @@ def _function_from_url(param: str, allowed: list[str]) -> Callable[[ProxyRequest
 async def _invoke(cfg: LambdaConfig, ctx: BuildContext, endpoint_url: str | None) -> Invoke:
     """The Invoke call with its retries, measured and traced only when metrics and tracing are on."""
     resources = ctx.resources
-    invoker = LambdaInvoker(resources.session, region=cfg.resolved_region, credentials=await _credentials(cfg, ctx),
-                            endpoint_url=endpoint_url, max_attempts=max_attempts_from_max_retries(cfg.max_retries),
-                            logger=log, max_response_bytes=min(resources.max_response_bytes, MAX_REPLY_BYTES))
+    invoker = LambdaInvoker(
+        resources.session,
+        region=cfg.resolved_region,
+        credentials=await _credentials(cfg, ctx),
+        endpoint_url=endpoint_url,
+        max_attempts=max_attempts_from_max_retries(cfg.max_retries),
+        logger=log,
+        max_response_bytes=min(resources.max_response_bytes, MAX_REPLY_BYTES),
+    )
     invoke = invoke_with_retries(invoker, cfg.qualifier, cfg.invocation_type)
     if resources.tracing is not None:
         invoke = traced(invoke, resources.tracing, cfg.resolved_region or None)
@@ -186,8 +227,12 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
     shown_name = static_name or "{" + (cfg.param or "") + "}"
     errors = LambdaErrors(f"{ctx.path} function={shown_name}", static_name is None, cfg.return_error_details)
     single = len(ctx.endpoint.backend) == 1
-    decoder = ReplyDecoder(cfg.response_format or "data", cfg.payload_format, single,
-                           HeaderLimits(ctx.resources.max_reply_headers, ctx.resources.max_reply_header_bytes))
+    decoder = ReplyDecoder(
+        cfg.response_format or "data",
+        cfg.payload_format,
+        single,
+        HeaderLimits(ctx.resources.max_reply_headers, ctx.resources.max_reply_header_bytes),
+    )
     event = cfg.invocation_type == "Event"
     payload_limit = EVENT_PAYLOAD_LIMIT if event else SYNC_PAYLOAD_LIMIT
 
@@ -195,8 +240,11 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
         name = static_name or function_from_url(req)
         payload = build_payload(req)
         if len(payload) > payload_limit:
-            raise BackendError("request payload too large", status=413,
-                               cause=f"payload of {len(payload)} bytes exceeds Lambda's {payload_limit}")
+            raise BackendError(
+                "request payload too large",
+                status=413,
+                cause=f"payload of {len(payload)} bytes exceeds Lambda's {payload_limit}",
+            )
         try:
             result = await invoke(name, payload, req)
         except LambdaError as err:
@@ -211,4 +259,3 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
     # A stable label (it names metrics series): the local runtime's port changes on every start.
     location = cfg.endpoint or ("local" if endpoint_url else cfg.resolved_region)
     return BuiltBackend(call, f"lambda {shown_name} @ {location}", details_key, kind="lambda")
-

@@ -40,15 +40,25 @@ class Row(NamedTuple):
 
 FAILED = Answer(500, "the backend failed")
 TOO_LARGE = Answer(413, "request payload too large")
-REFUSED_CREDENTIALS = Answer(500, "the backend failed", alert="AWS refused the credentials or signature for "
-                                                              "%(where)s: %(code)s request_id=%(request_id)s")
+REFUSED_CREDENTIALS = Answer(
+    500,
+    "the backend failed",
+    alert="AWS refused the credentials or signature for %(where)s: %(code)s request_id=%(request_id)s",
+)
 # First matching row wins; no row: FAILED.
 SERVICE_ERRORS: tuple[Row, ...] = (
     # A name from the URL is the client's mistake; a name from the config is the operator's.
     Row(404, "ResourceNotFoundException", True, Answer(404, "unknown function")),
-    Row(404, "ResourceNotFoundException", False,
-        Answer(500, "the backend failed", alert="misconfiguration: function %(name)s does not exist (%(where)s) "
-                                                "request_id=%(request_id)s")),
+    Row(
+        404,
+        "ResourceNotFoundException",
+        False,
+        Answer(
+            500,
+            "the backend failed",
+            alert="misconfiguration: function %(name)s does not exist (%(where)s) request_id=%(request_id)s",
+        ),
+    ),
     Row(429, None, None, Answer(429, "too many requests", retry_after=True)),
     Row(413, None, None, TOO_LARGE),
     Row(None, "RequestTooLargeException", None, TOO_LARGE),
@@ -63,8 +73,11 @@ SERVICE_ERRORS: tuple[Row, ...] = (
 def service_answer(status: int, code: str, from_url: bool) -> Answer:
     """The first row of SERVICE_ERRORS matching AWS's status and error code."""
     for row in SERVICE_ERRORS:
-        if (row.status is None or row.status == status) and (row.code is None or row.code == code) \
-                and (row.from_url is None or row.from_url == from_url):
+        if (
+            (row.status is None or row.status == status)
+            and (row.code is None or row.code == code)
+            and (row.from_url is None or row.from_url == from_url)
+        ):
             return row.answer
     return FAILED
 
@@ -83,8 +96,9 @@ class LambdaErrors:
         if isinstance(err, LambdaServiceError):
             return self._service_failed(err, name, request_id)
         if isinstance(err, LambdaDeadlineError):
-            return BackendError("the backend did not answer in time", status=504, timed_out=True,
-                                cause=f"function={name}: {err}")
+            return BackendError(
+                "the backend did not answer in time", status=504, timed_out=True, cause=f"function={name}: {err}"
+            )
         return BackendError("the backend failed", status=500, cause=f"function={name}: {err}")
 
     def _service_failed(self, err: LambdaServiceError, name: str, request_id: str) -> BackendError:
@@ -92,20 +106,40 @@ class LambdaErrors:
         if answer.alert:
             log.error(answer.alert, {"name": name, "where": self.where, "code": err.code, "request_id": request_id})
         retry_after = str(max(1, int(err.retry_after or 1))) if answer.retry_after else None
-        return BackendError(answer.message, status=answer.status, retry_after=retry_after,
-                            cause=f"function={name} {err.code} (HTTP {err.status}): {err.message} "
-                                  f"lambda_request_id={err.request_id}")
+        return BackendError(
+            answer.message,
+            status=answer.status,
+            retry_after=retry_after,
+            cause=f"function={name} {err.code} (HTTP {err.status}): {err.message} lambda_request_id={err.request_id}",
+        )
 
     def function_failed(self, result: InvokeResponse, name: str, request_id: str) -> BackendError:
         """The function ran and failed (X-Amz-Function-Error): its error is logged, shown only on request."""
         error = _function_error(result.payload)
-        log.warning("function error: function=%s kind=%s type=%s message=%s lambda_request_id=%s request_id=%s",
-                    name, result.function_error, error.get("errorType"), str(error.get("errorMessage"))[:500],
-                    result.request_id, request_id)
-        details = {"error_type": error.get("errorType"), "error_message": error.get("errorMessage"),
-                   "lambda_request_id": result.request_id} if self.details_wanted else None
-        return BackendError("the function failed", status=500, details=details,
-                            cause=f"function={name} {result.function_error} error {error.get('errorType')}")
+        log.warning(
+            "function error: function=%s kind=%s type=%s message=%s lambda_request_id=%s request_id=%s",
+            name,
+            result.function_error,
+            error.get("errorType"),
+            str(error.get("errorMessage"))[:500],
+            result.request_id,
+            request_id,
+        )
+        details = (
+            {
+                "error_type": error.get("errorType"),
+                "error_message": error.get("errorMessage"),
+                "lambda_request_id": result.request_id,
+            }
+            if self.details_wanted
+            else None
+        )
+        return BackendError(
+            "the function failed",
+            status=500,
+            details=details,
+            cause=f"function={name} {result.function_error} error {error.get('errorType')}",
+        )
 
 
 def _function_error(payload: bytes) -> dict[str, Any]:

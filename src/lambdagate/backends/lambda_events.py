@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote, urlencode
 
 import orjson
@@ -58,8 +59,10 @@ def jwt_authorizer(claims: dict[str, Any], version: str) -> dict[str, Any]:
     """A validated token's claims (auth/validator) where API Gateway's JWT authorizer puts them, so a handler
     written for it works unchanged: `authorizer.jwt.claims` and `.scopes` in 2.0 events, `authorizer.claims` in
     1.0. API Gateway passes every claim as a string: numbers as digits, lists as "[a b]", objects as JSON."""
-    flat = {name: "[" + " ".join(go_text(v) for v in value) + "]" if isinstance(value, list) else claim_text(value)
-            for name, value in claims.items()}
+    flat = {
+        name: "[" + " ".join(go_text(v) for v in value) + "]" if isinstance(value, list) else claim_text(value)
+        for name, value in claims.items()
+    }
     if version == "1.0":
         return {"claims": flat}
     scope = claims.get("scope", claims.get("scp"))
@@ -140,8 +143,13 @@ def apigateway_v2_payload(method: str, resource: str, stage: str = "$default") -
                 "apiId": "lambdagate",
                 "domainName": req.host,
                 "domainPrefix": req.host.split(".", 1)[0],
-                "http": {"method": req.method, "path": req.path, "protocol": "HTTP/1.1",
-                         "sourceIp": req.client_ip, "userAgent": headers.get("user-agent", "")},
+                "http": {
+                    "method": req.method,
+                    "path": req.path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": req.client_ip,
+                    "userAgent": headers.get("user-agent", ""),
+                },
                 "requestId": req.request_id,
                 "routeKey": route_key,
                 "stage": stage,

@@ -8,8 +8,9 @@ backend composes them only when that telemetry is on, so a feature that is off c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any, Awaitable, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from lambdagate.aws.invoke import InvokeResponse, LambdaDeadlineError, LambdaError, LambdaInvoker
 from lambdagate.proxy import ProxyRequest
@@ -20,8 +21,15 @@ Invoke = Callable[[str, bytes, ProxyRequest, "str | None"], Awaitable[InvokeResp
 
 def invoke_with_retries(invoker: LambdaInvoker, qualifier: str | None, invocation_type: str) -> Invoke:
     def invoke(name: str, payload: bytes, req: ProxyRequest, trace_header: str | None = None):
-        return invoker.invoke(name, payload, deadline=req.deadline, qualifier=qualifier,
-                              invocation_type=invocation_type, request_id=req.request_id, trace_header=trace_header)
+        return invoker.invoke(
+            name,
+            payload,
+            deadline=req.deadline,
+            qualifier=qualifier,
+            invocation_type=invocation_type,
+            request_id=req.request_id,
+            trace_header=trace_header,
+        )
 
     return invoke
 

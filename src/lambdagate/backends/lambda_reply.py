@@ -15,8 +15,14 @@ from typing import Any
 import orjson
 
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
-from lambdagate.backends.reply_headers import (DEFAULT_LIMITS, HeaderLimits, MalformedReply, bounded, check_name,
-                                               check_value)
+from lambdagate.backends.reply_headers import (
+    DEFAULT_LIMITS,
+    HeaderLimits,
+    MalformedReply,
+    bounded,
+    check_name,
+    check_value,
+)
 from lambdagate.errors import BackendError
 from lambdagate.proxy import ProxyResponse
 
@@ -116,8 +122,9 @@ class ReplyDecoder:
 
     __slots__ = ("_format", "_infer_proxy", "_single", "_limits")
 
-    def __init__(self, response_format: str, payload_format: str, single: bool,
-                 limits: HeaderLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, response_format: str, payload_format: str, single: bool, limits: HeaderLimits = DEFAULT_LIMITS
+    ) -> None:
         self._format = response_format
         # API Gateway v2 infers a 200 JSON reply from a function that returns plain JSON.
         self._infer_proxy = payload_format == "apigateway_v2"
@@ -130,8 +137,9 @@ class ReplyDecoder:
         try:
             value = load_json(payload)
         except orjson.JSONDecodeError:
-            raise BackendError("the function reply is not valid JSON",
-                               cause=f"function={name}: reply is not JSON") from None
+            raise BackendError(
+                "the function reply is not valid JSON", cause=f"function={name}: reply is not JSON"
+            ) from None
         except TooDeep as exc:
             raise _malformed(name, exc) from None
         if self._format == "proxy" or (self._format == "auto" and is_proxy_shaped(value)):
@@ -163,6 +171,7 @@ def _merged_proxy(reply: FunctionHttpResponse, name: str) -> ProxyResponse:
     except TooDeep as exc:
         raise _malformed(name, exc) from None
     if not isinstance(data, dict):
-        raise BackendError("the function reply is not a JSON object",
-                           cause=f"function={name}: proxy body is not a JSON object")
+        raise BackendError(
+            "the function reply is not a JSON object", cause=f"function={name}: proxy body is not a JSON object"
+        )
     return ProxyResponse.from_function(data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
 from lambdagate.pipeline.render import CONTROL_CHARS, HOP_BY_HOP
 
 REPLY_MAX_HEADERS = 100  # header lines, as the request side's max_header_count
@@ -48,8 +49,9 @@ def check_value(name: str, value: str) -> str:
     return value
 
 
-def bounded(headers: list[tuple[str, str]], limits: HeaderLimits,
-            drop: frozenset[str] = NOT_PASSED) -> list[tuple[str, str]]:
+def bounded(
+    headers: list[tuple[str, str]], limits: HeaderLimits, drop: frozenset[str] = NOT_PASSED
+) -> list[tuple[str, str]]:
     """`headers` without those named in `drop` (lower-case names); MalformedReply when the rest is past `limits`."""
     kept = [(k, v) for k, v in headers if k.lower() not in drop]
     if len(kept) > limits.count:
@@ -62,8 +64,9 @@ def bounded(headers: list[tuple[str, str]], limits: HeaderLimits,
     return kept
 
 
-def checked(headers: list[tuple[str, str]], limits: HeaderLimits,
-            drop: frozenset[str] = NOT_PASSED) -> list[tuple[str, str]]:
+def checked(
+    headers: list[tuple[str, str]], limits: HeaderLimits, drop: frozenset[str] = NOT_PASSED
+) -> list[tuple[str, str]]:
     """Headers received from an HTTP backend: `bounded`, then each name and value checked."""
     kept = bounded(headers, limits, drop)
     for name, value in kept:

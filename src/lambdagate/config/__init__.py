@@ -5,5 +5,16 @@ from lambdagate.config.model import BackendConfig, EndpointConfig, ServiceConfig
 from lambdagate.config.namespaces import LoadOptions
 from lambdagate.config.server_options import ServerOptions, server_options
 
-__all__ = ["BackendConfig", "EndpointConfig", "LoadOptions", "LoadedConfig", "ServerOptions", "ServiceConfig", "is_typed_backend",
-           "load_config", "read_document", "server_options", "validate_document"]
+__all__ = [
+    "BackendConfig",
+    "EndpointConfig",
+    "LoadOptions",
+    "LoadedConfig",
+    "ServerOptions",
+    "ServiceConfig",
+    "is_typed_backend",
+    "load_config",
+    "read_document",
+    "server_options",
+    "validate_document",
+]

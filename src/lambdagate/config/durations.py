@@ -26,5 +26,7 @@ def parse_duration(text: str) -> float:
     if pos == 0:
         raise ValueError(f'malformed duration {text!r}: write it like "3s", "500ms" or "1m30s"')
     if total > _MAX_SECONDS:  # also catches "inf" from a number with hundreds of digits
-        raise ValueError(f"duration {text[:40]!r} is out of range (at most {_MAX_SECONDS / 3600 / 24 / 365:.0f} years, as in Go)")
+        raise ValueError(
+            f"duration {text[:40]!r} is out of range (at most {_MAX_SECONDS / 3600 / 24 / 365:.0f} years, as in Go)"
+        )
     return total

@@ -17,7 +17,7 @@ Pure data and small functions: this module imports nothing from the gateway.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 # How `lambdagate run` hands its --allow-unsupported list to the worker processes (comma-separated).
 ALLOW_ENV = "LAMBDAGATE_ALLOW_UNSUPPORTED"
@@ -28,10 +28,15 @@ GUARD_PREFIXES = ("auth/", "security/", "qos/ratelimit", "validation/", "modifie
 NOT_GUARDS = frozenset({"security/cors"})
 # Guards outside the prefixes. Plugins and middlewares that see the request can refuse it (plugin/http-client
 # only replaces the transport to a backend, so it is no guard); governance/quota is a rate limit by another name.
-GUARD_NAMES = frozenset({
-    "plugin/http-server", "plugin/req-resp-modifier", "plugin/middleware", "governance/quota",
-    "endpoint/rate-limit",  # not a KrakenD name, but real configs write it for a rate limit
-})
+GUARD_NAMES = frozenset(
+    {
+        "plugin/http-server",
+        "plugin/req-resp-modifier",
+        "plugin/middleware",
+        "governance/quota",
+        "endpoint/rate-limit",  # not a KrakenD name, but real configs write it for a rate limit
+    }
+)
 
 # Old names (as normalised by `normal`) → the current name. From KrakenD's 1.x → 2.0 migration table, plus
 # the spellings found in real configs. Non-guards are listed too, so a warning can say what to write instead.
@@ -129,8 +134,10 @@ def refusal(key: str, scope: str, *, implemented: bool) -> str:
 def misplaced(key: str, scope: str, belongs: str) -> str:
     """Why a guard that lambdagate implements, but in another scope's extra_config, refuses the config."""
     article = "an" if belongs[0] in "aeiou" else "a"
-    return (f"`{key}` is read only in {article} {belongs}'s extra_config, so here it protects nothing; move it "
-            f"there, or start with `--allow-unsupported {canonical(key)}` to {_SERVE[scope]} without it")
+    return (
+        f"`{key}` is read only in {article} {belongs}'s extra_config, so here it protects nothing; move it "
+        f"there, or start with `--allow-unsupported {canonical(key)}` to {_SERVE[scope]} without it"
+    )
 
 
 def served_without(key: str, served: str) -> str:
@@ -140,8 +147,10 @@ def served_without(key: str, served: str) -> str:
 
 def old_name_read(key: str, name: str) -> str:
     """The warning for an old name that lambdagate reads as its current name `name`."""
-    return (f"`{key}` is the old name of `{name}` and is read as `{name}`; write `{name}` (KrakenD 2 and later "
-            "may ignore the old name)")
+    return (
+        f"`{key}` is the old name of `{name}` and is read as `{name}`; write `{name}` (KrakenD 2 and later "
+        "may ignore the old name)"
+    )
 
 
 def unsupported_hint(key: str, *, implemented: bool) -> str:
@@ -157,9 +166,11 @@ def allowed_name(value: str) -> str:
     if not value.strip() or "," in value:
         raise ValueError(f"{value!r}: give one namespace per --allow-unsupported, e.g. auth/validator")
     if not is_guard(value):
-        raise ValueError(f"{value!r} is no guard: lambdagate refuses only unsupported guards (auth/*, security/* but "
-                         "security/cors, qos/ratelimit/*, validation/*, modifier/lua-*, plugin/http-server, "
-                         "plugin/req-resp-modifier, ...); it serves other unsupported namespaces with a warning")
+        raise ValueError(
+            f"{value!r} is no guard: lambdagate refuses only unsupported guards (auth/*, security/* but "
+            "security/cors, qos/ratelimit/*, validation/*, modifier/lua-*, plugin/http-server, "
+            "plugin/req-resp-modifier, ...); it serves other unsupported namespaces with a warning"
+        )
     return canonical(value)
 
 

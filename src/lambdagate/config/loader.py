@@ -18,8 +18,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lambdagate.config import guards, namespaces
-from lambdagate.config.model import (JWT_PLACEHOLDER_RE, PLACEHOLDER_RE, BackendConfig, EndpointConfig, ServiceConfig,
-                                    is_builtin_path)
+from lambdagate.config.model import (
+    JWT_PLACEHOLDER_RE,
+    PLACEHOLDER_RE,
+    BackendConfig,
+    EndpointConfig,
+    ServiceConfig,
+    is_builtin_path,
+)
 from lambdagate.config.namespaces import LoadOptions, NamespaceContext, NamespaceError
 from lambdagate.errors import ConfigError, ConfigIssue
 
@@ -51,13 +57,15 @@ def read_document(path: str | Path) -> Any:
             raise ConfigError([ConfigIssue("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
         except RecursionError:
             raise ConfigError([ConfigIssue("", "invalid YAML: nested too deeply")]) from None
-        except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail in many ways on a bad scalar,
+        except Exception as exc:
             # e.g. ValueError for the date 2001-02-30, IndexError for an empty "!!int"
             raise ConfigError([ConfigIssue("", f"invalid YAML value: {type(exc).__name__}: {exc}")]) from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ConfigError([ConfigIssue("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
+        raise ConfigError(
+            [ConfigIssue("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
+        ) from None
 
 
 def load_config(path: str | Path, options: LoadOptions | None = None) -> LoadedConfig:
@@ -68,7 +76,9 @@ def load_config(path: str | Path, options: LoadOptions | None = None) -> LoadedC
 
 def validate_document(doc: Any, options: LoadOptions) -> LoadedConfig:
     if not isinstance(doc, dict):
-        raise ConfigError([ConfigIssue("", 'the config must be a JSON object such as {"version": 3, "endpoints": [...]}')])
+        raise ConfigError(
+            [ConfigIssue("", 'the config must be a JSON object such as {"version": 3, "endpoints": [...]}')]
+        )
     try:
         service = ServiceConfig.model_validate(doc)
     except ValidationError as exc:
@@ -117,8 +127,9 @@ def _what_to_write(err: dict) -> str:
     return ""
 
 
-def parse_namespace_model(model: type[M], value: Any, ctx: NamespaceContext, example: str,
-                          hints: dict[str, str] | None = None) -> M:
+def parse_namespace_model(
+    model: type[M], value: Any, ctx: NamespaceContext, example: str, hints: dict[str, str] | None = None
+) -> M:
     """A namespace value parsed into its pydantic model, with the loader's error wording.
 
     Errors are NamespaceError issues relative to the namespace; `hints` replaces pydantic's wording for a
@@ -155,7 +166,9 @@ def _unknown_fields(model: BaseModel, path: str, warnings: list[ConfigIssue]) ->
         warnings.append(ConfigIssue(f"{path}.{key}" if path else key, "not supported, ignored"))
 
 
-def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[ConfigIssue], warnings: list[ConfigIssue]) -> None:
+def _parse_namespaces(
+    owner, scope: str, ctx: NamespaceContext, errors: list[ConfigIssue], warnings: list[ConfigIssue]
+) -> None:
     base = ctx.path
     for key, value in owner.extra_config.items():
         path = f"{base}.extra_config{_key(key)}" if base else f"extra_config{_key(key)}"
@@ -184,8 +197,15 @@ def _parse_namespaces(owner, scope: str, ctx: NamespaceContext, errors: list[Con
     ctx.path = base
 
 
-def _unapplied_guard(key: str, ns: namespaces.Namespace | None, scope: str, ctx: NamespaceContext, path: str,
-                     errors: list[ConfigIssue], warnings: list[ConfigIssue]) -> None:
+def _unapplied_guard(
+    key: str,
+    ns: namespaces.Namespace | None,
+    scope: str,
+    ctx: NamespaceContext,
+    path: str,
+    errors: list[ConfigIssue],
+    warnings: list[ConfigIssue],
+) -> None:
     """Fail closed: a guard lambdagate cannot apply here refuses the config, unless --allow-unsupported names it."""
     name = guards.canonical(key)
     if name in ctx.options.allow_unsupported:
@@ -217,24 +237,41 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
         key = (route_shape(endpoint.endpoint), endpoint.method)
         if key in seen:
             first = service.endpoints[seen[key]]
-            errors.append(ConfigIssue(path, f"duplicate of endpoints[{seen[key]}] ({first.method} {first.endpoint}): "
-                                            'change "endpoint" or "method"'))
+            errors.append(
+                ConfigIssue(
+                    path,
+                    f"duplicate of endpoints[{seen[key]}] ({first.method} {first.endpoint}): "
+                    'change "endpoint" or "method"',
+                )
+            )
         seen.setdefault(key, i)
         _check_endpoint(service, endpoint, path, options, errors, warnings)
 
 
-def _check_endpoint(service: ServiceConfig, endpoint: EndpointConfig, path: str, options: LoadOptions,
-                    errors: list, warnings: list) -> None:
+def _check_endpoint(
+    service: ServiceConfig, endpoint: EndpointConfig, path: str, options: LoadOptions, errors: list, warnings: list
+) -> None:
     _unknown_fields(endpoint, path, warnings)
     placeholders = endpoint.placeholders
     for segment in endpoint.endpoint.split("/"):
         if "{" in segment and not PLACEHOLDER_RE.fullmatch(segment):
-            errors.append(ConfigIssue(f"{path}.endpoint", f"placeholder segment {segment!r} must be a whole path "
-                                                          'segment such as "/users/{id}"'))
+            errors.append(
+                ConfigIssue(
+                    f"{path}.endpoint",
+                    f'placeholder segment {segment!r} must be a whole path segment such as "/users/{{id}}"',
+                )
+            )
     if len(set(placeholders)) != len(placeholders):
-        errors.append(ConfigIssue(f"{path}.endpoint", f"a placeholder appears twice in {endpoint.endpoint}: rename one"))
+        errors.append(
+            ConfigIssue(f"{path}.endpoint", f"a placeholder appears twice in {endpoint.endpoint}: rename one")
+        )
     if is_builtin_path(_strip_slash(endpoint.endpoint)):
-        errors.append(ConfigIssue(f"{path}.endpoint", f"{endpoint.endpoint} is reserved for the gateway's built-in endpoints: choose another path"))
+        errors.append(
+            ConfigIssue(
+                f"{path}.endpoint",
+                f"{endpoint.endpoint} is reserved for the gateway's built-in endpoints: choose another path",
+            )
+        )
     for name in ("timeout", "cache_ttl"):
         value = getattr(endpoint, name)
         if value is not None and value < 0:
@@ -245,8 +282,13 @@ def _check_endpoint(service: ServiceConfig, endpoint: EndpointConfig, path: str,
         warnings.append(ConfigIssue(f"{path}.concurrent_calls", "accepted; each backend is called once per request"))
     encoding = endpoint.output_encoding or service.output_encoding
     if encoding == "no-op" and len(endpoint.backend) > 1:
-        errors.append(ConfigIssue(f"{path}.output_encoding", f'"no-op" passes one backend through, this endpoint has '
-                                                             f'{len(endpoint.backend)}: keep one backend or use "json"'))
+        errors.append(
+            ConfigIssue(
+                f"{path}.output_encoding",
+                f'"no-op" passes one backend through, this endpoint has '
+                f'{len(endpoint.backend)}: keep one backend or use "json"',
+            )
+        )
     ctx = NamespaceContext(service=service, endpoint=endpoint, backend=None, path=path, options=options)
     _parse_namespaces(endpoint, "endpoint", ctx, errors, warnings)
     for j, backend in enumerate(endpoint.backend):
@@ -257,7 +299,9 @@ def _check_endpoint(service: ServiceConfig, endpoint: EndpointConfig, path: str,
         if encoding == "no-op":
             backend.encoding = "no-op"
         elif backend.encoding == "no-op":
-            errors.append(ConfigIssue(f"{bpath}.encoding", '"no-op" needs the endpoint\'s "output_encoding": "no-op" too'))
+            errors.append(
+                ConfigIssue(f"{bpath}.encoding", '"no-op" needs the endpoint\'s "output_encoding": "no-op" too')
+            )
         if not is_typed_backend(backend):
             _check_http_backend(service, endpoint, backend, bpath, errors)
 
@@ -276,24 +320,40 @@ def is_typed_backend(backend: BackendConfig) -> bool:
     return any((ns := namespaces.lookup(k)) is not None and ns.backend_type for k in backend.extra_config)
 
 
-def _check_http_backend(service: ServiceConfig, endpoint: EndpointConfig, backend: BackendConfig, path: str,
-                        errors: list) -> None:
+def _check_http_backend(
+    service: ServiceConfig, endpoint: EndpointConfig, backend: BackendConfig, path: str, errors: list
+) -> None:
     if not backend.url_pattern.startswith("/"):
-        errors.append(ConfigIssue(f"{path}.url_pattern", 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"'))
+        errors.append(
+            ConfigIssue(
+                f"{path}.url_pattern", 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"'
+            )
+        )
     placeholders = set(endpoint.placeholders)
     for name in PLACEHOLDER_RE.findall(backend.url_pattern):
         if name not in placeholders:
-            errors.append(ConfigIssue(f"{path}.url_pattern", f"placeholder {{{name}}} is not in endpoint {endpoint.endpoint}"))
+            errors.append(
+                ConfigIssue(f"{path}.url_pattern", f"placeholder {{{name}}} is not in endpoint {endpoint.endpoint}")
+            )
     if not any(guards.canonical(key) == CLAIMS_NAMESPACE for key in endpoint.extra_config):
         for name in dict.fromkeys(JWT_PLACEHOLDER_RE.findall(backend.url_pattern)):
-            errors.append(ConfigIssue(f"{path}.url_pattern", f"{{JWT.{name}}} is a claim of a validated token, and "
-                                                             f'the endpoint validates none: add "{CLAIMS_NAMESPACE}"'))
+            errors.append(
+                ConfigIssue(
+                    f"{path}.url_pattern",
+                    f"{{JWT.{name}}} is a claim of a validated token, and "
+                    f'the endpoint validates none: add "{CLAIMS_NAMESPACE}"',
+                )
+            )
     hosts = backend.host or service.host
     if not hosts:
-        errors.append(ConfigIssue(f"{path}.host", 'no host: add "host": ["http://service:8080"] to the backend or the service'))
+        errors.append(
+            ConfigIssue(f"{path}.host", 'no host: add "host": ["http://service:8080"] to the backend or the service')
+        )
     for k, host in enumerate(backend.host):
         if not is_base_url(host if backend.disable_host_sanitize else sanitize_host(host)):
-            errors.append(ConfigIssue(f"{path}.host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"'))
+            errors.append(
+                ConfigIssue(f"{path}.host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"')
+            )
 
 
 def is_base_url(url: str) -> bool:

@@ -8,8 +8,9 @@ they are matched as config/guards.py normalises old names, and the loader warns 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lambdagate.config import guards
 

@@ -7,8 +7,9 @@ a step that is not configured is simply not composed, so it costs nothing per re
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from lambdagate.asgi import Receive, Scope
 from lambdagate.pipeline.render import Reply

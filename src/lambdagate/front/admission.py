@@ -36,8 +36,12 @@ class Admission:
     def check(self, scope: Scope) -> Reply | None:
         """The refusal, or None when the request may go on."""
         if self.in_flight >= self.max_in_flight:
-            log.warning("refused %s %s: %d requests in flight (max_in_flight)", scope["method"], scope["path"][:200],
-                        self.in_flight)
+            log.warning(
+                "refused %s %s: %d requests in flight (max_in_flight)",
+                scope["method"],
+                scope["path"][:200],
+                self.in_flight,
+            )
             return self.busy
         raw_path = scope.get("raw_path") or b""
         if len(raw_path) + len(scope["query_string"]) > self.max_url:
@@ -53,7 +57,6 @@ class Admission:
         if size > self.max_header_bytes:
             return self.headers_too_large
         return None
-
 
     @property
     def refusals(self) -> list[Reply]:

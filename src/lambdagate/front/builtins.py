@@ -18,8 +18,9 @@ NOT_FOUND = json_reply(404, {"error": "not found"}, [INCOMPLETE])
 
 def health(started: float) -> Handler:
     async def answer(ex: Exchange) -> Reply:
-        return json_reply(200, {"status": "ok", "version": __version__,
-                                "uptime_s": round(time.monotonic() - started, 3)})
+        return json_reply(
+            200, {"status": "ok", "version": __version__, "uptime_s": round(time.monotonic() - started, 3)}
+        )
 
     return answer
 
@@ -30,13 +31,16 @@ def echo(max_body: int, read_timeout: float) -> Handler:
     async def answer(ex: Exchange) -> Reply:
         body = await read_body(ex.receive, max_body, read_timeout)
         scope = ex.scope
-        return json_reply(200, {
-            "method": ex.method,
-            "path": ex.path,
-            "query": _multi(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)),
-            "headers": _multi([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]),
-            "body": body.decode("utf-8", "replace"),
-        })
+        return json_reply(
+            200,
+            {
+                "method": ex.method,
+                "path": ex.path,
+                "query": _multi(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)),
+                "headers": _multi([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]),
+                "body": body.decode("utf-8", "replace"),
+            },
+        )
 
     return answer
 

@@ -44,8 +44,9 @@ class RequestIds:
                 given = value.decode("latin-1")
                 if _REQUEST_ID.fullmatch(given):
                     return given
-                log.debug("replaced the client's X-Request-Id %r: 1-128 characters of %s", given[:64],
-                          _REQUEST_ID.pattern)
+                log.debug(
+                    "replaced the client's X-Request-Id %r: 1-128 characters of %s", given[:64], _REQUEST_ID.pattern
+                )
                 break
         return self.new()
 
@@ -70,7 +71,7 @@ def contained(handler: Handler) -> Handler:
             return await handler(ex)
         except RequestRejected as exc:
             return json_reply(exc.status, {"error": exc.message})
-        except Exception:  # noqa: BLE001 - the client gets a plain 500, the log gets the traceback
+        except Exception:
             log.exception("unhandled error serving %s %s request_id=%s", ex.method, ex.path[:200], ex.request_id)
             return json_reply(500, {"error": "internal error"})
 
@@ -95,8 +96,14 @@ def traced(handler: Handler, tracing: Tracing, route: str | None) -> Handler:
     return in_span
 
 
-def measured(handler: Handler, stats: EndpointStats | None, access_log: AccessLog | None, route: str | None,
-             *, counts: frozenset[int] | None = None) -> Handler:
+def measured(
+    handler: Handler,
+    stats: EndpointStats | None,
+    access_log: AccessLog | None,
+    route: str | None,
+    *,
+    counts: frozenset[int] | None = None,
+) -> Handler:
     """Duration and status into the route's metrics series and one access-log line (each when on).
 
     `counts` limits the series to some statuses (the router's miss handler counts only its 404s and 405s).
@@ -112,9 +119,18 @@ def measured(handler: Handler, stats: EndpointStats | None, access_log: AccessLo
             stats.observe(reply.status, seconds)
         if access_log is not None:
             span = ex.span
-            access_log.write(ex.method, route, ex.path, reply.status, round(seconds * 1000, 2), len(reply.body),
-                             ex.request_id, ex.client_ip, ex.calls,
-                             span.trace_id if span is not None else None)
+            access_log.write(
+                ex.method,
+                route,
+                ex.path,
+                reply.status,
+                round(seconds * 1000, 2),
+                len(reply.body),
+                ex.request_id,
+                ex.client_ip,
+                ex.calls,
+                span.trace_id if span is not None else None,
+            )
         return reply
 
     return timed

@@ -26,11 +26,28 @@ if TYPE_CHECKING:
 # or the gateway sets them itself (forwarding headers: a client must not choose the address a backend trusts);
 # or they would break the backend call (Expect: 100-continue makes an upstream wait for a body that is not sent;
 # Accept-Encoding: the gateway decodes backend replies itself).
-NEVER_FORWARD = frozenset({
-    b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
-    b"proxy-authorization", b"proxy-connection", b"accept-encoding", b"expect",
-    b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"x-real-ip", b"forwarded",
-})
+NEVER_FORWARD = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"accept-encoding",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-real-ip",
+        b"forwarded",
+    }
+)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _MAX_DECODING_LAYERS = 4
 # The common case, decided by one C-speed match: no escape, no slash, no control character.
@@ -143,10 +160,19 @@ def building_request(pipeline: EndpointPipeline, rules: RequestRules) -> Handler
         if ex.backend_headers:
             headers.update(ex.backend_headers)
         req = ProxyRequest(
-            method=ex.method, path=ex.path, params=ex.params, query=rules.query_of(scope["query_string"]),
-            headers=headers, body=body, client_ip=ex.client_ip, request_id=ex.request_id,
-            deadline=asyncio.get_running_loop().time() + pipeline.timeout, host=host,
-            scheme=scope.get("scheme", "http"), calls=ex.calls, claims=ex.claims,
+            method=ex.method,
+            path=ex.path,
+            params=ex.params,
+            query=rules.query_of(scope["query_string"]),
+            headers=headers,
+            body=body,
+            client_ip=ex.client_ip,
+            request_id=ex.request_id,
+            deadline=asyncio.get_running_loop().time() + pipeline.timeout,
+            host=host,
+            scheme=scope.get("scheme", "http"),
+            calls=ex.calls,
+            claims=ex.claims,
         )
         return await pipeline(req)
 

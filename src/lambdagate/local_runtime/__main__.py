@@ -20,13 +20,25 @@ def build_parser(prog: str = "python -m lambdagate.local_runtime") -> argparse.A
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=9001, help="port to listen on (default 9001)")
     parser.add_argument("--region", default=None, help="region in ARNs and AWS_REGION (default from env or us-east-1)")
-    parser.add_argument("--log-level", default="INFO", type=str.upper,
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="default INFO")
-    parser.add_argument("--log-format", default="text", choices=("text", "json"),
-                        help="log lines as text or one JSON object per line (default text)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="default INFO",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="log lines as text or one JSON object per line (default text)",
+    )
     parser.add_argument("--log-prefix", default="", help="put before every log line (as telemetry/logging's prefix)")
-    parser.add_argument("--show-env", action="store_true",
-                        help="show environment values in list-functions/get-function (default: redacted)")
+    parser.add_argument(
+        "--show-env",
+        action="store_true",
+        help="show environment values in list-functions/get-function (default: redacted)",
+    )
     # Set by start_in_background(): shut down when the embedding process is gone.
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return parser
@@ -45,8 +57,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from lambdagate.local_runtime.server import serve
 
     try:
-        serve(args.directory, args.host, args.port, region=args.region, parent_pid=args.parent_pid,
-              show_env=args.show_env)
+        serve(
+            args.directory, args.host, args.port, region=args.region, parent_pid=args.parent_pid, show_env=args.show_env
+        )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

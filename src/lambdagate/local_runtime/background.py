@@ -43,7 +43,7 @@ class RuntimeHandle:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> "RuntimeHandle":
+    def __enter__(self) -> RuntimeHandle:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -68,11 +68,19 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def start_in_background(directory, host: str = "127.0.0.1", port: int = 0, *,
-                        region: str | None = None, log_level: str = "INFO", log_format: str = "text",
-                        log_prefix: str = "", show_env: bool = False,
-                        startup_timeout: float = 20.0, env: dict[str, str] | None = None,
-                        ) -> RuntimeHandle:
+def start_in_background(
+    directory,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    region: str | None = None,
+    log_level: str = "INFO",
+    log_format: str = "text",
+    log_prefix: str = "",
+    show_env: bool = False,
+    startup_timeout: float = 20.0,
+    env: dict[str, str] | None = None,
+) -> RuntimeHandle:
     """Start ``python -m lambdagate.local_runtime DIR`` and return once it answers /__health.
 
     ``port=0`` picks a free port. Raises ConfigError (bad directory or
@@ -84,10 +92,22 @@ def start_in_background(directory, host: str = "127.0.0.1", port: int = 0, *,
     load_functions(directory)
     port = port or _free_port(host)
     command = [
-        sys.executable, "-m", "lambdagate.local_runtime", str(directory),
-        "--host", host, "--port", str(port), "--log-level", log_level, "--log-format", log_format,
-        "--log-prefix", log_prefix,
-        "--parent-pid", str(os.getpid()),
+        sys.executable,
+        "-m",
+        "lambdagate.local_runtime",
+        str(directory),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        log_level,
+        "--log-format",
+        log_format,
+        "--log-prefix",
+        log_prefix,
+        "--parent-pid",
+        str(os.getpid()),
     ]
     if region:
         command += ["--region", region]

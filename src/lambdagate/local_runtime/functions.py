@@ -51,9 +51,17 @@ _ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # Variables the runtime sets itself; Lambda rejects them in a function's environment too.
 RESERVED_ENV = frozenset(
     {
-        "_HANDLER", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT",
-        "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+        "_HANDLER",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
         "AWS_LAMBDA_INITIALIZATION_TYPE",
     }
 )
@@ -159,9 +167,7 @@ def _settings(where: str, raw: dict) -> dict:
                 raise ConfigError(f"{where}.environment: {key} is reserved and set by the runtime")
             if isinstance(value, (dict, list)) or value is None:
                 raise ConfigError(f"{where}.environment.{key}: must be a string, number or boolean")
-        out["environment"] = {
-            k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in env.items()
-        }
+        out["environment"] = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in env.items()}
     return out
 
 

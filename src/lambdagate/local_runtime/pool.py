@@ -183,7 +183,10 @@ class Worker:
         parent, child = socket.socketpair()
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "lambdagate.local_runtime.worker", str(child.fileno()),
+                sys.executable,
+                "-m",
+                "lambdagate.local_runtime.worker",
+                str(child.fileno()),
                 pass_fds=(child.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=self._log_fd,
@@ -229,7 +232,7 @@ class Worker:
     async def exit_reason(self) -> str:
         try:
             returncode = await asyncio.wait_for(self.proc.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.kill()
             returncode = None
         return _exit_reason(returncode)
@@ -264,8 +267,15 @@ class Worker:
             self._log_fd = -1
 
 
-def compose_log(request_id: str, output: bytes, duration_ms: float, memory_mb: int,
-                max_used_mb: int, init_ms: float | None, status: str = "") -> bytes:
+def compose_log(
+    request_id: str,
+    output: bytes,
+    duration_ms: float,
+    memory_mb: int,
+    max_used_mb: int,
+    init_ms: float | None,
+    status: str = "",
+) -> bytes:
     """The invocation's log as CloudWatch would show it (what LogType=Tail returns)."""
     if output and not output.endswith(b"\n"):
         output += b"\n"
@@ -301,12 +311,18 @@ class FunctionPool:
             return False
         try:
             await asyncio.wait_for(self._slots.acquire(), wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
-    async def invoke(self, request_id: str, payload: bytes, invoked_arn: str,
-                     client_context: dict | None = None, wait: float | None = None) -> Invocation:
+    async def invoke(
+        self,
+        request_id: str,
+        payload: bytes,
+        invoked_arn: str,
+        client_context: dict | None = None,
+        wait: float | None = None,
+    ) -> Invocation:
         """Run one invocation; ``wait`` bounds the wait for a free slot (None: forever)."""
         if not await self._acquire(wait):
             return Invocation("throttled")
@@ -332,7 +348,7 @@ class FunctionPool:
             header, body = await worker.start()
         except OSError as e:  # could not even spawn (e.g. out of file descriptors)
             result = _exit_error(request_id, f"Runtime failed to start: {e}")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             worker.kill()
             result = _timed_out(request_id, f"Init phase timed out after {INIT_TIMEOUT:.2f} seconds")
         except WorkerGone:
@@ -347,8 +363,9 @@ class FunctionPool:
         self._discard(worker)
         return result
 
-    async def _run(self, worker: Worker, cold: bool, request_id: str, payload: bytes,
-                   invoked_arn: str, client_context: dict | None) -> Invocation:
+    async def _run(
+        self, worker: Worker, cold: bool, request_id: str, payload: bytes, invoked_arn: str, client_context: dict | None
+    ) -> Invocation:
         timeout = self.fn.timeout
         worker.clear_output()
         header = {
@@ -362,7 +379,7 @@ class FunctionPool:
         healthy = False
         try:
             reply, body = await asyncio.wait_for(worker.invoke(header, payload), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             max_used = worker.peak_memory_mb()
             worker.kill()
             result = _timed_out(request_id, f"Task timed out after {timeout:.2f} seconds")
@@ -373,14 +390,20 @@ class FunctionPool:
             max_used = reply.get("max_memory_mb", 0)
             healthy = not reply.get("fatal")
             if reply["status"] == "oom":
-                result = _exit_error(request_id, "Runtime exited with error: out of memory "
-                                                 f"(Memory Size: {self.fn.memory_mb} MB)")
+                result = _exit_error(
+                    request_id, f"Runtime exited with error: out of memory (Memory Size: {self.fn.memory_mb} MB)"
+                )
             elif reply["status"] == "error":
                 result = Invocation("error", body, reply.get("error_type"))
             elif len(body) > MAX_RESPONSE_BYTES:
-                result = Invocation("error", _error_payload(
-                    "Function.ResponseSizeTooLarge", "Response payload size exceeded maximum allowed "
-                    f"payload size ({MAX_RESPONSE_BYTES} bytes)."), "Function.ResponseSizeTooLarge")
+                result = Invocation(
+                    "error",
+                    _error_payload(
+                        "Function.ResponseSizeTooLarge",
+                        f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
+                    ),
+                    "Function.ResponseSizeTooLarge",
+                )
             else:
                 result = Invocation("ok", body)
         self._finish(result, request_id, worker, started, cold, max_used)
@@ -390,8 +413,16 @@ class FunctionPool:
             self._discard(worker)
         return result
 
-    def _finish(self, result: Invocation, request_id: str, worker: Worker, started: float,
-                cold: bool, max_used_mb: int, init_failed: bool = False) -> None:
+    def _finish(
+        self,
+        result: Invocation,
+        request_id: str,
+        worker: Worker,
+        started: float,
+        cold: bool,
+        max_used_mb: int,
+        init_failed: bool = False,
+    ) -> None:
         """Fill in timing and the CloudWatch-style log of a finished invocation."""
         result.duration_ms = (time.monotonic() - started) * 1000
         result.cold = cold
@@ -403,8 +434,9 @@ class FunctionPool:
         elif result.outcome == "exit" or init_failed:
             status = f"Status: error\tError Type: {result.error_type}"
         init_ms = (worker.init_ms or result.duration_ms) if cold else None
-        result.log = compose_log(request_id, result.output, result.duration_ms, self.fn.memory_mb,
-                                 max_used_mb, init_ms, status)
+        result.log = compose_log(
+            request_id, result.output, result.duration_ms, self.fn.memory_mb, max_used_mb, init_ms, status
+        )
 
     def _discard(self, worker: Worker) -> None:
         worker.dispose()

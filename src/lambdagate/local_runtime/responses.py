@@ -43,9 +43,7 @@ def function_arn(region: str, name: str, qualifier: str | None = None) -> str:
 
 
 def json_response(data, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
-    )
+    return web.Response(body=orjson.dumps(data), status=status, headers=headers, content_type="application/json")
 
 
 def error_response(status: int, code: str, message: str, **extra) -> web.Response:

@@ -70,6 +70,7 @@ class LocalRuntime:
         except ConfigError as e:
             log.error("%s (keeping the previous configuration)", e)
             functions = self.functions
+
         def top_level_module(fn: FunctionConfig) -> str | None:
             path = fn.source_path(self.root)
             return path.name if path.parent == self.root else None
@@ -85,7 +86,9 @@ class LocalRuntime:
         added, removed = functions.keys() - self.functions.keys(), self.functions.keys() - functions.keys()
         self.functions = functions
         log.info(
-            "reloaded %s: %d function(s)%s%s", self.root, len(functions),
+            "reloaded %s: %d function(s)%s%s",
+            self.root,
+            len(functions),
             f", added {', '.join(sorted(added))}" if added else "",
             f", removed {', '.join(sorted(removed))}" if removed else "",
         )
@@ -108,9 +111,16 @@ class LocalRuntime:
             pool = self._pools[fn.name] = FunctionPool(fn, self.root, self.region)
         return pool
 
-    async def invoke(self, fn: FunctionConfig, payload: bytes, *, request_id: str, invoked_arn: str,
-                     invocation_type: str = "RequestResponse", client_context: dict | None = None,
-                     ) -> Invocation:
+    async def invoke(
+        self,
+        fn: FunctionConfig,
+        payload: bytes,
+        *,
+        request_id: str,
+        invoked_arn: str,
+        invocation_type: str = "RequestResponse",
+        client_context: dict | None = None,
+    ) -> Invocation:
         # Synchronous callers wait for a free worker at most the function's
         # timeout, then are throttled (429) as Lambda would; queued Event
         # invocations wait as long as it takes (invoke_in_background bounds how many).
@@ -123,8 +133,13 @@ class LocalRuntime:
             outcome += f" ({result.error_type})"
         log.info(
             "invoke %s request_id=%s type=%s duration=%.1fms total=%.1fms%s outcome=%s",
-            fn.name, request_id, invocation_type, result.duration_ms, total_ms,
-            " cold" if result.cold else "", outcome,
+            fn.name,
+            request_id,
+            invocation_type,
+            result.duration_ms,
+            total_ms,
+            " cold" if result.cold else "",
+            outcome,
         )
         if result.output.strip():
             text = result.output.decode("utf-8", "replace").rstrip("\n")
@@ -136,13 +151,15 @@ class LocalRuntime:
         ``max_queued_events`` unfinished ones, so a flood cannot grow memory without bound."""
         queued = self._queued.get(fn.name, 0)
         if queued >= fn.max_queued_events:
-            log.info("invoke %s request_id=%s type=Event outcome=throttled (%d queued, the most allowed)",
-                     fn.name, kwargs.get("request_id"), queued)
+            log.info(
+                "invoke %s request_id=%s type=Event outcome=throttled (%d queued, the most allowed)",
+                fn.name,
+                kwargs.get("request_id"),
+                queued,
+            )
             return False
         self._queued[fn.name] = queued + 1
-        task = asyncio.get_running_loop().create_task(
-            self.invoke(fn, payload, invocation_type="Event", **kwargs)
-        )
+        task = asyncio.get_running_loop().create_task(self.invoke(fn, payload, invocation_type="Event", **kwargs))
         self._tasks.add(task)  # keep a reference until done, or it may be collected mid-run
         task.add_done_callback(functools.partial(self._event_done, fn.name))
         return True
@@ -163,7 +180,7 @@ class LocalRuntime:
             async for changes in awatch(self.root, stop_event=self._stop, step=50):
                 nested = any(Path(path).parent != self.root for _, path in changes)
                 self.refresh(retire_all=nested)
-        except Exception:  # noqa: BLE001 - the per-invocation check still reloads
+        except Exception:
             log.exception("file watcher stopped; edits still apply on the next invocation")
 
     async def close(self) -> None:

@@ -64,7 +64,8 @@ def _resolve(request: web.Request) -> tuple[FunctionConfig, str | None] | web.Re
     query_qualifier = request.query.get("Qualifier")
     if qualifier and query_qualifier and qualifier != query_qualifier:
         return r.error_response(
-            400, "InvalidParameterValueException",
+            400,
+            "InvalidParameterValueException",
             "The derived qualifier from the function name does not match the specified qualifier.",
         )
     qualifier = qualifier or query_qualifier
@@ -114,12 +115,14 @@ async def invoke(request: web.Request) -> web.Response:
     body = await _read_body(request)
     if invocation_type not in INVOCATION_TYPES:
         return r.error_response(
-            400, "InvalidParameterValueException",
+            400,
+            "InvalidParameterValueException",
             f"Invalid invocation type {invocation_type!r}; expected one of {', '.join(INVOCATION_TYPES)}",
         )
     if body is None:
         return r.error_response(
-            413, "RequestEntityTooLargeException",
+            413,
+            "RequestEntityTooLargeException",
             f"Request must be smaller than {MAX_PAYLOAD} bytes for the InvokeFunction operation",
         )
     resolved = _resolve(request)
@@ -141,9 +144,7 @@ async def invoke(request: web.Request) -> web.Response:
         try:
             client_context = json.loads(base64.b64decode(request.headers["X-Amz-Client-Context"]))
         except ValueError as e:
-            return r.error_response(
-                400, "InvalidRequestContentException", f"Client context must be base64 JSON: {e}"
-            )
+            return r.error_response(400, "InvalidRequestContentException", f"Client context must be base64 JSON: {e}")
 
     kwargs = dict(
         request_id=request["request_id"],
@@ -176,7 +177,7 @@ async def list_functions(request: web.Request) -> web.Response:
     except ValueError:
         return r.error_response(400, "InvalidParameterValueException", "Invalid Marker or MaxItems")
     functions = runtime.list()
-    page = functions[start:start + limit]
+    page = functions[start : start + limit]
     show_env = request.app[SHOW_ENV_KEY]
     body = {"Functions": [r.function_configuration(fn, runtime.root, runtime.region, show_env) for fn in page]}
     if start + limit < len(functions):
@@ -207,7 +208,8 @@ async def health(request: web.Request) -> web.Response:
 
 async def unknown_operation(request: web.Request) -> web.Response:
     return r.error_response(
-        404, "UnknownOperationException",
+        404,
+        "UnknownOperationException",
         f"The lambdagate local runtime does not implement {request.method} {request.path}",
     )
 
@@ -259,7 +261,10 @@ async def _serve(app: web.Application, host: str, port: int, parent_pid: int | N
         bound = runner.addresses[0]
         log.info(
             "lambdagate local runtime serving %d function(s) from %s on http://%s:%s",
-            len(runtime.functions), runtime.root, host, bound[1],
+            len(runtime.functions),
+            runtime.root,
+            host,
+            bound[1],
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -282,8 +287,15 @@ async def _exit_with_parent(parent_pid: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def serve(directory, host: str = "127.0.0.1", port: int = 9001, *, region: str | None = None,
-          parent_pid: int | None = None, show_env: bool = False) -> None:
+def serve(
+    directory,
+    host: str = "127.0.0.1",
+    port: int = 9001,
+    *,
+    region: str | None = None,
+    parent_pid: int | None = None,
+    show_env: bool = False,
+) -> None:
     """Serve ``directory`` until SIGINT/SIGTERM (blocking). Raises ConfigError, OSError."""
     app = create_app(directory, region, show_env)
     asyncio.run(_serve(app, host, port, parent_pid))

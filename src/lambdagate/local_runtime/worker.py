@@ -101,9 +101,7 @@ def _error(message: str, error_type: str, trace: list[str], request_id: str = ""
 def _user_frames(tb) -> list[str]:
     # Drop the runtime's own frames (as awslambdaric drops bootstrap.py's).
     frames = [
-        f
-        for f in traceback.extract_tb(tb)
-        if f.filename != __file__ and not f.filename.startswith("<frozen importlib")
+        f for f in traceback.extract_tb(tb) if f.filename != __file__ and not f.filename.startswith("<frozen importlib")
     ]
     return traceback.format_list(frames)
 
@@ -148,7 +146,7 @@ def _marshal(result) -> bytes:
         return result
     try:
         return json.dumps(result, default=_json_default).encode()
-    except Exception as e:  # noqa: BLE001 - any encoder failure is the handler's problem
+    except Exception as e:
         raise _Fault("Runtime.MarshalError", f"Unable to marshal response: {e}") from None
 
 
@@ -157,16 +155,14 @@ def _invoke(handler, header: dict, body: bytes) -> tuple[dict, bytes]:
     request_id = _request_id = header["request_id"]
     status, fatal, error_type = "ok", False, None
     try:
-        context = LambdaContext(
-            request_id, header["deadline_ms"], header["invoked_arn"], header.get("client_context")
-        )
+        context = LambdaContext(request_id, header["deadline_ms"], header["invoked_arn"], header.get("client_context"))
         payload = _marshal(handler(json.loads(body), context))
     except MemoryError:
         # Lambda would have killed the environment: report that and go away,
         # because after a MemoryError the interpreter's state is not trustworthy.
         status, fatal, payload = "oom", True, b""
         sys.stdout.write("[ERROR] MemoryError: the handler exceeded the memory limit\n")
-    except Exception as exc:  # noqa: BLE001 - every handler exception is a function error
+    except Exception as exc:
         error = _error_from_exception(exc, request_id)
         _log_error(error)
         status, error_type, payload = "error", error["errorType"], json.dumps(error).encode()
@@ -194,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         handler = _load_handler(os.environ["_HANDLER"])
-    except Exception as exc:  # noqa: BLE001 - any init failure is reported like Lambda does
+    except Exception as exc:
         error = _error_from_exception(exc)
         _log_error(error)
         sys.stdout.flush()

@@ -25,8 +25,18 @@ if TYPE_CHECKING:
     from lambdagate.backends import Resources
     from lambdagate.telemetry.metrics import BackendStats
 
-__all__ = ["BackendFactory", "BackendWrapper", "BuildContext", "BuiltBackend", "EndpointPipeline", "Reply",
-           "ResponseStep", "ResponseStepFactory", "build_endpoint", "wrapped_factory"]
+__all__ = [
+    "BackendFactory",
+    "BackendWrapper",
+    "BuildContext",
+    "BuiltBackend",
+    "EndpointPipeline",
+    "Reply",
+    "ResponseStep",
+    "ResponseStepFactory",
+    "build_endpoint",
+    "wrapped_factory",
+]
 
 
 @dataclass
@@ -124,8 +134,14 @@ class EndpointPipeline:
     """Serving a request is one call: fan out to the backends under the deadline, apply the response steps (if
     any), then render."""
 
-    def __init__(self, config: EndpointConfig, timeout: float, slots: list[BackendSlot], renderer: Renderer,
-                 steps: Sequence[ResponseStep] = ()) -> None:
+    def __init__(
+        self,
+        config: EndpointConfig,
+        timeout: float,
+        slots: list[BackendSlot],
+        renderer: Renderer,
+        steps: Sequence[ResponseStep] = (),
+    ) -> None:
         self.config = config
         self.timeout = timeout
         self._slots = slots
@@ -142,9 +158,13 @@ class EndpointPipeline:
         return self._renderer.render(outcome)
 
 
-async def build_endpoint(service: ServiceConfig, endpoint: EndpointConfig, resources: Resources,
-                         factory_for: Callable[[BackendConfig], BackendFactory],
-                         step_factories: Sequence[ResponseStepFactory] = ()) -> EndpointPipeline:
+async def build_endpoint(
+    service: ServiceConfig,
+    endpoint: EndpointConfig,
+    resources: Resources,
+    factory_for: Callable[[BackendConfig], BackendFactory],
+    step_factories: Sequence[ResponseStepFactory] = (),
+) -> EndpointPipeline:
     slots = []
     for i, backend in enumerate(endpoint.backend):
         ctx = BuildContext(service, endpoint, i, resources)
@@ -165,6 +185,7 @@ async def build_endpoint(service: ServiceConfig, endpoint: EndpointConfig, resou
     encoding = endpoint.output_encoding or service.output_encoding
     cache_ttl = endpoint.cache_ttl if endpoint.cache_ttl is not None else service.cache_ttl
     steps = [step for factory in step_factories if (step := await factory(service, endpoint, resources)) is not None]
-    per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers}) \
-        or any(step.per_user for step in steps)
+    per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers}) or any(
+        step.per_user for step in steps
+    )
     return EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl, per_user=per_user), steps)

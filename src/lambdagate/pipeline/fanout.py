@@ -35,13 +35,19 @@ class BackendSlot:
 
 
 def _timeout_error(slot: BackendSlot) -> BackendError:
-    return BackendError("the backend did not answer in time", status=504, timed_out=True,
-                        cause=f"{slot.label}: deadline exceeded")
+    return BackendError(
+        "the backend did not answer in time", status=504, timed_out=True, cause=f"{slot.label}: deadline exceeded"
+    )
 
 
 def _log_failure(slot: BackendSlot, req: ProxyRequest, err: BackendError) -> None:
-    log.warning("backend failed: %s status=%d cause=%s request_id=%s", slot.label, err.status,
-                err.cause or err.message, req.request_id)
+    log.warning(
+        "backend failed: %s status=%d cause=%s request_id=%s",
+        slot.label,
+        err.status,
+        err.cause or err.message,
+        req.request_id,
+    )
 
 
 def _as_backend_error(slot: BackendSlot, exc: BaseException) -> BackendError:
@@ -57,7 +63,7 @@ async def call_one(slot: BackendSlot, req: ProxyRequest) -> MergedResponse:
     try:
         with deadline_at(req.deadline):  # asyncio.timeout_at costs ~6-10 µs a request; this ~1 µs
             resp = await slot.call(req)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a defined status
+    except Exception as exc:
         err = _as_backend_error(slot, exc)
         # Break the cycle err → traceback → this frame → err: it would pin the failed backend's locals (a reply
         # of up to max_backend_response_bytes) until the next full GC pass.

@@ -15,8 +15,21 @@ TEXT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 COMPLETE = (b"x-krakend-completed", b"true")
 INCOMPLETE = (b"x-krakend-completed", b"false")
 # Hop-by-hop headers and framing are the server's business, never copied from a backend.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                        "transfer-encoding", "upgrade", "content-length", "date", "server"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "date",
+        "server",
+    }
+)
 # No header value may hold these (HTAB is allowed); a backend's or function's header carrying one is malformed.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -63,8 +76,11 @@ class Renderer:
         if resp.body is not None:  # pass-through (no-op, or a Lambda proxy reply on a single backend)
             # Values as UTF-8: aiohttp decodes header bytes as UTF-8 with surrogateescape, so this gives back the
             # upstream's exact bytes, and a function's header text goes out as UTF-8 (Latin-1 would fail on "€").
-            headers = [(k.lower().encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in resp.headers
-                       if k.lower() not in HOP_BY_HOP]
+            headers = [
+                (k.lower().encode("latin-1"), v.encode("utf-8", "surrogateescape"))
+                for k, v in resp.headers
+                if k.lower() not in HOP_BY_HOP
+            ]
             headers.append(COMPLETE if outcome.complete else INCOMPLETE)
             return Reply(resp.status, headers, resp.body)
         data = resp.data or {}

@@ -62,9 +62,15 @@ class Refusal:
 
     def reply(self, wait: float) -> Reply:
         seconds = retry_seconds(wait)
-        return json_reply(self.status, self.payload, [
-            (b"retry-after", str(seconds).encode()), (b"ratelimit-policy", self.policy),
-            (b"ratelimit", f'"{self.name}";r=0;t={seconds}'.encode())])
+        return json_reply(
+            self.status,
+            self.payload,
+            [
+                (b"retry-after", str(seconds).encode()),
+                (b"ratelimit-policy", self.policy),
+                (b"ratelimit", f'"{self.name}";r=0;t={seconds}'.encode()),
+            ],
+        )
 
 
 class Limiter:
@@ -75,10 +81,10 @@ class Limiter:
         endpoint, client = cfg.bucket(), cfg.client_bucket()
         self.endpoint = TokenBucket(*endpoint) if endpoint else None
         self.clients = ClientBuckets(*client, cfg.max_clients, cfg.cleanup_seconds) if client else None
-        self.endpoint_refusal = Refusal(503, ENDPOINT_REFUSED, "endpoint", _policy("endpoint", cfg.max_rate,
-                                                                                   cfg.period))
-        self.client_refusal = Refusal(429, CLIENT_REFUSED, "client", _policy("client", cfg.client_max_rate,
-                                                                             cfg.period))
+        self.endpoint_refusal = Refusal(
+            503, ENDPOINT_REFUSED, "endpoint", _policy("endpoint", cfg.max_rate, cfg.period)
+        )
+        self.client_refusal = Refusal(429, CLIENT_REFUSED, "client", _policy("client", cfg.client_max_rate, cfg.period))
 
     async def check(self, ex: Exchange) -> Reply | None:
         """None when the request may go on, else the refusal."""

@@ -25,10 +25,16 @@ PROXY = "qos/ratelimit/proxy"
 ROUTER_REDIS = "qos/ratelimit/router/redis"
 SERVICE_REDIS = "qos/ratelimit/service/redis"
 REDIS = "redis"
-ROUTER_LEGACY = ("github.com/devopsfaith/krakend-ratelimit/juju/router",
-                 "github.com/devopsfaith/krakend-ratelimit/rate/router", "qos_ratelimit_router")
-PROXY_LEGACY = ("github.com/devopsfaith/krakend-ratelimit/juju/proxy",
-                "github.com/devopsfaith/krakend-ratelimit/rate/proxy", "qos_ratelimit_proxy")
+ROUTER_LEGACY = (
+    "github.com/devopsfaith/krakend-ratelimit/juju/router",
+    "github.com/devopsfaith/krakend-ratelimit/rate/router",
+    "qos_ratelimit_router",
+)
+PROXY_LEGACY = (
+    "github.com/devopsfaith/krakend-ratelimit/juju/proxy",
+    "github.com/devopsfaith/krakend-ratelimit/rate/proxy",
+    "qos_ratelimit_proxy",
+)
 # Per-client buckets a limiter keeps at most (per worker); past it, idle ones are dropped and then new clients are
 # refused (429): a flood of distinct keys cannot grow memory without bound.
 DEFAULT_MAX_CLIENTS = 100_000
@@ -127,19 +133,30 @@ def _check_router(cfg: RouterLimits, ctx: NamespaceContext, issues: list[tuple[s
         ctx.warnings.append(("", "neither max_rate nor client_max_rate is more than 0: nothing is limited"))
     if cfg.client_max_rate > 0 and cfg.strategy in ("header", "param") and not cfg.key.strip():
         name = "header" if cfg.strategy == "header" else "path parameter"
-        issues.append(("key", f'the "{cfg.strategy}" strategy needs the {name} to count by, e.g. "key": '
-                              f'"{"X-Api-Key" if cfg.strategy == "header" else "id"}"'))
+        issues.append(
+            (
+                "key",
+                f'the "{cfg.strategy}" strategy needs the {name} to count by, e.g. "key": '
+                f'"{"X-Api-Key" if cfg.strategy == "header" else "id"}"',
+            )
+        )
     if cfg.strategy == "param" and ctx.endpoint is None and cfg.client_max_rate > 0:
-        issues.append(("strategy", '"param" needs an endpoint\'s path parameters: use "ip" or "header" at '
-                                   "service level"))
+        issues.append(
+            ("strategy", '"param" needs an endpoint\'s path parameters: use "ip" or "header" at service level')
+        )
     if cfg.strategy == "param" and ctx.endpoint is not None and cfg.client_max_rate > 0:
         if "{" + cfg.key + "}" not in ctx.endpoint.endpoint:
             issues.append(("key", f"{cfg.key!r} is no parameter of {ctx.endpoint.endpoint!r}"))
     if cfg.strategy == "ip" and cfg.key and cfg.client_max_rate > 0:
         # KrakenD reads the client address from this header, which any client can write: not without trusted proxies.
-        ctx.warnings.append(("key", f"ignored: the client address is the connection's, never the {cfg.key!r} header "
-                                    "a client can forge (no trusted-proxy setting yet); to count by a header your "
-                                    'load balancer sets, write "strategy": "header"'))
+        ctx.warnings.append(
+            (
+                "key",
+                f"ignored: the client address is the connection's, never the {cfg.key!r} header "
+                "a client can forge (no trusted-proxy setting yet); to count by a header your "
+                'load balancer sets, write "strategy": "header"',
+            )
+        )
 
 
 def _check_pool(cfg: RedisLimits, ctx: NamespaceContext, issues: list[tuple[str, str]]) -> None:
@@ -164,9 +181,20 @@ def _renamed(value: Any) -> Any:
 
 def _parse(model: type[Rates], value: Any, ctx: NamespaceContext) -> Any:
     value = _renamed(value)
-    cfg = parse_namespace_model(model, value, ctx, _EXAMPLE, hints={
-        "max_rate": _NUMBER, "client_max_rate": _NUMBER, "capacity": _COUNT, "client_capacity": _COUNT,
-        "strategy": 'must be "ip", "header" or "param"', "on_failure": 'must be "local" or "deny"'})
+    cfg = parse_namespace_model(
+        model,
+        value,
+        ctx,
+        _EXAMPLE,
+        hints={
+            "max_rate": _NUMBER,
+            "client_max_rate": _NUMBER,
+            "capacity": _COUNT,
+            "client_capacity": _COUNT,
+            "strategy": 'must be "ip", "header" or "param"',
+            "on_failure": 'must be "local" or "deny"',
+        },
+    )
     issues: list[tuple[str, str]] = []
     _check_durations(cfg, ctx, issues)
     if isinstance(cfg, RouterLimits):

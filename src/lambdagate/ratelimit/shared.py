@@ -77,8 +77,13 @@ class SharedBuckets:
         self.down_until = now + RETRY_AFTER
         if now - self.logged >= _LOG_EVERY:
             self.logged = now
-            log.warning("rate limit: Redis pool %r failed (%s: %s); limits fall back to their on_failure setting "
-                        "(logged once a minute)", self.pool_name, type(exc).__name__, str(exc)[:200])
+            log.warning(
+                "rate limit: Redis pool %r failed (%s: %s); limits fall back to their on_failure setting "
+                "(logged once a minute)",
+                self.pool_name,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
 
 
 def retry_seconds(wait: float) -> int:

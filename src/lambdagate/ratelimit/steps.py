@@ -35,8 +35,9 @@ def _shared(resources: Resources, service: ServiceConfig, cfg: RedisLimits) -> S
     ident = ("ratelimit/shared", cfg.pool)
     found = resources.shared.get(ident)
     if found is None:
-        found = resources.shared[ident] = SharedBuckets(client(resources, service.namespaces[REDIS], cfg.pool),
-                                                        cfg.pool)
+        found = resources.shared[ident] = SharedBuckets(
+            client(resources, service.namespaces[REDIS], cfg.pool), cfg.pool
+        )
     return found
 
 
@@ -65,8 +66,9 @@ async def service_rate_limit(ctx: StepContext) -> Step | None:
     ident = ("ratelimit/service",)
     limiters = ctx.resources.shared.get(ident)
     if limiters is None:
-        limiters = ctx.resources.shared[ident] = _limiters(ctx.service.namespaces, SERVICE, SERVICE_REDIS, ctx,
-                                                          f"{_PREFIX}service")
+        limiters = ctx.resources.shared[ident] = _limiters(
+            ctx.service.namespaces, SERVICE, SERVICE_REDIS, ctx, f"{_PREFIX}service"
+        )
     return limiting(limiters) if limiters else None
 
 
@@ -82,8 +84,12 @@ async def with_backend_rate_limit(built: BuiltBackend, cfg: BackendConfig, ctx: 
     async def limited(req: ProxyRequest) -> ProxyResponse:
         wait = bucket.take(time.monotonic())
         if wait:
-            raise BackendError("backend rate limit reached", status=503, cause=f"{PROXY}: no token",
-                               retry_after=str(retry_seconds(wait)))
+            raise BackendError(
+                "backend rate limit reached",
+                status=503,
+                cause=f"{PROXY}: no token",
+                retry_after=str(retry_seconds(wait)),
+            )
         return await call(req)
 
     return replace(built, call=limited)

@@ -35,8 +35,10 @@ class LoggingOptions(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-                     BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = "INFO"
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+    ] = "INFO"
     prefix: StrictStr = ""
     stdout: StrictBool = False  # True: stdout; otherwise stderr (KrakenD would print nothing without syslog)
     syslog: StrictBool = False
@@ -44,11 +46,18 @@ class LoggingOptions(BaseModel):
 
 
 def _parse(value: Any, ctx: NamespaceContext) -> LoggingOptions:
-    options = parse_namespace_model(LoggingOptions, value, ctx, '{"level": "INFO", "stdout": true}',
-                                    {"level": f"must be one of {', '.join(LEVELS)}",
-                                     "format": 'must be "default", "logstash" (JSON lines) or "custom"'})
+    options = parse_namespace_model(
+        LoggingOptions,
+        value,
+        ctx,
+        '{"level": "INFO", "stdout": true}',
+        {
+            "level": f"must be one of {', '.join(LEVELS)}",
+            "format": 'must be "default", "logstash" (JSON lines) or "custom"',
+        },
+    )
     if options.syslog:
-        ctx.warnings.append(("syslog", "syslog is not supported; logs go to stderr (or stdout with \"stdout\": true)"))
+        ctx.warnings.append(("syslog", 'syslog is not supported; logs go to stderr (or stdout with "stdout": true)'))
     if options.format == "custom":
         ctx.warnings.append(("format", "custom formats are not supported; the default text format is used"))
     return options
@@ -68,24 +77,39 @@ class LogSettings:
     access: bool = True  # one line per request (INFO): off with --no-access-log or a level above INFO
 
     @classmethod
-    def resolve(cls, options: LoggingOptions | None, *, log_format: str | None = None, level: str | None = None,
-                debug: bool = False, access: bool = True) -> LogSettings:
+    def resolve(
+        cls,
+        options: LoggingOptions | None,
+        *,
+        log_format: str | None = None,
+        level: str | None = None,
+        debug: bool = False,
+        access: bool = True,
+    ) -> LogSettings:
         options = options or LoggingOptions()
         fmt = log_format or ("json" if options.format == "logstash" else "text")
         lvl = "DEBUG" if debug else (level or options.level).upper()
         return cls(fmt, lvl, options.prefix, options.stdout, access and LEVELS.index(lvl) <= LEVELS.index("INFO"))
 
     def to_env(self) -> dict[str, str]:
-        return {"LAMBDAGATE_LOG_FORMAT": self.format, "LAMBDAGATE_LOG_LEVEL": self.level,
-                "LAMBDAGATE_LOG_PREFIX": self.prefix, "LAMBDAGATE_LOG_STDOUT": "1" if self.stdout else "0",
-                "LAMBDAGATE_ACCESS_LOG": "1" if self.access else "0"}
+        return {
+            "LAMBDAGATE_LOG_FORMAT": self.format,
+            "LAMBDAGATE_LOG_LEVEL": self.level,
+            "LAMBDAGATE_LOG_PREFIX": self.prefix,
+            "LAMBDAGATE_LOG_STDOUT": "1" if self.stdout else "0",
+            "LAMBDAGATE_ACCESS_LOG": "1" if self.access else "0",
+        }
 
     @classmethod
     def from_env(cls) -> LogSettings:
         env = os.environ
-        return cls(env.get("LAMBDAGATE_LOG_FORMAT", "text"), env.get("LAMBDAGATE_LOG_LEVEL", "INFO"),
-                   env.get("LAMBDAGATE_LOG_PREFIX", ""), env.get("LAMBDAGATE_LOG_STDOUT") == "1",
-                   env.get("LAMBDAGATE_ACCESS_LOG", "1") == "1")
+        return cls(
+            env.get("LAMBDAGATE_LOG_FORMAT", "text"),
+            env.get("LAMBDAGATE_LOG_LEVEL", "INFO"),
+            env.get("LAMBDAGATE_LOG_PREFIX", ""),
+            env.get("LAMBDAGATE_LOG_STDOUT") == "1",
+            env.get("LAMBDAGATE_ACCESS_LOG", "1") == "1",
+        )
 
 
 class LineWriter:
@@ -108,7 +132,7 @@ class LineWriter:
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(self.fd, view):]
+                view = view[os.write(self.fd, view) :]
             except BlockingIOError:  # a non-blocking stdout that is full: wait for room rather than drop lines
                 select.select([], [self.fd], [], 1.0)
             except OSError:  # closed or broken: logging must never take the server down
@@ -169,8 +193,9 @@ class TextFormatter(logging.Formatter):
         text = record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return (f"{self.prefix}{timestamp(record.created)} {escape(record.levelname)} {escape(record.name)}: "
-                f"{escape(text)}")
+        return (
+            f"{self.prefix}{timestamp(record.created)} {escape(record.levelname)} {escape(record.name)}: {escape(text)}"
+        )
 
 
 class JsonFormatter(logging.Formatter):
@@ -179,8 +204,12 @@ class JsonFormatter(logging.Formatter):
         self.prefix = prefix
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"time": timestamp(record.created), "level": record.levelname, "logger": record.name,
-                                 "message": record.getMessage()}
+        entry: dict[str, Any] = {
+            "time": timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if self.prefix:
             entry["prefix"] = self.prefix
         for key, value in vars(record).items():
@@ -208,7 +237,7 @@ class LineHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-        except Exception:  # noqa: BLE001 - a broken log call must not break the request
+        except Exception:
             self.handleError(record)
             return
         self.writer.write(line.encode("utf-8", "replace") + b"\n", urgent=record.levelno >= logging.WARNING)
@@ -226,7 +255,9 @@ def configure(settings: LogSettings) -> LineWriter:
             _writer.flush()
         _writer = LineWriter(fd)
     handler = LineHandler(_writer)
-    handler.setFormatter(JsonFormatter(settings.prefix) if settings.format == "json" else TextFormatter(settings.prefix))
+    handler.setFormatter(
+        JsonFormatter(settings.prefix) if settings.format == "json" else TextFormatter(settings.prefix)
+    )
     root = logging.getLogger("lambdagate")
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
@@ -257,8 +288,10 @@ def granian_handler() -> logging.Handler:
 
 def granian_log_config() -> dict[str, Any]:
     """granian's `log_dictconfig`: its start-up and worker lines in our format (granian's access log stays off)."""
-    return {"handlers": {"lambdagate": {"()": f"{__name__}.granian_handler"}},
-            "loggers": {"_granian": {"handlers": ["lambdagate"], "propagate": False}}}
+    return {
+        "handlers": {"lambdagate": {"()": f"{__name__}.granian_handler"}},
+        "loggers": {"_granian": {"handlers": ["lambdagate"], "propagate": False}},
+    }
 
 
 class AccessLog:
@@ -270,16 +303,34 @@ class AccessLog:
         self.json_prefix = settings.prefix
         self.writer = writer
 
-    def write(self, method: str, route: str | None, path: str, status: int, duration_ms: float, size: int,
-              request_id: str, client_ip: str, calls: list[tuple[str, str, float]] | None,
-              trace_id: str | None = None) -> None:
+    def write(
+        self,
+        method: str,
+        route: str | None,
+        path: str,
+        status: int,
+        duration_ms: float,
+        size: int,
+        request_id: str,
+        client_ip: str,
+        calls: list[tuple[str, str, float]] | None,
+        trace_id: str | None = None,
+    ) -> None:
         now = time.time()
         if self.json:
             entry: dict[str, Any] = {
-                "time": timestamp(now), "level": "INFO", "logger": "lambdagate.access",
-                "message": f"{method} {path} {status}", "method": method,
-                "route": route, "path": path, "status": status, "duration_ms": duration_ms, "bytes": size,
-                "request_id": request_id, "client_ip": client_ip,
+                "time": timestamp(now),
+                "level": "INFO",
+                "logger": "lambdagate.access",
+                "message": f"{method} {path} {status}",
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "bytes": size,
+                "request_id": request_id,
+                "client_ip": client_ip,
                 "backends": [{"backend": b, "outcome": o, "duration_ms": d} for b, o, d in calls or ()],
             }
             if trace_id:
@@ -289,9 +340,11 @@ class AccessLog:
             self.writer.write(json_line(entry) + b"\n")
             return
         backends = "".join(f' backend="{b}" {o} {d:.2f}ms;' for b, o, d in calls or ())
-        line = (f"{self.prefix}{timestamp(now)} INFO lambdagate.access: {method} {path} {status} {duration_ms:.2f}ms "
-                f"{size}B route={route or '-'} client={client_ip} request_id={request_id}"
-                f"{f' trace_id={trace_id}' if trace_id else ''}{backends}")
+        line = (
+            f"{self.prefix}{timestamp(now)} INFO lambdagate.access: {method} {path} {status} {duration_ms:.2f}ms "
+            f"{size}B route={route or '-'} client={client_ip} request_id={request_id}"
+            f"{f' trace_id={trace_id}' if trace_id else ''}{backends}"
+        )
         if not line.isprintable():  # a decoded path can hold a line break (%0A): escaped like every text field
             line = escape(line)
         self.writer.write(line.encode("utf-8", "replace") + b"\n")

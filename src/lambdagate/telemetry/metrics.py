@@ -41,8 +41,9 @@ import threading
 import time
 import weakref
 from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
@@ -65,8 +66,10 @@ log = logging.getLogger("lambdagate.metrics")
 _LISTEN_RE = re.compile(r"(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[A-Za-z0-9.-]*)):(?P<port>[0-9]{1,5})")
 _LISTEN_EXAMPLE = 'write it like "127.0.0.1:9091", or "0.0.0.0:9091" for all interfaces'
 DEFAULT_LISTEN = "127.0.0.1:9091"
-LOOPBACK_ONLY = ('listens on 127.0.0.1 only (in KrakenD it means all interfaces); write "0.0.0.0:{port}" or '
-                 '"[::]:{port}" to serve metrics on every interface')
+LOOPBACK_ONLY = (
+    'listens on 127.0.0.1 only (in KrakenD it means all interfaces); write "0.0.0.0:{port}" or '
+    '"[::]:{port}" to serve metrics on every interface'
+)
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -130,8 +133,9 @@ class MetricsOptions(BaseModel):
 def parse(value: Any, ctx: NamespaceContext) -> MetricsOptions:
     options = parse_namespace_model(MetricsOptions, value, ctx, '{"listen_address": "127.0.0.1:9091"}')
     if options.listen_address.startswith(":"):  # KrakenD's usual ":9091" would silently change meaning
-        ctx.warnings.append(("listen_address", f"{options.listen_address!r} "
-                             + LOOPBACK_ONLY.format(port=options.address[1])))
+        ctx.warnings.append(
+            ("listen_address", f"{options.listen_address!r} " + LOOPBACK_ONLY.format(port=options.address[1]))
+        )
     return options
 
 
@@ -144,6 +148,7 @@ def metrics_options(service: ServiceConfig) -> MetricsOptions | None:
 
 
 # --- worker side: plain counters, written to a file now and then ----------------------------------------------
+
 
 class _Series:
     """Counts by status or outcome plus a latency histogram, for one set of labels."""
@@ -158,8 +163,13 @@ class _Series:
         self.count = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"labels": self.labels, "counts": {str(k): v for k, v in self.counts.items()},
-                "buckets": self.buckets, "sum": self.sum, "count": self.count}
+        return {
+            "labels": self.labels,
+            "counts": {str(k): v for k, v in self.counts.items()},
+            "buckets": self.buckets,
+            "sum": self.sum,
+            "count": self.count,
+        }
 
     def observe(self, key: Any, seconds: float) -> None:
         """One request or call: `key` is its status or outcome."""
@@ -208,8 +218,14 @@ class WorkerMetrics:
     `in_flight` is read from `in_flight_of` (the server's own count) at each write, or set directly.
     `run()` writes the snapshot in the background."""
 
-    def __init__(self, directory: str | os.PathLike, *, flush_interval: float = 0.5, pid: int | None = None,
-                 in_flight_of: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        flush_interval: float = 0.5,
+        pid: int | None = None,
+        in_flight_of: Callable[[], int] | None = None,
+    ) -> None:
         self.pid = os.getpid() if pid is None else pid  # another pid only where tests stand in for other workers
         self.path = Path(directory) / f"{self.pid}-{time.time_ns()}.json"
         self.flush_interval = flush_interval
@@ -251,10 +267,13 @@ class WorkerMetrics:
         state = (sum(s.count for group in series for s in group.values()), self.in_flight)
         if state == self._flushed:
             return
-        snapshot = {"pid": self.pid, "in_flight": self.in_flight,
-                    "requests": [s.to_json() for s in self._endpoints.values()],
-                    "backend_calls": [s.to_json() for s in self._backends.values()],
-                    "lambda_invocations": [s.to_json() for s in self._functions.values()]}
+        snapshot = {
+            "pid": self.pid,
+            "in_flight": self.in_flight,
+            "requests": [s.to_json() for s in self._endpoints.values()],
+            "backend_calls": [s.to_json() for s in self._backends.values()],
+            "lambda_invocations": [s.to_json() for s in self._functions.values()],
+        }
         tmp = self.path.with_suffix(".tmp")  # not *.json: the exporter never sees a half-written file
         try:
             tmp.write_bytes(orjson.dumps(snapshot))
@@ -280,10 +299,18 @@ class WorkerMetrics:
 # snapshot key → (counter name, histogram name, label names, the label "counts" are keyed by)
 _KINDS = {
     "requests": ("lambdagate_requests", "lambdagate_request_duration_seconds", ("endpoint", "method"), "status"),
-    "backend_calls": ("lambdagate_backend_calls", "lambdagate_backend_call_duration_seconds",
-                      ("endpoint", "method", "backend"), "outcome"),
-    "lambda_invocations": ("lambdagate_lambda_invocations", "lambdagate_lambda_invocation_duration_seconds",
-                           ("function",), "outcome"),
+    "backend_calls": (
+        "lambdagate_backend_calls",
+        "lambdagate_backend_call_duration_seconds",
+        ("endpoint", "method", "backend"),
+        "outcome",
+    ),
+    "lambda_invocations": (
+        "lambdagate_lambda_invocations",
+        "lambdagate_lambda_invocation_duration_seconds",
+        ("function",),
+        "outcome",
+    ),
 }
 _HELP = {
     "requests": ("Requests answered, by endpoint, method and status.", "Request latency."),
@@ -302,8 +329,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _add(totals: dict[tuple, list], key: tuple, counts: dict[str, int], buckets: list[int], total: float,
-         count: int, retries: int) -> None:
+def _add(
+    totals: dict[tuple, list],
+    key: tuple,
+    counts: dict[str, int],
+    buckets: list[int],
+    total: float,
+    count: int,
+    retries: int,
+) -> None:
     """Add one series to `totals`: key → [counts, buckets, sum, count, retries]."""
     acc = totals.setdefault(key, [{}, [0] * len(buckets), 0.0, 0, 0])
     for label, n in counts.items():
@@ -345,9 +379,13 @@ class MetricsExporter:
             totals, in_flight, workers = self._gather()
 
         bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
-        families = {kind: (CounterMetricFamily(counter, _HELP[kind][0], labels=[*labels, by]),
-                           HistogramMetricFamily(histogram, _HELP[kind][1], labels=list(labels)))
-                    for kind, (counter, histogram, labels, by) in _KINDS.items()}
+        families = {
+            kind: (
+                CounterMetricFamily(counter, _HELP[kind][0], labels=[*labels, by]),
+                HistogramMetricFamily(histogram, _HELP[kind][1], labels=list(labels)),
+            )
+            for kind, (counter, histogram, labels, by) in _KINDS.items()
+        }
         retries = CounterMetricFamily("lambdagate_lambda_retries", "Lambda invocation retries.", labels=["function"])
         for (kind, values), (counts, buckets, total, _, retried) in sorted(totals.items(), key=lambda kv: kv[0]):
             counter, histogram = families[kind]
@@ -406,8 +444,16 @@ class MetricsExporter:
         self._cap(retired)
         doc: dict[str, Any] = {"pid": 0, "in_flight": 0, **{kind: [] for kind in _KINDS}}
         for (kind, values), (counts, buckets, total, count, retries) in retired.items():
-            doc[kind].append({"labels": dict(zip(_KINDS[kind][2], values)), "counts": counts, "buckets": buckets,
-                              "sum": total, "count": count, "retries": retries})
+            doc[kind].append(
+                {
+                    "labels": dict(zip(_KINDS[kind][2], values)),
+                    "counts": counts,
+                    "buckets": buckets,
+                    "sum": total,
+                    "count": count,
+                    "retries": retries,
+                }
+            )
         path = self.directory / RETIRED
         try:
             path.with_suffix(".tmp").write_bytes(orjson.dumps(doc))
@@ -445,8 +491,9 @@ class MetricsExporter:
                     buckets = [int(n) for n in s["buckets"]]
                     if len(buckets) != len(LATENCY_BUCKETS) + 1:
                         raise ValueError(f"{len(buckets)} buckets")
-                    entries.append(((kind, values), counts, buckets, float(s["sum"]), int(s["count"]),
-                                    int(s.get("retries", 0))))
+                    entries.append(
+                        ((kind, values), counts, buckets, float(s["sum"]), int(s["count"]), int(s.get("retries", 0)))
+                    )
         except FileNotFoundError:  # removed since the glob
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -40,7 +40,7 @@ NAMESPACE = "telemetry/opentelemetry"
 DEFAULT_SKIP_PATHS = ["/__health", "/__debug/", "/__echo/", "/__stats/"]
 _EXAMPLE = '{"exporters": {"otlp": [{"name": "collector", "host": "localhost", "port": 4318, "use_http": true}]}}'
 _NOT_TRACED = "not supported, ignored: lambdagate reports one span per request, backend call and Lambda Invoke"
-_NO_METRICS = "ignored: OpenTelemetry metrics are not exported, Prometheus metrics are served by \"telemetry/metrics\""
+_NO_METRICS = 'ignored: OpenTelemetry metrics are not exported, Prometheus metrics are served by "telemetry/metrics"'
 _NOT_INSTALLED = "turns tracing on but OpenTelemetry is not installed: pip install 'lambdagate[otel]'"
 # Export bounds: a dead collector must not hold up a worker's shutdown (see `Tracing.shutdown`).
 EXPORT_TIMEOUT = 5.0  # seconds per export, retries included (the OTLP exporter's retries stop at this deadline)
@@ -102,16 +102,26 @@ class TracingOptions(BaseModel):
 
 
 def parse(value: Any, ctx: NamespaceContext) -> TracingOptions:
-    options = parse_namespace_model(TracingOptions, value, ctx, _EXAMPLE, {
-        "trace_sample_rate": "must be a number from 0 to 1 (the share of traces kept, e.g. 0.25)"})
+    options = parse_namespace_model(
+        TracingOptions,
+        value,
+        ctx,
+        _EXAMPLE,
+        {"trace_sample_rate": "must be a number from 0 to 1 (the share of traces kept, e.g. 0.25)"},
+    )
     if "exporters" not in value:
         raise NamespaceError([("", f'required: add "exporters" with an OTLP exporter, such as {_EXAMPLE}')])
     issues, seen = [], set()
     for i, exporter in enumerate(options.exporters.otlp):
         path = f"exporters.otlp[{i}]"
         if not exporter.use_http:
-            issues.append((f"{path}.use_http", 'gRPC export is not supported: write "use_http": true and the '
-                                               "collector's OTLP/HTTP port (\"port\": 4318)"))
+            issues.append(
+                (
+                    f"{path}.use_http",
+                    'gRPC export is not supported: write "use_http": true and the '
+                    'collector\'s OTLP/HTTP port ("port": 4318)',
+                )
+            )
         if exporter.name in seen:
             issues.append((f"{path}.name", f"duplicate exporter name {exporter.name!r}: give each one its own"))
         seen.add(exporter.name)
@@ -140,8 +150,10 @@ def _otel_installed() -> bool:
     """Whether the packages `Tracing` imports are installed, found without importing them (their parents are
     namespace packages: nothing runs)."""
     try:
-        return all(importlib.util.find_spec(name) is not None
-                   for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"))
+        return all(
+            importlib.util.find_spec(name) is not None
+            for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+        )
     except (ImportError, ValueError):  # a parent package is missing
         return False
 
@@ -154,11 +166,14 @@ def tracing_options(service: ServiceConfig) -> TracingOptions | None:
 
 # --- runtime: only built when tracing is on --------------------------------------------------------------------
 
+
 def _trace_headers(sc: Any) -> dict[str, str]:
     """The propagation headers naming span context `sc` as the parent: W3C and AWS X-Ray."""
     tid, sid, flags = format(sc.trace_id, "032x"), format(sc.span_id, "016x"), sc.trace_flags
-    headers = {"traceparent": f"00-{tid}-{sid}-{flags:02x}",
-               "x-amzn-trace-id": f"Root=1-{tid[:8]}-{tid[8:]};Parent={sid};Sampled={flags & 1}"}
+    headers = {
+        "traceparent": f"00-{tid}-{sid}-{flags:02x}",
+        "x-amzn-trace-id": f"Root=1-{tid[:8]}-{tid[8:]};Parent={sid};Sampled={flags & 1}",
+    }
     if sc.trace_state:
         headers["tracestate"] = sc.trace_state.to_header()
     return headers
@@ -296,11 +311,14 @@ class Tracing:
             from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
             from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
             if span_exporter is None:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError as exc:
-            raise StartupError(f'"{NAMESPACE}" turns tracing on but OpenTelemetry is not installed ({exc.name}): '
-                               "pip install 'lambdagate[otel]'") from None
+            raise StartupError(
+                f'"{NAMESPACE}" turns tracing on but OpenTelemetry is not installed ({exc.name}): '
+                "pip install 'lambdagate[otel]'"
+            ) from None
         from lambdagate import __version__
 
         class XRayIds(RandomIdGenerator):
@@ -315,10 +333,14 @@ class Tracing:
         if options.deploy_env:
             attributes["deployment.environment"] = attributes["deployment.environment.name"] = options.deploy_env
         self._ratio = TraceIdRatioBased(options.trace_sample_rate)
-        self._provider = TracerProvider(sampler=ParentBased(self._ratio),
-                                        resource=Resource.create(attributes), id_generator=XRayIds())
-        exporters = [span_exporter] if span_exporter is not None else [
-            OTLPSpanExporter(endpoint=url, timeout=EXPORT_TIMEOUT) for url in options.trace_urls]
+        self._provider = TracerProvider(
+            sampler=ParentBased(self._ratio), resource=Resource.create(attributes), id_generator=XRayIds()
+        )
+        exporters = (
+            [span_exporter]
+            if span_exporter is not None
+            else [OTLPSpanExporter(endpoint=url, timeout=EXPORT_TIMEOUT) for url in options.trace_urls]
+        )
         for exporter in exporters:
             self._provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* env vars apply
         self._tracer = self._provider.get_tracer("lambdagate", __version__)
@@ -332,11 +354,15 @@ class Tracing:
         self._skip_exact, self._skip_prefixes, self._skip_patterns = _compile_skips(options.skip_paths)
 
     def skips(self, path: str) -> bool:
-        return (path in self._skip_exact or path.startswith(self._skip_prefixes)
-                or any(p.match(path) for p in self._skip_patterns))
+        return (
+            path in self._skip_exact
+            or path.startswith(self._skip_prefixes)
+            or any(p.match(path) for p in self._skip_patterns)
+        )
 
-    def start_server_span(self, method: str, route: str | None, path: str,
-                          headers: list[tuple[bytes, bytes]]) -> ServerSpan:
+    def start_server_span(
+        self, method: str, route: str | None, path: str, headers: list[tuple[bytes, bytes]]
+    ) -> ServerSpan:
         traceparent: list[str] = []
         tracestate: list[str] = []
         xray: list[str] = []
@@ -357,8 +383,9 @@ class Tracing:
         attributes = {"http.request.method": method, "url.path": path}
         if route is not None:
             attributes["http.route"] = route
-        span = self._tracer.start_span(f"{method} {route}" if route else method, context=parent, kind=self._server,
-                                       attributes=attributes)
+        span = self._tracer.start_span(
+            f"{method} {route}" if route else method, context=parent, kind=self._server, attributes=attributes
+        )
         return ServerSpan(self, span, self._attach(self._in_context(span)))
 
     def _xray_parent(self, header: str) -> Any:
@@ -408,8 +435,13 @@ class Tracing:
     def invoke_span(self, function: str, region: str | None) -> InvokeSpan | _NoInvokeSpan:
         if not self._current_span().get_span_context().is_valid:
             return _NO_INVOKE_SPAN  # not under a traced request: see `wrap_backend`
-        attributes = {"faas.invoked_name": function, "faas.invoked_provider": "aws", "rpc.system": "aws-api",
-                      "rpc.service": "Lambda", "rpc.method": "Invoke"}
+        attributes = {
+            "faas.invoked_name": function,
+            "faas.invoked_provider": "aws",
+            "rpc.system": "aws-api",
+            "rpc.service": "Lambda",
+            "rpc.method": "Invoke",
+        }
         if region:
             attributes["faas.invoked_region"] = region
         return InvokeSpan(self, f"lambda.invoke {function}", attributes)
