@@ -115,10 +115,13 @@ def gateway_conf(
     metrics_port: int | None = None,
     name: str = "krakend.json",
     cors: bool = False,
+    redis_port: int = 6379,
 ) -> Path:
     """The gateway's config; with `metrics_port`, `telemetry/metrics` is on (the observability-cost scenarios);
     with `cors`, `security/cors` as a browser-facing API would have it (the CORS-cost scenario).
-    /jwt needs the key set that jwt_token() writes."""
+    /jwt needs the key set that jwt_token() writes; /ratelimit_redis a redis-server on `redis_port` (connected to on
+    its first request only). Both rate limits admit everything: they measure the cost of the check."""
+    admit_all = {"max_rate": 1e9, "client_max_rate": 1e9, "strategy": "ip"}
     host = [f"http://127.0.0.1:{upstream_port}"]
     config = {
         "version": 3,
@@ -140,6 +143,16 @@ def gateway_conf(
                         "propagate_claims": [["sub", "X-User"]],
                     }
                 },
+            },
+            {
+                "endpoint": "/ratelimit",
+                "backend": [{"url_pattern": "/"}],
+                "extra_config": {"qos/ratelimit/router": admit_all},
+            },
+            {
+                "endpoint": "/ratelimit_redis",
+                "backend": [{"url_pattern": "/"}],
+                "extra_config": {"qos/ratelimit/router/redis": {**admit_all, "connection_pool": "bench"}},
             },
             {
                 "endpoint": "/merge",
@@ -166,18 +179,17 @@ def gateway_conf(
             },
         ],
     }
+    config["extra_config"] = {"redis": {"connection_pools": [{"name": "bench", "address": f"127.0.0.1:{redis_port}"}]}}
     if metrics_port:
-        config["extra_config"] = {"telemetry/metrics": {"listen_address": f"127.0.0.1:{metrics_port}"}}
+        config["extra_config"]["telemetry/metrics"] = {"listen_address": f"127.0.0.1:{metrics_port}"}
     if cors:
-        config["extra_config"] = {
-            "security/cors": {
-                "allow_origins": [CORS_ORIGIN, "https://*.example.org"],
-                "allow_methods": ["GET", "POST", "PUT"],
-                "allow_headers": ["Authorization", "Content-Type"],
-                "expose_headers": ["X-Request-Id"],
-                "allow_credentials": True,
-                "max_age": "12h",
-            }
+        config["extra_config"]["security/cors"] = {
+            "allow_origins": [CORS_ORIGIN, "https://*.example.org"],
+            "allow_methods": ["GET", "POST", "PUT"],
+            "allow_headers": ["Authorization", "Content-Type"],
+            "expose_headers": ["X-Request-Id"],
+            "allow_credentials": True,
+            "max_age": "12h",
         }
     path = dir / name
     path.write_text(json.dumps(config, indent=2))

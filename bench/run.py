@@ -39,6 +39,8 @@ TARGETS = {
     "gateway_http_vs_nginx": 0.22,
     "gateway_jwt_vs_http": 0.85,
     "gateway_cors_vs_http": 0.95,
+    "gateway_ratelimit_vs_http": 0.9,
+    "gateway_ratelimit_redis_vs_http": 0.6,
 }
 # scenario -> (server, path)
 SCENARIOS = {
@@ -47,6 +49,8 @@ SCENARIOS = {
     "nginx": ("proxy", "/"),
     "gateway_http": ("gateway", "/proxy"),
     "gateway_jwt": ("gateway", "/jwt"),  # /proxy behind auth/validator (RS256, cached keys, one token)
+    "gateway_ratelimit": ("gateway", "/ratelimit"),  # /proxy behind qos/ratelimit/router (admits everything)
+    "gateway_ratelimit_redis": ("gateway", "/ratelimit_redis"),  # the same limit kept in Redis (one script call)
     "gateway_merge": ("gateway", "/merge"),
     "gateway_lambda": ("gateway", "/lambda"),
     "aiobotocore_lambda": ("aiobotocore", "/"),
@@ -60,16 +64,18 @@ SCENARIOS = {
     "skeleton_lambda": ("skeleton_lambda", "/"),
 }
 HALF_LOAD = ("skeleton", "gateway_http", "gateway_lambda")
+# Servers a scenario needs besides its own.
+NEEDS = {"gateway_ratelimit_redis": {"redis"}}
 # Request headers per scenario (the JWT one filled in once the run's token exists).
 HEADERS: dict[str, dict[str, str]] = {"gateway_cors": {"Origin": fixtures.CORS_ORIGIN}}
 
 
 def need_tools() -> None:
-    missing = [t for t in ("wrk", "nginx", "taskset") if shutil.which(t) is None]
+    missing = [t for t in ("wrk", "nginx", "taskset", "redis-server") if shutil.which(t) is None]
     if missing:
         sys.exit(
             f"bench: {', '.join(missing)} not found. Install them with:\n"
-            "  sudo apt-get install wrk nginx-light util-linux"
+            "  sudo apt-get install wrk nginx-light util-linux redis-server"
         )
 
 
@@ -122,12 +128,12 @@ def granian(target: str, port: int, interface: str) -> list[str]:
 
 
 def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[dict[str, Server], dict[str, int]]:
-    ports = {name: free_port() for name in names | {"upstream"}}
+    ports = {name: free_port() for name in names | {"upstream", "redis"}}
     up = ports["upstream"]
     env = aws_env(tmp)
     cpu = SERVER_CPU if pin else None
     HEADERS["gateway_jwt"] = {"Authorization": f"Bearer {fixtures.jwt_token(tmp)}"}
-    gateway_cfg = fixtures.gateway_conf(tmp, 0, up)
+    gateway_cfg = fixtures.gateway_conf(tmp, 0, up, redis_port=ports["redis"])
     metrics_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="metrics.json")
     observed_cfg = fixtures.gateway_conf(tmp, 0, up, metrics_port=free_port(), name="observed.json")
     cors_cfg = fixtures.gateway_conf(tmp, 0, up, name="cors.json", cors=True)
@@ -136,6 +142,23 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
         return [str(BIN / "lambdagate"), "run", "-c", str(config), "--host", "127.0.0.1", *extra]
 
     specs = {
+        "redis": (
+            [
+                "redis-server",
+                "--port",
+                str(ports["redis"]),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp),
+            ],
+            LOAD_CPU if pin else None,
+            None,
+        ),
         "upstream": (
             ["nginx", "-c", str(fixtures.upstream_conf(tmp, up)), "-e", str(tmp / "upstream.err")],
             LOAD_CPU if pin else None,
@@ -202,6 +225,9 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
             cmd, cpus, senv = specs[name]
             servers[name] = Server(name, cmd, cpus=cpus, log=logs / f"{name}.log", env=senv)
         for name, server in servers.items():
+            if name == "redis":
+                wait_redis(ports[name])
+                continue
             server.wait_ready(
                 f"http://127.0.0.1:{ports[name]}/"
                 if name != "gateway" and not name.startswith("gateway_")
@@ -217,6 +243,20 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
 def stop_all(servers: dict[str, Server]) -> None:
     for server in reversed(list(servers.values())):
         server.stop()
+
+
+def wait_redis(port: int, timeout: float = 10.0) -> None:
+    """Until redis-server answers PING (it speaks no HTTP)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not answer on port {port} within {timeout}s")
 
 
 def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[str, int]) -> None:
@@ -249,7 +289,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
             }
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path in ("/proxy", "/jwt"):
+        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -328,6 +368,8 @@ def compare(args: argparse.Namespace) -> dict:
             "nginx",
             "gateway_http",
             "gateway_jwt",
+            "gateway_ratelimit",
+            "gateway_ratelimit_redis",
             "gateway_merge",
             "gateway_lambda",
             "aiobotocore_lambda",
@@ -353,7 +395,8 @@ def compare(args: argparse.Namespace) -> dict:
     RESULTS.mkdir(exist_ok=True)
     logs = RESULTS
     started = time.monotonic()
-    servers, ports = start_servers({SCENARIOS[n][0] for n in names}, tmp, logs, pin)
+    needed = {SCENARIOS[n][0] for n in names}.union(*(NEEDS.get(n, set()) for n in names))
+    servers, ports = start_servers(needed, tmp, logs, pin)
     runs: dict[str, list[wrk.WrkResult]] = {n: [] for n in names}
     warnings: list[str] = []
     try:
@@ -443,6 +486,8 @@ def ratios(s: dict) -> dict:
         "observed_vs_off": r("gateway_http_observed", "gateway_http"),
         "gateway_jwt_vs_http": r("gateway_jwt", "gateway_http"),
         "gateway_cors_vs_http": r("gateway_cors", "gateway_http"),
+        "gateway_ratelimit_vs_http": r("gateway_ratelimit", "gateway_http"),
+        "gateway_ratelimit_redis_vs_http": r("gateway_ratelimit_redis", "gateway_http"),
     }
 
 

@@ -17,6 +17,15 @@ from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.server_options import SERVER_OPTIONS
 from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
+from lambdagate.ratelimit.config import (
+    PROXY_NAMESPACE,
+    ROUTER_NAMESPACE,
+    ROUTER_REDIS_NAMESPACE,
+    SERVICE_NAMESPACE,
+    SERVICE_REDIS_NAMESPACE,
+)
+from lambdagate.ratelimit.steps import with_backend_rate_limit
+from lambdagate.redis_pools import REDIS_NAMESPACE
 from lambdagate.security.botdetector import BOT_DETECTOR_NAMESPACE
 from lambdagate.security.cors import CORS_NAMESPACE
 from lambdagate.security.httpsecure import HTTP_SECURITY_NAMESPACE
@@ -37,11 +46,21 @@ NAMESPACES = (
     CORS_NAMESPACE,
     HTTP_SECURITY_NAMESPACE,
     BOT_DETECTOR_NAMESPACE,
+    REDIS_NAMESPACE,
+    ROUTER_NAMESPACE,
+    SERVICE_NAMESPACE,
+    PROXY_NAMESPACE,
+    ROUTER_REDIS_NAMESPACE,
+    SERVICE_REDIS_NAMESPACE,
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 # Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.
-BACKEND_WRAPPERS: dict[str, BackendWrapper] = {CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials}
+# The rate limit is outermost: a call without a token fetches no OAuth2 token either.
+BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
+    CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials,
+    PROXY_NAMESPACE.name: with_backend_rate_limit,
+}
 # Steps between an endpoint's merge and its rendering, in the order they run; each applies when configured.
 RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (signer_step,)
 

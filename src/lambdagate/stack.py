@@ -18,6 +18,7 @@ from lambdagate.front.admission import Admission, admitted, answering
 from lambdagate.front.observe import RequestIds, contained, measured, traced, with_request_id
 from lambdagate.front.request import RequestRules, building_request
 from lambdagate.front.routing import routed
+from lambdagate.ratelimit.steps import endpoint_rate_limit, service_rate_limit
 from lambdagate.router import Router
 from lambdagate.security import botdetector, cors, httpsecure
 
@@ -52,10 +53,15 @@ EDGE_STEPS: tuple[StepFactory, ...] = (cors.build_step,)
 SERVICE_STEPS: tuple[StepFactory, ...] = (httpsecure.build_step, botdetector.build_step)
 # Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
 # JWT validation, Lua, rate limit.
+# The service rate limit (a global middleware in KrakenD EE) comes right after the bot detector: one set of buckets
+# for every endpoint, checked here rather than before routing so that its refusals are observed as the route's
+# replies (access log, metrics, traces); router misses (404, 405) and /__health spend no token.
 ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
     botdetector.build_step,  # security/bot-detector (the endpoint's)
+    service_rate_limit,  # qos/ratelimit/service, qos/ratelimit/service/redis
     jwt_validation,  # auth/validator
-    # modifier/lua-endpoint, then qos/ratelimit/router go here
+    # modifier/lua-endpoint goes here
+    endpoint_rate_limit,  # qos/ratelimit/router, qos/ratelimit/router/redis
 )
 
 

@@ -89,6 +89,7 @@ class InProcessGateway:
         headers: list[tuple[str, str]] = (),
         body: bytes = b"",
         chunks: list[bytes | None] | None = None,
+        client: str = "127.0.0.1",
     ) -> Reply:
         path, _, query = target.partition("?")
         scope = {
@@ -98,7 +99,7 @@ class InProcessGateway:
             "raw_path": target.encode(),
             "scheme": "http",
             "query_string": query.encode(),
-            "client": ("127.0.0.1", 50000),
+            "client": (client, 50000),
             "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
         }
         pending = list(chunks if chunks is not None else [body])
