@@ -3,7 +3,8 @@
 - the upstream: nginx serving fixed JSON at /, /a, /b, /c and Lambda's Invoke path (the fast stub);
 - the C reference: nginx as a keep-alive reverse proxy to that upstream;
 - the gateway's krakend.json: /proxy (one HTTP backend), /merge (three, allow/mapping/group), /lambda, and /jwt
-  (/proxy behind `auth/validator`: RS256, the key set from a local file, one token for the whole run).
+  (/proxy behind `auth/validator`: RS256, the key set from a local file, one token for the whole run), /breaker
+  (/proxy behind a `qos/circuit-breaker` that stays closed).
 """
 
 from __future__ import annotations
@@ -143,6 +144,18 @@ def gateway_conf(
                         "propagate_claims": [["sub", "X-User"]],
                     }
                 },
+            },
+            # /proxy with a circuit breaker that stays closed (the upstream never fails): its per-call cost
+            {
+                "endpoint": "/breaker",
+                "backend": [
+                    {
+                        "url_pattern": "/",
+                        "extra_config": {
+                            "qos/circuit-breaker": {"interval": 60, "timeout": 10, "max_errors": 5, "name": "bench"}
+                        },
+                    }
+                ],
             },
             {
                 "endpoint": "/ratelimit",

@@ -24,6 +24,7 @@ TARGETS = [  # (ratio, target, how it is read)
     ("observed_vs_off", None, ""),
     ("gateway_jwt_vs_http", 0.85, ">="),
     ("gateway_cors_vs_http", 0.95, ">="),
+    ("gateway_circuit_breaker_vs_http", 0.95, ">="),
 ]
 ORDER = [
     "direct",
@@ -35,6 +36,7 @@ ORDER = [
     "gateway_http",
     "gateway_jwt",
     "gateway_cors",
+    "gateway_circuit_breaker",
     "gateway_http_accesslog",
     "gateway_http_metrics",
     "gateway_http_observed",

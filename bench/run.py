@@ -41,6 +41,7 @@ TARGETS = {
     "gateway_cors_vs_http": 0.95,
     "gateway_ratelimit_vs_http": 0.9,
     "gateway_ratelimit_redis_vs_http": 0.6,
+    "gateway_circuit_breaker_vs_http": 0.95,
 }
 # scenario -> (server, path)
 SCENARIOS = {
@@ -51,6 +52,7 @@ SCENARIOS = {
     "gateway_jwt": ("gateway", "/jwt"),  # /proxy behind auth/validator (RS256, cached keys, one token)
     "gateway_ratelimit": ("gateway", "/ratelimit"),  # /proxy behind qos/ratelimit/router (admits everything)
     "gateway_ratelimit_redis": ("gateway", "/ratelimit_redis"),  # the same limit kept in Redis (one script call)
+    "gateway_circuit_breaker": ("gateway", "/breaker"),  # /proxy behind qos/circuit-breaker (always closed)
     "gateway_merge": ("gateway", "/merge"),
     "gateway_lambda": ("gateway", "/lambda"),
     "aiobotocore_lambda": ("aiobotocore", "/"),
@@ -289,7 +291,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
             }
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis"):
+        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -372,6 +374,7 @@ def compare(args: argparse.Namespace) -> dict:
             "gateway_ratelimit_redis",
             "gateway_merge",
             "gateway_lambda",
+            "gateway_circuit_breaker",
             "aiobotocore_lambda",
             "gateway_http_2workers",
             "gateway_http_accesslog",
@@ -488,6 +491,7 @@ def ratios(s: dict) -> dict:
         "gateway_cors_vs_http": r("gateway_cors", "gateway_http"),
         "gateway_ratelimit_vs_http": r("gateway_ratelimit", "gateway_http"),
         "gateway_ratelimit_redis_vs_http": r("gateway_ratelimit_redis", "gateway_http"),
+        "gateway_circuit_breaker_vs_http": r("gateway_circuit_breaker", "gateway_http"),
     }
 
 

@@ -230,7 +230,7 @@ def test_an_implemented_guards_old_name_is_read_with_a_warning_naming_the_curren
 def test_non_guards_stay_warnings() -> None:
     config = doc(
         endpoint_ns={"qos/http-cache": {}, "modifier/martian": {}},
-        backend_ns={"plugin/http-client": {}, "qos/circuit-breaker": {}},
+        backend_ns={"plugin/http-client": {}, "modifier/martian": {}},
         service_ns={"github_com/devopsfaith/krakend-gologging": {}},
     )
     assert warnings_of(config) == [
@@ -239,7 +239,7 @@ def test_non_guards_stay_warnings() -> None:
         'endpoints[0].extra_config["qos/http-cache"]: namespace not supported, ignored',
         'endpoints[0].extra_config["modifier/martian"]: namespace not supported, ignored',
         'endpoints[0].backend[0].extra_config["plugin/http-client"]: namespace not supported, ignored',
-        'endpoints[0].backend[0].extra_config["qos/circuit-breaker"]: namespace not supported, ignored',
+        'endpoints[0].backend[0].extra_config["modifier/martian"]: namespace not supported, ignored',
     ]
 
 

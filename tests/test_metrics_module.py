@@ -241,6 +241,7 @@ def test_metric_names_are_exact(tmp_path: Path, scrape: Any) -> None:
         "lambdagate_lambda_invocations_total": "counter",
         "lambdagate_lambda_retries_total": "counter",
         "lambdagate_lambda_invocation_duration_seconds": "histogram",
+        "lambdagate_circuit_breaker_changes_total": "counter",
         "lambdagate_in_flight_requests": "gauge",
         "lambdagate_workers": "gauge",
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from lambdagate.auth.client_credentials import CLIENT_CREDENTIALS_NAMESPACE, with_client_credentials
 from lambdagate.auth.config import VALIDATOR_NAMESPACE
 from lambdagate.auth.signer import SIGNER_NAMESPACE, signer_step
+from lambdagate.backends.circuit_breaker import CIRCUIT_BREAKER_NAMESPACE, with_circuit_breaker
 from lambdagate.backends.http import http_backend
 from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
 from lambdagate.config import namespaces
@@ -52,13 +53,16 @@ NAMESPACES = (
     PROXY_NAMESPACE,
     ROUTER_REDIS_NAMESPACE,
     SERVICE_REDIS_NAMESPACE,
+    CIRCUIT_BREAKER_NAMESPACE,
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 # Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.
-# The rate limit is outermost: a call without a token fetches no OAuth2 token either.
+# First innermost: the rate limit is outermost (a call without a token neither counts for the breaker nor fetches an
+# OAuth2 token), the breaker next (an open breaker fetches no token either).
 BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
     CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials,
+    CIRCUIT_BREAKER_NAMESPACE.name: with_circuit_breaker,
     PROXY_NAMESPACE.name: with_backend_rate_limit,
 }
 # Steps between an endpoint's merge and its rendering, in the order they run; each applies when configured.

@@ -12,7 +12,8 @@ overwrites an old worker's counts) and is replaced atomically (tmp file + rename
      "requests": [{"labels": {"endpoint": "/users/{id}", "method": "GET"}, "counts": {"200": 7, "404": 1},
                    "buckets": [0, 5, 3, 0, ...], "sum": 0.0123, "count": 8}],
      "backend_calls": [{"labels": {"endpoint": ..., "method": ..., "backend": ...}, "counts": {"success": 8}, ...}],
-     "lambda_invocations": [{"labels": {"function": "users"}, "counts": {"throttled": 1}, "retries": 2, ...}]}
+     "lambda_invocations": [{"labels": {"function": "users"}, "counts": {"throttled": 1}, "retries": 2, ...}],
+     "breaker_changes": [{"labels": {..., "breaker": "users"}, "counts": {"open": 1}, ...}]}
 
 "counts" are requests by status or calls by outcome; "buckets" are non-cumulative counts per LATENCY_BUCKETS
 bound, the last one for +Inf. The in-flight gauge sums only workers that are alive.
@@ -192,6 +193,12 @@ class BackendStats(_Series):
     __slots__ = ()
 
 
+class BreakerStats(_Series):
+    """State changes of one backend's circuit breaker(s): `observe(new_state, 0.0)` (no latency: never exported)."""
+
+    __slots__ = ()
+
+
 # FunctionStats repeats the update inline rather than calling the base: a second call would double its cost.
 class FunctionStats(_Series):
     __slots__ = ("retries",)
@@ -234,6 +241,7 @@ class WorkerMetrics:
         self._endpoints: dict[tuple[str, str], EndpointStats] = {}
         self._backends: dict[tuple[str, str, str], BackendStats] = {}
         self._functions: dict[str, FunctionStats] = {}
+        self._breakers: dict[tuple[str, str, str, str], BreakerStats] = {}
         self._flushed: tuple[int, int] | None = None  # (observations, in_flight) in the file
 
     def endpoint(self, method: str, template: str) -> EndpointStats:
@@ -247,6 +255,15 @@ class WorkerMetrics:
         if key not in self._backends:
             self._backends[key] = BackendStats({"endpoint": endpoint, "method": method, "backend": backend})
         return self._backends[key]
+
+    def breaker(self, endpoint: str, method: str, backend: str, name: str) -> BreakerStats:
+        """The state changes of a backend's breakers (all of a backend's per-function breakers share one)."""
+        key = (endpoint, method, backend, name)
+        if key not in self._breakers:
+            self._breakers[key] = BreakerStats(
+                {"endpoint": endpoint, "method": method, "backend": backend, "breaker": name}
+            )
+        return self._breakers[key]
 
     def function(self, name: str) -> FunctionStats:
         stats = self._functions.get(name)
@@ -263,7 +280,7 @@ class WorkerMetrics:
         the worker down."""
         if self._in_flight_of is not None:
             self.in_flight = self._in_flight_of()
-        series = (self._endpoints, self._backends, self._functions)
+        series = (self._endpoints, self._backends, self._functions, self._breakers)
         state = (sum(s.count for group in series for s in group.values()), self.in_flight)
         if state == self._flushed:
             return
@@ -273,6 +290,7 @@ class WorkerMetrics:
             "requests": [s.to_json() for s in self._endpoints.values()],
             "backend_calls": [s.to_json() for s in self._backends.values()],
             "lambda_invocations": [s.to_json() for s in self._functions.values()],
+            "breaker_changes": [s.to_json() for s in self._breakers.values()],
         }
         tmp = self.path.with_suffix(".tmp")  # not *.json: the exporter never sees a half-written file
         try:
@@ -296,7 +314,7 @@ class WorkerMetrics:
 
 # --- main process: sum the snapshots at scrape time ------------------------------------------------------------
 
-# snapshot key → (counter name, histogram name, label names, the label "counts" are keyed by)
+# snapshot key → (counter name, histogram name or None, label names, the label "counts" are keyed by)
 _KINDS = {
     "requests": ("lambdagate_requests", "lambdagate_request_duration_seconds", ("endpoint", "method"), "status"),
     "backend_calls": (
@@ -311,11 +329,14 @@ _KINDS = {
         ("function",),
         "outcome",
     ),
+    # a counter only (no histogram): circuit breaker state changes, by the state changed to
+    "breaker_changes": ("lambdagate_circuit_breaker_changes", None, ("endpoint", "method", "backend", "breaker"), "to"),
 }
 _HELP = {
     "requests": ("Requests answered, by endpoint, method and status.", "Request latency."),
     "backend_calls": ("Backend calls, by outcome.", "Backend call latency."),
     "lambda_invocations": ("Lambda invocations, by outcome.", "Lambda invocation latency, retries included."),
+    "breaker_changes": ("Circuit breaker state changes, by the state changed to (closed, open, half-open).", ""),
 }
 
 
@@ -382,7 +403,7 @@ class MetricsExporter:
         families = {
             kind: (
                 CounterMetricFamily(counter, _HELP[kind][0], labels=[*labels, by]),
-                HistogramMetricFamily(histogram, _HELP[kind][1], labels=list(labels)),
+                HistogramMetricFamily(histogram, _HELP[kind][1], labels=list(labels)) if histogram else None,
             )
             for kind, (counter, histogram, labels, by) in _KINDS.items()
         }
@@ -391,6 +412,8 @@ class MetricsExporter:
             counter, histogram = families[kind]
             for label, n in sorted(counts.items()):
                 counter.add_metric([*values, label], n)
+            if histogram is None:
+                continue
             running, cumulative = 0, []
             for bound, n in zip(bounds, buckets):
                 running += n
@@ -400,7 +423,8 @@ class MetricsExporter:
                 retries.add_metric(list(values), retried)
         for counter, histogram in families.values():
             yield counter
-            yield histogram
+            if histogram is not None:
+                yield histogram
         yield retries
         yield GaugeMetricFamily("lambdagate_in_flight_requests", "Requests being served now.", value=in_flight)
         yield GaugeMetricFamily("lambdagate_workers", "Worker processes reporting metrics.", value=workers)
