@@ -206,7 +206,7 @@ def test_legacy_name_is_read_with_a_warning() -> None:
     assert loaded.service.endpoints[0].backend[0].namespaces[CB].max_errors == 3
     assert [str(w) for w in loaded.warnings] == [
         f'endpoints[0].backend[0].extra_config["{LEGACY}"]: `{LEGACY}` is the old name of `{CB}` and is read as '
-        f"`{CB}`; write `{CB}` (KrakenD 2 and later may ignore the old name)"
+        f"`{CB}`; write `{CB}` (KrakenD 2 reads this spelling too)"
     ]
 
 
