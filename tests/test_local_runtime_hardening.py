@@ -166,6 +166,17 @@ def test_event_queue_bound_from_functions_yaml_and_it_frees_up(client):
     assert status == 202
 
 
+def test_event_payloads_are_held_to_lambdas_asynchronous_limit(client):
+    """Queued payloads stay bounded: an Event payload over 1 MB is refused as Lambda refuses it; a synchronous one of
+    the same size is still taken (6 MB limit)."""
+    big = json.dumps({"seconds": 0, "pad": "x" * (1024 * 1024)})
+    with pytest.raises(ClientError) as refused:
+        client.invoke(FunctionName="small", InvocationType="Event", Payload=big)
+    assert refused.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert client.invoke(FunctionName="small", Payload=big)["StatusCode"] == 200
+
+
 # -- environment values in the control plane -----------------------------------------------------------------------
 
 

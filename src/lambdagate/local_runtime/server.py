@@ -32,6 +32,7 @@ from lambdagate.local_runtime.runtime import LocalRuntime
 log = logging.getLogger("lambdagate.local_runtime")
 
 MAX_PAYLOAD = 6291456  # Lambda's synchronous invocation request limit
+MAX_EVENT_PAYLOAD = 1048576  # and its asynchronous one (1 MB): queued payloads stay bounded (max_queued_events × 1 MB)
 MAX_LOG_TAIL = 4096
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 RUNTIME_KEY = web.AppKey("runtime", LocalRuntime)
@@ -119,11 +120,12 @@ async def invoke(request: web.Request) -> web.Response:
             "InvalidParameterValueException",
             f"Invalid invocation type {invocation_type!r}; expected one of {', '.join(INVOCATION_TYPES)}",
         )
-    if body is None:
+    limit = MAX_EVENT_PAYLOAD if invocation_type == "Event" else MAX_PAYLOAD
+    if body is None or len(body) > limit:
         return r.error_response(
             413,
             "RequestEntityTooLargeException",
-            f"Request must be smaller than {MAX_PAYLOAD} bytes for the InvokeFunction operation",
+            f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
         )
     resolved = _resolve(request)
     if isinstance(resolved, web.Response):
