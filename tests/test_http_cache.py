@@ -161,7 +161,7 @@ def test_fields_parsed_with_defaults() -> None:
     )
     defaults = load(doc({})).service.endpoints[0].backend[0].namespaces[HC]
     assert (defaults.shared, defaults.max_items, defaults.max_size, defaults.cache_lambda) == (False, 0, 0, False)
-    assert (DEFAULT_MAX_ITEMS, DEFAULT_MAX_SIZE) == (10_000, 64 * 1024 * 1024)
+    assert (DEFAULT_MAX_ITEMS, DEFAULT_MAX_SIZE) == (1000, 16 * 1024 * 1024)
 
 
 @pytest.mark.parametrize(
@@ -347,3 +347,35 @@ def test_lambda_replies_cached_only_with_cache_lambda(stub, start_gateway) -> No
     assert calls(stub, "unhandled", "__calls") == 2
     time.sleep(1.2)  # ttl
     assert get(f"{gw}/on/echo-hc1")[0] == 200 and calls(stub, "echo-hc1", "__calls") == 2
+
+
+def test_lambda_keys() -> None:
+    from lambdagate.backends.http_cache import LambdaCache
+    from lambdagate.proxy import ProxyRequest
+
+    def request(**changes: Any) -> ProxyRequest:
+        fields: dict[str, Any] = {
+            "method": "GET",
+            "path": "/fn/a",
+            "params": {"name": "a"},
+            "query": [("q", "1")],
+            "headers": {},
+            "body": b"",
+            "client_ip": "10.0.0.1",
+            "request_id": "r1",
+            "deadline": 0.0,
+        }
+        return ProxyRequest(**{**fields, **changes})
+
+    by_payload = LambdaCache(LruCache(10, 10_000), 60.0, by_payload=True)
+    assert by_payload.key("f", b"p", request()) == ("lambda", "f", b"p")
+    assert by_payload.key("f", b"p", request(headers={"cookie": "s=1"})) is None
+    # API Gateway events carry a request id and the client's address: the key leaves them out, not the query.
+    by_request = LambdaCache(LruCache(10, 10_000), 60.0, by_payload=False)
+    first = by_request.key("f", b"event-1", request())
+    assert first == by_request.key("f", b"event-2", request(request_id="r2", client_ip="10.0.0.2"))
+    assert first != by_request.key("f", b"event-3", request(query=[("q", "2")]))
+    assert first != by_request.key("g", b"event-1", request())
+    assert by_request.key("f", b"e", request(claims={"sub": object()})) is None
+    by_request.put(first, b'{"ok":1}')
+    assert by_request.get(first) == b'{"ok":1}'

@@ -40,8 +40,8 @@ from lambdagate.proxy import ProxyRequest, ProxyResponse
 
 NAMESPACE = "qos/http-cache"
 LEGACY_NAMES = ("github.com/devopsfaith/krakend-httpcache",)
-DEFAULT_MAX_ITEMS = 10_000
-DEFAULT_MAX_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_ITEMS = 1000
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024  # per backend (or shared cache), per worker
 DEFAULT_LAMBDA_TTL = 60.0
 # Statuses a cache may keep when the reply gives a freshness lifetime (RFC 9110 §15.1 "heuristically cacheable").
 CACHEABLE_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
@@ -76,8 +76,8 @@ def parse(value: Any, ctx: NamespaceContext) -> HttpCacheConfig:
         ctx,
         _EXAMPLE,
         hints={
-            "max_items": "must be a whole number >= 0 (0: the default, 10000), e.g. 1000",
-            "max_size": "must be a whole number of bytes >= 0 (0: the default, 64 MiB), e.g. 10485760",
+            "max_items": "must be a whole number >= 0 (0: the default, 1000), e.g. 1000",
+            "max_size": "must be a whole number of bytes >= 0 (0: the default, 16 MiB), e.g. 10485760",
             "ttl": 'must be seconds > 0 or a duration such as "30s" (how long a Lambda reply is kept)',
         },
     )
