@@ -4,6 +4,7 @@ the Lambda Invoke stub, proving what a hit does not reach."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
@@ -100,9 +101,9 @@ def test_freshness_by_s_maxage_max_age_expires_and_age() -> None:
 
 
 def stored(reply: CIMultiDict, request: dict[str, str] | None = None, status: int = 200) -> bool:
-    cache = ResponseCache(LruCache(10, 100_000))
-    cache.store("k", request or {}, status, reply, b"{}")
-    return cache.lookup("k", request or {}) is not None
+    cache = ResponseCache(LruCache(10, 100_000), None)
+    asyncio.run(cache.store("k", request or {}, status, reply, b"{}"))
+    return asyncio.run(cache.lookup("k", request or {})) is not None
 
 
 def test_what_a_shared_cache_keeps() -> None:
@@ -122,11 +123,11 @@ def test_what_a_shared_cache_keeps() -> None:
 
 
 def test_a_request_with_credentials_gets_only_public_entries() -> None:
-    cache = ResponseCache(LruCache(10, 100_000))
-    cache.store("k", {}, 200, headers(cache_control="max-age=60"), b"{}")
-    assert cache.lookup("k", {}) is not None
-    assert cache.lookup("k", {"authorization": "Bearer x"}) is None
-    assert cache.lookup("k", {"cache-control": "no-cache"}) is None  # the client asked for a fresh reply
+    cache = ResponseCache(LruCache(10, 100_000), None)
+    asyncio.run(cache.store("k", {}, 200, headers(cache_control="max-age=60"), b"{}"))
+    assert asyncio.run(cache.lookup("k", {})) is not None
+    assert asyncio.run(cache.lookup("k", {"authorization": "Bearer x"})) is None
+    assert asyncio.run(cache.lookup("k", {"cache-control": "no-cache"})) is None  # the client asked for a fresh reply
 
 
 # --- configuration --------------------------------------------------------------------------------------------------
@@ -172,7 +173,10 @@ def test_fields_parsed_with_defaults() -> None:
         ({"shared": "yes"}, f"{PATH}.shared"),
         ({"ttl": 0}, f"{PATH}.ttl: must be seconds > 0"),
         ({"ttl": "soon"}, f"{PATH}.ttl"),
-        ({"connection_pool": "cache"}, f"{PATH}.connection_pool: a Redis-backed HTTP cache is not supported yet"),
+        (
+            {"connection_pool": "cache"},
+            f"{PATH}.connection_pool: 'cache' is no connection pool of the service's \"redis\" namespace",
+        ),
         ([], f"{PATH}: must be an object"),
     ],
 )
@@ -377,5 +381,62 @@ def test_lambda_keys() -> None:
     assert first != by_request.key("f", b"event-3", request(query=[("q", "2")]))
     assert first != by_request.key("g", b"event-1", request())
     assert by_request.key("f", b"e", request(claims={"sub": object()})) is None
-    by_request.put(first, b'{"ok":1}')
-    assert by_request.get(first) == b'{"ok":1}'
+    asyncio.run(by_request.put(first, b'{"ok":1}'))
+    assert asyncio.run(by_request.get(first)) == b'{"ok":1}'
+
+
+# --- shared through Redis ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    from tests.test_ratelimit_redis import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; `make install-test` installs it)")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_replicas_share_entries_through_redis_and_survive_its_loss(upstream, start_gateway, redis_server) -> None:
+    config = {
+        "version": 3,
+        "timeout": "3s",
+        "extra_config": {
+            "redis": {"connection_pools": [{"name": "cache", "address": f"127.0.0.1:{redis_server.port}"}]}
+        },
+        "endpoints": [http_endpoint(upstream, "c", {"connection_pool": "cache"})],
+    }
+    first, second = start_gateway(config), start_gateway(config)
+    assert answers(f"{first.url}/c/fresh-r1", 2) == [1, 1]
+    assert answers(f"{second.url}/c/fresh-r1", 2) == [1, 1]  # from Redis, then from its own memory
+    assert calls(upstream, "fresh-r1") == 1
+    assert answers(f"{second.url}/c/nostore-r1", 1) == [1] and answers(f"{first.url}/c/nostore-r1", 1) == [2]
+    redis_server.stop()
+    # Without Redis each worker still caches in memory, and says why once.
+    assert answers(f"{first.url}/c/fresh-r2", 2) == [1, 1]
+    assert answers(f"{second.url}/c/fresh-r2", 2) == [2, 2]
+    assert "http cache: Redis pool 'cache' failed" in first.log()
+
+
+def test_redis_entries_round_trip_and_refuse_what_is_malformed_or_expired() -> None:
+    from lambdagate.backends.http_cache_redis import decode, encode, redis_key
+
+    kept = Entry(203, CIMultiDict([("A", "1"), ("a", "2")]), b"body\nwith newline", 0.0, (("x-v", None),), True, 9)
+    raw = encode(kept, expires_at=1000.0)
+    back = decode(raw, now_wall=990.0, now=50.0)
+    assert back is not None
+    assert (back.status, list(back.headers.items()), back.body, back.vary, back.public) == (
+        203,
+        [("A", "1"), ("a", "2")],
+        b"body\nwith newline",
+        (("x-v", None),),
+        True,
+    )
+    assert back.expires == pytest.approx(60.0)
+    assert decode(raw, now_wall=1000.0, now=50.0) is None  # expired
+    assert decode(b"not json\nbody", 0.0, 0.0) is None and decode(b'{"s": 200}', 0.0, 0.0) is None
+    assert redis_key(("lambda", "ab", b"c")) != redis_key(("lambda", "a", b"bc"))
+    assert redis_key("http://x/a").startswith("lambdagate:http-cache:") and len(redis_key("u" * 9000)) < 100

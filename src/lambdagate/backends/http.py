@@ -180,7 +180,7 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
         url, headers = url_for(req), outgoing_headers(req)
         if cache is not None:
             key = str(url)
-            hit = cache.lookup(key, headers)
+            hit = await cache.lookup(key, headers)
             if hit is not None:  # decoded anew: the pipeline may change the data it gets
                 return decode(hit.status, hit.headers, hit.body)
         try:
@@ -191,7 +191,7 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
                 "the backend is unavailable", status=502 if passthrough else 500, cause=f"{type(exc).__name__}: {exc}"
             ) from None
         if cache is not None:
-            cache.store(key, headers, resp.status, resp.headers, body)
+            await cache.store(key, headers, resp.status, resp.headers, body)
         return decode(resp.status, resp.headers, body)
 
     # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).

@@ -16,7 +16,13 @@ it was fetched with). A forwarded request `Cache-Control: no-store` bypasses the
 
 Every cache is per worker process and bounded by entries (`max_items`) and bytes (`max_size`), the least recently
 used dropped first; 0 (KrakenD's "unbounded") means the defaults below. `shared: true` backends with the same
-bounds use one cache (keys hold the full URL), as KrakenD's global cache.
+bounds use one cache (keys hold the full URL), as KrakenD's global cache. With `"connection_pool"` (a pool of the
+service's `redis` namespace) entries are kept in Redis too, shared by every replica (backends/http_cache_redis.py).
+
+Lambda (`cache_lambda`): a successful reply is kept for `ttl` seconds (default 60; functions send no Cache-Control),
+keyed by function and payload; for API Gateway payloads, which carry a request id and time, by function and what the
+event is built from (method, path, params, query, headers, body, host, claims), not the client's address. Never for
+a request carrying Authorization or Cookie, nor a reply that sets a cookie or says no-store, no-cache or private.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from time import monotonic, time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -37,6 +43,11 @@ from lambdagate.config.model import BackendConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.pipeline import BuildContext
 from lambdagate.proxy import ProxyRequest, ProxyResponse
+from lambdagate.redis_pools import NAMESPACE as REDIS
+from lambdagate.redis_pools import client, pool_problem
+
+if TYPE_CHECKING:
+    from lambdagate.backends.http_cache_redis import RedisEntries
 
 NAMESPACE = "qos/http-cache"
 LEGACY_NAMES = ("github.com/devopsfaith/krakend-httpcache",)
@@ -81,8 +92,10 @@ def parse(value: Any, ctx: NamespaceContext) -> HttpCacheConfig:
             "ttl": 'must be seconds > 0 or a duration such as "30s" (how long a Lambda reply is kept)',
         },
     )
-    if options.connection_pool:  # fail closed: replicas would silently not share what the config says they do
-        raise NamespaceError([("connection_pool", "a Redis-backed HTTP cache is not supported yet; remove it")])
+    if options.connection_pool:
+        problem = pool_problem(ctx.service.extra_config, options.connection_pool)
+        if problem is not None:
+            raise NamespaceError([("connection_pool", problem)])
     return options
 
 
@@ -204,16 +217,20 @@ def _vary(headers: Any) -> list[str] | None:
 class ResponseCache:
     """An HTTP backend's view of a cache: `lookup` before the upstream call, `store` after it."""
 
-    def __init__(self, store: LruCache) -> None:
-        self.entries = store
+    def __init__(self, store: LruCache, remote: RedisEntries | None) -> None:
+        self.entries, self.remote = store, remote
 
-    def lookup(self, key: str, request_headers: Mapping[str, str]) -> Entry | None:
+    async def lookup(self, key: str, request_headers: Mapping[str, str]) -> Entry | None:
         """A fresh entry this request may be answered with, else None (the caller fetches)."""
         if "cache-control" in request_headers or "pragma" in request_headers:
             directives = cache_control([request_headers.get("cache-control", ""), request_headers.get("pragma", "")])
             if "no-store" in directives or "no-cache" in directives or directives.get("max-age") == "0":
                 return None
         entry = self.entries.get(key, monotonic())
+        if entry is None and self.remote is not None:
+            entry = await self.remote.get(key)
+            if entry is not None:
+                self.entries.put(key, entry)
         if entry is None:
             return None
         if entry.vary and any(request_headers.get(name) != value for name, value in entry.vary):
@@ -222,7 +239,7 @@ class ResponseCache:
             return None
         return entry
 
-    def store(self, key: str, request_headers: Mapping[str, str], status: int, headers: Any, body: bytes) -> None:
+    async def store(self, key: str, request_headers: Mapping[str, str], status: int, headers: Any, body: bytes) -> None:
         if "cache-control" in request_headers and "no-store" in cache_control([request_headers["cache-control"]]):
             return
         storable = _storable_for(status, headers, _has_credentials(request_headers))
@@ -233,7 +250,10 @@ class ResponseCache:
         kept = headers.copy()  # the reply's own headers outlive its connection
         size = len(body) + sum(len(k) + len(v) for k, v in kept.items()) + len(key) + _ENTRY_OVERHEAD
         varying = tuple((name, request_headers.get(name)) for name in vary)
-        self.entries.put(key, Entry(status, kept, body, monotonic() + ttl, varying, public, size))
+        entry = Entry(status, kept, body, monotonic() + ttl, varying, public, size)
+        self.entries.put(key, entry)
+        if self.remote is not None:
+            await self.remote.put(key, entry)
 
 
 def _has_credentials(headers: Mapping[str, str]) -> bool:
@@ -249,19 +269,28 @@ def _store(options: HttpCacheConfig, ctx: BuildContext) -> LruCache:
     return shared.setdefault((NAMESPACE, items, size), LruCache(items, size))
 
 
+def _remote(options: HttpCacheConfig, ctx: BuildContext) -> RedisEntries | None:
+    if not options.connection_pool:
+        return None
+    from lambdagate.backends.http_cache_redis import RedisEntries  # imports redis only when a config uses it
+
+    name = options.connection_pool
+    return RedisEntries(client(ctx.resources, ctx.service.namespaces[REDIS], name), name)
+
+
 def response_cache(cfg: BackendConfig, ctx: BuildContext, method: str) -> ResponseCache | None:
     """The HTTP backend's cache, when its config has one and it sends GET (only GET replies are kept)."""
     options: HttpCacheConfig | None = cfg.namespaces.get(NAMESPACE)
     if options is None or method != "GET":
         return None
-    return ResponseCache(_store(options, ctx))
+    return ResponseCache(_store(options, ctx), _remote(options, ctx))
 
 
 class LambdaCache:
     """A Lambda backend's cache: a function's reply payload by function and request, for `ttl` seconds."""
 
-    def __init__(self, store: LruCache, ttl: float, by_payload: bool) -> None:
-        self.entries, self.ttl, self.by_payload = store, ttl, by_payload
+    def __init__(self, store: LruCache, ttl: float, by_payload: bool, remote: RedisEntries | None = None) -> None:
+        self.entries, self.ttl, self.by_payload, self.remote = store, ttl, by_payload, remote
 
     def key(self, function: str, payload: bytes, req: ProxyRequest) -> tuple | None:
         """The cache key of this call, None when it must not be cached (the request carries credentials)."""
@@ -287,13 +316,20 @@ class LambdaCache:
         directives = cache_control([v for name, v in resp.headers if name.lower() == "cache-control"])
         return not ("no-store" in directives or "no-cache" in directives or "private" in directives)
 
-    def get(self, key: tuple) -> bytes | None:
+    async def get(self, key: tuple) -> bytes | None:
         entry = self.entries.get(key, monotonic())
+        if entry is None and self.remote is not None:
+            entry = await self.remote.get(key)
+            if entry is not None:
+                self.entries.put(key, entry)
         return None if entry is None else entry.body
 
-    def put(self, key: tuple, payload: bytes) -> None:
+    async def put(self, key: tuple, payload: bytes) -> None:
         size = len(payload) + sum(len(part) for part in key[1:]) + _ENTRY_OVERHEAD
-        self.entries.put(key, Entry(200, None, payload, monotonic() + self.ttl, (), False, size))
+        entry = Entry(200, None, payload, monotonic() + self.ttl, (), False, size)
+        self.entries.put(key, entry)
+        if self.remote is not None:
+            await self.remote.put(key, entry)
 
 
 def lambda_cache(cfg: BackendConfig, ctx: BuildContext, method: str, by_payload: bool) -> LambdaCache | None:
@@ -301,4 +337,4 @@ def lambda_cache(cfg: BackendConfig, ctx: BuildContext, method: str, by_payload:
     options: HttpCacheConfig | None = cfg.namespaces.get(NAMESPACE)
     if options is None or not options.cache_lambda or method != "GET":
         return None
-    return LambdaCache(_store(options, ctx), options.ttl, by_payload)
+    return LambdaCache(_store(options, ctx), options.ttl, by_payload, _remote(options, ctx))

@@ -256,7 +256,7 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
                 cause=f"payload of {len(payload)} bytes exceeds Lambda's {payload_limit}",
             )
         key = cache.key(name, payload, req) if cache is not None else None
-        if key is not None and (kept := cache.get(key)) is not None:
+        if key is not None and (kept := await cache.get(key)) is not None:
             return decoder.decode(kept, name)
         try:
             result = await invoke(name, payload, req)
@@ -268,7 +268,7 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
             raise errors.function_failed(result, name, req.request_id)
         resp = decoder.decode(result.payload, name)
         if key is not None and cache.keeps(resp):
-            cache.put(key, result.payload)
+            await cache.put(key, result.payload)
         return resp
 
     details_key = f"error_{backend.group or f'backend{ctx.backend_index}'}" if cfg.return_error_details else None
