@@ -293,7 +293,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
             }
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker"):
+        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker", "/cached"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
