@@ -26,18 +26,11 @@ from lambdagate.backends.http_cache import (
 )
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.errors import ConfigError
+from tests.test_circuit_breaker import AWS_ENV  # fake credentials for the Invoke stub
 
 HC = "qos/http-cache"
 PATH = f'endpoints[0].backend[0].extra_config["{HC}"]'
 LEGACY = "github.com/devopsfaith/krakend-httpcache"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-    "AWS_SECRET_ACCESS_KEY": "secret",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
-    "AWS_CONFIG_FILE": "/nonexistent/config",
-}
 
 
 # --- the rules, as units -------------------------------------------------------------------------------------------
