@@ -364,8 +364,10 @@ def test_lambda_keys() -> None:
         }
         return ProxyRequest(**{**fields, **changes})
 
-    by_payload = LambdaCache(LruCache(10, 10_000), 60.0, by_payload=True)
-    assert by_payload.key("f", b"p", request()) == ("lambda", "f", b"p")
+    by_payload = LambdaCache(LruCache(10, 10_000), 60.0, by_payload=True, scope="us-east-1 prod")
+    assert by_payload.key("f", b"p", request()) == ("lambda", "us-east-1 prod", "f", b"p")
+    elsewhere = LambdaCache(LruCache(10, 10_000), 60.0, by_payload=True, scope="eu-west-1 prod")
+    assert elsewhere.key("f", b"p", request()) != by_payload.key("f", b"p", request())
     assert by_payload.key("f", b"p", request(headers={"cookie": "s=1"})) is None
     # API Gateway events carry a request id and the client's address: the key leaves them out, not the query.
     by_request = LambdaCache(LruCache(10, 10_000), 60.0, by_payload=False)

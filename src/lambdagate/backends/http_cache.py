@@ -289,19 +289,22 @@ def response_cache(cfg: BackendConfig, ctx: BuildContext, method: str) -> Respon
 class LambdaCache:
     """A Lambda backend's cache: a function's reply payload by function and request, for `ttl` seconds."""
 
-    def __init__(self, store: LruCache, ttl: float, by_payload: bool, remote: RedisEntries | None = None) -> None:
+    def __init__(
+        self, store: LruCache, ttl: float, by_payload: bool, remote: RedisEntries | None = None, scope: str = ""
+    ) -> None:
         self.entries, self.ttl, self.by_payload, self.remote = store, ttl, by_payload, remote
+        self.scope = scope  # where the functions are (endpoint, region, qualifier): shared caches and Redis mix them
 
     def key(self, function: str, payload: bytes, req: ProxyRequest) -> tuple | None:
         """The cache key of this call, None when it must not be cached (the request carries credentials)."""
         if _has_credentials(req.headers):
             return None
         if self.by_payload:
-            return ("lambda", function, payload)
+            return ("lambda", self.scope, function, payload)
         # API Gateway events carry a request id and a time: key by what they are built from instead.
         request = [req.method, req.path, req.params, req.query, req.headers, req.host, req.scheme, req.claims]
         try:
-            return ("lambda", function, orjson.dumps(request, option=orjson.OPT_SORT_KEYS), req.body)
+            return ("lambda", self.scope, function, orjson.dumps(request, option=orjson.OPT_SORT_KEYS), req.body)
         except TypeError:  # claims orjson cannot write: not cached rather than keyed wrongly
             return None
 
@@ -332,9 +335,11 @@ class LambdaCache:
             await self.remote.put(key, entry)
 
 
-def lambda_cache(cfg: BackendConfig, ctx: BuildContext, method: str, by_payload: bool) -> LambdaCache | None:
+def lambda_cache(
+    cfg: BackendConfig, ctx: BuildContext, method: str, by_payload: bool, scope: str
+) -> LambdaCache | None:
     """The Lambda backend's cache, only with `cache_lambda: true` and a GET backend."""
     options: HttpCacheConfig | None = cfg.namespaces.get(NAMESPACE)
     if options is None or not options.cache_lambda or method != "GET":
         return None
-    return LambdaCache(_store(options, ctx), options.ttl, by_payload, _remote(options, ctx))
+    return LambdaCache(_store(options, ctx), options.ttl, by_payload, _remote(options, ctx), scope)

@@ -244,7 +244,8 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
     payload_limit = EVENT_PAYLOAD_LIMIT if event else SYNC_PAYLOAD_LIMIT
     method = backend.method or ctx.endpoint.method
     # qos/http-cache with cache_lambda (None otherwise, and for Event invocations, which have no reply to keep)
-    cache = None if event else lambda_cache(backend, ctx, method, by_payload=cfg.payload_format == "krakend")
+    scope = f"{endpoint_url or cfg.resolved_region} {cfg.qualifier or ''}"
+    cache = None if event else lambda_cache(backend, ctx, method, cfg.payload_format == "krakend", scope)
 
     async def call(req: ProxyRequest) -> ProxyResponse:
         name = static_name or function_from_url(req)
