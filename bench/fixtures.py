@@ -4,7 +4,8 @@
 - the C reference: nginx as a keep-alive reverse proxy to that upstream;
 - the gateway's krakend.json: /proxy (one HTTP backend), /merge (three, allow/mapping/group), /lambda, and /jwt
   (/proxy behind `auth/validator`: RS256, the key set from a local file, one token for the whole run), /breaker
-  (/proxy behind a `qos/circuit-breaker` that stays closed).
+  (/proxy behind a `qos/circuit-breaker` that stays closed), /cached (`qos/http-cache` over the upstream's /cached,
+  which says `Cache-Control: max-age=3600`: after the first call every request is a hit).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def upstream_conf(dir: Path, port: int) -> Path:
         f"""  server {{
     listen 127.0.0.1:{port} backlog=4096;
     location = / {{ return 200 '{UPSTREAM_BODY}'; }}
+    location = /cached {{ add_header Cache-Control "max-age=3600"; return 200 '{UPSTREAM_BODY}'; }}
 {merge}
     # Lambda's Invoke API, answered at once (the request body is read and discarded).
     location ~ ^/2015-03-31/functions/[^/]+/invocations$ {{
@@ -157,6 +159,8 @@ def gateway_conf(
                     }
                 ],
             },
+            # /proxy's body from a reply the upstream lets caches keep for an hour: the cost of a cache hit
+            {"endpoint": "/cached", "backend": [{"url_pattern": "/cached", "extra_config": {"qos/http-cache": {}}}]},
             {
                 "endpoint": "/ratelimit",
                 "backend": [{"url_pattern": "/"}],

@@ -25,6 +25,7 @@ TARGETS = [  # (ratio, target, how it is read)
     ("gateway_jwt_vs_http", 0.85, ">="),
     ("gateway_cors_vs_http", 0.95, ">="),
     ("gateway_circuit_breaker_vs_http", 0.95, ">="),
+    ("gateway_http_cache_hit_vs_http", 1.2, ">="),
 ]
 ORDER = [
     "direct",
@@ -37,6 +38,7 @@ ORDER = [
     "gateway_jwt",
     "gateway_cors",
     "gateway_circuit_breaker",
+    "gateway_http_cache_hit",
     "gateway_http_accesslog",
     "gateway_http_metrics",
     "gateway_http_observed",

@@ -42,6 +42,7 @@ TARGETS = {
     "gateway_ratelimit_vs_http": 0.9,
     "gateway_ratelimit_redis_vs_http": 0.6,
     "gateway_circuit_breaker_vs_http": 0.95,
+    "gateway_http_cache_hit_vs_http": 1.2,
 }
 # scenario -> (server, path)
 SCENARIOS = {
@@ -53,6 +54,7 @@ SCENARIOS = {
     "gateway_ratelimit": ("gateway", "/ratelimit"),  # /proxy behind qos/ratelimit/router (admits everything)
     "gateway_ratelimit_redis": ("gateway", "/ratelimit_redis"),  # the same limit kept in Redis (one script call)
     "gateway_circuit_breaker": ("gateway", "/breaker"),  # /proxy behind qos/circuit-breaker (always closed)
+    "gateway_http_cache_hit": ("gateway", "/cached"),  # qos/http-cache: every request after the first is a hit
     "gateway_merge": ("gateway", "/merge"),
     "gateway_lambda": ("gateway", "/lambda"),
     "aiobotocore_lambda": ("aiobotocore", "/"),
@@ -291,7 +293,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
             }
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker"):
+        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker", "/cached"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -375,6 +377,7 @@ def compare(args: argparse.Namespace) -> dict:
             "gateway_merge",
             "gateway_lambda",
             "gateway_circuit_breaker",
+            "gateway_http_cache_hit",
             "aiobotocore_lambda",
             "gateway_http_2workers",
             "gateway_http_accesslog",
@@ -492,6 +495,7 @@ def ratios(s: dict) -> dict:
         "gateway_ratelimit_vs_http": r("gateway_ratelimit", "gateway_http"),
         "gateway_ratelimit_redis_vs_http": r("gateway_ratelimit_redis", "gateway_http"),
         "gateway_circuit_breaker_vs_http": r("gateway_circuit_breaker", "gateway_http"),
+        "gateway_http_cache_hit_vs_http": r("gateway_http_cache_hit", "gateway_http"),
     }
 
 

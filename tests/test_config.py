@@ -401,7 +401,7 @@ def test_unknown_fields_and_namespaces_are_warnings() -> None:
             "/a",
             backend(flatmap_filter=[], extra_config={UNKNOWN_NS: {}}),
             headers_to_pass=["x"],
-            extra_config={"qos/http-cache": {"shared": True}},
+            extra_config={"documentation/openapi": {"summary": "x"}},
         ),
         plugin={"pattern": ".so"},
         extra_config={"telemetry/influx": {"db": "x"}},
@@ -410,7 +410,7 @@ def test_unknown_fields_and_namespaces_are_warnings() -> None:
         "plugin: not supported, ignored",
         'extra_config["telemetry/influx"]: namespace not supported, ignored',
         "endpoints[0].headers_to_pass: not supported, ignored",
-        'endpoints[0].extra_config["qos/http-cache"]: namespace not supported, ignored',
+        'endpoints[0].extra_config["documentation/openapi"]: namespace not supported, ignored',
         "endpoints[0].backend[0].flatmap_filter: not supported, ignored",
         f'endpoints[0].backend[0].extra_config["{UNKNOWN_NS}"]: namespace not supported, ignored',
     ]

@@ -15,13 +15,18 @@ Routes:
   /gzip                a gzip-compressed JSON object (Content-Encoding: gzip)
   /cookies             two Set-Cookie headers and a JSON body
   /deep/{n}            JSON arrays nested n levels ([[[...]]])
+  /cache/{kind}-{id}   {"name", "calls", "lang"} with the caching headers of `kind` (CACHE_KINDS); every call counted
+  /cache-calls/{name}  {"calls": n}: how many calls /cache/{name} got
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import sys
+import time
+from email.utils import formatdate
 
 from aiohttp import web
 
@@ -111,6 +116,42 @@ async def deep(request: web.Request) -> web.Response:
     return web.Response(body=b"[" * n + b"]" * n, content_type="application/json")
 
 
+# The reply headers of /cache/{kind}-{id}, by kind.
+CACHE_KINDS: dict[str, dict[str, str]] = {
+    "fresh": {"Cache-Control": "max-age=60"},
+    "short": {"Cache-Control": "max-age=1"},
+    "smax": {"Cache-Control": "max-age=0, s-maxage=60"},
+    "aged": {"Cache-Control": "max-age=60", "Age": "60"},
+    "nostore": {"Cache-Control": "no-store, max-age=60"},
+    "nocache": {"Cache-Control": "no-cache, max-age=60"},
+    "private": {"Cache-Control": "private, max-age=60"},
+    "public": {"Cache-Control": "public, max-age=60"},
+    "vary": {"Cache-Control": "max-age=60", "Vary": "Accept-Language"},
+    "varyall": {"Cache-Control": "max-age=60", "Vary": "*"},
+    "cookie": {"Cache-Control": "max-age=60", "Set-Cookie": "s=1; Path=/"},
+    "none": {},
+    "big": {"Cache-Control": "max-age=60"},
+}
+cache_calls: collections.Counter[str] = collections.Counter()
+
+
+async def cacheable(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    kind = name.partition("-")[0]
+    cache_calls[name] += 1
+    headers = dict(CACHE_KINDS.get(kind, {}))
+    if kind == "expires":
+        headers = {"Date": formatdate(usegmt=True), "Expires": formatdate(time.time() + 60, usegmt=True)}
+    body = {"name": name, "calls": cache_calls[name], "lang": request.headers.get("Accept-Language", "")}
+    if kind == "big":
+        body["pad"] = "x" * 2000
+    return web.json_response(body, headers=headers)
+
+
+async def cache_count(request: web.Request) -> web.Response:
+    return web.json_response({"calls": cache_calls[request.match_info["name"]]})
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/echo{tail:.*}", echo)
@@ -127,6 +168,8 @@ def make_app() -> web.Application:
     app.router.add_get("/gzip", gzipped)
     app.router.add_get("/cookies", cookies)
     app.router.add_get("/deep/{n}", deep)
+    app.router.add_get("/cache/{name}", cacheable)
+    app.router.add_get("/cache-calls/{name}", cache_count)
     return app
 
 

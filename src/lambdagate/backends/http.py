@@ -17,6 +17,7 @@ from yarl import URL
 from lambdagate import __version__
 from lambdagate.auth.tokens import jwt_params
 from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
+from lambdagate.backends.http_cache import response_cache
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
 from lambdagate.config.loader import sanitize_host
@@ -173,16 +174,24 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     drop = NOT_PASSED | {"content-encoding"} if session.auto_decompress else NOT_PASSED
     decode = reply_decoder(cfg, drop, HeaderLimits(resources.max_reply_headers, resources.max_reply_header_bytes))
 
+    cache = response_cache(cfg, ctx, method)  # qos/http-cache: None unless configured (GET only)
+
     async def call(req: ProxyRequest) -> ProxyResponse:
+        url, headers = url_for(req), outgoing_headers(req)
+        if cache is not None:
+            key = str(url)
+            hit = await cache.lookup(key, headers)
+            if hit is not None:  # decoded anew: the pipeline may change the data it gets
+                return decode(hit.status, hit.headers, hit.body)
         try:
-            async with session.request(
-                method, url_for(req), headers=outgoing_headers(req), data=req.body if send_body else None
-            ) as resp:
+            async with session.request(method, url, headers=headers, data=req.body if send_body else None) as resp:
                 body = await read_bounded(resp, limit)
         except aiohttp.ClientError as exc:
             raise BackendError(
                 "the backend is unavailable", status=502 if passthrough else 500, cause=f"{type(exc).__name__}: {exc}"
             ) from None
+        if cache is not None:
+            await cache.store(key, headers, resp.status, resp.headers, body)
         return decode(resp.status, resp.headers, body)
 
     # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).

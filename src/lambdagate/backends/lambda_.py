@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from lambdagate.aws.credentials import CredentialProvider, NoCredentialsError, resolve_region
 from lambdagate.aws.invoke import LambdaError, LambdaInvoker, is_valid_function_reference, max_attempts_from_max_retries
 from lambdagate.aws.sigv4 import Credentials
+from lambdagate.backends.http_cache import lambda_cache
 from lambdagate.backends.lambda_errors import LambdaErrors
 from lambdagate.backends.lambda_events import (
     PayloadBuilder,
@@ -241,6 +242,10 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
     )
     event = cfg.invocation_type == "Event"
     payload_limit = EVENT_PAYLOAD_LIMIT if event else SYNC_PAYLOAD_LIMIT
+    method = backend.method or ctx.endpoint.method
+    # qos/http-cache with cache_lambda (None otherwise, and for Event invocations, which have no reply to keep)
+    scope = f"{endpoint_url or cfg.resolved_region} {cfg.qualifier or ''}"
+    cache = None if event else lambda_cache(backend, ctx, method, cfg.payload_format == "krakend", scope)
 
     async def call(req: ProxyRequest) -> ProxyResponse:
         name = static_name or function_from_url(req)
@@ -251,6 +256,9 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
                 status=413,
                 cause=f"payload of {len(payload)} bytes exceeds Lambda's {payload_limit}",
             )
+        key = cache.key(name, payload, req) if cache is not None else None
+        if key is not None and (kept := await cache.get(key)) is not None:
+            return decoder.decode(kept, name)
         try:
             result = await invoke(name, payload, req)
         except LambdaError as err:
@@ -259,7 +267,10 @@ async def lambda_backend(backend: BackendConfig, ctx: BuildContext) -> BuiltBack
             return ProxyResponse.passthrough(202, [], b"", complete=True) if single else ProxyResponse.decoded({})
         if result.function_error:
             raise errors.function_failed(result, name, req.request_id)
-        return decoder.decode(result.payload, name)
+        resp = decoder.decode(result.payload, name)
+        if key is not None and cache.keeps(resp):
+            await cache.put(key, result.payload)
+        return resp
 
     details_key = f"error_{backend.group or f'backend{ctx.backend_index}'}" if cfg.return_error_details else None
     # A stable label (it names metrics series): the local runtime's port changes on every start.
