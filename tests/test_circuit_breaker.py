@@ -259,12 +259,12 @@ def run_in_process(config: dict, fakes: Scripted, scenario) -> None:
 
 
 @contextlib.contextmanager
-def breaker_log() -> Iterator[list[logging.LogRecord]]:
-    """The breaker's log records (the gateway stops "lambdagate" logs from reaching pytest's root handler)."""
+def breaker_log(name: str = "lambdagate.breaker") -> Iterator[list[logging.LogRecord]]:
+    """A logger's records (the gateway stops "lambdagate" logs from reaching pytest's root handler)."""
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("lambdagate.breaker")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     try:
         yield records
@@ -289,12 +289,15 @@ def test_in_process_open_fails_fast_then_trial_closes() -> None:
         assert trial.status == 200 and trial.json() == {"from": "/a"}
         assert (await gw.request("GET", "/x")).status == 200 and fakes.calls["/a"] == 4
 
-    with breaker_log() as records:
+    with breaker_log() as records, breaker_log("lambdagate.pipeline") as failures:
         run_in_process(cb_config(fake_backend("/a", timeout="200ms")), fakes, scenario)
     assert [r.getMessage() for r in records] == [
         f"circuit breaker 'GET /x backend[0]' went from {old} to {new} (GET /x backend[0])"
         for old, new in ((CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED))
     ]
+    # The two real failures are warnings; the refusal while open is not (a flood of refusals must not flood the log).
+    warned = [r.getMessage() for r in failures if r.levelno >= logging.WARNING]
+    assert len(warned) == 2 and all("status=500" in m for m in warned), warned
 
 
 def test_in_process_deadline_counts_and_merge_is_partial() -> None:

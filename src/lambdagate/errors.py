@@ -44,6 +44,7 @@ class BackendError(Exception):
         details: dict | None = None,
         retry_after: str | None = None,
         timed_out: bool = False,
+        refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -52,6 +53,9 @@ class BackendError(Exception):
         self.details = details
         self.retry_after = retry_after
         self.timed_out = timed_out
+        # The gateway refused the call itself (an open circuit breaker, a backend rate limit): expected under load,
+        # so logged at DEBUG, not once per request as a warning (the state change is what gets logged).
+        self.refused = refused
 
 
 class RequestRejected(Exception):

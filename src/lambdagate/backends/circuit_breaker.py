@@ -123,6 +123,7 @@ def _refused(exc: BreakerOpen) -> BackendError:
         status=503,
         retry_after=str(max(1, math.ceil(exc.retry_in))),
         cause=str(exc),
+        refused=True,
     )
 
 

@@ -41,7 +41,7 @@ def _timeout_error(slot: BackendSlot) -> BackendError:
 
 
 def _log_failure(slot: BackendSlot, req: ProxyRequest, err: BackendError) -> None:
-    log.warning(
+    (log.debug if err.refused else log.warning)(
         "backend failed: %s status=%d cause=%s request_id=%s",
         slot.label,
         err.status,

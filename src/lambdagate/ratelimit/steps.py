@@ -89,6 +89,7 @@ async def with_backend_rate_limit(built: BuiltBackend, cfg: BackendConfig, ctx: 
                 status=503,
                 cause=f"{PROXY}: no token",
                 retry_after=str(retry_seconds(wait)),
+                refused=True,
             )
         return await call(req)
 
