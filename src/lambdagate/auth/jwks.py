@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -320,7 +320,17 @@ class RemoteSettings:
     pins: tuple[bytes, ...] = ()
 
 
-def tls_context(settings: RemoteSettings) -> ssl.SSLContext:
+class TlsTrust(Protocol):
+    """What a key server's TLS is checked against (RemoteSettings here, the signer's RemoteSet)."""
+
+    local_ca: str
+    insecure: bool
+    pins: tuple[bytes, ...]
+
+
+def tls_context(settings: TlsTrust) -> ssl.SSLContext:
+    """TLS for a key server: TLS 1.2+, `jwk_local_ca` trusted besides the system's, `disable_jwk_security`, and the
+    `jwk_fingerprints` pins (the validator's and the signer's key sets follow the same rules)."""
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if settings.local_ca:

@@ -10,8 +10,6 @@ request. Keys never come from a request or a backend's reply.
 from __future__ import annotations
 
 import base64
-import hashlib
-import ssl
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +22,7 @@ from joserfc.jws import JWSRegistry
 from yarl import URL
 
 from lambdagate import __version__
+from lambdagate.auth.jwks import tls_context
 from lambdagate.backends.http import read_bounded
 from lambdagate.errors import BackendError
 
@@ -132,47 +131,9 @@ class RemoteSet:
         return str(URL(self.url).with_user(None).with_query(None).with_fragment(None))
 
 
-def _tls_context(remote: RemoteSet) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if remote.local_ca:
-        context.load_verify_locations(cafile=remote.local_ca)
-    if remote.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if remote.pins:
-        context.sslobject_class = _pinned(remote.pins)
-    return context
-
-
-def _public_key_pin(der: bytes) -> bytes:
-    """SHA-256 of a certificate's SubjectPublicKeyInfo, as KrakenD's jwk_fingerprints hold it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    spki = (
-        x509.load_der_x509_certificate(der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    )
-    return hashlib.sha256(spki).digest()
-
-
-def _pinned(pins: tuple[bytes, ...]) -> type[ssl.SSLObject]:
-    """TLS connections whose handshake fails unless the server's certificate holds a pinned key: checked before any
-    request is sent (Python shows the server's own certificate only; KrakenD accepts any of the chain)."""
-
-    class PinnedSSLObject(ssl.SSLObject):
-        def do_handshake(self) -> None:
-            super().do_handshake()  # raises SSLWantReadError until the handshake is done
-            der = self.getpeercert(binary_form=True)
-            if not der or _public_key_pin(der) not in pins:
-                raise ssl.SSLError("the server's certificate key matches none of jwk_fingerprints")
-
-    return PinnedSSLObject
-
-
 async def fetch_set(remote: RemoteSet) -> bytes:
     """GET the JWK set: bounded in time and size; never redirected from HTTPS to plain HTTP."""
-    connector = aiohttp.TCPConnector(ssl=_tls_context(remote), limit=1)
+    connector = aiohttp.TCPConnector(ssl=tls_context(remote), limit=1)  # the validator's TLS rules
     async with aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
