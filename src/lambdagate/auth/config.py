@@ -248,9 +248,14 @@ def _check_key_source(cfg: ValidatorConfig, ctx: NamespaceContext, issues: list[
 
 
 def _check_tls_trust(cfg: ValidatorConfig, https: bool, issues: list[tuple[str, str]]) -> None:
-    """`jwk_fingerprints` (decoded into cfg.pins) and `jwk_local_ca`: what the key server's TLS must show."""
+    cfg.pins = tls_trust(cfg.jwk_fingerprints, cfg.jwk_local_ca, https, issues)
+
+
+def tls_trust(fingerprints: list[str], local_ca: str, https: bool, issues: list[tuple[str, str]]) -> tuple[bytes, ...]:
+    """`jwk_fingerprints` decoded into pins, and `jwk_local_ca` checked: what a key server's TLS must show (the
+    validator's and the signer's `jwk_url`)."""
     pins = []
-    for i, text in enumerate(cfg.jwk_fingerprints):
+    for i, text in enumerate(fingerprints):
         try:
             pin = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         except (binascii.Error, ValueError):
@@ -263,20 +268,15 @@ def _check_tls_trust(cfg: ValidatorConfig, https: bool, issues: list[tuple[str, 
                 )
             )
         pins.append(pin)
-    cfg.pins = tuple(pins)
-    if (pins or cfg.jwk_local_ca) and not https:
+    if (pins or local_ca) and not https:
         issues.append(("jwk_url", "jwk_fingerprints and jwk_local_ca check a TLS server: jwk_url must be https"))
-    if cfg.jwk_local_ca:
+    if local_ca:
         try:
-            ssl.create_default_context().load_verify_locations(cafile=cfg.jwk_local_ca)
+            ssl.create_default_context().load_verify_locations(cafile=local_ca)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            issues.append(
-                (
-                    "jwk_local_ca",
-                    f"cannot read {cfg.jwk_local_ca!r} as PEM CA certificates "
-                    f"({getattr(exc, 'strerror', None) or exc})",
-                )
-            )
+            reason = getattr(exc, "strerror", None) or exc
+            issues.append(("jwk_local_ca", f"cannot read {local_ca!r} as PEM CA certificates ({reason})"))
+    return tuple(pins)
 
 
 def _read_local_keys(cfg: ValidatorConfig, issues: list[tuple[str, str]]) -> None:

@@ -19,8 +19,6 @@ are per user: `cache_ttl` gives `Cache-Control: private`.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -29,6 +27,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
 
+from lambdagate.auth.config import tls_trust
 from lambdagate.auth.signing_keys import ALGORITHMS, RemoteSet, SigningKeyError, TokenSigner, fetch_set, pick_key
 from lambdagate.backends.reply_data import TooDeep, load_json
 from lambdagate.config.loader import parse_namespace_model
@@ -149,34 +148,8 @@ def _check_remote(cfg: SignerConfig, issues: list[tuple[str, str]]) -> None:
                 'use https, or set "disable_jwk_security": true',
             )
         )
-    pins = []
-    for i, text in enumerate(cfg.jwk_fingerprints):
-        try:
-            pin = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            pin = b""
-        if len(pin) != 32:
-            issues.append(
-                (
-                    f"jwk_fingerprints[{i}]",
-                    "must be the base64url SHA-256 of a certificate's public key (32 bytes), as KrakenD reads it",
-                )
-            )
-        pins.append(pin)
-    if (pins or cfg.jwk_local_ca) and not https:
-        issues.append(("jwk_url", "jwk_fingerprints and jwk_local_ca check a TLS server: jwk_url must be https"))
-    if cfg.jwk_local_ca:
-        try:
-            ssl.create_default_context().load_verify_locations(cafile=cfg.jwk_local_ca)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            issues.append(
-                (
-                    "jwk_local_ca",
-                    f"cannot read {cfg.jwk_local_ca!r} as PEM CA certificates "
-                    f"({getattr(exc, 'strerror', None) or exc})",
-                )
-            )
-    cfg._remote = RemoteSet(url, cfg.disable_jwk_security, cfg.jwk_local_ca, tuple(pins))
+    pins = tls_trust(cfg.jwk_fingerprints, cfg.jwk_local_ca, https, issues)
+    cfg._remote = RemoteSet(url, cfg.disable_jwk_security, cfg.jwk_local_ca, pins)
 
 
 SIGNER_NAMESPACE = Namespace(NAMESPACE, "endpoint", parse, aliases=LEGACY_NAMES)
