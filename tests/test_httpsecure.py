@@ -51,7 +51,7 @@ def test_hosts_outside_allowed_hosts_get_400() -> None:
             r = await gw.request("GET", "/a", [("Host", host)] if host else [])
             assert r.status == status, host
             if status == 400:
-                assert (r.json(), r.header("x-request-id")) == ({"error": "host not allowed"}, None)
+                assert r.json() == {"error": "host not allowed"} and r.header("x-request-id")  # logged as any reply
         # A proxy's header names the host when present (the first of host_proxy_headers), else Host does.
         proxied = await gw.request("GET", "/a", [("Host", "internal:8080"), ("X-Forwarded-Host", HOST)])
         refused = await gw.request("GET", "/a", [("Host", HOST), ("X-Forwarded-Host", "evil.example")])

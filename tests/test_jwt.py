@@ -521,7 +521,7 @@ def test_cached_tokens_still_expire_and_still_meet_each_endpoints_rules(keyfile,
 
     async def scenario(gw: InProcessGateway) -> None:
         assert (await gw.request("GET", "/a", bearer(token))).status == 200
-        source = next(iter(gw.app.resources.shared.values()))
+        source = next(v for v in gw.app.resources.shared.values() if isinstance(v, jwks_module.KeySource))
         assert token in source.cache.entries
         # The cache saves the signature check, not the rules: another endpoint's roles still apply.
         assert (await gw.request("GET", "/admin", bearer(token))).status == 403

@@ -48,8 +48,10 @@ StepFactory = Callable[[StepContext], Awaitable[Step | None]]
 # a 503, not as a CORS failure): CORS. As in KrakenD CE it wraps the whole router, so preflights for any path are
 # answered before routing.
 EDGE_STEPS: tuple[StepFactory, ...] = (cors.build_step,)
-# Service-wide steps, after admission and before routing, in the order a request meets them, as in KrakenD CE:
-# security/http and the service's bot detector (gin middlewares, so they also see unknown paths).
+# Service-wide steps, in the order a request meets them, as in KrakenD CE: security/http and the service's bot
+# detector (gin middlewares there, so they also see unknown paths). Built once and applied inside every route's
+# observation, the router's miss and the built-ins included, so their refusals get a request id, an access line and
+# their metrics like any reply.
 SERVICE_STEPS: tuple[StepFactory, ...] = (httpsecure.build_step, botdetector.build_step)
 # Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
 # JWT validation, Lua, rate limit.
@@ -65,13 +67,22 @@ ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
 )
 
 
+async def built_steps(factories: tuple[StepFactory, ...], ctx: StepContext) -> list[Step]:
+    """The configured steps, in `factories`' order."""
+    steps = [await factory(ctx) for factory in factories]
+    return [step for step in steps if step is not None]
+
+
+def wrapped(handler: Handler, steps: list[Step]) -> Handler:
+    """`handler` wrapped so that a request meets `steps` in their order."""
+    for step in reversed(steps):
+        handler = step(handler)
+    return handler
+
+
 async def composed(handler: Handler, factories: tuple[StepFactory, ...], ctx: StepContext) -> Handler:
     """`handler` wrapped by the configured steps, so that a request meets them in `factories`' order."""
-    for factory in reversed(factories):
-        step = await factory(ctx)
-        if step is not None:
-            handler = step(handler)
-    return handler
+    return wrapped(handler, await built_steps(factories, ctx))
 
 
 @dataclass
@@ -106,9 +117,10 @@ def observed(
 
 
 async def endpoint_handler(
-    ctx: StepContext, pipeline: EndpointPipeline, options: ServerOptions, obs: Observers
+    ctx: StepContext, pipeline: EndpointPipeline, options: ServerOptions, obs: Observers, service_steps: list[Step]
 ) -> Handler:
-    """One endpoint: observation → guards → request building → the endpoint pipeline (fan-out, merge, render)."""
+    """One endpoint: observation → service-wide steps → guards → request building → the endpoint pipeline
+    (fan-out, merge, render)."""
     endpoint = ctx.endpoint
     assert endpoint is not None
     rules = RequestRules(
@@ -117,7 +129,7 @@ async def endpoint_handler(
         options.read_timeout,
         allow_slash=endpoint_options(endpoint).allow_encoded_slash,
     )
-    handler = await composed(building_request(pipeline, rules), ENDPOINT_GUARDS, ctx)
+    handler = wrapped(await composed(building_request(pipeline, rules), ENDPOINT_GUARDS, ctx), service_steps)
     return observed(handler, obs, endpoint.endpoint, obs.stats(endpoint.method, endpoint.endpoint))
 
 
@@ -132,26 +144,42 @@ async def build_stack(
     started: float,
     debug: bool,
 ) -> Handler:
-    """The whole front side: CORS → admission → service-wide steps → built-ins and router → per-endpoint steps →
-    pipeline."""
+    """The whole front side: CORS → admission → router (endpoints, built-ins, misses) → per route: observation →
+    service-wide steps → the endpoint's guards → request building → pipeline."""
+    service_ctx = StepContext(service, None, resources)
+    service_steps = await built_steps(SERVICE_STEPS, service_ctx)
     router: Router[Handler] = Router()
     for endpoint, pipeline in zip(service.endpoints, pipelines):
         ctx = StepContext(service, endpoint, resources)
-        router.add(endpoint.method, endpoint.endpoint, await endpoint_handler(ctx, pipeline, options, obs))
-    health = observed(builtins.health(started), obs, "/__health", None)
+        router.add(
+            endpoint.method, endpoint.endpoint, await endpoint_handler(ctx, pipeline, options, obs, service_steps)
+        )
+    health = observed(wrapped(builtins.health(started), service_steps), obs, "/__health", None)
     router.add("GET", "/__health", health)
     router.add("HEAD", "/__health", health)
     prefixes: tuple[tuple[str, Handler], ...] = ()
     if debug:
         prefixes = (
-            ("/__echo/", observed(builtins.echo(options.max_body_bytes, options.read_timeout), obs, "/__echo/", None)),
+            (
+                "/__echo/",
+                observed(
+                    wrapped(builtins.echo(options.max_body_bytes, options.read_timeout), service_steps),
+                    obs,
+                    "/__echo/",
+                    None,
+                ),
+            ),
         )
     # Router misses and admission refusals have series of their own: "_unmatched" (404, 405) and "_refused".
-    miss = observed(builtins.not_routed, obs, None, obs.stats("*", "_unmatched"), counts=frozenset({404, 405}))
+    miss = observed(
+        wrapped(builtins.not_routed, service_steps),
+        obs,
+        None,
+        obs.stats("*", "_unmatched"),
+        counts=frozenset({404, 405}),
+    )
     refused_stats = obs.stats("*", "_refused")
     refused = {
         r.status: observed(answering(r), obs, None, refused_stats, keep_client_id=False) for r in admission.refusals
     }
-    service_ctx = StepContext(service, None, resources)
-    service_wide = await composed(routed(router, miss, prefixes), SERVICE_STEPS, service_ctx)
-    return await composed(admitted(service_wide, admission, refused), EDGE_STEPS, service_ctx)
+    return await composed(admitted(routed(router, miss, prefixes), admission, refused), EDGE_STEPS, service_ctx)
