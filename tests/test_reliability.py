@@ -133,6 +133,25 @@ def test_reload_refuses_invalid_and_swaps_valid_config(upstream, tmp_path):
         proc.stop()
 
 
+def test_overlapping_reloads_settle_on_the_last_config(upstream, tmp_path):
+    """SIGHUP and --watch fire for the same edits, several times in a row: the gateway ends up serving the last file
+    (no reload loses a snapshot a respawning worker is loading)."""
+    cfg = limits_config(upstream)
+    gateway = launch_gateway(cfg, tmp_path, "--watch", "--workers", "2")
+    proc, url, path = gateway.process, gateway.url, tmp_path / "krakend.json"
+    try:
+        for i in range(4):
+            cfg["endpoints"].append({"endpoint": f"/round{i}", "backend": [{"url_pattern": "/echo"}]})
+            path.write_bytes(orjson.dumps(cfg))
+            proc.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.2)
+        for _ in range(10):  # both workers, whichever answers
+            _wait_for(lambda: http("GET", f"{url}/round3")[0] == 200, timeout=30)
+        assert "Traceback" not in proc.log() and proc.proc.poll() is None
+    finally:
+        proc.stop()
+
+
 def _wait_for(condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

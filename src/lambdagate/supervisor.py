@@ -40,7 +40,13 @@ DESCRIPTOR_RESERVE = 1024 + 128
 
 
 class ConfigSnapshots:
-    """Validated copies of the config file, in a private directory removed at exit."""
+    """Validated copies of the config file, in a private directory removed at exit.
+
+    Reloads may overlap (SIGHUP and --watch see the same edit): `take` is serialised, and the last few snapshots are
+    kept, so a worker still being respawned from the previous one never finds its file gone.
+    """
+
+    KEEP = 3
 
     def __init__(self, source: str, options: LoadOptions) -> None:
         self.source = Path(source).resolve()
@@ -48,9 +54,15 @@ class ConfigSnapshots:
         self.directory = Path(tempfile.mkdtemp(prefix="lambdagate-config-"))
         self.generation = 0
         self.current: Path | None = None
+        self._taken: list[Path] = []
+        self.lock = threading.RLock()  # RLock: a SIGHUP handler may interrupt the main thread inside take()
 
     def take(self) -> LoadedConfig:
         """Validate the file as it is now; on success it becomes the current snapshot. Raises ConfigError."""
+        with self.lock:
+            return self._take()
+
+    def _take(self) -> LoadedConfig:
         self.generation += 1
         snapshot = self.directory / f"{self.generation}{self.source.suffix}"
         try:
@@ -65,9 +77,10 @@ class ConfigSnapshots:
             snapshot.unlink(missing_ok=True)
             raise
         loaded.source = str(self.source)
-        previous, self.current = self.current, snapshot
-        if previous is not None:
-            previous.unlink(missing_ok=True)
+        self.current = snapshot
+        self._taken.append(snapshot)
+        while len(self._taken) > self.KEEP:
+            self._taken.pop(0).unlink(missing_ok=True)
         return loaded
 
     def cleanup(self) -> None:
@@ -184,8 +197,13 @@ def serve(
     options = server_options(loaded.service)
     os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)
     server = build_server(WORKER_APP, host=host, port=port, workers=workers, options=options, connections=connections)
+    reloading = threading.RLock()  # RLock: a second SIGHUP may arrive while the main thread reloads
 
     def reload(reason: str) -> None:
+        with reloading:  # SIGHUP and --watch may fire for the same edit: one reload at a time
+            _reload(reason)
+
+    def _reload(reason: str) -> None:
         try:
             new = snapshots.take()
         except ConfigError as exc:
