@@ -30,9 +30,10 @@ pytestmark = pytest.mark.skipif(
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
         self.port = free_port()
         self.directory = directory
+        self.extra = list(extra)
         self.process: Process | None = None
 
     def start(self) -> None:
@@ -48,6 +49,7 @@ class RedisServer:
             "no",
             "--dir",
             str(self.directory),
+            *self.extra,
         ]
         self.process = Process(args, self.directory / f"redis-{self.port}.log")
         deadline = time.monotonic() + 10
@@ -176,14 +178,18 @@ def test_service_limit_in_redis_spans_endpoints_and_gateways(
 # Auto-pipelining (ratelimit.shared): concurrent takes share round trips, each caller gets its own reply.
 
 
-def pool_client(port: int):
-    """A client made as redis_pools.client makes it for a pool with the default timeouts (in a running loop)."""
+def pool_client(port: int, *, cluster: bool = False):
+    """A client made as redis_pools.client makes it for a pool (or a cluster) with the default timeouts (in a running
+    loop)."""
     import aiohttp
 
     from lambdagate.backends import Resources
     from lambdagate.redis_pools import RedisConfig, client
 
-    cfg = RedisConfig.model_validate({"connection_pools": [{"name": "p", "address": f"127.0.0.1:{port}"}]})
+    address = f"127.0.0.1:{port}"
+    declared = {"clusters": [{"name": "p", "addresses": [address]}]} if cluster else {}
+    declared = declared or {"connection_pools": [{"name": "p", "address": address}]}
+    cfg = RedisConfig.model_validate(declared)
     resources = Resources(session=aiohttp.ClientSession())
     return client(resources, cfg, "p"), resources
 

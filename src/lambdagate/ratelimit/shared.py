@@ -7,7 +7,8 @@ on the first NOSCRIPT reply). The arithmetic is ratelimit.buckets' own, so the l
 Auto-pipelining: the takes issued in one event-loop iteration are sent together as one pipeline (no MULTI: each
 EVALSHA is atomic on its own, and the others' order among them does not matter), and each caller awaits its own
 reply. Under load, many requests then share one round trip and one connection; a lone request is sent at once.
-A pipeline that fails (refused, timed out) fails every take in it, each into its caller's fallback.
+A pipeline that fails (refused, timed out) fails every take in it, each into its caller's fallback. In a Redis
+Cluster (which redis-py does not let run scripts in a pipeline) the batch's calls are sent concurrently instead.
 
 When Redis fails (refused, timed out, an error reply), the request is decided by the fallback the caller gives (the
 local buckets, or a refusal), and Redis is left alone for `RETRY_AFTER` seconds so that a dead Redis costs no
@@ -69,9 +70,10 @@ _Pending = tuple[Sequence[str], Sequence[float], "asyncio.Future[_Reply]"]
 class SharedBuckets:
     """The Redis side of one connection pool's limits; `take` returns None when Redis could not answer."""
 
-    def __init__(self, client: redis.asyncio.Redis, pool_name: str) -> None:
+    def __init__(self, client: redis.asyncio.Redis | redis.asyncio.RedisCluster, pool_name: str) -> None:
         self.client = client
         self.script = client.register_script(SCRIPT)
+        self.cluster = hasattr(client, "get_node_from_key")  # a redis.asyncio.RedisCluster
         self.pool_name = pool_name
         self.down_until = 0.0
         self.logged = -_LOG_EVERY
@@ -122,6 +124,9 @@ class SharedBuckets:
         if len(batch) == 1:  # nothing to share the trip with: the script object's own EVALSHA, loading on NOSCRIPT
             keys, args, _ = batch[0]
             return [_reply(await self.script(keys=keys, args=args))]
+        if self.cluster:  # redis-py refuses EVALSHA in a cluster pipeline: one call each, sent concurrently
+            results = await asyncio.gather(*(self.script(keys=k, args=a) for k, a, _ in batch), return_exceptions=True)
+            return [r if isinstance(r, Exception) else _reply(r) for r in results]
         pipe = self.client.pipeline(transaction=False)
         for keys, args, _ in batch:
             pipe.evalsha(self.script.sha, len(keys), *keys, *args)
