@@ -21,8 +21,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -87,8 +87,8 @@ class SharedBuckets:
             return None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Reply] = loop.create_future()
-        if not self.pending:
-            loop.call_soon(self.flush)  # after every callback already ready in this iteration
+        if not self.pending:  # the task's first step runs after every callback already ready in this iteration
+            self.spawn(self.flush())
         self.pending.append((keys, args, future))
         reply = await future
         if isinstance(reply, Exception):
@@ -96,13 +96,17 @@ class SharedBuckets:
             return None
         return reply
 
-    def flush(self) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.flushes.add(task)
+        task.add_done_callback(self.flushes.discard)
+
+    async def flush(self) -> None:
         """Send what this iteration collected, MAX_BATCH takes a pipeline."""
         batch, self.pending = self.pending, []
-        for start in range(0, len(batch), MAX_BATCH):
-            task = asyncio.ensure_future(self.send(batch[start : start + MAX_BATCH]))
-            self.flushes.add(task)
-            task.add_done_callback(self.flushes.discard)
+        for start in range(MAX_BATCH, len(batch), MAX_BATCH):
+            self.spawn(self.send(batch[start : start + MAX_BATCH]))
+        await self.send(batch[:MAX_BATCH])
 
     async def send(self, batch: list[_Pending]) -> None:
         """Answer every take of `batch`, whatever happens (a cancelled caller's future is skipped)."""
