@@ -168,7 +168,7 @@ def test_fields_parsed_with_defaults() -> None:
         ({"ttl": "soon"}, f"{PATH}.ttl"),
         (
             {"connection_pool": "cache"},
-            f"{PATH}.connection_pool: 'cache' is no connection pool of the service's \"redis\" namespace",
+            f"{PATH}.connection_pool: 'cache' is no connection pool or cluster of the service's \"redis\" namespace",
         ),
         ([], f"{PATH}: must be an object"),
     ],

@@ -240,9 +240,8 @@ def test_bad_redis_limits_and_pools_are_refused() -> None:
         }
     }
     cases = [
-        ({"max_rate": 1, "connection_pool": "other"}, "is no connection pool"),
+        ({"max_rate": 1, "connection_pool": "other"}, r"is no connection pool or cluster .*\(big, main\)"),
         ({"max_rate": 1}, "connection_pool: is missing"),
-        ({"max_rate": 1, "connection_pool": "big"}, "clusters are not supported yet"),
         ({"max_rate": 1, "connection_pool": "main", "on_failure": "open"}, '"local" or "deny"'),
     ]
     for limit, words in cases:
@@ -255,6 +254,17 @@ def test_bad_redis_limits_and_pools_are_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         validate_document(config(endpoint("/a", "/a"), extra_config=bad_pool), LoadOptions())
     assert "connection_pools[0].address" in str(caught.value) and "names must be unique" in str(caught.value)
+    bad_cluster = {"redis": {"clusters": [{"name": "c", "addresses": ["h:1", "h:99999"], "read_timeout": "0s"}]}}
+    with pytest.raises(ConfigError) as caught:
+        validate_document(config(endpoint("/a", "/a"), extra_config=bad_cluster), LoadOptions())
+    assert "clusters[0].addresses[1]" in str(caught.value) and "clusters[0].read_timeout" in str(caught.value)
+    with pytest.raises(ConfigError, match=r"clusters\[0\]\.addresses"):
+        validate_document(
+            config(endpoint("/a", "/a"), extra_config={"redis": {"clusters": [{"name": "c"}]}}), LoadOptions()
+        )
+    # A cluster is named as a pool is.
+    limit = {"max_rate": 1, "connection_pool": "big"}
+    validate_document(config(endpoint("/a", "/a", limit=limit, key=RL + "/redis"), extra_config=pools), LoadOptions())
     service = {"qos/ratelimit/service": {"client_max_rate": 1, "strategy": "param", "key": "id"}}
     with pytest.raises(ConfigError, match="at service level"):
         validate_document(config(endpoint("/a", "/a"), extra_config=service), LoadOptions())

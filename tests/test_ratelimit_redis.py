@@ -3,8 +3,10 @@ gateway processes share one limit, and a Redis that dies mid-run falls back (loc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from lambdagate.ratelimit.shared import MAX_BATCH, SharedBuckets
 from tests.support.procs import Process, free_port
 from tests.test_ratelimit import get
 
@@ -27,9 +30,10 @@ pytestmark = pytest.mark.skipif(
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
         self.port = free_port()
         self.directory = directory
+        self.extra = list(extra)
         self.process: Process | None = None
 
     def start(self) -> None:
@@ -45,6 +49,7 @@ class RedisServer:
             "no",
             "--dir",
             str(self.directory),
+            *self.extra,
         ]
         self.process = Process(args, self.directory / f"redis-{self.port}.log")
         deadline = time.monotonic() + 10
@@ -168,3 +173,97 @@ def test_service_limit_in_redis_spans_endpoints_and_gateways(
     ]
     assert codes == [200, 200, 404, 200, 429]  # one client (127.0.0.1), three tokens across both gateways
     assert get(first.url + "/__health")[0] == 200
+
+
+# Auto-pipelining (ratelimit.shared): concurrent takes share round trips, each caller gets its own reply.
+
+
+def pool_client(port: int, *, cluster: bool = False):
+    """A client made as redis_pools.client makes it for a pool (or a cluster) with the default timeouts (in a running
+    loop)."""
+    import aiohttp
+
+    from lambdagate.backends import Resources
+    from lambdagate.redis_pools import RedisConfig, client
+
+    address = f"127.0.0.1:{port}"
+    declared = {"clusters": [{"name": "p", "addresses": [address]}]} if cluster else {}
+    declared = declared or {"connection_pools": [{"name": "p", "address": address}]}
+    cfg = RedisConfig.model_validate(declared)
+    resources = Resources(session=aiohttp.ClientSession())
+    return client(resources, cfg, "p"), resources
+
+
+class CountingBuckets(SharedBuckets):
+    """SharedBuckets that records the size of every batch it sends."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.batches: list[int] = []
+
+    async def run(self, batch):
+        self.batches.append(len(batch))
+        return await super().run(batch)
+
+
+def test_concurrent_takes_get_their_own_replies(redis_server: RedisServer) -> None:
+    async def main() -> tuple[list, list[int]]:
+        redis, resources = pool_client(redis_server.port)
+        buckets = CountingBuckets(redis, "p")
+        # Caller i's last bucket is empty and refills one token in i + 1 seconds; before it come i % 3 full ones.
+        for i in range(300):
+            assert await buckets.take([f"empty:{i}"], [1 / (i + 1), 1]) == (0, 0.0)
+        buckets.batches.clear()
+        calls = [
+            ([f"full:{i}:{j}" for j in range(i % 3)] + [f"empty:{i}"], [1000, 1000] * (i % 3) + [1 / (i + 1), 1])
+            for i in range(300)
+        ]
+        replies = await asyncio.gather(*(buckets.take(keys, args) for keys, args in calls))
+        await resources.close()
+        return replies, buckets.batches
+
+    replies, batches = asyncio.run(asyncio.wait_for(main(), 30))
+    for i, reply in enumerate(replies):
+        assert reply is not None, i
+        index, wait = reply
+        assert index == i % 3 + 1, (i, reply)
+        assert i + 0.5 < wait <= i + 1, (i, reply)
+    assert sum(batches) == 300 and max(batches) == MAX_BATCH and len(batches) == 2, batches  # 256 + 44
+
+
+def test_redis_hanging_mid_pipeline_fails_every_caller_within_a_second(redis_server: RedisServer) -> None:
+    async def main() -> tuple[list, float, list[int], object]:
+        redis, resources = pool_client(redis_server.port)
+        buckets = CountingBuckets(redis, "p")
+        assert await buckets.take(["k"], [1000, 1000]) == (0, 0.0)
+        assert redis_server.process is not None
+        os.kill(redis_server.process.proc.pid, signal.SIGSTOP)  # the pipeline is sent, no reply ever comes
+        try:
+            started = time.monotonic()
+            replies = await asyncio.gather(*(buckets.take([f"k{i}"], [1000, 1000]) for i in range(50)))
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(redis_server.process.proc.pid, signal.SIGCONT)
+        after = await buckets.take(["k"], [1000, 1000])  # within RETRY_AFTER: not even tried
+        await resources.close()
+        return replies, elapsed, buckets.batches, after
+
+    replies, elapsed, batches, after = asyncio.run(asyncio.wait_for(main(), 30))
+    assert replies == [None] * 50 and elapsed < 1.0, (replies, elapsed)
+    assert batches == [1, 50] and after is None
+
+
+def test_pipelined_takes_reload_a_flushed_script(redis_server: RedisServer) -> None:
+    async def main() -> list:
+        redis, resources = pool_client(redis_server.port)
+        buckets = SharedBuckets(redis, "p")
+        assert await buckets.take(["k"], [1000, 1000]) == (0, 0.0)
+        await redis.script_flush()  # as after a Redis restart: the next EVALSHAs get NOSCRIPT
+        replies = await asyncio.gather(*(buckets.take([f"k{i}"], [1, 2]) for i in range(3) for _ in range(3)))
+        await resources.close()
+        return replies
+
+    replies = asyncio.run(asyncio.wait_for(main(), 30))
+    # Three takes from each of three buckets of capacity 2: two tokens each, then a wait of about a second.
+    assert sorted(r[0] for r in replies) == [0] * 6 + [1] * 3, replies
+    assert all(0.9 < r[1] <= 1.0 for r in replies if r[0]), replies

@@ -6,8 +6,10 @@
 Each pool: `name`, `address` (`host:port`), `db` (or KrakenD's older `database`), `username`, `password`,
 `client_name`, `pool_size` (connections per worker, default 64), `dial_timeout` and `read_timeout` (default 250ms:
 a Redis that does not answer falls back quickly), and `tls` (`ca_certs`: one CA file, `client_certs`: one
-certificate/private-key pair, `allow_insecure_connections`). `clusters` are read, but no feature uses them yet: a
-limit naming one is refused. Clients are made once per worker and closed at shutdown.
+certificate/private-key pair, `allow_insecure_connections`). Each cluster (a Redis Cluster): `name`, `addresses` (any
+of its nodes, `host:port`: the rest is learnt from them) and the same fields but `db` (a cluster has only db 0);
+`pool_size` is then per node. A feature names a pool or a cluster alike. Clients are made once per worker and closed
+at shutdown.
 """
 
 from __future__ import annotations
@@ -42,13 +44,12 @@ class PoolTLS(BaseModel):
     allow_insecure_connections: StrictBool = False
 
 
-class PoolConfig(BaseModel):
+class _Connection(BaseModel):
+    """What pools and clusters share: credentials, timeouts, TLS."""
+
     model_config = ConfigDict(extra="allow")
 
     name: StrictStr
-    address: StrictStr
-    db: StrictInt = Field(default=0, ge=0)
-    database: StrictInt | None = Field(default=None, ge=0)
     username: StrictStr = ""
     password: StrictStr = Field(default="", repr=False)
     client_name: StrictStr = ""
@@ -57,16 +58,38 @@ class PoolConfig(BaseModel):
     read_timeout: StrictStr = "250ms"
     tls: PoolTLS | None = None
 
+    def tls_options(self, prefix: str) -> dict[str, Any]:
+        """redis-py's TLS keyword arguments (`ssl_...`), with `prefix` before each (pools and clusters differ)."""
+        if self.tls is None:
+            return {}
+        insecure = self.tls.allow_insecure_connections
+        found: dict[str, Any] = {
+            "ssl_cert_reqs": "none" if insecure else "required",
+            "ssl_ca_certs": self.tls.ca_certs[0] if self.tls.ca_certs else None,
+        }
+        if self.tls.client_certs:
+            found.update(
+                ssl_certfile=self.tls.client_certs[0].certificate, ssl_keyfile=self.tls.client_certs[0].private_key
+            )
+        return {prefix + k: v for k, v in found.items()}
+
+
+class PoolConfig(_Connection):
+    address: StrictStr
+    db: StrictInt = Field(default=0, ge=0)
+    database: StrictInt | None = Field(default=None, ge=0)
+
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.address.rpartition(":")
-        return host.strip("[]"), int(port)
+        return host_port(self.address)
 
 
-class ClusterConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ClusterConfig(_Connection):
+    addresses: list[StrictStr] = Field(min_length=1)
 
-    name: StrictStr
-    addresses: list[StrictStr]
+
+def host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 class RedisConfig(BaseModel):
@@ -78,14 +101,20 @@ class RedisConfig(BaseModel):
     def pool(self, name: str) -> PoolConfig | None:
         return next((p for p in self.connection_pools if p.name == name), None)
 
+    def cluster(self, name: str) -> ClusterConfig | None:
+        return next((c for c in self.clusters if c.name == name), None)
 
-def _check_pool(pool: PoolConfig, path: str, issues: list[tuple[str, str]]) -> None:
-    host, _, port = pool.address.rpartition(":")
+
+def _check_address(address: str, path: str, issues: list[tuple[str, str]]) -> None:
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        issues.append((f"{path}.address", f'must be "host:port", e.g. "127.0.0.1:6379", got {pool.address!r}'))
+        issues.append((path, f'must be "host:port", e.g. "127.0.0.1:6379", got {address!r}'))
+
+
+def _check_timeouts(conn: _Connection, path: str, issues: list[tuple[str, str]]) -> None:
     for name in ("dial_timeout", "read_timeout"):
         try:
-            if parse_duration(getattr(pool, name)) <= 0:
+            if parse_duration(getattr(conn, name)) <= 0:
                 issues.append((f"{path}.{name}", 'must be more than 0, e.g. "250ms"'))
         except ValueError as exc:
             issues.append((f"{path}.{name}", str(exc)))
@@ -110,9 +139,14 @@ def parse(value: Any, ctx: NamespaceContext) -> RedisConfig:
             issues.append((f"{path}.name", f"{name!r} names another pool or cluster too: names must be unique"))
         seen.add(name)
     for i, pool in enumerate(cfg.connection_pools):
-        _check_pool(pool, f"connection_pools[{i}]", issues)
+        _check_address(pool.address, f"connection_pools[{i}].address", issues)
+        _check_timeouts(pool, f"connection_pools[{i}]", issues)
         if pool.database is not None:
             pool.db = pool.database
+    for i, cluster in enumerate(cfg.clusters):
+        for j, address in enumerate(cluster.addresses):
+            _check_address(address, f"clusters[{i}].addresses[{j}]", issues)
+        _check_timeouts(cluster, f"clusters[{i}]", issues)
     if issues:
         raise NamespaceError(issues)
     return cfg
@@ -122,44 +156,48 @@ REDIS_NAMESPACE = Namespace(NAMESPACE, "service", parse)
 
 
 def pool_problem(raw_service_extra: dict[str, Any], name: str) -> str | None:
-    """Why `name` names no usable pool of the service's `redis` namespace (read raw: the service's namespaces may
-    not be parsed yet), or None when it does."""
+    """Why `name` names no pool or cluster of the service's `redis` namespace (read raw: the service's namespaces
+    may not be parsed yet), or None when it does."""
     if not name:
-        return 'is missing: name one of the "redis" namespace\'s connection_pools'
+        return 'is missing: name one of the "redis" namespace\'s connection_pools or clusters'
     raw = raw_service_extra.get(NAMESPACE)
     pools = raw.get("connection_pools") if isinstance(raw, dict) else None
     clusters = raw.get("clusters") if isinstance(raw, dict) else None
-    names = {p.get("name") for p in pools if isinstance(p, dict)} if isinstance(pools, list) else set()
+    declared = [*(pools if isinstance(pools, list) else []), *(clusters if isinstance(clusters, list) else [])]
+    names = {str(p.get("name")) for p in declared if isinstance(p, dict)}
     if name in names:
         return None
-    if isinstance(clusters, list) and any(isinstance(c, dict) and c.get("name") == name for c in clusters):
-        return f"{name!r} is a Redis cluster: clusters are not supported yet, name a connection pool"
-    known = ", ".join(sorted(str(n) for n in names)) or "none is declared"
-    return f'{name!r} is no connection pool of the service\'s "redis" namespace ({known})'
+    known = ", ".join(sorted(names)) or "none is declared"
+    return f'{name!r} is no connection pool or cluster of the service\'s "redis" namespace ({known})'
 
 
-def client(resources: Resources, cfg: RedisConfig, name: str) -> redis.asyncio.Redis:
-    """The worker's client for pool `name` (made once, shared, closed at shutdown)."""
-    import redis.asyncio as aioredis  # imported only when a config uses Redis
-
+def client(resources: Resources, cfg: RedisConfig, name: str) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
+    """The worker's client for pool or cluster `name` (made once, shared, closed at shutdown)."""
     ident = (NAMESPACE, name)
     found = resources.shared.get(ident)
     if found is not None:
         return found
+    cluster = cfg.cluster(name)
+    made = resources.shared[ident] = _cluster_client(cluster) if cluster is not None else _pool_client(cfg, name)
+
+    async def close() -> None:
+        await made.aclose()
+        if cluster is None:
+            await made.connection_pool.disconnect()
+
+    resources.on_close(close)
+    return made
+
+
+def _pool_client(cfg: RedisConfig, name: str) -> redis.asyncio.Redis:
+    import redis.asyncio as aioredis  # imported only when a config uses Redis
+
     pool = cfg.pool(name)
     assert pool is not None  # checked at load time
     host, port = pool.host_port()
-    kwargs: dict[str, Any] = {}
-    if pool.tls is not None:
-        kwargs = {
-            "connection_class": aioredis.SSLConnection,
-            "ssl_cert_reqs": "none" if pool.tls.allow_insecure_connections else "required",
-            "ssl_ca_certs": pool.tls.ca_certs[0] if pool.tls.ca_certs else None,
-        }
-        if pool.tls.client_certs:
-            kwargs.update(
-                ssl_certfile=pool.tls.client_certs[0].certificate, ssl_keyfile=pool.tls.client_certs[0].private_key
-            )
+    kwargs = pool.tls_options("")
+    if kwargs:
+        kwargs["connection_class"] = aioredis.SSLConnection
     # A blocking pool waits (up to the read timeout) for a free connection instead of failing past pool_size.
     connections = aioredis.BlockingConnectionPool(
         host=host,
@@ -174,11 +212,28 @@ def client(resources: Resources, cfg: RedisConfig, name: str) -> redis.asyncio.R
         socket_connect_timeout=parse_duration(pool.dial_timeout),
         **kwargs,
     )
-    made = resources.shared[ident] = aioredis.Redis(connection_pool=connections)
+    return aioredis.Redis(connection_pool=connections)
 
-    async def close() -> None:
-        await made.aclose()
-        await connections.disconnect()
 
-    resources.on_close(close)
-    return made
+def _cluster_client(cluster: ClusterConfig) -> redis.asyncio.RedisCluster:
+    """A cluster client: it learns the slots' nodes from any of `addresses` and follows MOVED/ASK redirections.
+    `pool_size` bounds the connections to each node."""
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    kwargs = cluster.tls_options("")
+    if kwargs:
+        kwargs.update(ssl=True, ssl_check_hostname=not cluster.tls.allow_insecure_connections)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(*host_port(address)) for address in cluster.addresses],
+        username=cluster.username or None,
+        password=cluster.password or None,
+        client_name=cluster.client_name or None,
+        max_connections=cluster.pool_size,
+        socket_timeout=parse_duration(cluster.read_timeout),
+        socket_connect_timeout=parse_duration(cluster.dial_timeout),
+        # A failing node is given up on after one more attempt: the callers have their own fallbacks.
+        retry=Retry(NoBackoff(), 1),
+        **kwargs,
+    )

@@ -111,8 +111,14 @@ class SharedLimiter(Limiter):
         super().__init__(cfg)
         self.shared = shared
         self.deny = cfg.on_failure == "deny"
-        self.endpoint_key = prefix + ":endpoint"
-        self.client_prefix = prefix + ":client:"
+        # Hash tags (`{...}`): a script's keys must share one hash slot in a Redis Cluster. With an endpoint-wide
+        # bucket every key of the limit shares its slot; without one, each client's key is its own tag, so the
+        # clients spread over the cluster. Braces in the prefix (an endpoint's `{param}`) are escaped so that
+        # they cannot end the tag.
+        prefix = prefix.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+        self.endpoint_key = "{" + prefix + "}:endpoint"
+        self.client_tagged = self.endpoint is None
+        self.client_prefix = prefix + ":client:{" if self.client_tagged else "{" + prefix + "}:client:"
         self.endpoint_args = tuple(cfg.bucket() or ())
         self.client_args = tuple(cfg.client_bucket() or ())
 
@@ -123,7 +129,7 @@ class SharedLimiter(Limiter):
             key = self.read_key(ex)
             if not key:
                 return self.client_refusal.reply(1.0 / self.clients.rate)
-            keys.append(self.client_prefix + client_key(key))
+            keys.append(self.client_prefix + client_key(key) + ("}" if self.client_tagged else ""))
             args.extend(self.client_args)
         if self.endpoint is not None:
             keys.append(self.endpoint_key)

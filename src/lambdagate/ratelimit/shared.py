@@ -1,8 +1,14 @@
 """Token buckets kept in Redis, shared by every worker and replica that names the same connection pool.
 
-One round trip per request: a Lua script takes a token from each of the request's buckets (the client's, then the
-endpoint's) atomically, with Redis's own clock (replicas' clocks may differ). It is sent by EVALSHA (redis-py loads it
-once). The arithmetic is ratelimit.buckets' own, so the local fallback limits the same way.
+At most one round trip per request: a Lua script takes a token from each of the request's buckets (the client's,
+then the endpoint's) atomically, with Redis's own clock (replicas' clocks may differ). It is sent by EVALSHA (loaded
+on the first NOSCRIPT reply). The arithmetic is ratelimit.buckets' own, so the local fallback limits the same way.
+
+Auto-pipelining: the takes issued in one event-loop iteration are sent together as one pipeline (no MULTI: each
+EVALSHA is atomic on its own, and the others' order among them does not matter), and each caller awaits its own
+reply. Under load, many requests then share one round trip and one connection; a lone request is sent at once.
+A pipeline that fails (refused, timed out) fails every take in it, each into its caller's fallback. In a Redis
+Cluster (which redis-py does not let run scripts in a pipeline) the batch's calls are sent concurrently instead.
 
 When Redis fails (refused, timed out, an error reply), the request is decided by the fallback the caller gives (the
 local buckets, or a refusal), and Redis is left alone for `RETRY_AFTER` seconds so that a dead Redis costs no
@@ -11,11 +17,12 @@ connect attempt per request. The failure is logged once per minute.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -24,6 +31,9 @@ log = logging.getLogger("lambdagate.ratelimit")
 
 RETRY_AFTER = 1.0  # seconds without trying Redis after a failure
 _LOG_EVERY = 60.0
+# Takes sent in one pipeline at most: a bigger batch is split, so no reply list (or Redis's output buffer) grows
+# with the number of requests in flight.
+MAX_BATCH = 256
 # KEYS: bucket keys, in the order they are taken. ARGV: rate (tokens/s) and capacity of each. Returns {0, 0} when
 # every bucket gave a token, else {i, ms}: bucket i had none, and one comes in ms milliseconds. The buckets before i
 # keep their token taken, as KrakenD's client-then-endpoint check does.
@@ -52,26 +62,88 @@ return {0, 0}
 """
 
 
+# A take's reply: the script's (index, ms) pair, or the exception that failed it.
+_Reply = tuple[int, float] | Exception
+_Pending = tuple[Sequence[str], Sequence[float], "asyncio.Future[_Reply]"]
+
+
 class SharedBuckets:
     """The Redis side of one connection pool's limits; `take` returns None when Redis could not answer."""
 
-    def __init__(self, client: redis.asyncio.Redis, pool_name: str) -> None:
+    def __init__(self, client: redis.asyncio.Redis | redis.asyncio.RedisCluster, pool_name: str) -> None:
+        self.client = client
         self.script = client.register_script(SCRIPT)
+        self.cluster = hasattr(client, "get_node_from_key")  # a redis.asyncio.RedisCluster
         self.pool_name = pool_name
         self.down_until = 0.0
         self.logged = -_LOG_EVERY
+        self.pending: list[_Pending] = []
+        self.flushes: set[asyncio.Task] = set()  # held so that a running flush is not garbage-collected
 
     async def take(self, keys: Sequence[str], args: Sequence[float]) -> tuple[int, float] | None:
         """(0, 0.0) when every bucket gave a token; (i, seconds) when bucket i (1-based) had none; None on failure."""
         now = time.monotonic()
         if now < self.down_until:
             return None
-        try:
-            index, ms = await self.script(keys=keys, args=args)
-        except Exception as exc:
-            self.failed(now, exc)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Reply] = loop.create_future()
+        if not self.pending:  # the task's first step runs after every callback already ready in this iteration
+            self.spawn(self.flush())
+        self.pending.append((keys, args, future))
+        reply = await future
+        if isinstance(reply, Exception):
+            self.failed(now, reply)
             return None
-        return int(index), int(ms) / 1000.0
+        return reply
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.flushes.add(task)
+        task.add_done_callback(self.flushes.discard)
+
+    async def flush(self) -> None:
+        """Send what this iteration collected, MAX_BATCH takes a pipeline."""
+        batch, self.pending = self.pending, []
+        for start in range(MAX_BATCH, len(batch), MAX_BATCH):
+            self.spawn(self.send(batch[start : start + MAX_BATCH]))
+        await self.send(batch[:MAX_BATCH])
+
+    async def send(self, batch: list[_Pending]) -> None:
+        """Answer every take of `batch`, whatever happens (a cancelled caller's future is skipped)."""
+        try:
+            replies = await self.run(batch)
+        except Exception as exc:  # the connection or the pipeline failed: so did every take in it
+            replies = [exc] * len(batch)
+        except BaseException as exc:  # cancelled (shutdown): nobody may be left waiting
+            replies = [ConnectionError(f"cancelled: {exc!r}")] * len(batch)
+            raise
+        finally:
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if not future.done():
+                    future.set_result(reply)
+
+    async def run(self, batch: list[_Pending]) -> list[_Reply]:
+        from redis.exceptions import NoScriptError  # redis is imported only when a config uses it
+
+        if len(batch) == 1:  # nothing to share the trip with: the script object's own EVALSHA, loading on NOSCRIPT
+            keys, args, _ = batch[0]
+            return [_reply(await self.script(keys=keys, args=args))]
+        if self.cluster:  # redis-py refuses EVALSHA in a cluster pipeline: one call each, sent concurrently
+            results = await asyncio.gather(*(self.script(keys=k, args=a) for k, a, _ in batch), return_exceptions=True)
+            return [r if isinstance(r, Exception) else _reply(r) for r in results]
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+        results = await pipe.execute(raise_on_error=False)
+        replies: list[_Reply] = []
+        for (keys, args, _), result in zip(batch, results, strict=True):
+            if isinstance(result, NoScriptError):
+                try:  # Redis lost its scripts (a restart, SCRIPT FLUSH): this call loads it again
+                    result = await self.script(keys=keys, args=args)
+                except Exception as exc:
+                    result = exc
+            replies.append(result if isinstance(result, Exception) else _reply(result))
+        return replies
 
     def failed(self, now: float, exc: Exception) -> None:
         self.down_until = now + RETRY_AFTER
@@ -84,6 +156,11 @@ class SharedBuckets:
                 type(exc).__name__,
                 str(exc)[:200],
             )
+
+
+def _reply(result: Sequence) -> tuple[int, float]:
+    index, ms = result
+    return int(index), int(ms) / 1000.0
 
 
 def retry_seconds(wait: float) -> int:
