@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
             type=_allowed_guard,
             default=[],
             help="serve the endpoints that a guard lambdagate does not implement (e.g. "
-            "auth/validator) protects WITHOUT that protection, with a warning, "
+            "auth/api-keys) protects WITHOUT that protection, with a warning, "
             "instead of refusing the config; repeatable",
         )
     sub.add_parser("version", help="print the version")
