@@ -20,8 +20,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from lambdagate.auth.jwks import KeySetError, import_key_set, jws_algorithm
+from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
-from lambdagate.config.model import Duration
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.front.request import NEVER_FORWARD
 

@@ -26,13 +26,13 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 from time import monotonic
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from lambdagate.backends.breaker import CLOSED, Breaker, BreakerOpen, BreakerSet, Rules
 from lambdagate.backends.lambda_ import NAMESPACE as LAMBDA
-from lambdagate.config.durations import parse_duration
+from lambdagate.config.durations import SecondsOrDuration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
@@ -50,22 +50,14 @@ _MAX_SECONDS = 366 * 24 * 3600.0
 log = logging.getLogger("lambdagate.breaker")
 
 
-def _seconds(value: Any) -> Any:
-    """KrakenD's whole seconds, or any number of seconds, or a Go duration string."""
-    if isinstance(value, bool):
-        raise ValueError(f'must be a number of seconds or a duration such as "10s", got {value!r}')
-    return parse_duration(value) if isinstance(value, str) else value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds)]
-
-
 class CircuitBreakerConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     max_errors: StrictInt = Field(ge=1, le=2**31)
-    interval: Seconds = Field(default=0.0, ge=0, le=_MAX_SECONDS)  # 0: errors count until a success
-    timeout: Seconds = Field(default=60.0, gt=0, le=_MAX_SECONDS)  # gobreaker's default when KrakenD gives none
+    interval: SecondsOrDuration = Field(default=0.0, ge=0, le=_MAX_SECONDS)  # 0: errors count until a success
+    timeout: SecondsOrDuration = Field(
+        default=60.0, gt=0, le=_MAX_SECONDS
+    )  # gobreaker's default when KrakenD gives none
     name: StrictStr = ""
     log_status_change: StrictBool = True  # KrakenD's default is false; see the README
 

@@ -32,12 +32,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from time import monotonic, time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from lambdagate.config.durations import parse_duration
+from lambdagate.config.durations import SecondsOrDuration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
@@ -63,12 +63,6 @@ _MAX_SECONDS = 366 * 24 * 3600.0
 _EXAMPLE = '{"shared": false, "max_items": 1000, "max_size": 10485760}'
 
 
-def _seconds(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f'must be a number of seconds or a duration such as "30s", got {value!r}')
-    return parse_duration(value) if isinstance(value, str) else value
-
-
 class HttpCacheConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -76,7 +70,7 @@ class HttpCacheConfig(BaseModel):
     max_items: StrictInt = Field(default=0, ge=0, le=10_000_000)  # 0: DEFAULT_MAX_ITEMS
     max_size: StrictInt = Field(default=0, ge=0, le=2**40)  # bytes; 0: DEFAULT_MAX_SIZE
     cache_lambda: StrictBool = False
-    ttl: Annotated[float, BeforeValidator(_seconds)] = Field(default=DEFAULT_LAMBDA_TTL, gt=0, le=_MAX_SECONDS)
+    ttl: SecondsOrDuration = Field(default=DEFAULT_LAMBDA_TTL, gt=0, le=_MAX_SECONDS)
     connection_pool: StrictStr = ""
 
 

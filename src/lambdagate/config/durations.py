@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _MAX_SECONDS = (2**63 - 1) / 1e9  # Go's time.Duration is an int64 of nanoseconds (~292 years)
@@ -30,3 +33,14 @@ def parse_duration(text: str) -> float:
             f"duration {text[:40]!r} is out of range (at most {_MAX_SECONDS / 3600 / 24 / 365:.0f} years, as in Go)"
         )
     return total
+
+
+def seconds_or_duration(value: Any) -> Any:
+    """KrakenD's whole seconds, or any number of seconds, or a Go duration string (a boolean is neither)."""
+    if isinstance(value, bool):
+        raise ValueError(f'must be a number of seconds or a duration such as "10s", got {value!r}')
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]  # a Go duration string, in seconds
+SecondsOrDuration = Annotated[float, BeforeValidator(seconds_or_duration)]  # also a plain number of seconds

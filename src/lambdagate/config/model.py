@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
-from lambdagate.config.durations import parse_duration
+from lambdagate.config.durations import Duration
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 OutputEncoding = Literal["json", "json-collection", "string", "no-op"]
@@ -28,10 +28,6 @@ def is_builtin_path(path: str) -> bool:
     return path in BUILTIN_PATHS or any(path.startswith(p) or path == p[:-1] for p in BUILTIN_PREFIXES)
 
 
-def _duration(value: Any) -> float:
-    return parse_duration(value)
-
-
 def _upper_method(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
@@ -41,7 +37,6 @@ def _host_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
 MethodField = Annotated[Method, BeforeValidator(_upper_method)]
 HostList = Annotated[list[str], BeforeValidator(_host_list)]
 

@@ -8,17 +8,16 @@ Every field has a safe default, so most configs never mention the namespace.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from lambdagate.config.durations import parse_duration
+from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext
 
 NAMESPACE = "lambdagate/server"
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
 MiB = 1024 * 1024
 
 
@@ -31,13 +30,13 @@ class ServerOptions(BaseModel):
     max_url_length: StrictInt = Field(default=8192, gt=0)  # path + query, else 414
     max_in_flight: StrictInt = Field(default=1024, gt=0)  # per worker; beyond it new requests get 503
     max_backend_response_bytes: StrictInt = Field(default=16 * MiB, gt=0)  # larger backend replies fail the backend
-    read_timeout: Seconds = Field(default=30.0, gt=0)  # reading a request body, else 408
+    read_timeout: Duration = Field(default=30.0, gt=0)  # reading a request body, else 408
     # A connection is closed when no complete request head arrives within it from accept.
-    read_header_timeout: Seconds = Field(default=10.0, gt=0)
-    idle_timeout: Seconds = Field(default=60.0, gt=0)  # a keep-alive connection waiting for its next request
+    read_header_timeout: Duration = Field(default=10.0, gt=0)
+    idle_timeout: Duration = Field(default=60.0, gt=0)  # a keep-alive connection waiting for its next request
     # Per worker, and at most the descriptor limit less a reserve (supervisor.connection_cap).
     max_connections: StrictInt = Field(default=10_000, gt=0)
-    shutdown_grace: Seconds = Field(default=10.0, ge=0)  # in-flight requests may finish within it on stop/reload
+    shutdown_grace: Duration = Field(default=10.0, ge=0)  # in-flight requests may finish within it on stop/reload
 
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:

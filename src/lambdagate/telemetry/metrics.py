@@ -44,12 +44,12 @@ import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from lambdagate.config.durations import parse_duration
+from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext
@@ -59,7 +59,6 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 MAX_FUNCTIONS = 1000  # function names come from URLs: beyond this many, all share the "_other" series
 MAX_SERIES = 5000  # function label values exported after merging all workers, "_other" included
 RETIRED = "retired.json"  # the summed counts of workers that exited
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
 log = logging.getLogger("lambdagate.metrics")
 
 # --- config -------------------------------------------------------------------------------------------------
@@ -98,7 +97,7 @@ class MetricsOptions(BaseModel):
 
     listen_address: str = DEFAULT_LISTEN
     # KrakenD aggregates over this window; our counters are cumulative, so it is accepted and unused.
-    collection_time: Seconds = Field(default=60.0, ge=0)
+    collection_time: Duration = Field(default=60.0, ge=0)
     proxy_disabled: StrictBool = False
     router_disabled: StrictBool = False
     backend_disabled: StrictBool = False
