@@ -208,11 +208,29 @@ def _vary(headers: Any) -> list[str] | None:
     return None if "*" in names else names
 
 
-class ResponseCache:
-    """An HTTP backend's view of a cache: `lookup` before the upstream call, `store` after it."""
+class _TwoTier:
+    """This worker's entries, in front of the replicas' shared ones in Redis when a `connection_pool` is set."""
 
     def __init__(self, store: LruCache, remote: RedisEntries | None) -> None:
         self.entries, self.remote = store, remote
+
+    async def _fetch(self, key: Any) -> Entry | None:
+        """The fresh entry: from memory, else from Redis (then kept in memory until it expires)."""
+        entry = self.entries.get(key, monotonic())
+        if entry is None and self.remote is not None:
+            entry = await self.remote.get(key)
+            if entry is not None:
+                self.entries.put(key, entry)
+        return entry
+
+    async def _keep(self, key: Any, entry: Entry) -> None:
+        self.entries.put(key, entry)
+        if self.remote is not None:
+            await self.remote.put(key, entry)
+
+
+class ResponseCache(_TwoTier):
+    """An HTTP backend's view of a cache: `lookup` before the upstream call, `store` after it."""
 
     async def lookup(self, key: str, request_headers: Mapping[str, str]) -> Entry | None:
         """A fresh entry this request may be answered with, else None (the caller fetches)."""
@@ -220,11 +238,7 @@ class ResponseCache:
             directives = cache_control([request_headers.get("cache-control", ""), request_headers.get("pragma", "")])
             if "no-store" in directives or "no-cache" in directives or directives.get("max-age") == "0":
                 return None
-        entry = self.entries.get(key, monotonic())
-        if entry is None and self.remote is not None:
-            entry = await self.remote.get(key)
-            if entry is not None:
-                self.entries.put(key, entry)
+        entry = await self._fetch(key)
         if entry is None:
             return None
         if entry.vary and any(request_headers.get(name) != value for name, value in entry.vary):
@@ -244,10 +258,7 @@ class ResponseCache:
         kept = headers.copy()  # the reply's own headers outlive its connection
         size = len(body) + sum(len(k) + len(v) for k, v in kept.items()) + len(key) + _ENTRY_OVERHEAD
         varying = tuple((name, request_headers.get(name)) for name in vary)
-        entry = Entry(status, kept, body, monotonic() + ttl, varying, public, size)
-        self.entries.put(key, entry)
-        if self.remote is not None:
-            await self.remote.put(key, entry)
+        await self._keep(key, Entry(status, kept, body, monotonic() + ttl, varying, public, size))
 
 
 def _has_credentials(headers: Mapping[str, str]) -> bool:
@@ -280,13 +291,14 @@ def response_cache(cfg: BackendConfig, ctx: BuildContext, method: str) -> Respon
     return ResponseCache(_store(options, ctx), _remote(options, ctx))
 
 
-class LambdaCache:
+class LambdaCache(_TwoTier):
     """A Lambda backend's cache: a function's reply payload by function and request, for `ttl` seconds."""
 
     def __init__(
         self, store: LruCache, ttl: float, by_payload: bool, remote: RedisEntries | None = None, scope: str = ""
     ) -> None:
-        self.entries, self.ttl, self.by_payload, self.remote = store, ttl, by_payload, remote
+        super().__init__(store, remote)
+        self.ttl, self.by_payload = ttl, by_payload
         self.scope = scope  # where the functions are (endpoint, region, qualifier): shared caches and Redis mix them
 
     def key(self, function: str, payload: bytes, req: ProxyRequest) -> tuple | None:
@@ -314,19 +326,12 @@ class LambdaCache:
         return not ("no-store" in directives or "no-cache" in directives or "private" in directives)
 
     async def get(self, key: tuple) -> bytes | None:
-        entry = self.entries.get(key, monotonic())
-        if entry is None and self.remote is not None:
-            entry = await self.remote.get(key)
-            if entry is not None:
-                self.entries.put(key, entry)
+        entry = await self._fetch(key)
         return None if entry is None else entry.body
 
     async def put(self, key: tuple, payload: bytes) -> None:
         size = len(payload) + sum(len(part) for part in key[1:]) + _ENTRY_OVERHEAD
-        entry = Entry(200, None, payload, monotonic() + self.ttl, (), False, size)
-        self.entries.put(key, entry)
-        if self.remote is not None:
-            await self.remote.put(key, entry)
+        await self._keep(key, Entry(200, None, payload, monotonic() + self.ttl, (), False, size))
 
 
 def lambda_cache(
