@@ -14,6 +14,7 @@ at shutdown.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -237,3 +238,32 @@ def _cluster_client(cluster: ClusterConfig) -> redis.asyncio.RedisCluster:
         retry=Retry(NoBackoff(), 1),
         **kwargs,
     )
+
+
+class RedisBackoff:
+    """A Redis user's failure rule: after a failure Redis is left alone for RETRY_AFTER seconds (a dead Redis costs no
+    connect attempt per request), and the failure is logged at most once a minute, saying what happens meanwhile."""
+
+    RETRY_AFTER = 1.0
+    LOG_EVERY = 60.0
+
+    def __init__(self, log: logging.Logger, what: str, meanwhile: str, pool_name: str) -> None:
+        self.log, self.what, self.meanwhile, self.pool_name = log, what, meanwhile, pool_name
+        self.down_until = 0.0
+        self.logged = -self.LOG_EVERY
+
+    def down(self, now: float) -> bool:
+        return now < self.down_until
+
+    def failed(self, now: float, exc: Exception) -> None:
+        self.down_until = now + self.RETRY_AFTER
+        if now - self.logged >= self.LOG_EVERY:
+            self.logged = now
+            self.log.warning(
+                "%s: Redis pool %r failed (%s: %s); %s (logged once a minute)",
+                self.what,
+                self.pool_name,
+                type(exc).__name__,
+                str(exc)[:200],
+                self.meanwhile,
+            )

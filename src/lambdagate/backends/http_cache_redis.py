@@ -4,7 +4,7 @@ expires, as it would be in Redis); Redis only answers what memory does not have.
 
 One entry is one Redis string, `lambdagate:http-cache:<sha256 of the key>`, holding a JSON header line (status,
 headers, Vary values, public, expiry) and the body, set with its freshness as expiry (PX). A Redis that fails or
-does not answer within the pool's read_timeout is left alone for RETRY_AFTER seconds: the cache is then per worker,
+does not answer within the pool's read_timeout is left alone for RedisBackoff.RETRY_AFTER seconds: the cache is then per worker,
 and the failure is logged once a minute.
 """
 
@@ -19,13 +19,12 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from lambdagate.backends.http_cache import Entry
+from lambdagate.redis_pools import RedisBackoff
 
 if TYPE_CHECKING:
     import redis.asyncio
 
 PREFIX = "lambdagate:http-cache:"
-RETRY_AFTER = 1.0  # seconds without trying Redis after it failed
-_LOG_EVERY = 60.0
 log = logging.getLogger("lambdagate.http_cache")
 
 
@@ -64,37 +63,24 @@ class RedisEntries:
 
     def __init__(self, client: redis.asyncio.Redis, pool_name: str) -> None:
         self.client, self.pool_name = client, pool_name
-        self.down_until = 0.0
-        self.logged = -_LOG_EVERY
+        self.backoff = RedisBackoff(log, "http cache", "the cache is per worker until it answers again", pool_name)
 
     async def get(self, key: Any) -> Entry | None:
         now = monotonic()
-        if now < self.down_until:
+        if self.backoff.down(now):
             return None
         try:
             raw = await self.client.get(redis_key(key))
         except Exception as exc:  # any failure of Redis or its client: answer from the upstream instead
-            self._failed(now, exc)
+            self.backoff.failed(now, exc)
             return None
         return decode(raw, time(), monotonic()) if raw else None
 
     async def put(self, key: Any, entry: Entry) -> None:
         now = monotonic()
-        if now >= self.down_until:
+        if not self.backoff.down(now):
             ttl = entry.expires - now
             try:
                 await self.client.set(redis_key(key), encode(entry, time() + ttl), px=max(1, int(ttl * 1000)))
             except Exception as exc:
-                self._failed(now, exc)
-
-    def _failed(self, now: float, exc: Exception) -> None:
-        self.down_until = now + RETRY_AFTER
-        if now - self.logged >= _LOG_EVERY:
-            self.logged = now
-            log.warning(
-                "http cache: Redis pool %r failed (%s: %s); the cache is per worker until it answers again "
-                "(logged once a minute)",
-                self.pool_name,
-                type(exc).__name__,
-                str(exc)[:200],
-            )
+                self.backoff.failed(now, exc)

@@ -11,7 +11,7 @@ A pipeline that fails (refused, timed out) fails every take in it, each into its
 Cluster (which redis-py does not let run scripts in a pipeline) the batch's calls are sent concurrently instead.
 
 When Redis fails (refused, timed out, an error reply), the request is decided by the fallback the caller gives (the
-local buckets, or a refusal), and Redis is left alone for `RETRY_AFTER` seconds so that a dead Redis costs no
+local buckets, or a refusal), and Redis is left alone for `RedisBackoff.RETRY_AFTER` seconds so that a dead Redis costs no
 connect attempt per request. The failure is logged once per minute.
 """
 
@@ -24,13 +24,13 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lambdagate.redis_pools import RedisBackoff
+
 if TYPE_CHECKING:
     import redis.asyncio
 
 log = logging.getLogger("lambdagate.ratelimit")
 
-RETRY_AFTER = 1.0  # seconds without trying Redis after a failure
-_LOG_EVERY = 60.0
 # Takes sent in one pipeline at most: a bigger batch is split, so no reply list (or Redis's output buffer) grows
 # with the number of requests in flight.
 MAX_BATCH = 256
@@ -75,15 +75,14 @@ class SharedBuckets:
         self.script = client.register_script(SCRIPT)
         self.cluster = hasattr(client, "get_node_from_key")  # a redis.asyncio.RedisCluster
         self.pool_name = pool_name
-        self.down_until = 0.0
-        self.logged = -_LOG_EVERY
+        self.backoff = RedisBackoff(log, "rate limit", "limits fall back to their on_failure setting", pool_name)
         self.pending: list[_Pending] = []
         self.flushes: set[asyncio.Task] = set()  # held so that a running flush is not garbage-collected
 
     async def take(self, keys: Sequence[str], args: Sequence[float]) -> tuple[int, float] | None:
         """(0, 0.0) when every bucket gave a token; (i, seconds) when bucket i (1-based) had none; None on failure."""
         now = time.monotonic()
-        if now < self.down_until:
+        if self.backoff.down(now):
             return None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Reply] = loop.create_future()
@@ -146,16 +145,7 @@ class SharedBuckets:
         return replies
 
     def failed(self, now: float, exc: Exception) -> None:
-        self.down_until = now + RETRY_AFTER
-        if now - self.logged >= _LOG_EVERY:
-            self.logged = now
-            log.warning(
-                "rate limit: Redis pool %r failed (%s: %s); limits fall back to their on_failure setting "
-                "(logged once a minute)",
-                self.pool_name,
-                type(exc).__name__,
-                str(exc)[:200],
-            )
+        self.backoff.failed(now, exc)
 
 
 def _reply(result: Sequence) -> tuple[int, float]:
