@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from lambdagate.auth.jwks import KeySetError, import_key_set, jws_algorithm
+from lambdagate.auth.jwks import ALGORITHMS, MAX_JWKS_BYTES, KeySetError, import_key_set, jws_algorithm
 from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
@@ -27,21 +27,6 @@ from lambdagate.front.request import NEVER_FORWARD
 
 NAMESPACE = "auth/validator"
 LEGACY_NAMES = ("github.com/devopsfaith/krakend-jose/validator",)
-ALGORITHMS = (
-    "EdDSA",
-    "HS256",
-    "HS384",
-    "HS512",
-    "RS256",
-    "RS384",
-    "RS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "PS256",
-    "PS384",
-    "PS512",
-)
 DEFAULT_CACHE_SECONDS = 900  # KrakenD's, when "cache": true and no cache_duration
 _EXAMPLE = '{"alg": "RS256", "jwk_url": "https://idp.example.com/.well-known/jwks.json", "cache": true}'
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -282,7 +267,7 @@ def tls_trust(fingerprints: list[str], local_ca: str, https: bool, issues: list[
 def _read_local_keys(cfg: ValidatorConfig, issues: list[tuple[str, str]]) -> None:
     try:
         with open(cfg.jwk_local_path, "rb") as f:
-            data = f.read(1024 * 1024 + 1)
+            data = f.read(MAX_JWKS_BYTES + 1)  # import_key_set refuses a larger set
     except OSError as exc:
         issues.append(("jwk_local_path", f"cannot read {cfg.jwk_local_path!r}: {exc.strerror}"))
         return

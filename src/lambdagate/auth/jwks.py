@@ -37,6 +37,22 @@ FETCH_TIMEOUT = 5.0  # one fetch of a JWK set, connection included
 STARTUP_WAIT = 3.0  # how long start-up waits for a first set before serving (503 until it loads)
 REFRESH_AT = 0.75  # a set is refreshed in the background after this fraction of its lifetime
 MAX_JWKS_BYTES = 1024 * 1024
+# The JWS algorithms lambdagate validates and signs with (`alg`); never `none`.
+ALGORITHMS = (
+    "EdDSA",
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "PS256",
+    "PS384",
+    "PS512",
+)
 MAX_KEYS = 1000
 # The validated-token cache, per source: bounded in entries and in token bytes (claims are at most a few times
 # their token's size, and tokens are at most 8 KiB).

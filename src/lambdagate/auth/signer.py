@@ -28,7 +28,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
 
 from lambdagate.auth.config import tls_trust
-from lambdagate.auth.signing_keys import ALGORITHMS, RemoteSet, SigningKeyError, TokenSigner, fetch_set, pick_key
+from lambdagate.auth.jwks import ALGORITHMS
+from lambdagate.auth.signing_keys import RemoteSet, SigningKeyError, TokenSigner, fetch_set, pick_key
 from lambdagate.backends.reply_data import TooDeep, load_json
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError

@@ -22,27 +22,9 @@ from joserfc.jws import JWSRegistry
 from yarl import URL
 
 from lambdagate import __version__
-from lambdagate.auth.jwks import tls_context
+from lambdagate.auth.jwks import FETCH_TIMEOUT, MAX_JWKS_BYTES, tls_context
 from lambdagate.backends.http import read_bounded
 from lambdagate.errors import BackendError
-
-MAX_SET_BYTES = 1024 * 1024  # a JWK set larger than this is refused
-FETCH_TIMEOUT = 5.0  # one fetch of a remote JWK set, connection included
-ALGORITHMS = (
-    "EdDSA",
-    "HS256",
-    "HS384",
-    "HS512",
-    "RS256",
-    "RS384",
-    "RS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "PS256",
-    "PS384",
-    "PS512",
-)
 
 
 class SigningKeyError(Exception):
@@ -61,8 +43,8 @@ def _kid(entry: Any) -> str | None:
 def pick_key(data: bytes, kid: str, alg: str) -> tuple[Any, list[str]]:
     """The private key with this `kid` (a key without one when `kid` is "", as KrakenD looks it up) in a JWK set,
     checked by signing a probe with `alg`; and what joserfc warned about it (e.g. a short HMAC key)."""
-    if len(data) > MAX_SET_BYTES:
-        raise SigningKeyError(f"the JWK set is larger than {MAX_SET_BYTES} bytes")
+    if len(data) > MAX_JWKS_BYTES:
+        raise SigningKeyError(f"the JWK set is larger than {MAX_JWKS_BYTES} bytes")
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -146,6 +128,6 @@ async def fetch_set(remote: RemoteSet) -> bytes:
             if resp.status != 200:
                 raise SigningKeyError(f"HTTP status {resp.status}")
             try:
-                return await read_bounded(resp, MAX_SET_BYTES)
+                return await read_bounded(resp, MAX_JWKS_BYTES)
             except BackendError:
-                raise SigningKeyError(f"the JWK set is larger than {MAX_SET_BYTES} bytes") from None
+                raise SigningKeyError(f"the JWK set is larger than {MAX_JWKS_BYTES} bytes") from None
