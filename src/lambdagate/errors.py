@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class ConfigIssue:
     """One problem (or warning) in a config file, located by its JSON path."""
@@ -69,3 +71,8 @@ class RequestRejected(Exception):
 
 class StartupError(Exception):
     """A config that validated cannot be served here (e.g. no AWS credentials); the message says what to do."""
+
+
+def retry_seconds(wait: float) -> int:
+    """A wait as Retry-After writes it: whole seconds, at least 1."""
+    return max(1, math.ceil(wait))

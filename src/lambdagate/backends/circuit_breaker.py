@@ -22,7 +22,6 @@ state is per worker process, as all of lambdagate's in-memory state.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import replace
 from time import monotonic
@@ -36,7 +35,7 @@ from lambdagate.config.durations import SecondsOrDuration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
-from lambdagate.errors import BackendError
+from lambdagate.errors import BackendError, retry_seconds
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.proxy import ProxyRequest, ProxyResponse
 
@@ -113,7 +112,7 @@ def _refused(exc: BreakerOpen) -> BackendError:
     return BackendError(
         "the backend is temporarily unavailable",
         status=503,
-        retry_after=str(max(1, math.ceil(exc.retry_in))),
+        retry_after=str(retry_seconds(exc.retry_in)),
         cause=str(exc),
         refused=True,
     )

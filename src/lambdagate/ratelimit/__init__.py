@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lambdagate.errors import retry_seconds
 from lambdagate.front import Exchange, Handler, Reply, Step
 from lambdagate.pipeline.render import json_reply
 from lambdagate.ratelimit.buckets import ClientBuckets, TokenBucket, client_key
 from lambdagate.ratelimit.config import RedisLimits, RouterLimits
-from lambdagate.ratelimit.shared import SharedBuckets, retry_seconds
+from lambdagate.ratelimit.shared import SharedBuckets
 
 ENDPOINT_REFUSED = {"error": "service unavailable: rate limit reached"}
 CLIENT_REFUSED = {"error": "too many requests"}

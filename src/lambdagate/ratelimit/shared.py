@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -151,8 +150,3 @@ class SharedBuckets:
 def _reply(result: Sequence) -> tuple[int, float]:
     index, ms = result
     return int(index), int(ms) / 1000.0
-
-
-def retry_seconds(wait: float) -> int:
-    """A wait as Retry-After writes it: whole seconds, at least 1."""
-    return max(1, math.ceil(wait))

@@ -13,14 +13,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lambdagate.config.model import BackendConfig, ServiceConfig
-from lambdagate.errors import BackendError
+from lambdagate.errors import BackendError, retry_seconds
 from lambdagate.front import Step
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.proxy import ProxyRequest, ProxyResponse
 from lambdagate.ratelimit import Limiter, SharedLimiter, limiting
 from lambdagate.ratelimit.buckets import TokenBucket
 from lambdagate.ratelimit.config import PROXY, ROUTER, ROUTER_REDIS, SERVICE, SERVICE_REDIS, Rates, RedisLimits
-from lambdagate.ratelimit.shared import SharedBuckets, retry_seconds
+from lambdagate.ratelimit.shared import SharedBuckets
 from lambdagate.redis_pools import NAMESPACE as REDIS
 from lambdagate.redis_pools import client
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-# An HTTP header name (RFC 9110 token).
-TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# No header value may hold these (HTAB is allowed).
-CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+from lambdagate.backends.reply_headers import TOKEN  # an HTTP header name (RFC 9110 token)
+from lambdagate.pipeline.render import CONTROL_CHARS as CONTROL  # no header value may hold these (HTAB is allowed)
 
 
 def header_name_issues(field: str, names: Iterable[str]) -> list[tuple[str, str]]:
