@@ -172,7 +172,10 @@ def test_connections_past_max_connections_wait_outside_the_worker(upstream, star
         sampler.join()
         for sock in idle + extra:
             sock.close()
-    assert peak[0] <= 5, peak
+    # granian frees a connection's slot when its task ends, a moment before the socket is closed: when the idle
+    # connections are cut, one new connection may be accepted while one old one is still open (seen once under load,
+    # in a fresh clone's `make test`). The cap holds: never the ten that were waiting.
+    assert peak[0] <= 5 + 1, peak
     assert 1.0 < waited < 2 * 2 + 3, waited  # two rounds of idle connections cut at 2 s, plus slack
 
 
