@@ -163,8 +163,8 @@ ERROR_CASES = [
         id="method-unknown",
     ),
     pytest.param(
-        service(endpoint(output_encoding="xml")),
-        ["endpoints[0].output_encoding: Input should be 'json', 'json-collection', 'string' or 'no-op', got 'xml'"],
+        service(endpoint(output_encoding=1)),
+        ["endpoints[0].output_encoding: Input should be a valid string, got int 1"],
         id="output-encoding",
     ),
     pytest.param(

@@ -35,6 +35,8 @@ class ProxyRequest:
     calls: list[tuple[str, str, float]] | None = None
     # A validated token's claims (auth/validator), for backends that pass them on (e.g. API Gateway events).
     claims: dict[str, Any] | None = None
+    # The client's Accept header, set only for a `negotiate` endpoint (the renderer picks the format by it).
+    accept: str = ""
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from yarl import URL
 
 from lambdagate import __version__
 from lambdagate.auth.tokens import jwt_params
+from lambdagate.backends.decoders import DECODERS, XmlRefused
 from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.backends.http_cache import response_cache
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
@@ -142,6 +143,8 @@ def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits
 
         return passthrough
 
+    if cfg.encoding in DECODERS:
+        return _markup_decoder(cfg)
     as_text = cfg.encoding == "string"
 
     def decode(status: int, headers: CIMultiDictProxy, body: bytes) -> ProxyResponse:
@@ -158,6 +161,22 @@ def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits
             raise BackendError("the backend reply is not valid JSON", cause=f"invalid JSON: {exc}") from None
         except TooDeep as exc:
             raise BackendError("the backend reply is malformed", cause=str(exc)) from None
+
+    return decode
+
+
+def _markup_decoder(cfg: BackendConfig) -> DecodeReply:
+    """`xml` and `rss` (backends.decoders): a document that cannot be read safely fails the backend, as bad JSON."""
+    parse = DECODERS[cfg.encoding](cfg.is_collection)
+    what = "XML" if cfg.encoding == "xml" else "an RSS or Atom feed"
+
+    def decode(status: int, headers: CIMultiDictProxy, body: bytes) -> ProxyResponse:
+        if status >= 400:
+            raise BackendError("the backend failed", cause=f"invalid status code {status}")
+        try:
+            return ProxyResponse.decoded(parse(body))
+        except XmlRefused as exc:
+            raise BackendError(f"the backend reply is not {what}", cause=str(exc)) from None
 
     return decode
 

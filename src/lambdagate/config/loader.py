@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lambdagate.config import guards, namespaces
+from lambdagate.config.encodings import check_service_encoding, resolve_encodings
 from lambdagate.config.model import (
     JWT_PLACEHOLDER_RE,
     PLACEHOLDER_RE,
@@ -225,6 +226,7 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     _unknown_fields(service, "", warnings)
     ctx = NamespaceContext(service=service, endpoint=None, backend=None, path="", options=options)
     _parse_namespaces(service, "service", ctx, errors, warnings)
+    check_service_encoding(service, warnings)
     if service.timeout <= 0:
         errors.append(ConfigIssue("timeout", 'must be more than 0, e.g. "2s"'))
     for k, host in enumerate(service.host):  # the default hosts of backends that name none
@@ -280,7 +282,7 @@ def _check_endpoint(
         errors.append(ConfigIssue(f"{path}.timeout", 'must be more than 0, e.g. "2s"'))
     if endpoint.concurrent_calls > 1:
         warnings.append(ConfigIssue(f"{path}.concurrent_calls", "accepted; each backend is called once per request"))
-    encoding = endpoint.output_encoding or service.output_encoding
+    encoding = resolve_encodings(service, endpoint, path, warnings)
     if encoding == "no-op" and len(endpoint.backend) > 1:
         errors.append(
             ConfigIssue(

@@ -10,8 +10,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from lambdagate.config.durations import Duration
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-OutputEncoding = Literal["json", "json-collection", "string", "no-op"]
-BackendEncoding = Literal["json", "safejson", "string", "no-op"]
+# The encodings the gateway knows. Any other name is accepted with a warning and read as KrakenD reads it
+# (config/loader.py resolve_encodings): a backend's as JSON, an endpoint's as JSON or its single backend's.
+OUTPUT_ENCODINGS = ("json", "json-collection", "xml", "yaml", "negotiate", "string", "no-op")
+BACKEND_ENCODINGS = ("json", "safejson", "xml", "rss", "string", "no-op")
 
 PLACEHOLDER_RE = re.compile(r"\{([a-zA-Z0-9_\-]+)\}")
 # A validated token's claim in a backend's url_pattern ("/users/{JWT.sub}"), with the characters KrakenD allows.
@@ -51,7 +53,7 @@ class BackendConfig(_Model):
     host: HostList = Field(default_factory=list)
     url_pattern: str = ""
     method: MethodField | None = None
-    encoding: BackendEncoding = "json"
+    encoding: str = "json"
     is_collection: bool = False
     allow: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
@@ -74,7 +76,7 @@ class EndpointConfig(_Model):
     backend: list[BackendConfig] = Field(min_length=1)
     timeout: Duration | None = None
     cache_ttl: Duration | None = None
-    output_encoding: OutputEncoding | None = None
+    output_encoding: str | None = None
     input_headers: list[str] = Field(default_factory=list)
     input_query_strings: list[str] = Field(default_factory=list)
     concurrent_calls: int = Field(default=1, ge=1)
@@ -105,7 +107,7 @@ class ServiceConfig(_Model):
     host: HostList = Field(default_factory=list)
     timeout: Duration = 2.0
     cache_ttl: Duration | None = None
-    output_encoding: OutputEncoding = "json"
+    output_encoding: str = "json"
     extra_config: dict[str, Any] = Field(default_factory=dict)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote
 
 from lambdagate.errors import RequestRejected
 from lambdagate.front import Exchange, Handler
+from lambdagate.pipeline.encodings import first_header
 from lambdagate.pipeline.render import Reply, json_reply
 from lambdagate.proxy import ProxyRequest
 
@@ -174,6 +175,8 @@ def building_request(pipeline: EndpointPipeline, rules: RequestRules) -> Handler
             calls=ex.calls,
             claims=ex.claims,
         )
+        if pipeline.negotiates:
+            req.accept = first_header(scope["headers"], b"accept")
         return await pipeline(req)
 
     return build

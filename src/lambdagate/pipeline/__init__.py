@@ -148,6 +148,7 @@ class EndpointPipeline:
         self._slot = slots[0]
         self._single = len(slots) == 1
         self._renderer = renderer
+        self.negotiates = renderer.encoding == "negotiate"  # the front passes the client's Accept (req.accept)
         self._steps = tuple(step.apply for step in steps) or None  # None: nothing to run between merge and render
 
     async def __call__(self, req: ProxyRequest) -> Reply:
@@ -155,7 +156,7 @@ class EndpointPipeline:
         if self._steps is not None:
             for step in self._steps:
                 outcome = step(outcome)
-        return self._renderer.render(outcome)
+        return self._renderer.render(outcome, req.accept)
 
 
 async def build_endpoint(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from lambdagate.pipeline import encodings
 from lambdagate.pipeline.fanout import MergedResponse
 
 JSON_TYPE = (b"content-type", b"application/json; charset=utf-8")
@@ -52,14 +54,30 @@ class Renderer:
         """`per_user`: the endpoint forwards credentials (Authorization, Cookie), so its replies may differ per
         user and a shared cache must not keep them: `cache_ttl` gives `private` instead of `public`."""
         self.encoding = output_encoding
-        content_type = TEXT_TYPE if output_encoding == "string" else JSON_TYPE
-        self.complete_headers = [content_type, COMPLETE]
+        self.cache_control = None
         if cache_ttl:
             scope = "private" if per_user else "public"
-            self.complete_headers.append((b"cache-control", f"{scope}, max-age={int(cache_ttl)}".encode()))
-        self.incomplete_headers = [content_type, INCOMPLETE]
+            self.cache_control = (b"cache-control", f"{scope}, max-age={int(cache_ttl)}".encode())
+        content_type = TEXT_TYPE if output_encoding == "string" else JSON_TYPE
+        self.complete_headers, self.incomplete_headers = self._headers(content_type)
+        # xml, yaml, negotiate: (complete headers, incomplete headers, encoder) per encoding; None for the others.
+        self.others: dict[str, tuple[list, list, Callable[[dict[str, Any]], bytes]]] | None = None
+        if output_encoding in ("xml", "yaml", "negotiate"):
+            self.others = {
+                "json": (*self._headers(JSON_TYPE), orjson.dumps),
+                "xml": (*self._headers(encodings.XML_TYPE), encodings.xml_body),
+                "yaml": (*self._headers(encodings.YAML_TYPE), encodings.yaml_body),
+            }
+            self.negotiated = encodings.negotiated
 
-    def render(self, outcome: MergedResponse) -> Reply:
+    def _headers(self, content_type: tuple[bytes, bytes]) -> tuple[list, list]:
+        complete = [content_type, COMPLETE]
+        if self.cache_control is not None:
+            complete.append(self.cache_control)
+        return complete, [content_type, INCOMPLETE]
+
+    def render(self, outcome: MergedResponse, accept: str = "") -> Reply:
+        """`accept`: the client's Accept header, read only by `negotiate`."""
         err = outcome.error
         if err is not None:
             body: dict[str, Any] = {"error": err.message}
@@ -84,6 +102,10 @@ class Renderer:
             headers.append(COMPLETE if outcome.complete else INCOMPLETE)
             return Reply(resp.status, headers, resp.body)
         data = resp.data or {}
+        if self.others is not None:
+            encoding = self.negotiated(accept) if self.encoding == "negotiate" else self.encoding
+            complete, incomplete, encode = self.others[encoding]
+            return Reply(200, complete if outcome.complete else incomplete, encode(data))
         headers = self.complete_headers if outcome.complete else self.incomplete_headers
         if self.encoding == "json-collection":
             return Reply(200, headers, orjson.dumps(data.get("collection", [])))
