@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
+import yaml
 
 from lambdagate.backends.decoders import XML_MAX_DEPTH, XmlRefused, decode_rss, parse_xml, xml_decoder
 from lambdagate.config import LoadOptions, validate_document
@@ -196,7 +197,8 @@ def test_yaml_render_matches_krakend() -> None:
         b"user:\n    -type: admin\n    name: Elliot\n    social:\n        facebook: https://facebook.com\n"
         b"        twitter: https://twitter.com\n        youtube: https://youtube.com\n"
     )
-    assert yaml_body({"b": [1, 2], "a": "x\ny"}) == b"a: |-\n    x\n    y\nb:\n    - 1\n    - 2\n"
+    assert yaml.safe_load(yaml_body({"b": [1, {"c": None}], "a": "x\ny"})) == {"b": [1, {"c": None}], "a": "x\ny"}
+    assert yaml_body({"a": "x\ny"}) == b"a: |-\n    x\n    y\n"
 
 
 @pytest.mark.parametrize(
