@@ -17,7 +17,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lambdagate.config import guards, namespaces
+from lambdagate.config import flexible, guards, namespaces
 from lambdagate.config.model import (
     JWT_PLACEHOLDER_RE,
     PLACEHOLDER_RE,
@@ -48,28 +48,70 @@ def read_document(path: str | Path) -> Any:
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError([ConfigIssue("", f"cannot read config file {str(p)!r}: {exc.strerror}")]) from None
-    if p.suffix.lower() in (".yaml", ".yml"):
-        try:
-            return yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError([ConfigIssue("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
-        except RecursionError:
-            raise ConfigError([ConfigIssue("", "invalid YAML: nested too deeply")]) from None
-        except Exception as exc:
-            # e.g. ValueError for the date 2001-02-30, IndexError for an empty "!!int"
-            raise ConfigError([ConfigIssue("", f"invalid YAML value: {type(exc).__name__}: {exc}")]) from None
+    return parse_document(raw, p.suffix)
+
+
+def parse_document(raw: bytes, suffix: str, *, rendered: bool = False) -> Any:
+    """`raw` as YAML (suffix .yaml/.yml) or JSON. A rendered template's syntax error quotes the rendered line."""
+    if suffix.lower() in (".yaml", ".yml"):
+        return _parse_yaml(raw)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ConfigError(
-            [ConfigIssue("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
-        ) from None
+        where = f"at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        if rendered:
+            lines = raw.decode("utf-8", "replace").splitlines()
+            shown = lines[exc.lineno - 1].strip()[:200] if 0 < exc.lineno <= len(lines) else ""
+            message = f"the rendered config is not valid JSON {where}; that line reads: {shown}"
+            raise ConfigError([ConfigIssue("", message + " (print it all with check --out -)")]) from None
+        raise ConfigError([ConfigIssue("", f"invalid JSON {where}")]) from None
+
+
+def _parse_yaml(raw: bytes) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([ConfigIssue("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue("", "invalid YAML: nested too deeply")]) from None
+    except Exception as exc:
+        # e.g. ValueError for the date 2001-02-30, IndexError for an empty "!!int"
+        raise ConfigError([ConfigIssue("", f"invalid YAML value: {type(exc).__name__}: {exc}")]) from None
+
+
+def render_flexible(path: str | Path, options: LoadOptions) -> str:
+    """A templated config (FC_ENABLE) rendered, and written where FC_OUT says."""
+    fc = options.flexible
+    assert fc is not None
+    text = flexible.render(path, fc)
+    if fc.out and fc.out != "-":
+        try:
+            Path(fc.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([ConfigIssue("", f"cannot write FC_OUT {fc.out!r}: {exc.strerror}")]) from None
+    return text
+
+
+def rendered_suffix(options: LoadOptions) -> str:
+    """How a rendered config is parsed: as JSON unless FC_OUT names a YAML file (KrakenD's parser goes by the
+    rendered file's name)."""
+    out = options.flexible.out if options.flexible else None
+    return Path(out).suffix if out and out != "-" else ".json"
+
+
+def load_rendered(text: str, options: LoadOptions, source: str | Path) -> LoadedConfig:
+    loaded = validate_document(parse_document(text.encode(), rendered_suffix(options), rendered=True), options)
+    loaded.source = str(source)
+    return loaded
 
 
 def load_config(path: str | Path, options: LoadOptions | None = None) -> LoadedConfig:
-    loaded = validate_document(read_document(path), options or LoadOptions())
+    options = options or LoadOptions()
+    if options.flexible is not None:
+        return load_rendered(render_flexible(path, options), options, path)
+    loaded = validate_document(read_document(path), options)
     loaded.source = str(path)
     return loaded
 
