@@ -64,7 +64,10 @@ def parse_document(raw: bytes, suffix: str, *, rendered: bool = False) -> Any:
             shown = lines[exc.lineno - 1].strip()[:200] if 0 < exc.lineno <= len(lines) else ""
             message = f"the rendered config is not valid JSON {where}; that line reads: {shown}"
             raise ConfigError([ConfigIssue("", message + " (print it all with check --out -)")]) from None
-        raise ConfigError([ConfigIssue("", f"invalid JSON {where}")]) from None
+        hint = ""
+        if b"{{" in raw:
+            hint = ' (it looks like a KrakenD template: render it with FC_ENABLE=1 or --fc-enable, see "Templated configs")'
+        raise ConfigError([ConfigIssue("", f"invalid JSON {where}{hint}")]) from None
 
 
 def _parse_yaml(raw: bytes) -> Any:

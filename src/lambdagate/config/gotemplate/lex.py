@@ -93,16 +93,16 @@ def lex(source: Source) -> list[Item]:
         if start < 0:
             return items
         inner = start + (3 if trim_before else 2)
-        action, pos, trim_next = _action(source, start, inner)
+        action, pos, trim_next = _action(source, start, inner, trim_before)
         if action is not None:
             items.append(action)
 
 
-def _action(source: Source, start: int, pos: int) -> tuple[Item | None, int, bool]:
+def _action(source: Source, start: int, pos: int, trimmed: bool) -> tuple[Item | None, int, bool]:
     """The action opened at `start` (its content begins at `pos`): its item (None for a comment), where the text
     after it begins, and whether that text is trimmed."""
     text = source.text
-    body = pos + len(text[pos:]) - len(text[pos:].lstrip(_SPACE))
+    body = pos + 1 if trimmed else pos  # a comment starts right after "{{" or "{{- "
     if text.startswith("/*", body):
         close = text.find("*/", body + 2)
         if close < 0:

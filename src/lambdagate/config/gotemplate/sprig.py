@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +84,12 @@ def _indent(n: Any, text: Any) -> str:
     return pad + strval(text).replace("\n", "\n" + pad)
 
 
+def _repeat(count: Any, text: Any) -> str:
+    n, piece = max(0, to_int(count)), strval(text)
+    _bounded(n * max(1, len(piece)))
+    return piece * n
+
+
 def _strings(value: Any) -> list[str]:
     return [strval(v) for v in _list(value) if not is_nil(v)]
 
@@ -92,6 +99,24 @@ def _regex(pattern: Any) -> Any:
         return re2.compile(strval(pattern))
     except re2.error as exc:
         raise FuncError(f"error parsing regexp: {exc}") from None
+
+
+_GROUP_REF = re.compile(r"\$(\$|\{(\w+)\}|(\w+))")
+
+
+def _expand(template: str, match: Any) -> str:
+    """Go's Regexp.Expand: $1, ${1}, $name, ${name}; $$ is a dollar; an unknown group is empty."""
+
+    def group(ref: re.Match) -> str:
+        if ref.group(1) == "$":
+            return "$"
+        name = ref.group(2) or ref.group(3)
+        try:
+            return match.group(int(name) if name.isdigit() else name) or ""
+        except (IndexError, KeyError, re2.error):
+            return ""
+
+    return _GROUP_REF.sub(group, template)
 
 
 def _set(d: dict, key: Any, value: Any) -> dict:
@@ -112,7 +137,7 @@ def strings_map() -> dict[str, Callable[..., Any]]:
         "contains": lambda sub, s: strval(sub) in strval(s),
         "hasPrefix": lambda p, s: strval(s).startswith(strval(p)),
         "hasSuffix": lambda p, s: strval(s).endswith(strval(p)),
-        "repeat": lambda n, s: strval(s) * _bounded(to_int(n) * max(1, len(strval(s)))) if to_int(n) > 0 else "",
+        "repeat": _repeat,
         "nospace": lambda s: "".join(strval(s).split()),
         "cat": lambda *a: " ".join(strval(v) for v in a if not is_nil(v)),
         "indent": _indent,
@@ -125,7 +150,7 @@ def strings_map() -> dict[str, Callable[..., Any]]:
         "splitn": lambda sep, n, s: {f"_{i}": p for i, p in enumerate(strval(s).split(strval(sep), to_int(n) - 1))},
         "regexMatch": lambda r, s: _regex(r).search(strval(s)) is not None,
         "regexFind": lambda r, s: m.group() if (m := _regex(r).search(strval(s))) else "",
-        "regexReplaceAll": lambda r, s, repl: _regex(r).sub(strval(repl).replace("$", "\\"), strval(s)),
+        "regexReplaceAll": lambda r, s, repl: _regex(r).sub(lambda m: _expand(strval(repl), m), strval(s)),
         "b64enc": lambda s: base64.b64encode(strval(s).encode()).decode(),
         "b64dec": _b64dec,
         "toString": strval,
