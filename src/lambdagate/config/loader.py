@@ -278,6 +278,7 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     seen: dict[tuple[str, str], int] = {}
     for i, endpoint in enumerate(service.endpoints):
         path = f"endpoints[{i}]"
+        endpoint.endpoint = _clean_path(endpoint.endpoint, f"{path}.endpoint", warnings)
         # The router's view: "/a/" is "/a", and "/a/{x}" is "/a/{y}", so both would claim the same requests.
         key = (route_shape(endpoint.endpoint), endpoint.method)
         if key in seen:
@@ -348,7 +349,7 @@ def _check_endpoint(
                 ConfigIssue(f"{bpath}.encoding", '"no-op" needs the endpoint\'s "output_encoding": "no-op" too')
             )
         if not is_typed_backend(backend):
-            _check_http_backend(service, endpoint, backend, bpath, errors)
+            _check_http_backend(service, endpoint, backend, bpath, errors, warnings)
 
 
 def _strip_slash(path: str) -> str:
@@ -365,15 +366,26 @@ def is_typed_backend(backend: BackendConfig) -> bool:
     return any((ns := namespaces.lookup(k)) is not None and ns.backend_type for k in backend.extra_config)
 
 
+def _clean_path(value: str, path: str, warnings: list[ConfigIssue]) -> str:
+    """KrakenD's path cleaning (Lura's CleanPath): a path without its leading "/" gets one. Warned about, since it
+    is more often a slip than a choice."""
+    if value.startswith("/"):
+        return value
+    cleaned = "/" + value
+    what = "empty" if not value else f'{value!r} has no leading "/"'
+    warnings.append(ConfigIssue(path, f'{what}: read as "{cleaned}", as KrakenD does; write "{cleaned}"'))
+    return cleaned
+
+
 def _check_http_backend(
-    service: ServiceConfig, endpoint: EndpointConfig, backend: BackendConfig, path: str, errors: list
+    service: ServiceConfig,
+    endpoint: EndpointConfig,
+    backend: BackendConfig,
+    path: str,
+    errors: list,
+    warnings: list,
 ) -> None:
-    if not backend.url_pattern.startswith("/"):
-        errors.append(
-            ConfigIssue(
-                f"{path}.url_pattern", 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"'
-            )
-        )
+    backend.url_pattern = _clean_path(backend.url_pattern, f"{path}.url_pattern", warnings)
     placeholders = set(endpoint.placeholders)
     for name in PLACEHOLDER_RE.findall(backend.url_pattern):
         if name not in placeholders:
