@@ -209,14 +209,6 @@ ERROR_CASES = [
         id="missing-host",
     ),
     pytest.param(
-        service(endpoint("/a", {"host": [HOST]})),
-        [
-            'endpoints[0].backend[0].url_pattern: required for an HTTP backend and must start with "/", '
-            'e.g. "/users/{id}"'
-        ],
-        id="missing-url-pattern",
-    ),
-    pytest.param(
         service(endpoint("/a", backend(host=["ftp://files"]))),
         ["endpoints[0].backend[0].host[0]: 'ftp://files' is not a base URL: write it like \"http://service:8080\""],
         id="host-scheme",
@@ -286,11 +278,6 @@ ERROR_CASES = [
         service(endpoint("/__echo")),
         ["endpoints[0].endpoint: /__echo is reserved for the gateway's built-in endpoints: choose another path"],
         id="reserved-echo-root",
-    ),
-    pytest.param(
-        service(endpoint("users")),
-        ['endpoints[0].endpoint: must start with "/", e.g. "/users"'],
-        id="endpoint-relative",
     ),
     pytest.param(
         service({"backend": [backend()]}), ['endpoints[0].endpoint: required: add "endpoint"'], id="missing-endpoint"
@@ -413,6 +400,19 @@ def test_unknown_fields_and_namespaces_are_warnings() -> None:
         'endpoints[0].extra_config["documentation/openapi"]: namespace not supported, ignored',
         "endpoints[0].backend[0].flatmap_filter: not supported, ignored",
         f'endpoints[0].backend[0].extra_config["{UNKNOWN_NS}"]: namespace not supported, ignored',
+    ]
+
+
+def test_paths_without_a_leading_slash_are_cleaned_as_krakend_does() -> None:
+    doc = service(endpoint("users", {"host": [HOST]}, {"host": [HOST], "url_pattern": "v1/users"}))
+    loaded = validate_document(doc, LoadOptions())
+    assert loaded.service.endpoints[0].endpoint == "/users"
+    assert [b.url_pattern for b in loaded.service.endpoints[0].backend] == ["/", "/v1/users"]
+    assert [str(w) for w in loaded.warnings] == [
+        'endpoints[0].endpoint: \'users\' has no leading "/": read as "/users", as KrakenD does; write "/users"',
+        'endpoints[0].backend[0].url_pattern: empty: read as "/", as KrakenD does; write "/"',
+        'endpoints[0].backend[1].url_pattern: \'v1/users\' has no leading "/": read as "/v1/users", as KrakenD '
+        'does; write "/v1/users"',
     ]
 
 

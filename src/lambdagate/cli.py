@@ -11,7 +11,9 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from lambdagate import __version__, plugins
-from lambdagate.config import LoadOptions, guards, is_typed_backend, load_config, server_options
+from lambdagate.config import LoadedConfig, LoadOptions, guards, is_typed_backend, load_config, server_options
+from lambdagate.config.flexible import FlexibleConfig
+from lambdagate.config.loader import load_rendered, render_flexible
 from lambdagate.errors import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
             "auth/api-keys) protects WITHOUT that protection, with a warning, "
             "instead of refusing the config; repeatable",
         )
+        _flexible_flags(command)
+    check.add_argument("--out", dest="fc_out", metavar="PATH", help="same as --fc-out; - prints the rendered config")
     sub.add_parser("version", help="print the version")
     functions = sub.add_parser("functions", help="the local Lambda runtime")
     fsub = functions.add_subparsers(dest="functions_command", required=True)
@@ -87,6 +91,29 @@ def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return run
 
 
+def _flexible_flags(command: argparse.ArgumentParser) -> None:
+    """KrakenD's flexible configuration switches; each flag overrides its FC_* environment variable."""
+    group = command.add_argument_group("templated configs (KrakenD flexible configuration)")
+    group.add_argument("--fc-enable", action="store_true", help="render the config as a template (FC_ENABLE)")
+    for name, env, what in (
+        ("settings", "FC_SETTINGS", "folder of NAME.json files, each the template's .NAME"),
+        ("partials", "FC_PARTIALS", "folder of files that `include` inserts verbatim"),
+        ("templates", "FC_TEMPLATES", "folder of *.tmpl files that `template` runs"),
+        ("out", "FC_OUT", "write the rendered config to this file"),
+        ("env-allow", "FC_ENV_ALLOW", "regular expression of the variable names `env` may read (default: all)"),
+    ):
+        group.add_argument(
+            f"--fc-{name}", metavar="DIR" if name not in ("out", "env-allow") else "VALUE", help=f"{what} ({env})"
+        )
+
+
+def _flexible(args: argparse.Namespace) -> FlexibleConfig | None:
+    flags = {k: getattr(args, f"fc_{k}", None) for k in ("settings", "partials", "templates", "out", "env_allow")}
+    if getattr(args, "fc_enable", False) or any(v is not None for v in flags.values()):
+        return FlexibleConfig.from_environ({**os.environ, "FC_ENABLE": "1"}, **flags)
+    return FlexibleConfig.from_environ(os.environ)
+
+
 def _allowed_guard(value: str) -> str:
     try:
         return guards.allowed_name(value)
@@ -95,7 +122,11 @@ def _allowed_guard(value: str) -> str:
 
 
 def _load_options(args: argparse.Namespace, local_lambda_endpoint: str | None) -> LoadOptions:
-    return LoadOptions(local_lambda_endpoint=local_lambda_endpoint, allow_unsupported=frozenset(args.allow_unsupported))
+    return LoadOptions(
+        local_lambda_endpoint=local_lambda_endpoint,
+        allow_unsupported=frozenset(args.allow_unsupported),
+        flexible=_flexible(args),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +161,7 @@ def _print_errors(path: str, exc: ConfigError) -> None:
 def _check(args: argparse.Namespace) -> int:
     options = _load_options(args, "http://127.0.0.1:0" if args.functions else None)
     try:
-        loaded = load_config(args.config, options)
+        loaded = _checked_config(args.config, options)
     except ConfigError as exc:
         _print_errors(args.config, exc)
         return 1
@@ -152,6 +183,15 @@ def _check(args: argparse.Namespace) -> int:
     for warning in loaded.warnings:
         print(f"  warning: {warning}")
     return 0
+
+
+def _checked_config(path: str, options: LoadOptions) -> LoadedConfig:
+    """The config as `check` reads it; a templated config is printed first when asked (`--out -`)."""
+    if options.flexible is None or options.flexible.out != "-":
+        return load_config(path, options)
+    text = render_flexible(path, options)
+    print(text, end="" if text.endswith("\n") else "\n")
+    return load_rendered(text, options, path)
 
 
 def _telemetry_summary(service) -> str:

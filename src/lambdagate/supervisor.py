@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
+from lambdagate.config.loader import load_rendered, render_flexible, rendered_suffix
 from lambdagate.config.server_options import ServerOptions
 from lambdagate.errors import ConfigError, ConfigIssue
 
@@ -64,7 +65,21 @@ class ConfigSnapshots:
 
     def _take(self) -> LoadedConfig:
         self.generation += 1
-        snapshot = self.directory / f"{self.generation}{self.source.suffix}"
+        if self.options.flexible is not None:
+            # A templated config is rendered here, once; the snapshot (what workers load) is the rendered JSON.
+            snapshot = self.directory / f"{self.generation}{rendered_suffix(self.options)}"
+            loaded = self._rendered(snapshot)
+        else:
+            snapshot = self.directory / f"{self.generation}{self.source.suffix}"
+            loaded = self._copied(snapshot)
+        loaded.source = str(self.source)
+        self.current = snapshot
+        self._taken.append(snapshot)
+        while len(self._taken) > self.KEEP:
+            self._taken.pop(0).unlink(missing_ok=True)
+        return loaded
+
+    def _copied(self, snapshot: Path) -> LoadedConfig:
         try:
             shutil.copyfile(self.source, snapshot)
         except OSError as exc:
@@ -72,15 +87,15 @@ class ConfigSnapshots:
                 [ConfigIssue("", f"cannot read config file {str(self.source)!r}: {exc.strerror}")]
             ) from None
         try:
-            loaded = load_config(snapshot, self.options)
+            return load_config(snapshot, self.options)
         except ConfigError:
             snapshot.unlink(missing_ok=True)
             raise
-        loaded.source = str(self.source)
-        self.current = snapshot
-        self._taken.append(snapshot)
-        while len(self._taken) > self.KEEP:
-            self._taken.pop(0).unlink(missing_ok=True)
+
+    def _rendered(self, snapshot: Path) -> LoadedConfig:
+        text = render_flexible(self.source, self.options)
+        loaded = load_rendered(text, self.options, self.source)
+        snapshot.write_text(text, encoding="utf-8")
         return loaded
 
     def cleanup(self) -> None:
@@ -224,16 +239,24 @@ def serve(
         # granian installs its own SIGHUP handler (respawn without checking); ours validates first.
         signal.signal(signal.SIGHUP, lambda *_: reload("SIGHUP"))
         if watch:
-            threading.Thread(target=_watch, args=(snapshots.source, reload), name="config-watch", daemon=True).start()
+            folders = snapshots.options.flexible.folders() if snapshots.options.flexible else []
+            thread = threading.Thread(target=_watch, args=(snapshots.source, folders, reload), name="config-watch")
+            thread.daemon = True
+            thread.start()
 
     server.on_startup(install_handlers)
     server.serve()
 
 
-def _watch(path: Path, reload) -> None:
+def _watch(path: Path, folders: list[Path], reload) -> None:
+    """Reload when the config file changes, or anything in a templated config's folders (settings, partials,
+    templates)."""
     import watchfiles
 
     # Watch the directory: editors often replace the file rather than write it in place.
-    for changes in watchfiles.watch(path.parent, debounce=300, raise_interrupt=False):
-        if any(Path(changed).resolve() == path for _, changed in changes):
-            reload("file changed")
+    for changes in watchfiles.watch(path.parent, *folders, debounce=300, raise_interrupt=False):
+        for _, changed in changes:
+            where = Path(changed).resolve()
+            if where == path or any(where.is_relative_to(folder) for folder in folders):
+                reload("file changed")
+                break

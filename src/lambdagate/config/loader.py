@@ -17,7 +17,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lambdagate.config import guards, namespaces
+from lambdagate.config import flexible, guards, namespaces
 from lambdagate.config.encodings import check_service_encoding, resolve_encodings
 from lambdagate.config.model import (
     JWT_PLACEHOLDER_RE,
@@ -49,28 +49,73 @@ def read_document(path: str | Path) -> Any:
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError([ConfigIssue("", f"cannot read config file {str(p)!r}: {exc.strerror}")]) from None
-    if p.suffix.lower() in (".yaml", ".yml"):
-        try:
-            return yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError([ConfigIssue("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
-        except RecursionError:
-            raise ConfigError([ConfigIssue("", "invalid YAML: nested too deeply")]) from None
-        except Exception as exc:
-            # e.g. ValueError for the date 2001-02-30, IndexError for an empty "!!int"
-            raise ConfigError([ConfigIssue("", f"invalid YAML value: {type(exc).__name__}: {exc}")]) from None
+    return parse_document(raw, p.suffix)
+
+
+def parse_document(raw: bytes, suffix: str, *, rendered: bool = False) -> Any:
+    """`raw` as YAML (suffix .yaml/.yml) or JSON. A rendered template's syntax error quotes the rendered line."""
+    if suffix.lower() in (".yaml", ".yml"):
+        return _parse_yaml(raw)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ConfigError(
-            [ConfigIssue("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
-        ) from None
+        where = f"at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        if rendered:
+            lines = raw.decode("utf-8", "replace").splitlines()
+            shown = lines[exc.lineno - 1].strip()[:200] if 0 < exc.lineno <= len(lines) else ""
+            message = f"the rendered config is not valid JSON {where}; that line reads: {shown}"
+            raise ConfigError([ConfigIssue("", message + " (print it all with check --out -)")]) from None
+        hint = ""
+        if b"{{" in raw:
+            hint = ' (it looks like a KrakenD template: render it with FC_ENABLE=1 or --fc-enable, see "Templated configs")'
+        raise ConfigError([ConfigIssue("", f"invalid JSON {where}{hint}")]) from None
+
+
+def _parse_yaml(raw: bytes) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([ConfigIssue("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue("", "invalid YAML: nested too deeply")]) from None
+    except Exception as exc:
+        # e.g. ValueError for the date 2001-02-30, IndexError for an empty "!!int"
+        raise ConfigError([ConfigIssue("", f"invalid YAML value: {type(exc).__name__}: {exc}")]) from None
+
+
+def render_flexible(path: str | Path, options: LoadOptions) -> str:
+    """A templated config (FC_ENABLE) rendered, and written where FC_OUT says."""
+    fc = options.flexible
+    assert fc is not None
+    text = flexible.render(path, fc)
+    if fc.out and fc.out != "-":
+        try:
+            Path(fc.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([ConfigIssue("", f"cannot write FC_OUT {fc.out!r}: {exc.strerror}")]) from None
+    return text
+
+
+def rendered_suffix(options: LoadOptions) -> str:
+    """How a rendered config is parsed: as JSON unless FC_OUT names a YAML file (KrakenD's parser goes by the
+    rendered file's name)."""
+    out = options.flexible.out if options.flexible else None
+    return Path(out).suffix if out and out != "-" else ".json"
+
+
+def load_rendered(text: str, options: LoadOptions, source: str | Path) -> LoadedConfig:
+    loaded = validate_document(parse_document(text.encode(), rendered_suffix(options), rendered=True), options)
+    loaded.source = str(source)
+    return loaded
 
 
 def load_config(path: str | Path, options: LoadOptions | None = None) -> LoadedConfig:
-    loaded = validate_document(read_document(path), options or LoadOptions())
+    options = options or LoadOptions()
+    if options.flexible is not None:
+        return load_rendered(render_flexible(path, options), options, path)
+    loaded = validate_document(read_document(path), options)
     loaded.source = str(path)
     return loaded
 
@@ -235,6 +280,7 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     seen: dict[tuple[str, str], int] = {}
     for i, endpoint in enumerate(service.endpoints):
         path = f"endpoints[{i}]"
+        endpoint.endpoint = _clean_path(endpoint.endpoint, f"{path}.endpoint", warnings)
         # The router's view: "/a/" is "/a", and "/a/{x}" is "/a/{y}", so both would claim the same requests.
         key = (route_shape(endpoint.endpoint), endpoint.method)
         if key in seen:
@@ -305,7 +351,7 @@ def _check_endpoint(
                 ConfigIssue(f"{bpath}.encoding", '"no-op" needs the endpoint\'s "output_encoding": "no-op" too')
             )
         if not is_typed_backend(backend):
-            _check_http_backend(service, endpoint, backend, bpath, errors)
+            _check_http_backend(service, endpoint, backend, bpath, errors, warnings)
 
 
 def _strip_slash(path: str) -> str:
@@ -322,15 +368,26 @@ def is_typed_backend(backend: BackendConfig) -> bool:
     return any((ns := namespaces.lookup(k)) is not None and ns.backend_type for k in backend.extra_config)
 
 
+def _clean_path(value: str, path: str, warnings: list[ConfigIssue]) -> str:
+    """KrakenD's path cleaning (Lura's CleanPath): a path without its leading "/" gets one. Warned about, since it
+    is more often a slip than a choice."""
+    if value.startswith("/"):
+        return value
+    cleaned = "/" + value
+    what = "empty" if not value else f'{value!r} has no leading "/"'
+    warnings.append(ConfigIssue(path, f'{what}: read as "{cleaned}", as KrakenD does; write "{cleaned}"'))
+    return cleaned
+
+
 def _check_http_backend(
-    service: ServiceConfig, endpoint: EndpointConfig, backend: BackendConfig, path: str, errors: list
+    service: ServiceConfig,
+    endpoint: EndpointConfig,
+    backend: BackendConfig,
+    path: str,
+    errors: list,
+    warnings: list,
 ) -> None:
-    if not backend.url_pattern.startswith("/"):
-        errors.append(
-            ConfigIssue(
-                f"{path}.url_pattern", 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"'
-            )
-        )
+    backend.url_pattern = _clean_path(backend.url_pattern, f"{path}.url_pattern", warnings)
     placeholders = set(endpoint.placeholders)
     for name in PLACEHOLDER_RE.findall(backend.url_pattern):
         if name not in placeholders:

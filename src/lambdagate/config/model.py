@@ -87,13 +87,6 @@ class EndpointConfig(_Model):
     def namespaces(self) -> dict[str, Any]:
         return self._namespaces
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f'must start with "/", e.g. "/{value}"')
-        return value
-
     @property
     def placeholders(self) -> list[str]:
         return PLACEHOLDER_RE.findall(self.endpoint)

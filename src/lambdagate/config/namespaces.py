@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lambdagate.config import guards
 
 if TYPE_CHECKING:
+    from lambdagate.config.flexible import FlexibleConfig
     from lambdagate.config.model import BackendConfig, EndpointConfig, ServiceConfig
 
 Scope = Literal["service", "endpoint", "backend"]
@@ -27,6 +28,9 @@ class LoadOptions:
     local_lambda_endpoint: str | None = None
     # Guards served without their protection (current names, see config/guards.py): warned about, not refused.
     allow_unsupported: frozenset[str] = frozenset()
+    # A templated config (KrakenD's flexible configuration): rendered before it is parsed. Only the process that
+    # reads the file the user wrote sets it; workers read the rendered copy.
+    flexible: FlexibleConfig | None = None
 
 
 @dataclass
