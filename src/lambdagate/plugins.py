@@ -33,6 +33,7 @@ from lambdagate.security.cors import CORS_NAMESPACE
 from lambdagate.security.httpsecure import HTTP_SECURITY_NAMESPACE
 from lambdagate.telemetry.logs import LOGGING_NAMESPACE
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
+from lambdagate.telemetry.opencensus import OPENCENSUS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
 NAMESPACES = (
@@ -42,6 +43,7 @@ NAMESPACES = (
     LOGGING_NAMESPACE,
     METRICS_NAMESPACE,
     TRACING_NAMESPACE,
+    OPENCENSUS_NAMESPACE,  # maps its exporters onto the metrics and tracing namespaces
     VALIDATOR_NAMESPACE,
     SIGNER_NAMESPACE,
     CLIENT_CREDENTIALS_NAMESPACE,
