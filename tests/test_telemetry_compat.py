@@ -278,3 +278,59 @@ def test_a_gateway_serves_opencensus_prometheus_metrics(start_gateway, upstream)
         return status == 200 and b'endpoint="/counted"' in body
 
     assert poll(counted), gateway.log()
+
+
+# --- telemetry/logging, telemetry/logstash, telemetry/gelf ------------------------------------------------------
+
+
+def test_an_unknown_logging_format_is_the_default_one_as_in_krakend(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, {"telemetry/logging": {"format": "json"}}))
+    assert loaded.service.namespaces["telemetry/logging"].format == "default"
+    assert warnings_of(loaded) == [
+        'extra_config["telemetry/logging"].format: \'json\' is no KrakenD format ("default", "logstash" or "custom"): '
+        'the default text format is used, as KrakenD does; write "logstash" for JSON lines'
+    ]
+    with pytest.raises(ConfigError) as info:  # a value Go would not decode into a string is still refused
+        load_config(write(tmp_path, {"telemetry/logging": {"format": 1}}))
+    assert str(info.value.issues[0]).startswith(
+        'extra_config["telemetry/logging"].format: Input should be a valid string'
+    )
+
+
+def test_logstash_turns_logging_into_json_lines_and_needs_logging(tmp_path: Path) -> None:
+    from lambdagate.telemetry.logs import logging_options
+
+    loaded = load_config(write(tmp_path, {"telemetry/logstash": {"enabled": True}, "telemetry/logging": {}}))
+    assert loaded.warnings == [] and logging_options(loaded.service).format == "logstash"
+    alone = load_config(write(tmp_path, {"github_com/devopsfaith/krakend-logstash": {"enabled": True}}))
+    assert logging_options(alone.service) is None
+    assert warnings_of(alone)[1] == (
+        'extra_config["github_com/devopsfaith/krakend-logstash"]: ignored without "telemetry/logging", as in KrakenD: '
+        'add "telemetry/logging": {"level": "INFO"}'
+    )
+
+
+def test_gelf_is_warned_about(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, {"telemetry/gelf": {"address": "graylog:12201", "enable_tcp": False}}))
+    assert warnings_of(loaded) == [
+        'extra_config["telemetry/gelf"]: GELF output is not supported, ignored: logs go to stderr (or stdout); ship '
+        "them to Graylog from there"
+    ]
+
+
+def test_a_gateway_with_logstash_logs_json_lines(start_gateway, upstream) -> None:
+    gateway = start_gateway(
+        {
+            "version": 3,
+            "extra_config": {"telemetry/logging": {"level": "INFO"}, "telemetry/logstash": {"enabled": True}},
+            "endpoints": [{"endpoint": "/logged", "backend": [{"host": [upstream], "url_pattern": "/echo/l"}]}],
+        }
+    )
+    assert http("GET", gateway.url + "/logged")[0] == 200
+
+    def access() -> list[dict]:
+        lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+        return [e for e in lines if e.get("path") == "/logged"]
+
+    entries = poll(access)
+    assert entries and entries[0]["status"] == 200, gateway.log()
