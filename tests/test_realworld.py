@@ -164,3 +164,108 @@ def test_check_command_on_a_sample(outcomes: list[Outcome]) -> None:
             lines = result.stderr.splitlines()
             assert lines[0] == f"{outcome.path}: {len(outcome.issues)} error(s)"
             assert lines[1:] == [f"  error: {issue}" for issue in outcome.issues]
+
+
+# --- which refusals KrakenD CE shares ------------------------------------------------------------------------
+# Each refused config is classified by its issues, first matching rule wins (a config KrakenD refuses for one
+# issue is refused there whatever its other issues). Rules: (issue path regex, issue message regex, reason).
+# "KrakenD refuses too": KrakenD CE 2.x does not start with it (lura's config.Init, viper's parser, gin's router).
+KRAKEND_REFUSES: list[tuple[str, str, str]] = [
+    ("^$", r"^invalid (JSON|YAML)", "not valid JSON/YAML (often a flexible-config template): viper cannot parse it"),
+    ("^version$", r"unsupported version|got str '2'", 'format version 2: lura wants "version": 3'),
+    ("url_pattern$", r"placeholder \{(?!resp\d+_)[^}]+\} is not in endpoint", "lura: undefined output param"),
+    ("output_encoding$", r'"no-op" passes one backend through', "lura: no-op encoding with several backends"),
+    ("^endpoints\\[\\d+\\]$", r"^duplicate of endpoints", "gin panics on a duplicate route"),
+]
+# "KrakenD starts, fails closed": it starts but the endpoint answers 401 to every request (krakend-jose's
+# erroredHandler when the validator or signer cannot be built); lambdagate refuses to start instead.
+KRAKEND_FAILS_CLOSED: list[tuple[str, str, str]] = [
+    (r"\.jwk_local_path$", r"^cannot read", "missing jwk_local_path file: KrakenD answers 401 there"),
+    (r"auth/validator\"\]$", r'give exactly one of "jwk_url"', "validator without a key source: 401 there"),
+    (r"\.jwk_url$", r"is not an http\(s\) URL", "JWK URL that is a template variable: 401 there"),
+    (r"\.secret_url$", r"encrypted key files", "encrypted key file (KrakenD CE reads it)"),
+]
+# The configs only lambdagate refuses today (file → one-line reason), kept exact so that a change shows: remove
+# a line when the config starts, add one (with its reason) when lambdagate starts refusing a config.
+LAMBDAGATE_ONLY: dict[str, str] = {
+    "AbolfazlRahmani1997__smsgateway__krakend__krakend.json": "`qos/ratelimit/proxy` is read only in a backend's extra_config",
+    "Ahmadkashif__systemDesign-notifications__krakend.json": 'no host: add "host": ["http://service:8080"] to the backend or the service',
+    "AleksandraKrasteva__skipass__Krakend__config_dev__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'negotiate'",
+    "AngelMariages__feature-flag-krakend__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'fast-json'",
+    "Arif9878__traefik-grpc__krakend__krakend.json": "Input should be a valid list, got bool True: write a list, such as ",
+    "BernardN38__socialSphere-backend__api-gateway__config__krakend.json": "'http://*' can match any site, which allow_credentials would let read replies with its use",
+    "DeveloperDurp__krakend__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "Gzeu__trusthire__krakend.json": 'no host: add "host": ["http://service:8080"] to the backend or the service',
+    "HADLakmal__krakenD-plugin__krakend.json": "`plugin/req-resp-modifier` protects this endpoint and lambdagate does not implement it",
+    "Klasmart-Engineering__api-gateway-wildcard__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "Klasmart-Engineering__data-microgateway__krakend.json": 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"',
+    "MYTumanov__PetCollector__krakend.json": 'no host: add "host": ["http://service:8080"] to the backend or the service',
+    "Maximax67__helizium-api-gateway__config__krakend__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "MichelFortes__krakend-playground__apps__krakend__krakend.json": "placeholder {resp0_ownerId} is not in endpoint /sequential/pets/{id}",
+    "MidhunRajeevan__api-manager__krakend__krakend.json": "`auth/api-keys` protects every endpoint and lambdagate does not implement it",
+    "MunsMan__Foppa__krakend__krakend.json": '"no-op" needs the endpoint\'s "output_encoding": "no-op" too',
+    "Palakorn-Voramongkol__golang-krakend-keycloak-rbac__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'form'",
+    "Palakorn-Voramongkol__golang-krakend-keycloak__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'form'",
+    "PattpBoy__krakend-playground__krakend__config__krakend.json": "`auth/revoker` protects every endpoint and lambdagate does not implement it",
+    "Rahmatulah12__krakend-gw__config__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "ThabisoM7__TholaGateway__krakend.json": "`security/secure-headers` protects every endpoint and lambdagate does not implement it",
+    "Velmuruganmp1210__krakend_lua__krakend.json": "Input should be a valid integer, got bool True",
+    "Vido__krakend-kafka-poc__config__krakend__krakend.json": 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"',
+    "agentic-layer__agent-gateway-krakend__local__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "andre-fig__url-shortener-monorepo__krakend__krakend.json": "`validation/json-schema` protects this endpoint and lambdagate does not implement it",
+    "arwoosa__api-gateway__argocd__overlays__staging__cfg__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "aryuuu__flake-test__krakend__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'rss'",
+    "bero-semifir__Microservice-Nest__config__krakend.json": "placeholder {resp0_entreprise_id} is not in endpoint /formateurs/{id}",
+    "birddevelper__kerakend__config__krakend__krakend.json": "`auth/revoker` protects every endpoint and lambdagate does not implement it",
+    "blackexchange__krakend_multi__krakend.json": "'http*' can match any site, which allow_credentials would let read replies with its users'",
+    "boerenboodschap__gateway__config__krakend.json": "`auth/revoker` protects every endpoint and lambdagate does not implement it",
+    "caxqueiroz__krakend-bedrock-monitoring-tokens__examples__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "coiouhkc__short-and-sweet-krakend-with-jwt-validation-based-rate-limiting__config__krakend__krakend.json": "Input should be 'json', 'json-collection', 'string' or 'no-op', got 'negotiate'",
+    "commercexio__commercex-krakend__config__krakend.json": "at the service level KrakenD reads only shared_cache_duration, so alg, audience, issuer, r",
+    "daybreak124__xml-krakend__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'xml'",
+    "dew-org__k8s__gateway__krakend.json": "'customers.service.consul' is not a base URL: write it like \"http://service:8080\"",
+    "elbassel__krakend-play-ground__config__krakend.json": "`github.com/devopsfaith/krakend-ratelimit/juju/proxy` is read only in a backen",
+    "faozimipa__micro__api_gateway__krakend.json": "`auth/validator` is read only in an endpoint's extra_config",
+    "fraserc182__krakend-plugin__config__krakend__krakend.json": "Input should be 'json', 'json-collection', 'string' or 'no-op', got 'negotiate'",
+    "gbbgabriel__url-shortener-platform__gateway__krakend.json": "`security/rate-limit` protects this endpoint and lambdagate does not implement it",
+    "gojo-op__ecommerce-go-react-kafka-krakend__krakend__krakend.json": "`github_com/devopsfaith/krakend/transport/http/server/handler` (the old name of `p",
+    "herbertscruz__Krakend-experiments__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "ilramdhan__xyn-pos-v1__infra__krakend__krakend.json": "at the service level KrakenD reads only shared_cache_duration, so alg, cache, cache_durati",
+    "infratographer__krakend-auth-request__gw-config.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
+    "javiersantossanchez__platform-lab__deploy__krakend__krakend.json": '"no-op" needs the endpoint\'s "output_encoding": "no-op" too',
+    "merlinthedev848__msip__gateway__krakend.json": "`qos/ratelimit/router` is read only in an endpoint's extra_config",
+    "montassar1998__keycloak-compose__docker__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'form'",
+    "qbem-repos__krakend-poc__krakend-keycloak-poc__krakend.json": "`auth/authorization` protects this endpoint and lambdagate does not implement it",
+    "zascontab__krankend__config__krakend-new.json": "`security/jwt` protects every endpoint and lambdagate does not implement it",
+    "zascontab__krankend__config__krakend-simple-fix.json": "`modifier/lua` protects every endpoint and lambdagate does not implement it",
+}
+
+
+def _match(issue: ConfigIssue, rules: list[tuple[str, str, str]]) -> str | None:
+    return next(
+        (why for path, msg, why in rules if re.search(path, issue.path) and re.search(msg, issue.message)), None
+    )
+
+
+def classify(issues: list[ConfigIssue]) -> tuple[str, str]:
+    """("krakend-refuses" | "krakend-fails-closed" | "lambdagate-only", one-line reason)."""
+    for kind, rules in (("krakend-refuses", KRAKEND_REFUSES), ("krakend-fails-closed", KRAKEND_FAILS_CLOSED)):
+        reason = next((why for issue in issues if (why := _match(issue, rules))), None)
+        if reason is not None and (kind == "krakend-refuses" or all(_match(i, rules) for i in issues)):
+            return kind, reason
+    first = next((i for i in issues if not _match(i, KRAKEND_FAILS_CLOSED)), issues[0])
+    return "lambdagate-only", f"{first.path}: {first.message}"[:160]
+
+
+def test_refusals_are_classified_against_krakend(outcomes: list[Outcome]) -> None:
+    table = {o.path.relative_to(CORPUS).as_posix(): classify(o.issues) for o in outcomes if o.issues is not None}
+    print("\nrefused real-world configs:")
+    for name, (kind, reason) in sorted(table.items(), key=lambda item: (item[1][0], item[0])):
+        print(f"  {kind:22} {name}: {reason}")
+    assert all(reason for _, reason in table.values())
+    assert any(kind == "krakend-refuses" for kind, _ in table.values())
+    only = {name for name, (kind, _) in table.items() if kind == "lambdagate-only"}
+    assert only == set(LAMBDAGATE_ONLY), {
+        "newly refused by lambdagate only": sorted(only - set(LAMBDAGATE_ONLY)),
+        "now accepted, or refused by KrakenD too": sorted(set(LAMBDAGATE_ONLY) - only),
+    }

@@ -1,5 +1,5 @@
 """OpenTelemetry traces: the `telemetry/opentelemetry` namespace, spans and their parents, propagation headers,
-and export to a real OTLP/HTTP collector process."""
+and export to real OTLP/HTTP and OTLP/gRPC collector processes."""
 
 from __future__ import annotations
 
@@ -97,15 +97,28 @@ def test_good_values_are_parsed(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "exporter",
-    [{"name": "c", "host": "localhost"}, {**OTLP, "name": "d", "use_http": False}],
-    ids=["default-grpc", "explicit-grpc"],
-)
-def test_grpc_export_is_refused_with_what_to_write(tmp_path: Path, exporter: dict) -> None:
-    assert config_errors(tmp_path, {"exporters": {"otlp": [OTLP, exporter]}}) == [
-        f'{PATH}.exporters.otlp[1].use_http: gRPC export is not supported: write "use_http": true and the '
-        f'collector\'s OTLP/HTTP port ("port": 4318)'
+def test_grpc_export_is_the_default_as_in_krakend(tmp_path: Path) -> None:
+    loaded = load(
+        tmp_path,
+        {
+            "exporters": {
+                "otlp": [
+                    {"name": "a"},
+                    {"name": "b", "host": "https://otel.example.com", "use_http": False},
+                    {"name": "c", "host": "collector", "port": 0},
+                    {"name": "d", "host": "collector", "port": 4318, "use_http": True},
+                ]
+            }
+        },
+    )
+    options = tracing_options(loaded.service)
+    assert loaded.warnings == []
+    # KrakenD's defaults: host localhost, port 4317 (0 is "not given"); with use_http the OTLP/HTTP port.
+    assert options.trace_urls == [
+        "http://localhost:4317",
+        "https://otel.example.com:4317",
+        "http://collector:4317",
+        "http://collector:4318/v1/traces",
     ]
 
 
@@ -222,8 +235,10 @@ def test_without_opentelemetry_a_config_that_turns_tracing_on_is_refused(tmp_pat
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == (f"{PATH}: turns tracing on but OpenTelemetry is not installed: pip install 'lambdagate[otel]'")
-    assert len(lines) == 2 and "pip install 'lambdagate[otel]'" in lines[1]
+    assert lines[0] == (
+        f"{PATH}: turns tracing on but OpenTelemetry is not installed (a dependency of lambdagate): pip install lambdagate"
+    )
+    assert len(lines) == 2 and "a dependency of lambdagate): pip install lambdagate" in lines[1]
 
 
 # --- spans, with an in-memory exporter ----------------------------------------------------------------------
@@ -727,3 +742,53 @@ def test_spans_reach_a_real_otlp_collector(collector: str, tmp_path: Path) -> No
     attributes = invoke["attributes"]
     assert (attributes["faas.invoked_name"], attributes["aws.request_id"]) == ("users", "lambda-req-9")
     assert (down["status_code"], down["status_message"]) == ("ERROR", "down")
+
+
+@pytest.fixture(scope="module")
+def grpc_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """The OTLP/gRPC collector stub: (its HTTP URL for /spans, its gRPC port)."""
+    with serve_module("tests.support.otlp_grpc", "/spans", tmp_path_factory.mktemp("otlp-grpc")) as url:
+        with urllib.request.urlopen(f"{url}/grpc-port", timeout=5) as resp:
+            yield url, json.loads(resp.read())["port"]
+
+
+def test_spans_reach_a_real_grpc_collector_by_default(grpc_collector: tuple[str, int], tmp_path: Path) -> None:
+    url, port = grpc_collector
+    collected(url, "DELETE")
+    # No use_http: KrakenD's default, OTLP over gRPC, in plaintext for a host without a scheme.
+    exporters = [{"name": "grpc", "host": "127.0.0.1", "port": port}]
+    tracing = Tracing(
+        tracing_options(load(tmp_path, {"service_name": "gw-grpc", "exporters": {"otlp": exporters}}).service)
+    )
+    call = tracing.wrap_backend(recording([]), label="users", kind="http")
+
+    async def serve() -> None:
+        span = tracing.start_server_span("GET", "/users", "/users", [(b"traceparent", TRACEPARENT.encode())])
+        await call(request())
+        span.end(200)
+
+    asyncio.run(serve())
+    tracing.shutdown()
+    spans = {s["name"]: s for s in collected(url)}
+    assert set(spans) == {"GET /users", "backend users"}
+    assert {(s["transport"], s["trace_id"], s["service_name"]) for s in spans.values()} == {
+        ("grpc", TRACE_ID, "gw-grpc")
+    }
+    assert spans["backend users"]["parent_span_id"] == spans["GET /users"]["span_id"]
+    assert spans["GET /users"]["parent_span_id"] == PARENT_ID
+
+
+def test_shutdown_does_not_wait_long_for_a_dead_grpc_collector() -> None:
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tracing = Tracing(TracingOptions(exporters={"otlp": [{"name": "dead", "host": "127.0.0.1", "port": port}]}))
+
+    async def serve() -> None:
+        for _ in range(3):
+            tracing.start_server_span("GET", "/a", "/a", []).end(200)
+
+    asyncio.run(serve())
+    started = time.monotonic()
+    tracing.shutdown()
+    assert time.monotonic() - started < 3

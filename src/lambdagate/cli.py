@@ -195,12 +195,12 @@ def _checked_config(path: str, options: LoadOptions) -> LoadedConfig:
 
 
 def _telemetry_summary(service) -> str:
-    from lambdagate.telemetry.logs import NAMESPACE as LOGGING
+    from lambdagate.telemetry.logs import logging_options as read_logging_options
     from lambdagate.telemetry.metrics import metrics_options
     from lambdagate.telemetry.tracing import tracing_options
 
     parts = []
-    logging_options = service.namespaces.get(LOGGING)
+    logging_options = read_logging_options(service)
     if logging_options is not None:
         parts.append(
             f"logs {logging_options.level}{' JSON' if logging_options.format == 'logstash' else ''}"
@@ -302,8 +302,7 @@ def _prepare_workers(
 def _read_and_configure_logs(args: argparse.Namespace):
     """A first read of the config, for how to log (the embedded runtime logs the same way) and to fail before
     starting anything: (loaded config, log settings), or None when it is invalid (said on stderr)."""
-    from lambdagate.telemetry.logs import NAMESPACE as LOGGING
-    from lambdagate.telemetry.logs import LogSettings
+    from lambdagate.telemetry.logs import LogSettings, logging_options
     from lambdagate.telemetry.logs import configure as configure_logs
 
     configure_logs(LogSettings.resolve(None, log_format=args.log_format, level=args.log_level, debug=args.debug))
@@ -313,7 +312,7 @@ def _read_and_configure_logs(args: argparse.Namespace):
         _print_errors(args.config, exc)
         return None
     settings = LogSettings.resolve(
-        first.service.namespaces.get(LOGGING),
+        logging_options(first.service),
         log_format=args.log_format,
         level=args.log_level,
         debug=args.debug,

@@ -31,8 +31,9 @@ from lambdagate.redis_pools import REDIS_NAMESPACE
 from lambdagate.security.botdetector import BOT_DETECTOR_NAMESPACE
 from lambdagate.security.cors import CORS_NAMESPACE
 from lambdagate.security.httpsecure import HTTP_SECURITY_NAMESPACE
-from lambdagate.telemetry.logs import LOGGING_NAMESPACE
+from lambdagate.telemetry.logs import GELF_NAMESPACE, LOGGING_NAMESPACE, LOGSTASH_NAMESPACE
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
+from lambdagate.telemetry.opencensus import OPENCENSUS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
 NAMESPACES = (
@@ -40,8 +41,11 @@ NAMESPACES = (
     ENDPOINT_OPTIONS,
     LAMBDA_NAMESPACE,
     LOGGING_NAMESPACE,
+    LOGSTASH_NAMESPACE,
+    GELF_NAMESPACE,
     METRICS_NAMESPACE,
     TRACING_NAMESPACE,
+    OPENCENSUS_NAMESPACE,  # maps its exporters onto the metrics and tracing namespaces
     VALIDATOR_NAMESPACE,
     SIGNER_NAMESPACE,
     CLIENT_CREDENTIALS_NAMESPACE,

@@ -4,7 +4,7 @@ Routes:
   POST   /v1/traces   an ExportTraceServiceRequest (application/x-protobuf, optionally gzip): its spans are stored
   GET    /spans       the spans received, oldest first, as JSON objects: trace_id, span_id, parent_span_id (hex,
                       "" for a root), name, kind ("SERVER", "CLIENT", ...), attributes, status_code ("UNSET",
-                      "OK", "ERROR"), status_message, service_name
+                      "OK", "ERROR"), status_message, service_name, transport ("http"; "grpc" in otlp_grpc)
   DELETE /spans       forget them
 """
 
@@ -52,6 +52,12 @@ async def export(request: web.Request) -> web.Response:
         return web.Response(status=415, text="only application/x-protobuf is accepted")
     message = ExportTraceServiceRequest()
     message.ParseFromString(body)
+    record(message, "http")
+    return web.Response(body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf")
+
+
+def record(message: ExportTraceServiceRequest, transport: str) -> None:
+    """Store the spans of one export, each with the transport it came over ("http" or "grpc")."""
     for resource_spans in message.resource_spans:
         service = _attributes(resource_spans.resource.attributes).get("service.name", "")
         for scope_spans in resource_spans.scope_spans:
@@ -67,9 +73,9 @@ async def export(request: web.Request) -> web.Response:
                         "status_code": Status.StatusCode.Name(span.status.code).removeprefix("STATUS_CODE_"),
                         "status_message": span.status.message,
                         "service_name": service,
+                        "transport": transport,
                     }
                 )
-    return web.Response(body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf")
 
 
 async def list_spans(request: web.Request) -> web.Response:

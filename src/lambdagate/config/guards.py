@@ -42,6 +42,8 @@ GUARD_NAMES = frozenset(
 
 # Old names (as normalised by `normal`) → the current name. From KrakenD's 1.x → 2.0 migration table, plus
 # the spellings found in real configs. Non-guards are listed too, so a warning can say what to write instead.
+# This table is the one place old names live: a namespace registered under its current name (config/namespaces.py)
+# reads all of its old names with no alias of its own, and the loader's warning names the current one.
 OLD_NAMES: dict[str, str] = {
     "github.com/devopsfaith/krakend-jose/validator": "auth/validator",
     "github.com/devopsfaith/krakend-jose/signer": "auth/signer",
@@ -62,6 +64,7 @@ OLD_NAMES: dict[str, str] = {
     "github.com/devopsfaith/krakend-lua/proxy": "modifier/lua-proxy",
     "github.com/devopsfaith/krakend-lua/proxy/backend": "modifier/lua-backend",
     "github.com/devopsfaith/krakend/transport/http/server/handler": "plugin/http-server",
+    "github.com/devopsfaith/krakend/proxy/plugin": "plugin/req-resp-modifier",
     "github.com/devopsfaith/krakend/proxy/plugin/request": "plugin/req-resp-modifier",
     "github.com/devopsfaith/krakend/proxy/plugin/response": "plugin/req-resp-modifier",
     "plugin/request-modifier": "plugin/req-resp-modifier",
@@ -75,11 +78,13 @@ OLD_NAMES: dict[str, str] = {
     "github.com/devopsfaith/krakend-httpcache": "qos/http-cache",
     "github.com/devopsfaith/krakend-circuitbreaker/gobreaker": "qos/circuit-breaker",
     "github.com/devopsfaith/krakend-martian": "modifier/martian",
+    "github.com/devopsfaith/krakend-amqp/agent": "async/amqp",
     "github.com/devopsfaith/krakend-amqp/consume": "backend/amqp/consumer",
     "github.com/devopsfaith/krakend-amqp/produce": "backend/amqp/producer",
     "github.com/devopsfaith/krakend-pubsub/publisher": "backend/pubsub/publisher",
     "github.com/devopsfaith/krakend-pubsub/subscriber": "backend/pubsub/subscriber",
     "github.com/devopsfaith/krakend/transport/http/client/graphql": "backend/graphql",
+    "github.com/devopsfaith/krakend-lambda": "backend/lambda",
     "github.com/devopsfaith/krakend-gelf": "telemetry/gelf",
     "github.com/devopsfaith/krakend-gologging": "telemetry/logging",
     "github.com/devopsfaith/krakend-logstash": "telemetry/logstash",

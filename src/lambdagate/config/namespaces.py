@@ -2,8 +2,9 @@
 
 A namespace parses its raw value into a typed object once, at load time. A namespace marked as a backend
 type (e.g. `backend/lambda`) turns a backend into that type, which then needs no `host` or `url_pattern`.
-A namespace may read old names (`aliases`, e.g. KrakenD 1.x's `github.com/devopsfaith/krakend-jose/validator`):
-they are matched as config/guards.py normalises old names, and the loader warns with the current name.
+Every old name in config/guards.py's OLD_NAMES table (KrakenD 1.x's `github.com/devopsfaith/krakend-jose/validator`,
+`github_com/devopsfaith/krakend-cors`, ...) finds the namespace registered under its current name, and the loader
+warns with the current name; `aliases` adds names outside that table.
 """
 
 from __future__ import annotations
@@ -81,5 +82,5 @@ def lookup(key: str) -> Namespace | None:
         raise RuntimeError("no extra_config namespace is registered: call lambdagate.plugins.install() first")
     found = _REGISTRY.get(key)
     if found is None and guards.is_old_name(key):  # e.g. "github_com/devopsfaith/krakend-jose/validator"
-        found = _REGISTRY.get(guards.normal(key))
+        found = _REGISTRY.get(guards.normal(key)) or _REGISTRY.get(guards.canonical(key))
     return found

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictStr
 
+from lambdagate.config import guards
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext
 
@@ -42,7 +43,8 @@ class LoggingOptions(BaseModel):
     prefix: StrictStr = ""
     stdout: StrictBool = False  # True: stdout; otherwise stderr (KrakenD would print nothing without syslog)
     syslog: StrictBool = False
-    format: Literal["default", "logstash", "custom"] = "default"  # logstash → JSON lines
+    # "logstash" → JSON lines. KrakenD reads any other string as "default": so do we, with a warning.
+    format: StrictStr = "default"
 
 
 def _parse(value: Any, ctx: NamespaceContext) -> LoggingOptions:
@@ -51,19 +53,62 @@ def _parse(value: Any, ctx: NamespaceContext) -> LoggingOptions:
         value,
         ctx,
         '{"level": "INFO", "stdout": true}',
-        {
-            "level": f"must be one of {', '.join(LEVELS)}",
-            "format": 'must be "default", "logstash" (JSON lines) or "custom"',
-        },
+        {"level": f"must be one of {', '.join(LEVELS)}"},
     )
     if options.syslog:
         ctx.warnings.append(("syslog", 'syslog is not supported; logs go to stderr (or stdout with "stdout": true)'))
     if options.format == "custom":
         ctx.warnings.append(("format", "custom formats are not supported; the default text format is used"))
+    elif options.format not in ("default", "logstash"):
+        ctx.warnings.append(
+            (
+                "format",
+                f'{options.format!r} is no KrakenD format ("default", "logstash" or "custom"): the default text format '
+                'is used, as KrakenD does; write "logstash" for JSON lines',
+            )
+        )
+        options.format = "default"
     return options
 
 
 LOGGING_NAMESPACE = Namespace(NAMESPACE, "service", _parse)
+
+LOGSTASH = "telemetry/logstash"
+GELF = "telemetry/gelf"
+
+
+def _parse_logstash(value: Any, ctx: NamespaceContext) -> bool:
+    """KrakenD's `telemetry/logstash` (`{"enabled": true}`): its presence turns `telemetry/logging` into JSON lines
+    (see `logging_options`); without `telemetry/logging` KrakenD ignores it too."""
+    if not isinstance(value, dict):
+        ctx.warnings.append(("", 'not an object such as {"enabled": true}: ignored'))
+        return False
+    ctx.warnings.extend((key, "not supported, ignored") for key in value if key != "enabled")
+    if not any(guards.canonical(key) == NAMESPACE for key in ctx.service.extra_config):
+        ctx.warnings.append(
+            ("", f'ignored without "{NAMESPACE}", as in KrakenD: add "{NAMESPACE}": {{"level": "INFO"}}')
+        )
+        return False
+    return True
+
+
+def _parse_gelf(value: Any, ctx: NamespaceContext) -> None:
+    """KrakenD's `telemetry/gelf` (`{"address": "graylog:12201", "enable_tcp": false}`): not implemented."""
+    ctx.warnings.append(
+        ("", "GELF output is not supported, ignored: logs go to stderr (or stdout); ship them to Graylog from there")
+    )
+
+
+LOGSTASH_NAMESPACE = Namespace(LOGSTASH, "service", _parse_logstash)
+GELF_NAMESPACE = Namespace(GELF, "service", _parse_gelf)
+
+
+def logging_options(service: Any) -> LoggingOptions | None:
+    """The service's `telemetry/logging`, in the "logstash" format when `telemetry/logstash` is on (as in KrakenD)."""
+    options = service.namespaces.get(NAMESPACE)
+    if options is not None and service.namespaces.get(LOGSTASH) and options.format != "logstash":
+        options = options.model_copy(update={"format": "logstash"})
+    return options
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """OpenTelemetry traces (`telemetry/opentelemetry`): a SERVER span per request, a CLIENT span per backend call
-and per Lambda Invoke, exported over OTLP/HTTP.
+and per Lambda Invoke, exported over OTLP/gRPC (KrakenD's default) or OTLP/HTTP (`"use_http": true`).
 
 ```json
 "extra_config": {"telemetry/opentelemetry": {"trace_sample_rate": 0.25, "exporters": {"otlp": [
-    {"name": "local", "host": "otel-collector", "port": 4318, "use_http": true}]}}}
+    {"name": "local", "host": "otel-collector", "port": 4317}]}}}
 ```
 The KrakenD subset we read: service_name (default: the config's `name`, else "lambdagate"), service_version,
-deploy_env, trace_sample_rate, skip_paths and `otlp` exporters. gRPC export (KrakenD's default) is refused:
-only the OTLP/HTTP exporter is installed. `prometheus` exporters, `layers` and OTLP metrics are not supported
+deploy_env, trace_sample_rate, skip_paths and `otlp` exporters. As in KrakenD, an exporter's host defaults to
+"localhost", a host without a scheme or with "http://" is spoken to in plaintext and "https://" uses TLS; the
+port defaults to 4317 for gRPC (KrakenD's default for both) and to 4318, the OTLP/HTTP port, with "use_http".
+`prometheus` exporters, `layers` and OTLP metrics are not supported
 (metrics are served by `telemetry/metrics`). Trace context comes in as W3C traceparent/tracestate or, without a
 valid traceparent, as AWS X-Ray's X-Amzn-Trace-Id; it goes to each backend as traceparent, tracestate and
 X-Amzn-Trace-Id (see `ProxyRequest.trace_headers`). A request on a skip path has no span, and neither have its
@@ -38,10 +40,20 @@ from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
 NAMESPACE = "telemetry/opentelemetry"
 # KrakenD's defaults: a trailing "/" skips everything under it, "{name}" matches one path segment.
 DEFAULT_SKIP_PATHS = ["/__health", "/__debug/", "/__echo/", "/__stats/"]
-_EXAMPLE = '{"exporters": {"otlp": [{"name": "collector", "host": "localhost", "port": 4318, "use_http": true}]}}'
+_EXAMPLE = '{"exporters": {"otlp": [{"name": "collector", "host": "localhost", "port": 4317}]}}'
 _NOT_TRACED = "not supported, ignored: lambdagate reports one span per request, backend call and Lambda Invoke"
 _NO_METRICS = 'ignored: OpenTelemetry metrics are not exported, Prometheus metrics are served by "telemetry/metrics"'
-_NOT_INSTALLED = "turns tracing on but OpenTelemetry is not installed: pip install 'lambdagate[otel]'"
+# OpenTelemetry is a dependency of lambdagate: it is missing only from an install made without its dependencies.
+_NOT_INSTALLED = (
+    "turns tracing on but OpenTelemetry is not installed (a dependency of lambdagate): pip install lambdagate"
+)
+# The packages `Tracing` imports: the SDK and each exporter.
+_OTEL_MODULES = (
+    "opentelemetry.sdk",
+    "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry.exporter.otlp.proto.grpc",
+)
+GRPC_PORT, HTTP_PORT = 4317, 4318
 # Export bounds: a dead collector must not hold up a worker's shutdown (see `Tracing.shutdown`).
 EXPORT_TIMEOUT = 5.0  # seconds per export, retries included (the OTLP exporter's retries stop at this deadline)
 SHUTDOWN_TIMEOUT = 2.0  # seconds `Tracing.shutdown` waits for the last export
@@ -51,9 +63,12 @@ class OtlpExporter(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: StrictStr
-    host: StrictStr  # "collector", "http://collector" or "https://collector"; the port goes in `port`
-    port: StrictInt = Field(default=4318, ge=1, le=65535)
-    use_http: StrictBool = False  # KrakenD's default is gRPC, which is not supported here
+    host: StrictStr = (
+        "http://localhost"  # "collector", "http://collector" or "https://collector"; the port goes in `port`
+    )
+    # KrakenD reads 0 as "not given": 4317 there, whatever the protocol (see `endpoint_port`).
+    port: StrictInt = Field(default=0, ge=0, le=65535)
+    use_http: StrictBool = False  # KrakenD's default: OTLP over gRPC
     disable_traces: StrictBool = False
     disable_metrics: StrictBool = False  # accepted: metrics are never pushed over OTLP
 
@@ -72,8 +87,14 @@ class OtlpExporter(BaseModel):
         return f"{url.scheme}://{url.netloc}"
 
     @property
+    def endpoint_port(self) -> int:
+        return self.port or (HTTP_PORT if self.use_http else GRPC_PORT)
+
+    @property
     def traces_url(self) -> str:
-        return f"{self.host}:{self.port}/v1/traces"
+        """Where spans go: the OTLP/HTTP traces URL, or the gRPC target as "http(s)://host:port"."""
+        base = f"{self.host}:{self.endpoint_port}"
+        return f"{base}/v1/traces" if self.use_http else base
 
 
 class Exporters(BaseModel):
@@ -96,9 +117,13 @@ class TracingOptions(BaseModel):
     metric_reporting_period: Any = None
 
     @property
+    def trace_exporters(self) -> list[OtlpExporter]:
+        return [e for e in self.exporters.otlp if not e.disable_traces]
+
+    @property
     def trace_urls(self) -> list[str]:
-        """Where spans go: the OTLP/HTTP traces URL of each exporter that sends traces."""
-        return [e.traces_url for e in self.exporters.otlp if not e.disable_traces]
+        """Where spans go: see `OtlpExporter.traces_url`."""
+        return [e.traces_url for e in self.trace_exporters]
 
 
 def parse(value: Any, ctx: NamespaceContext) -> TracingOptions:
@@ -114,14 +139,6 @@ def parse(value: Any, ctx: NamespaceContext) -> TracingOptions:
     issues, seen = [], set()
     for i, exporter in enumerate(options.exporters.otlp):
         path = f"exporters.otlp[{i}]"
-        if not exporter.use_http:
-            issues.append(
-                (
-                    f"{path}.use_http",
-                    'gRPC export is not supported: write "use_http": true and the '
-                    'collector\'s OTLP/HTTP port ("port": 4318)',
-                )
-            )
         if exporter.name in seen:
             issues.append((f"{path}.name", f"duplicate exporter name {exporter.name!r}: give each one its own"))
         seen.add(exporter.name)
@@ -150,10 +167,7 @@ def _otel_installed() -> bool:
     """Whether the packages `Tracing` imports are installed, found without importing them (their parents are
     namespace packages: nothing runs)."""
     try:
-        return all(
-            importlib.util.find_spec(name) is not None
-            for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
-        )
+        return all(importlib.util.find_spec(name) is not None for name in _OTEL_MODULES)
     except (ImportError, ValueError):  # a parent package is missing
         return False
 
@@ -212,6 +226,19 @@ def _compile_skips(paths: list[str]) -> tuple[frozenset[str], tuple[str, ...], l
         elif p:
             exact.add(p)
     return frozenset(exact), tuple(prefixes), patterns
+
+
+def _span_exporter(exporter: OtlpExporter) -> Any:
+    """The OTLP span exporter for one `otlp` entry: gRPC unless `use_http` (imported here: only when tracing is on)."""
+    if exporter.use_http:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+
+        return HttpSpanExporter(endpoint=exporter.traces_url, timeout=EXPORT_TIMEOUT)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+
+    # The scheme says plaintext ("http://", the default as in KrakenD) or TLS with the system's roots ("https://").
+    secure = exporter.host.startswith("https://")
+    return GrpcSpanExporter(endpoint=exporter.traces_url, insecure=not secure, timeout=EXPORT_TIMEOUT)
 
 
 class ServerSpan:
@@ -312,12 +339,13 @@ class Tracing:
             from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-            if span_exporter is None:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            exporters = (
+                [span_exporter] if span_exporter is not None else [_span_exporter(e) for e in options.trace_exporters]
+            )
         except ImportError as exc:
             raise StartupError(
-                f'"{NAMESPACE}" turns tracing on but OpenTelemetry is not installed ({exc.name}): '
-                "pip install 'lambdagate[otel]'"
+                f'"{NAMESPACE}" turns tracing on but OpenTelemetry is not installed ({exc.name}, a dependency of '
+                "lambdagate): pip install lambdagate"
             ) from None
         from lambdagate import __version__
 
@@ -335,11 +363,6 @@ class Tracing:
         self._ratio = TraceIdRatioBased(options.trace_sample_rate)
         self._provider = TracerProvider(
             sampler=ParentBased(self._ratio), resource=Resource.create(attributes), id_generator=XRayIds()
-        )
-        exporters = (
-            [span_exporter]
-            if span_exporter is not None
-            else [OTLPSpanExporter(endpoint=url, timeout=EXPORT_TIMEOUT) for url in options.trace_urls]
         )
         for exporter in exporters:
             self._provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* env vars apply
