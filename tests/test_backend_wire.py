@@ -258,3 +258,20 @@ def test_a_backends_own_client_tls(start_gateway, https):
     own = {"extra_config": {"backend/http/client": {"client_tls": {"ca_certs": [pki["ca"]]}}}}
     gw = start_gateway({"version": 3, "endpoints": [endpoint("/s", url, "/echo", backend=own)]})
     assert echoed(call(gw, b"GET", b"/s"))["method"] == "GET"
+
+
+def test_pool_keys_reach_the_client(start_gateway, raw, upstream):
+    config = {
+        "version": 3,
+        "disable_keep_alives": True,
+        "response_header_timeout": "300ms",
+        "dialer_timeout": "1s",
+        "idle_connection_timeout": "5s",
+        "endpoints": [endpoint("/w", raw, "/echo"), endpoint("/slow", upstream, "/slow/3000")],
+    }
+    gw = start_gateway(config)
+    assert echoed(call(gw, b"GET", b"/w"))["h"]["connection"] == "close"
+    started = time.monotonic()
+    assert call(gw, b"GET", b"/slow").status == 500
+    assert time.monotonic() - started < 1.5  # the reply head did not come within response_header_timeout
+    assert "no reply head within 0.3s" in gw.log()
