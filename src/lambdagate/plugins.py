@@ -11,6 +11,7 @@ from lambdagate.auth.client_credentials import CLIENT_CREDENTIALS_NAMESPACE, wit
 from lambdagate.auth.config import VALIDATOR_NAMESPACE
 from lambdagate.auth.signer import SIGNER_NAMESPACE, signer_step
 from lambdagate.backends.circuit_breaker import CIRCUIT_BREAKER_NAMESPACE, with_circuit_breaker
+from lambdagate.backends.client_options import HTTP_CLIENT
 from lambdagate.backends.http import http_backend
 from lambdagate.backends.http_cache import HTTP_CACHE_NAMESPACE
 from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
@@ -59,6 +60,7 @@ NAMESPACES = (
     ROUTER_REDIS_NAMESPACE,
     SERVICE_REDIS_NAMESPACE,
     CIRCUIT_BREAKER_NAMESPACE,
+    HTTP_CLIENT,  # backend/http/client: read by the HTTP backend (backends/http.py)
     HTTP_CACHE_NAMESPACE,  # consulted inside the HTTP and Lambda backends (backends/http_cache.py), no wrapper
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.

@@ -20,10 +20,11 @@ import aiohttp
 from lambdagate import plugins
 from lambdagate.asgi import Receive, Scope, Send
 from lambdagate.backends import Resources
-from lambdagate.backends.http import USER_AGENT
+from lambdagate.backends.client_options import client_settings, new_http_session
+from lambdagate.backends.dns_sd import DirectoryResolver, SrvDirectory
 from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
 from lambdagate.config.guards import allow_list_from_env
-from lambdagate.config.model import BackendConfig
+from lambdagate.config.model import BackendConfig, ServiceConfig
 from lambdagate.errors import StartupError
 from lambdagate.front import Exchange, Handler
 from lambdagate.front.admission import Admission
@@ -37,19 +38,13 @@ from lambdagate.telemetry.tracing import tracing_options
 log = logging.getLogger("lambdagate")
 
 
-def new_http_session() -> aiohttp.ClientSession:
-    """The worker's one HTTP client session, shared by every backend."""
-    connector = aiohttp.TCPConnector(limit=1024, limit_per_host=512, ttl_dns_cache=60, keepalive_timeout=30)
-    # No cookie jar: a shared one would replay cookies one client's backend call received on every other
-    # client's calls. User-Agent is a default header, not a skipped auto-header: aiohttp rebuilds a header
-    # dict on every request that has skip_auto_headers.
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None),
-        auto_decompress=True,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": USER_AGENT},
-    )
+def _backend_client(service: ServiceConfig) -> tuple[aiohttp.ClientSession, SrvDirectory | None]:
+    """The worker's backend HTTP client, resolving SRV targets itself when a backend uses `sd: "dns"`."""
+    settings = client_settings(service)
+    if not any(b.sd == "dns" for e in service.endpoints for b in e.backend):
+        return new_http_session(settings), None
+    directory = SrvDirectory(service.dns_cache_ttl)
+    return new_http_session(settings, DirectoryResolver(directory)), directory
 
 
 class Gateway:
@@ -93,8 +88,9 @@ class Gateway:
         service = self.loaded.service
         tracing = self.observers.tracing
         metrics_opts = metrics_options(service)
+        session, directory = _backend_client(service)
         self.resources = Resources(
-            session=new_http_session(),
+            session=session,
             local_lambda_endpoint=self.local_lambda_endpoint,
             max_response_bytes=self.options.max_backend_response_bytes,
             # the request's header limits bound what a backend's reply may pass on too
@@ -105,6 +101,9 @@ class Gateway:
             backend_metrics=metrics_opts is not None and metrics_opts.backend_metrics,
             record_calls=self.observers.access_log is not None,
         )
+        if directory is not None:
+            self.resources.shared[SrvDirectory] = directory
+            self.resources.on_close(directory.close)
         pipelines = [
             await build_endpoint(service, endpoint, self.resources, self.backend_factory, plugins.RESPONSE_STEPS)
             for endpoint in service.endpoints

@@ -6,6 +6,7 @@ URL templates, host rotation and header lists are prepared once per backend; a r
 from __future__ import annotations
 
 import itertools
+import ssl
 from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
@@ -14,20 +15,21 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from lambdagate import __version__
 from lambdagate.auth.tokens import jwt_params
+from lambdagate.backends import dns_sd, redirects
+from lambdagate.backends.client_options import USER_AGENT
 from lambdagate.backends.decoders import DECODERS, XmlRefused
 from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.backends.http_cache import response_cache
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
+from lambdagate.config.backend_client import http_client_options, pool_settings, srv_name, tls_context
 from lambdagate.config.loader import sanitize_host
 from lambdagate.config.model import JWT_PLACEHOLDER_RE, URL_PLACEHOLDER_RE, BackendConfig
 from lambdagate.errors import BackendError
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.proxy import ProxyRequest, ProxyResponse
 
-USER_AGENT = f"lambdagate/{__version__}"
 # Characters a path segment may carry unencoded (RFC 3986 pchar without "/"): a placeholder value can
 # never add a path segment, so "../admin" or "a/b" stay inside their own segment.
 _SEGMENT_SAFE = "!$&'()*+,;=:@~"
@@ -81,13 +83,20 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def outgoing_headers(req: ProxyRequest) -> CIMultiDict:
-    """The allowed request headers, with the gateway's forwarding headers and request id (a client's never go
-    on: backends.forwarded), without Expect, plus the trace context when tracing is on."""
-    # A CIMultiDict, which aiohttp takes without converting; User-Agent is the session's default header
-    # (lambdagate/VERSION) unless the client's is forwarded.
-    allowed = req.headers
+def outgoing_headers(req: ProxyRequest, gzip: bool = True) -> CIMultiDict:
+    """What a backend receives, as in KrakenD: the allowed request headers; `User-Agent: lambdagate/VERSION`, or
+    the client's when it is forwarded (then `X-Forwarded-Via: lambdagate/VERSION`); the gateway's forwarding
+    headers (a client's never go on: backends.forwarded); `Accept-Encoding: gzip` (`gzip`: unless
+    disable_compression or a HEAD call, and not with Range, as Go's transport). Plus the request id, and the
+    trace context when tracing is on."""
+    allowed = req.headers  # a CIMultiDict, which aiohttp takes without converting
     headers = CIMultiDict(allowed if NOT_FORWARDED.isdisjoint(allowed) else without(allowed, NOT_FORWARDED))
+    if "user-agent" in allowed:
+        headers["x-forwarded-via"] = USER_AGENT
+    else:
+        headers["user-agent"] = USER_AGENT
+    if gzip and "range" not in allowed:
+        headers["accept-encoding"] = "gzip"
     headers["x-forwarded-for"] = req.client_ip
     if req.host:
         headers["x-forwarded-host"] = req.host
@@ -97,9 +106,12 @@ def outgoing_headers(req: ProxyRequest) -> CIMultiDict:
     return headers
 
 
-def url_builder(cfg: BackendConfig, hosts: list[str]) -> Callable[[ProxyRequest], URL]:
-    """The URL of each call: the next host (round robin), the url_pattern filled in, the allowed query."""
-    next_host = itertools.cycle(hosts).__next__ if len(hosts) > 1 else (lambda h=hosts[0]: h)
+def url_builder(
+    cfg: BackendConfig, hosts: list[str], pick: Callable[[], str] | None = None
+) -> Callable[[ProxyRequest], URL]:
+    """The URL of each call: the next host (round robin, or `pick`'s), the url_pattern filled in, the allowed
+    query."""
+    next_host = pick or (itertools.cycle(hosts).__next__ if len(hosts) > 1 else (lambda h=hosts[0]: h))
     path, _, fixed_query = cfg.url_pattern.partition("?")
     render_path = compile_url_pattern(path)
     # Placeholders in the query part too ("/users?id={id}"), encoded so a value cannot add "&k=v" pairs.
@@ -108,7 +120,7 @@ def url_builder(cfg: BackendConfig, hosts: list[str]) -> Callable[[ProxyRequest]
     # Without placeholders, a request without a query string always goes to the same URL: parse it once per host.
     static_urls = (
         {}
-        if URL_PLACEHOLDER_RE.search(cfg.url_pattern)
+        if pick is not None or URL_PLACEHOLDER_RE.search(cfg.url_pattern)
         else {h: URL(h + path + (f"?{fixed_query}" if fixed_query else ""), encoded=True) for h in hosts}
     )
 
@@ -181,37 +193,68 @@ def _markup_decoder(cfg: BackendConfig) -> DecodeReply:
     return decode
 
 
+async def _hosts(cfg: BackendConfig, ctx: BuildContext) -> tuple[list[str], Callable[[], str] | None]:
+    """The backend's base URLs, and for `sd: "dns"` the picker of the SRV record's current ones."""
+    if cfg.sd == "dns":
+        name = srv_name(cfg.host[0])
+        shared = ctx.resources.shared
+        directory = shared.get(dns_sd.SrvDirectory)
+        if directory is None:  # a worker built without a service (tests): addresses from the system resolver
+            directory = shared[dns_sd.SrvDirectory] = dns_sd.SrvDirectory(ctx.service.dns_cache_ttl)
+            ctx.resources.on_close(directory.close)
+        service = await directory.service(name, cfg.sd_scheme)
+        return [f"{cfg.sd_scheme}://{name}"], service.next_host
+    return [h if cfg.disable_host_sanitize else sanitize_host(h) for h in (cfg.host or ctx.service.host)], None
+
+
+def call_policy(cfg: BackendConfig, ctx: BuildContext) -> redirects.CallPolicy:
+    """Redirects and TLS of this backend's calls (`backend/http/client`), the service's response_header_timeout."""
+    options = http_client_options(cfg)
+    context: ssl.SSLContext | bool = True if options.client_tls is None else tls_context(options.client_tls)
+    return redirects.CallPolicy(
+        follow_redirects=not options.no_redirect,
+        send_body_on_redirect=options.send_body_on_redirect,
+        ssl=context,
+        header_timeout=pool_settings(ctx.service).response_header_timeout,
+    )
+
+
 async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     resources = ctx.resources
     session, limit = resources.session, resources.max_response_bytes
-    hosts = [h if cfg.disable_host_sanitize else sanitize_host(h) for h in (cfg.host or ctx.service.host)]
-    url_for = url_builder(cfg, hosts)
+    hosts, pick = await _hosts(cfg, ctx)
+    url_for = url_builder(cfg, hosts, pick)
     method = cfg.method or ctx.endpoint.method
     send_body = method not in ("GET", "HEAD")
     passthrough = cfg.encoding == "no-op"
     # aiohttp has already decoded a compressed reply: passing its Content-Encoding on would lie to the client.
     drop = NOT_PASSED | {"content-encoding"} if session.auto_decompress else NOT_PASSED
     decode = reply_decoder(cfg, drop, HeaderLimits(resources.max_reply_headers, resources.max_reply_header_bytes))
+    policy = call_policy(cfg, ctx)
+    gzip = method != "HEAD" and not pool_settings(ctx.service).disable_compression
+
+    async def read(resp: aiohttp.ClientResponse) -> bytes:
+        return await read_bounded(resp, limit)
 
     cache = response_cache(cfg, ctx, method)  # qos/http-cache: None unless configured (GET only)
 
     async def call(req: ProxyRequest) -> ProxyResponse:
-        url, headers = url_for(req), outgoing_headers(req)
+        url, headers = url_for(req), outgoing_headers(req, gzip)
         if cache is not None:
             key = str(url)
             hit = await cache.lookup(key, headers)
             if hit is not None:  # decoded anew: the pipeline may change the data it gets
                 return decode(hit.status, hit.headers, hit.body)
         try:
-            async with session.request(method, url, headers=headers, data=req.body if send_body else None) as resp:
-                body = await read_bounded(resp, limit)
+            body = req.body if send_body else None
+            status, reply_headers, data = await redirects.call(session, method, url, headers, body, policy, read)
         except aiohttp.ClientError as exc:
             raise BackendError(
                 "the backend is unavailable", status=502 if passthrough else 500, cause=f"{type(exc).__name__}: {exc}"
             ) from None
         if cache is not None:
-            await cache.store(key, headers, resp.status, resp.headers, body)
-        return decode(resp.status, resp.headers, body)
+            await cache.store(key, headers, status, reply_headers, data)
+        return decode(status, reply_headers, data)
 
     # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).
     return BuiltBackend(call, f"{method} {_without_userinfo(hosts[0])}{cfg.url_pattern.partition('?')[0]}")

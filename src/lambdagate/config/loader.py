@@ -17,7 +17,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lambdagate.config import flexible, guards, namespaces
+from lambdagate.config import backend_client, flexible, guards, namespaces
 from lambdagate.config.encodings import check_service_encoding, resolve_encodings
 from lambdagate.config.model import (
     JWT_PLACEHOLDER_RE,
@@ -274,6 +274,9 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     check_service_encoding(service, warnings)
     if service.timeout <= 0:
         errors.append(ConfigIssue("timeout", 'must be more than 0, e.g. "2s"'))
+    client_errors, client_warnings = backend_client.check_service_client(service)
+    errors.extend(ConfigIssue(p, m) for p, m in client_errors)
+    warnings.extend(ConfigIssue(p, m) for p, m in client_warnings)
     for k, host in enumerate(service.host):  # the default hosts of backends that name none
         if not is_base_url(sanitize_host(host)):
             errors.append(ConfigIssue(f"host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"'))
@@ -351,6 +354,9 @@ def _check_endpoint(
                 ConfigIssue(f"{bpath}.encoding", '"no-op" needs the endpoint\'s "output_encoding": "no-op" too')
             )
         if not is_typed_backend(backend):
+            sd_errors, sd_warnings = backend_client.check_sd(backend)
+            errors.extend(ConfigIssue(f"{bpath}.{p}", m) for p, m in sd_errors)
+            warnings.extend(ConfigIssue(f"{bpath}.{p}", m) for p, m in sd_warnings)
             _check_http_backend(service, endpoint, backend, bpath, errors, warnings)
 
 
@@ -408,7 +414,7 @@ def _check_http_backend(
         errors.append(
             ConfigIssue(f"{path}.host", 'no host: add "host": ["http://service:8080"] to the backend or the service')
         )
-    for k, host in enumerate(backend.host):
+    for k, host in enumerate(() if backend.sd == "dns" else backend.host):  # SRV names: checked by check_sd
         if not is_base_url(host if backend.disable_host_sanitize else sanitize_host(host)):
             errors.append(
                 ConfigIssue(f"{path}.host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"')

@@ -61,6 +61,8 @@ class BackendConfig(_Model):
     group: str | None = None
     target: str | None = None
     disable_host_sanitize: bool = False
+    sd: str = "static"  # "dns": `host` holds a DNS SRV name (config/backend_client.py)
+    sd_scheme: str = "http"
     extra_config: dict[str, Any] = Field(default_factory=dict)
     # Parsed extra_config namespaces (canonical name → the namespace's own typed object).
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -101,6 +103,20 @@ class ServiceConfig(_Model):
     timeout: Duration = 2.0
     cache_ttl: Duration | None = None
     output_encoding: str = "json"
+    # The backend HTTP client's pool and TLS (config/backend_client.py reads them).
+    max_idle_connections: int = 0
+    max_idle_connections_per_host: int = 0
+    idle_connection_timeout: Duration = 0.0
+    response_header_timeout: Duration = 0.0
+    expect_continue_timeout: Duration = 0.0  # accepted: the gateway never sends Expect: 100-continue
+    dialer_timeout: Duration = 0.0
+    dialer_fallback_delay: Duration = 0.0
+    dialer_keep_alive: Duration | None = None
+    disable_keep_alives: bool = False
+    disable_compression: bool = False
+    dns_cache_ttl: Duration = 0.0
+    allow_insecure_connections: bool = False
+    client_tls: dict[str, Any] | None = None
     extra_config: dict[str, Any] = Field(default_factory=dict)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
