@@ -188,6 +188,7 @@ KRAKEND_FAILS_CLOSED: list[tuple[str, str, str]] = [
 # The configs only lambdagate refuses today (file → one-line reason), kept exact so that a change shows: remove
 # a line when the config starts, add one (with its reason) when lambdagate starts refusing a config.
 LAMBDAGATE_ONLY: dict[str, str] = {
+    "initialstacker__laravel-ddd__docker__krakend__krakend.json": "client_tls: cannot be applied: [Errno 2] No such file",
     "AbolfazlRahmani1997__smsgateway__krakend__krakend.json": "`qos/ratelimit/proxy` is read only in a backend's extra_config",
     "Ahmadkashif__systemDesign-notifications__krakend.json": 'no host: add "host": ["http://service:8080"] to the backend or the service',
     "AleksandraKrasteva__skipass__Krakend__config_dev__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'negotiate'",
@@ -218,7 +219,6 @@ LAMBDAGATE_ONLY: dict[str, str] = {
     "caxqueiroz__krakend-bedrock-monitoring-tokens__examples__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "commercexio__commercex-krakend__config__krakend.json": "at the service level KrakenD reads only shared_cache_duration, so alg, audience, issuer, r",
     "daybreak124__xml-krakend__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'xml'",
-    "dew-org__k8s__gateway__krakend.json": "'customers.service.consul' is not a base URL: write it like \"http://service:8080\"",
     "elbassel__krakend-play-ground__config__krakend.json": "`github.com/devopsfaith/krakend-ratelimit/juju/proxy` is read only in a backen",
     "faozimipa__micro__api_gateway__krakend.json": "`auth/validator` is read only in an endpoint's extra_config",
     "fraserc182__krakend-plugin__config__krakend__krakend.json": "Input should be 'json', 'json-collection', 'string' or 'no-op', got 'negotiate'",

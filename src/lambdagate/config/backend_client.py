@@ -220,7 +220,9 @@ def check_sd(backend: BackendConfig) -> tuple[list[tuple[str, str]], list[tuple[
     if not backend.host:
         errors.append(("host", 'sd "dns" needs the SRV name in "host", e.g. ["api.service.consul"]'))
     elif not _DNS_NAME.fullmatch(srv_name(backend.host[0])):
-        errors.append(("host[0]", f"{backend.host[0]!r} is not a DNS name"))
+        # KrakenD starts, and every call fails: a backend that cannot work is not a guard, so it is warned about.
+        message = f"{backend.host[0]!r} is not a DNS SRV name: every call fails (as in KrakenD); write one such as"
+        warnings.append(("host[0]", message + ' "api.service.consul"'))
     if len(backend.host) > 1:
         warnings.append(("host", "only the first SRV name is resolved (as KrakenD)"))
     return errors, warnings
