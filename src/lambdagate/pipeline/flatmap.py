@@ -12,7 +12,8 @@ that tree gives a client:
 - `append` adds the source array's values (a `*` source collects one value per member) to the target array, then
   deletes the source; nothing happens unless both are arrays.
 
-The data is changed in place: it is the request's own (decoded for this call, or merged for this request).
+The reply's objects are not changed: the members an operation can reach (those its paths start with) are copied
+first, the rest is shared.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ def build_flatmap(operations: Sequence[FlatmapOperation]) -> Flatmap | None:
     steps = [(op.type, [tuple(arg.split(".")) for arg in op.args]) for op in operations]
     if not steps:
         return None
+    heads = {path[0] for _, paths in steps for path in paths}
+    reached = None if WILDCARD in heads else heads  # None: every member
 
     def flatmap(data: dict[str, Any]) -> dict[str, Any]:
+        data = _own_copy(data, reached)
         run = _Run()
         for kind, paths in steps:
             if kind == "del":
@@ -47,6 +51,25 @@ def build_flatmap(operations: Sequence[FlatmapOperation]) -> Flatmap | None:
         return data
 
     return flatmap
+
+
+def _own_copy(data: dict[str, Any], members: set[str] | None) -> dict[str, Any]:
+    """`data` with its own containers wherever the operations can change something (`members`, None for all)."""
+    if members is None:
+        return _copy(data)
+    out = dict(data)
+    for key in members:
+        if key in out:
+            out[key] = _copy(out[key])
+    return out
+
+
+def _copy(node: Any) -> Any:
+    if type(node) is dict:
+        return {k: _copy(v) for k, v in node.items()}
+    if type(node) is list:
+        return [_copy(x) for x in node]
+    return node
 
 
 class _Run:

@@ -58,8 +58,6 @@ async def call_in_sequence(
     slots: Sequence[BackendSlot], req: ProxyRequest, refs: Sequence[tuple[Ref, ...]]
 ) -> MergedResponse:
     params = dict(req.params)  # filled step by step; the client's own params stay as they were
-    step_req = copy.copy(req)
-    step_req.params = params
     replies: list[ProxyResponse | None] = [None] * len(slots)
     merged: dict[str, Any] = {}
     complete, failed = True, 0
@@ -68,6 +66,8 @@ async def call_in_sequence(
             value = _value(replies[ref.index], ref.path)
             if value is not None:
                 params[ref.param] = value
+        step_req = copy.copy(req)
+        step_req.params = dict(params) if i < len(slots) - 1 else params  # each call keeps what it was given
         outcome = await call_one(slot, step_req)
         if outcome.error is not None:
             if i == 0:
