@@ -59,6 +59,7 @@ def proxy_config(upstream: str) -> dict:
                 ],
             },
             {"endpoint": "/code", "backend": [backend(upstream, "/status/418", **http_ns(return_error_code=True))]},
+            {"endpoint": "/code-204", "backend": [backend(upstream, "/status/204", **http_ns(return_error_code=True))]},
             {"endpoint": "/plain-404", "backend": [backend(upstream, "/status/404")]},
             {"endpoint": "/accepted", "backend": [backend(upstream, "/status/202")]},
             {
@@ -126,6 +127,7 @@ def test_return_error_details_merge_with_the_other_backends_unformatted(gw: Gate
 
 def test_return_error_code_passes_the_status_and_the_default_is_500(gw: Gateway) -> None:
     assert get(gw, "/code")[0] == 418
+    assert get(gw, "/code-204")[0::2] == (204, b"")  # a status that carries no body goes without one
     assert get(gw, "/plain-404")[0] == 500
     assert get(gw, "/accepted")[0] == 500  # KrakenD takes only 200 and 201 from a backend
 
