@@ -2,7 +2,8 @@
 
 - the upstream: nginx serving fixed JSON at /, /a, /b, /c and Lambda's Invoke path (the fast stub);
 - the C reference: nginx as a keep-alive reverse proxy to that upstream;
-- the gateway's krakend.json: /proxy (one HTTP backend), /merge (three, allow/mapping/group), /lambda, and /jwt
+- the gateway's krakend.json: /proxy (one HTTP backend), /merge (three, allow/mapping/group), /sequential (two
+  chained calls), /flatmap (flatmap_filter on a backend and the merge), /lambda, and /jwt
   (/proxy behind `auth/validator`: RS256, the key set from a local file, one token for the whole run), /breaker
   (/proxy behind a `qos/circuit-breaker` that stays closed), /cached (`qos/http-cache` over the upstream's /cached,
   which says `Cache-Control: max-age=3600`: after the first call every request is a hit).
@@ -178,6 +179,34 @@ def gateway_conf(
                     {"url_pattern": "/b", "mapping": {"message": "greeting"}, "deny": ["score"]},
                     {"url_pattern": "/c", "allow": ["items", "total"], "mapping": {"total": "count"}, "group": "list"},
                 ],
+            },
+            # the sequential proxy: the second call's URL takes a field of the first reply
+            {
+                "endpoint": "/sequential",
+                "backend": [
+                    {"url_pattern": "/a", "allow": ["id", "name"]},
+                    {"url_pattern": "/b?user={resp0_id}", "allow": ["message"]},
+                ],
+                "extra_config": {"proxy": {"sequential": True}},
+            },
+            # flatmap_filter on a backend and on the endpoint's merge
+            {
+                "endpoint": "/flatmap",
+                "backend": [
+                    {
+                        "url_pattern": "/a",
+                        "extra_config": {"proxy": {"flatmap_filter": [{"type": "del", "args": ["internal", "email"]}]}},
+                    },
+                    {"url_pattern": "/c"},
+                ],
+                "extra_config": {
+                    "proxy": {
+                        "flatmap_filter": [
+                            {"type": "move", "args": ["items", "list"]},
+                            {"type": "del", "args": ["page"]},
+                        ]
+                    }
+                },
             },
             {
                 "endpoint": "/lambda",

@@ -43,6 +43,8 @@ ORDER = [
     "gateway_http_metrics",
     "gateway_http_observed",
     "gateway_merge",
+    "gateway_sequential",
+    "gateway_flatmap",
     "gateway_lambda",
     "aiobotocore_lambda",
     "gateway_http_2workers",

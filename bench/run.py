@@ -56,6 +56,8 @@ SCENARIOS = {
     "gateway_circuit_breaker": ("gateway", "/breaker"),  # /proxy behind qos/circuit-breaker (always closed)
     "gateway_http_cache_hit": ("gateway", "/cached"),  # qos/http-cache: every request after the first is a hit
     "gateway_merge": ("gateway", "/merge"),
+    "gateway_sequential": ("gateway", "/sequential"),  # two backends, the second's URL from the first's reply
+    "gateway_flatmap": ("gateway", "/flatmap"),  # two backends, flatmap_filter on one and on the merge
     "gateway_lambda": ("gateway", "/lambda"),
     "aiobotocore_lambda": ("aiobotocore", "/"),
     "gateway_http_2workers": ("gateway_2w", "/proxy"),
@@ -291,6 +293,10 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
                 "lang": "en",
                 "list": {"items": [1, 2, 3], "count": 3},
             }
+        elif path == "/sequential":
+            expected = {"id": 1, "name": "Ana", "message": "Hello"}
+        elif path == "/flatmap":
+            expected = {"id": 1, "name": "Ana", "list": [1, 2, 3], "total": 3}
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
         elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker", "/cached"):
@@ -375,6 +381,8 @@ def compare(args: argparse.Namespace) -> dict:
             "gateway_ratelimit",
             "gateway_ratelimit_redis",
             "gateway_merge",
+            "gateway_sequential",
+            "gateway_flatmap",
             "gateway_lambda",
             "gateway_circuit_breaker",
             "gateway_http_cache_hit",
@@ -496,6 +504,8 @@ def ratios(s: dict) -> dict:
         "gateway_ratelimit_redis_vs_http": r("gateway_ratelimit_redis", "gateway_http"),
         "gateway_circuit_breaker_vs_http": r("gateway_circuit_breaker", "gateway_http"),
         "gateway_http_cache_hit_vs_http": r("gateway_http_cache_hit", "gateway_http"),
+        "gateway_sequential_vs_merge": r("gateway_sequential", "gateway_merge"),
+        "gateway_flatmap_vs_merge": r("gateway_flatmap", "gateway_merge"),
     }
 
 

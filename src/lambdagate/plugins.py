@@ -14,12 +14,15 @@ from lambdagate.backends.circuit_breaker import CIRCUIT_BREAKER_NAMESPACE, with_
 from lambdagate.backends.client_options import HTTP_CLIENT
 from lambdagate.backends.http import http_backend
 from lambdagate.backends.http_cache import HTTP_CACHE_NAMESPACE
+from lambdagate.backends.http_status import HTTP_BACKEND_NAMESPACE
 from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
 from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
+from lambdagate.config.proxy_options import PROXY_OPTIONS
 from lambdagate.config.server_options import SERVER_OPTIONS
 from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
+from lambdagate.pipeline.proxy_steps import flatmap_step, static_step
 from lambdagate.ratelimit.config import (
     PROXY_NAMESPACE,
     ROUTER_NAMESPACE,
@@ -62,6 +65,8 @@ NAMESPACES = (
     CIRCUIT_BREAKER_NAMESPACE,
     HTTP_CLIENT,  # backend/http/client: read by the HTTP backend (backends/http.py)
     HTTP_CACHE_NAMESPACE,  # consulted inside the HTTP and Lambda backends (backends/http_cache.py), no wrapper
+    PROXY_OPTIONS,  # read where the endpoint's pipeline is built (pipeline/__init__.py, proxy_steps.py)
+    HTTP_BACKEND_NAMESPACE,  # read by the HTTP backend's status rule (backends/http_status.py)
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
@@ -74,7 +79,8 @@ BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
     PROXY_NAMESPACE.name: with_backend_rate_limit,
 }
 # Steps between an endpoint's merge and its rendering, in the order they run; each applies when configured.
-RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (signer_step,)
+# As in KrakenD: the endpoint's flatmap, then static data, then (a router-level step there) the signer.
+RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (flatmap_step, static_step, signer_step)
 
 
 def install() -> None:

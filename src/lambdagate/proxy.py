@@ -66,6 +66,17 @@ class ProxyResponse:
         return cls(None, complete, status, headers, body)
 
     @classmethod
+    def error_details(cls, key: str, details: dict[str, Any], status: int) -> ProxyResponse:
+        """A failed HTTP call's details as its data (backend/http `return_error_details`): incomplete, and with the
+        backend's status, which keeps the backend's formatting off it (see `is_error_details`)."""
+        return cls({key: details}, False, status)
+
+    @property
+    def is_error_details(self) -> bool:
+        """Data with a failed call's status: only `error_details` makes these (other data answers 200)."""
+        return self.body is None and self.status not in (200, 201)
+
+    @classmethod
     def merged(cls, data: dict[str, Any], *, complete: bool) -> ProxyResponse:
         """Several backends' data merged: complete when each of them was."""
         return cls(data, complete)

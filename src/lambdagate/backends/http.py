@@ -21,6 +21,7 @@ from lambdagate.backends.client_options import USER_AGENT
 from lambdagate.backends.decoders import DECODERS, XmlRefused
 from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.backends.http_cache import response_cache
+from lambdagate.backends.http_status import SUCCESS, on_failure
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
 from lambdagate.config.backend_client import http_client_options, pool_settings, srv_name, tls_context
@@ -158,10 +159,11 @@ def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits
     if cfg.encoding in DECODERS:
         return _markup_decoder(cfg)
     as_text = cfg.encoding == "string"
+    failed = on_failure(cfg)  # backends/http_status.py: KrakenD's status rule and backend/http
 
     def decode(status: int, headers: CIMultiDictProxy, body: bytes) -> ProxyResponse:
-        if status >= 400:
-            raise BackendError("the backend failed", cause=f"invalid status code {status}")
+        if status not in SUCCESS:
+            return failed(status, headers, body)
         if as_text:
             return ProxyResponse.decoded({"content": body.decode("utf-8", "replace")})
         if is_blank(body):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from lambdagate.config.encodings import check_service_encoding, resolve_encoding
 from lambdagate.config.model import (
     JWT_PLACEHOLDER_RE,
     PLACEHOLDER_RE,
+    SEQUENTIAL_PLACEHOLDER_RE,
     BackendConfig,
     EndpointConfig,
     ServiceConfig,
@@ -33,6 +35,10 @@ from lambdagate.errors import ConfigError, ConfigIssue
 M = TypeVar("M", bound=BaseModel)
 # The namespace whose validated token fills `{JWT.claim}` placeholders (lambdagate.auth registers it).
 CLAIMS_NAMESPACE = "auth/validator"
+# The namespace of the sequential proxy and shadow backends (config/proxy_options.py registers it).
+PROXY_NAMESPACE = "proxy"
+# A url_pattern placeholder naming an earlier backend's reply ("resp0_id"), which no endpoint placeholder needs to be.
+SEQUENTIAL_PARAM_RE = re.compile(r"resp\d+_")
 
 
 @dataclass
@@ -329,8 +335,6 @@ def _check_endpoint(
             errors.append(ConfigIssue(f"{path}.{name}", "must not be negative"))
     if endpoint.timeout == 0:
         errors.append(ConfigIssue(f"{path}.timeout", 'must be more than 0, e.g. "2s"'))
-    if endpoint.concurrent_calls > 1:
-        warnings.append(ConfigIssue(f"{path}.concurrent_calls", "accepted; each backend is called once per request"))
     encoding = resolve_encodings(service, endpoint, path, warnings)
     if encoding == "no-op" and len(endpoint.backend) > 1:
         errors.append(
@@ -349,15 +353,47 @@ def _check_endpoint(
         _parse_namespaces(backend, "backend", bctx, errors, warnings)
         if encoding == "no-op":
             backend.encoding = "no-op"
-        elif backend.encoding == "no-op":
-            errors.append(
-                ConfigIssue(f"{bpath}.encoding", '"no-op" needs the endpoint\'s "output_encoding": "no-op" too')
-            )
+        # A "no-op" backend under another encoding is KrakenD's too: called, its data is {} (its body is only
+        # read by a sequential endpoint's "resp<N>").
         if not is_typed_backend(backend):
             sd_errors, sd_warnings = backend_client.check_sd(backend)
             errors.extend(ConfigIssue(f"{bpath}.{p}", m) for p, m in sd_errors)
             warnings.extend(ConfigIssue(f"{bpath}.{p}", m) for p, m in sd_warnings)
             _check_http_backend(service, endpoint, backend, bpath, errors, warnings)
+            _check_sequential(endpoint, j, backend, bpath, warnings)
+    if all(_is_shadow(b) for b in endpoint.backend):
+        errors.append(ConfigIssue(f"{path}.backend", 'every backend is a "shadow": one must answer the client'))
+
+
+def _namespace_flag(owner: EndpointConfig | BackendConfig, name: str) -> bool:
+    """A flag of the parsed `proxy` namespace (config/proxy_options.py, which imports this module)."""
+    return bool(getattr(owner.namespaces.get(PROXY_NAMESPACE), name, False))
+
+
+def _is_shadow(backend: BackendConfig) -> bool:
+    return _namespace_flag(backend, "shadow")
+
+
+def _check_sequential(endpoint: EndpointConfig, index: int, backend: BackendConfig, path: str, warnings: list) -> None:
+    """`{respN_x}` placeholders are KrakenD's (it starts with any of them); those never filled are warned about."""
+    refs = SEQUENTIAL_PLACEHOLDER_RE.findall(backend.url_pattern)
+    if not refs:
+        return
+    if not _namespace_flag(endpoint, "sequential"):
+        warnings.append(
+            ConfigIssue(
+                f"{path}.url_pattern",
+                'a {respN_...} placeholder is filled only with "proxy": {"sequential": true}: it is sent empty',
+            )
+        )
+        return
+    # Indexes count the backends that answer (shadows are not in the chain), as Lura's.
+    position = sum(1 for b in endpoint.backend[:index] if not _is_shadow(b))
+    for n, key in refs:
+        if int(n) >= position:
+            warnings.append(
+                ConfigIssue(f"{path}.url_pattern", f"{{resp{n}_{key}}} names no earlier backend: it is sent empty")
+            )
 
 
 def _strip_slash(path: str) -> str:
@@ -396,7 +432,7 @@ def _check_http_backend(
     backend.url_pattern = _clean_path(backend.url_pattern, f"{path}.url_pattern", warnings)
     placeholders = set(endpoint.placeholders)
     for name in PLACEHOLDER_RE.findall(backend.url_pattern):
-        if name not in placeholders:
+        if name not in placeholders and not SEQUENTIAL_PARAM_RE.match(name):
             errors.append(
                 ConfigIssue(f"{path}.url_pattern", f"placeholder {{{name}}} is not in endpoint {endpoint.endpoint}")
             )

@@ -18,8 +18,10 @@ BACKEND_ENCODINGS = ("json", "safejson", "xml", "rss", "string", "no-op")
 PLACEHOLDER_RE = re.compile(r"\{([a-zA-Z0-9_\-]+)\}")
 # A validated token's claim in a backend's url_pattern ("/users/{JWT.sub}"), with the characters KrakenD allows.
 JWT_PLACEHOLDER_RE = re.compile(r"\{JWT\.([\w\-.:/]+)\}")
-# Every placeholder a url_pattern may hold: an endpoint placeholder's name, or "JWT." and a claim.
-URL_PLACEHOLDER_RE = re.compile(r"\{([a-zA-Z0-9_\-]+|JWT\.[\w\-.:/]+)\}")
+# A field of an earlier backend's reply in a sequential endpoint's url_pattern: "{resp0_id}", "{resp1_user.hash}".
+SEQUENTIAL_PLACEHOLDER_RE = re.compile(r"\{resp(\d+)_([\w\-.]+)\}")
+# Every placeholder a url_pattern may hold: an endpoint placeholder's name, "JWT." and a claim, or a reply's field.
+URL_PLACEHOLDER_RE = re.compile(r"\{([a-zA-Z0-9_\-]+|JWT\.[\w\-.:/]+|resp\d+_[\w\-.]+)\}")
 # The gateway's own endpoints (front.builtins serves them): no configured endpoint may take these paths.
 BUILTIN_PATHS = ("/__health",)  # exactly these
 BUILTIN_PREFIXES = ("/__echo/", "/__debug/")  # these and everything under them

@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 from lambdagate.config.model import BackendConfig, EndpointConfig, ServiceConfig
+from lambdagate.config.proxy_options import backend_proxy, endpoint_proxy, is_shadow
 from lambdagate.errors import BackendError
+from lambdagate.pipeline.concurrent import concurrent
 from lambdagate.pipeline.fanout import BackendSlot, MergedResponse, call_all, call_one
 from lambdagate.pipeline.formatter import Formatter, build_formatter
 from lambdagate.pipeline.render import Renderer, Reply
+from lambdagate.pipeline.sequential import call_in_sequence, plan
+from lambdagate.pipeline.shadow import Shadows
 from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
 
 if TYPE_CHECKING:
@@ -64,6 +69,8 @@ class BuiltBackend:
 
 
 BackendFactory = Callable[[BackendConfig, BuildContext], Awaitable[BuiltBackend]]
+# Calls an endpoint's backends otherwise than all at once (the sequential proxy).
+Merge = Callable[[Sequence[BackendSlot], ProxyRequest], Awaitable[MergedResponse]]
 # Wraps a built backend (its call, as a rule) where the backend's config asks for it; runs once, at start-up.
 BackendWrapper = Callable[[BuiltBackend, BackendConfig, BuildContext], Awaitable[BuiltBackend]]
 
@@ -123,11 +130,23 @@ def observed(call: Backend, label: str, stats: BackendStats | None, record: bool
 def with_formatter(call: Backend, formatter: Formatter) -> Backend:
     async def formatted(req: ProxyRequest) -> ProxyResponse:
         resp = await call(req)
-        if resp.body is None and resp.data is not None:
+        # A failed call's error details (backend/http) are not the backend's data: never formatted, as in Lura.
+        if resp.body is None and resp.data is not None and not resp.is_error_details:
             resp.data = formatter(resp.data)
         return resp
 
     return formatted
+
+
+def as_data(call: Backend) -> Backend:
+    """A `no-op` backend under an endpoint that renders data, as KrakenD has it: called, any status accepted, and
+    its reply is complete with no data ({})."""
+
+    async def data_only(req: ProxyRequest) -> ProxyResponse:
+        resp = await call(req)
+        return ProxyResponse.decoded({}) if resp.body is not None else resp
+
+    return data_only
 
 
 class EndpointPipeline:
@@ -141,7 +160,12 @@ class EndpointPipeline:
         slots: list[BackendSlot],
         renderer: Renderer,
         steps: Sequence[ResponseStep] = (),
+        *,
+        merge: Merge | None = None,
+        shadows: Shadows | None = None,
     ) -> None:
+        """`merge`: how the backends are called when not all at once (the sequential proxy); `shadows`: the
+        backends called in the background, their replies discarded."""
         self.config = config
         self.timeout = timeout
         self._slots = slots
@@ -150,9 +174,16 @@ class EndpointPipeline:
         self._renderer = renderer
         self.negotiates = renderer.encoding == "negotiate"  # the front passes the client's Accept (req.accept)
         self._steps = tuple(step.apply for step in steps) or None  # None: nothing to run between merge and render
+        self._merge = merge
+        self._shadows = shadows
 
     async def __call__(self, req: ProxyRequest) -> Reply:
-        outcome = await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
+        if self._shadows is not None:
+            self._shadows.send(req)
+        if self._merge is not None:
+            outcome = await self._merge(self._slots, req)
+        else:
+            outcome = await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
         if self._steps is not None:
             for step in self._steps:
                 outcome = step(outcome)
@@ -166,27 +197,51 @@ async def build_endpoint(
     factory_for: Callable[[BackendConfig], BackendFactory],
     step_factories: Sequence[ResponseStepFactory] = (),
 ) -> EndpointPipeline:
-    slots = []
-    for i, backend in enumerate(endpoint.backend):
-        ctx = BuildContext(service, endpoint, i, resources)
-        built = await factory_for(backend)(backend, ctx)
-        call = built.call
-        formatter = build_formatter(backend)
-        if formatter is not None and backend.encoding != "no-op":
-            call = with_formatter(call, formatter)
-        # Telemetry wrappers only when it is on: a feature that is off costs nothing per request.
-        tracing, metrics = resources.tracing, resources.metrics
-        if tracing is not None:
-            call = tracing.wrap_backend(call, label=built.label, kind=built.kind)
-        stats = metrics.backend(endpoint.endpoint, endpoint.method, built.label) if resources.backend_metrics else None
-        if stats is not None or resources.record_calls:
-            call = observed(call, built.label, stats, resources.record_calls)
-        slots.append(BackendSlot(call, f"{ctx.path} ({built.label})", built.details_key))
     timeout = endpoint.timeout or service.timeout
     encoding = endpoint.output_encoding or service.output_encoding
+    options = endpoint_proxy(endpoint)
+    answering = [b for b in endpoint.backend if not is_shadow(b)]
+    in_sequence = options.sequential and len(answering) > 1
+    slots, shadow_slots, shadow_timeout = [], [], 0.0
+    for i, backend in enumerate(endpoint.backend):
+        # A no-op backend under an endpoint that renders data gives it {} (KrakenD's); a sequence reads its body.
+        data_only = backend.encoding == "no-op" and encoding != "no-op" and not in_sequence
+        slot = await _build_slot(BuildContext(service, endpoint, i, resources), backend, factory_for, data_only)
+        if is_shadow(backend):
+            shadow_slots.append(slot)
+            shadow_timeout = max(shadow_timeout, backend_proxy(backend).shadow_timeout or timeout)
+        else:
+            slots.append(slot)
+    merge = partial(call_in_sequence, refs=plan(answering, options)) if in_sequence else None
+    shadows = Shadows(shadow_slots, shadow_timeout, endpoint.endpoint) if shadow_slots else None
     cache_ttl = endpoint.cache_ttl if endpoint.cache_ttl is not None else service.cache_ttl
     steps = [step for factory in step_factories if (step := await factory(service, endpoint, resources)) is not None]
     per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers}) or any(
         step.per_user for step in steps
     )
-    return EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl, per_user=per_user), steps)
+    renderer = Renderer(encoding, cache_ttl, per_user=per_user)
+    return EndpointPipeline(endpoint, timeout, slots, renderer, steps, merge=merge, shadows=shadows)
+
+
+async def _build_slot(
+    ctx: BuildContext, backend: BackendConfig, factory_for: Callable[[BackendConfig], BackendFactory], data_only: bool
+) -> BackendSlot:
+    """One backend's call with what wraps it: formatting, concurrent calls, then telemetry (around the race)."""
+    built = await factory_for(backend)(backend, ctx)
+    call = built.call
+    formatter = build_formatter(backend)
+    if formatter is not None and backend.encoding != "no-op":
+        call = with_formatter(call, formatter)
+    if data_only:
+        call = as_data(call)
+    call = concurrent(call, ctx.endpoint.concurrent_calls)
+    # Telemetry wrappers only when it is on: a feature that is off costs nothing per request.
+    resources = ctx.resources
+    tracing, metrics = resources.tracing, resources.metrics
+    if tracing is not None:
+        call = tracing.wrap_backend(call, label=built.label, kind=built.kind)
+    endpoint = ctx.endpoint
+    stats = metrics.backend(endpoint.endpoint, endpoint.method, built.label) if resources.backend_metrics else None
+    if stats is not None or resources.record_calls:
+        call = observed(call, built.label, stats, resources.record_calls)
+    return BackendSlot(call, f"{ctx.path} ({built.label})", built.details_key)

@@ -25,6 +25,7 @@ class MergedResponse:
     complete: bool
     error: BackendError | None = None  # set when every backend failed
     error_details: dict[str, Any] = field(default_factory=dict)
+    failed: int = 0  # how many backends failed (proxy `static` tells "success" from "errored" by it)
 
 
 @dataclass(slots=True)
@@ -69,7 +70,7 @@ async def call_one(slot: BackendSlot, req: ProxyRequest) -> MergedResponse:
         # of up to max_backend_response_bytes) until the next full GC pass.
         err.__traceback__ = None
         _log_failure(slot, req, err)
-        return MergedResponse(None, False, err)
+        return MergedResponse(None, False, err, failed=1)
     return MergedResponse(resp, resp.is_complete and bool(resp.data or resp.body is not None))
 
 
@@ -103,6 +104,8 @@ async def call_all(slots: list[BackendSlot], req: ProxyRequest) -> MergedRespons
     if len(errors) == len(slots):
         timed_out = all(e.timed_out for e in errors)
         summary = BackendError("all backends failed", status=504 if timed_out else 500, timed_out=timed_out)
-        return MergedResponse(None, False, summary, details)
+        return MergedResponse(None, False, summary, details, len(errors))
     merged.update(details)
-    return MergedResponse(ProxyResponse.merged(merged, complete=complete), complete and bool(merged))
+    return MergedResponse(
+        ProxyResponse.merged(merged, complete=complete), complete and bool(merged), failed=len(errors)
+    )

@@ -1,4 +1,5 @@
-"""Per-backend response manipulation in KrakenD's order: target, allow/deny, mapping, group.
+"""Per-backend response manipulation in KrakenD's order: target, allow/deny, mapping, group (or, with the backend's
+`proxy.flatmap_filter`: target, flatmap, group).
 
 `build_formatter` reads the backend config once and returns a function doing only the configured steps.
 """
@@ -9,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from lambdagate.config.model import BackendConfig
+from lambdagate.config.proxy_options import backend_proxy
+from lambdagate.pipeline.flatmap import build_flatmap
 
 Formatter = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -17,11 +20,14 @@ def build_formatter(backend: BackendConfig) -> Formatter | None:
     steps: list[Formatter] = []
     if backend.target:
         steps.append(_target(backend.target.split(".")))
-    if backend.allow:
+    flatmap = build_flatmap(backend_proxy(backend).flatmap_filter)
+    if flatmap is not None:  # proxy.flatmap_filter replaces allow, deny and mapping (Lura's flatmap formatter)
+        steps.append(flatmap)
+    elif backend.allow:
         steps.append(_allow([p.split(".") for p in backend.allow]))
     elif backend.deny:
         steps.append(_deny([p.split(".") for p in backend.deny]))
-    if backend.mapping:
+    if backend.mapping and flatmap is None:
         # KrakenD keeps only the first dot-part of a new name; mapping applies to top-level keys.
         steps.append(_mapping({old: new.split(".", 1)[0] for old, new in backend.mapping.items()}))
     if backend.group:
