@@ -18,6 +18,7 @@ from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.server_options import SERVER_OPTIONS
+from lambdagate.modifiers.martian_config import MARTIAN_NAMESPACE
 from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
 from lambdagate.ratelimit.config import (
     PROXY_NAMESPACE,
@@ -56,6 +57,7 @@ NAMESPACES = (
     SERVICE_REDIS_NAMESPACE,
     CIRCUIT_BREAKER_NAMESPACE,
     HTTP_CACHE_NAMESPACE,  # consulted inside the HTTP and Lambda backends (backends/http_cache.py), no wrapper
+    MARTIAN_NAMESPACE,  # applied inside the HTTP backend (modifiers/martian.py), no wrapper
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}

@@ -23,6 +23,7 @@ from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, Malforme
 from lambdagate.config.loader import sanitize_host
 from lambdagate.config.model import JWT_PLACEHOLDER_RE, URL_PLACEHOLDER_RE, BackendConfig
 from lambdagate.errors import BackendError
+from lambdagate.modifiers.martian import martian_exchange
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.proxy import ProxyRequest, ProxyResponse
 
@@ -175,16 +176,19 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     decode = reply_decoder(cfg, drop, HeaderLimits(resources.max_reply_headers, resources.max_reply_header_bytes))
 
     cache = response_cache(cfg, ctx, method)  # qos/http-cache: None unless configured (GET only)
+    martian = martian_exchange(cfg, decode)  # modifier/martian: None unless configured
 
     async def call(req: ProxyRequest) -> ProxyResponse:
-        url, headers = url_for(req), outgoing_headers(req)
+        url, headers, data, decode_reply = url_for(req), outgoing_headers(req), req.body if send_body else None, decode
+        if martian is not None:  # the request as sent (and cached) and the reply as decoded are the modified ones
+            url, headers, data, decode_reply = martian(url, headers, data)
         if cache is not None:
             key = str(url)
             hit = await cache.lookup(key, headers)
             if hit is not None:  # decoded anew: the pipeline may change the data it gets
-                return decode(hit.status, hit.headers, hit.body)
+                return decode_reply(hit.status, hit.headers, hit.body)
         try:
-            async with session.request(method, url, headers=headers, data=req.body if send_body else None) as resp:
+            async with session.request(method, url, headers=headers, data=data) as resp:
                 body = await read_bounded(resp, limit)
         except aiohttp.ClientError as exc:
             raise BackendError(
@@ -192,7 +196,7 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
             ) from None
         if cache is not None:
             await cache.store(key, headers, resp.status, resp.headers, body)
-        return decode(resp.status, resp.headers, body)
+        return decode_reply(resp.status, resp.headers, body)
 
     # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).
     return BuiltBackend(call, f"{method} {_without_userinfo(hosts[0])}{cfg.url_pattern.partition('?')[0]}")
