@@ -394,6 +394,13 @@ def e2e_config(up: str, dead: str) -> dict:
                 },
             ),
             ep("/res/status", "/status/500", {"status.Modifier": {"statusCode": 200}}),
+            ep(
+                "/res/stash",
+                "/status/200",
+                {"stash.Modifier": {"headerName": "X-Stash"}},
+                host=up.replace("http://", "http://user:pw@"),
+                encoding="no-op",
+            ),
         ],
     }
 
@@ -467,6 +474,11 @@ def test_response_modifiers_change_the_reply_before_it_is_decoded(gw) -> None:
     assert get(gw, "/res/body").json() == {"replaced": True}
     status = get(gw, "/res/status")  # a 500 turned into a 200 is decoded as a success
     assert status.status == 200 and status.json() == {"status": 500}
+
+
+def test_stash_never_hands_the_backends_credentials_to_the_client(gw) -> None:
+    resp = get(gw, "/res/stash")
+    assert resp.status == 200 and re.fullmatch(r"http://127\.0\.0\.1:\d+/status/200", resp.header("X-Stash") or "")
 
 
 # --- the real-world configs -----------------------------------------------------------------------------------------

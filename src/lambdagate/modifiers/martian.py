@@ -280,7 +280,8 @@ def _stash(spec: Spec) -> Pair:
     name = canonical_header(spec.options["headerName"])
 
     def request(sent: Outgoing) -> None:
-        sent.headers[name] = str(sent.url)
+        # Without user information: a response-scope stash would hand the backend's credentials to the client.
+        sent.headers[name] = str(sent.url.with_user(None))
 
     def response(received: Incoming) -> None:
         received.headers[name] = received.request.headers.get(name, "")
