@@ -40,7 +40,7 @@ GOOD = {
             "method": "post",
             "backend": [
                 {"host": ["http://svc:1"], "url_pattern": "/x/{id}"},
-                {"host": ["http://svc:1"], "url_pattern": "/y", "extra_config": {"modifier/martian": {}}},
+                {"host": ["http://svc:1"], "url_pattern": "/y", "extra_config": {"backend/soap": {}}},
             ],
         },
         {"endpoint": "/b", "backend": [{"host": ["http://svc:1"], "url_pattern": "/b"}]},
@@ -59,7 +59,7 @@ def test_check_ok_prints_summary_and_warnings(tmp_path: Path) -> None:
     assert lines[3] == "  backends: 3 http"
     assert lines[4:] == [
         "  warning: plugin: not supported, ignored",
-        '  warning: endpoints[0].backend[1].extra_config["modifier/martian"]: namespace not supported, ignored',
+        '  warning: endpoints[0].backend[1].extra_config["backend/soap"]: namespace not supported, ignored',
     ]
     assert result.stderr == ""
 

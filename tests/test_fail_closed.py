@@ -230,16 +230,16 @@ def test_an_implemented_guards_old_name_is_read_with_a_warning_naming_the_curren
 def test_non_guards_stay_warnings() -> None:
     config = doc(
         endpoint_ns={"documentation/openapi": {}, "modifier/martian": {}},
-        backend_ns={"plugin/http-client": {}, "modifier/martian": {}},
+        backend_ns={"plugin/http-client": {}, "backend/soap": {}},
         service_ns={"github_com/devopsfaith/krakend-gologging": {}},
     )
     assert warnings_of(config) == [
         'extra_config["github_com/devopsfaith/krakend-gologging"]: namespace not supported, ignored: it is the old '
         "name of `telemetry/logging`, write `telemetry/logging`",
         'endpoints[0].extra_config["documentation/openapi"]: namespace not supported, ignored',
-        'endpoints[0].extra_config["modifier/martian"]: namespace not supported, ignored',
+        'endpoints[0].extra_config["modifier/martian"]: namespace belongs in a backend\'s extra_config, ignored here',
         'endpoints[0].backend[0].extra_config["plugin/http-client"]: namespace not supported, ignored',
-        'endpoints[0].backend[0].extra_config["modifier/martian"]: namespace not supported, ignored',
+        'endpoints[0].backend[0].extra_config["backend/soap"]: namespace not supported, ignored',
     ]
 
 

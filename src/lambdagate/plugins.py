@@ -21,6 +21,7 @@ from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.proxy_options import PROXY_OPTIONS
 from lambdagate.config.server_options import SERVER_OPTIONS
+from lambdagate.modifiers.martian_config import MARTIAN_NAMESPACE
 from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
 from lambdagate.pipeline.proxy_steps import flatmap_step, static_step
 from lambdagate.ratelimit.config import (
@@ -67,6 +68,7 @@ NAMESPACES = (
     HTTP_CACHE_NAMESPACE,  # consulted inside the HTTP and Lambda backends (backends/http_cache.py), no wrapper
     PROXY_OPTIONS,  # read where the endpoint's pipeline is built (pipeline/__init__.py, proxy_steps.py)
     HTTP_BACKEND_NAMESPACE,  # read by the HTTP backend's status rule (backends/http_status.py)
+    MARTIAN_NAMESPACE,  # applied inside the HTTP backend (modifiers/martian.py), no wrapper
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}

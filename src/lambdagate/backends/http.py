@@ -28,6 +28,7 @@ from lambdagate.config.backend_client import http_client_options, pool_settings,
 from lambdagate.config.loader import sanitize_host
 from lambdagate.config.model import JWT_PLACEHOLDER_RE, URL_PLACEHOLDER_RE, BackendConfig
 from lambdagate.errors import BackendError
+from lambdagate.modifiers.martian import martian_exchange
 from lambdagate.pipeline import BuildContext, BuiltBackend
 from lambdagate.proxy import ProxyRequest, ProxyResponse
 
@@ -239,24 +240,27 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
         return await read_bounded(resp, limit)
 
     cache = response_cache(cfg, ctx, method)  # qos/http-cache: None unless configured (GET only)
+    martian = martian_exchange(cfg, decode)  # modifier/martian: None unless configured
 
     async def call(req: ProxyRequest) -> ProxyResponse:
         url, headers = url_for(req), outgoing_headers(req, gzip)
+        data, decode_reply = req.body if send_body else None, decode
+        if martian is not None:  # the request as sent (and cached) and the reply as decoded are the modified ones
+            url, headers, data, decode_reply = martian(url, headers, data)
         if cache is not None:
             key = str(url)
             hit = await cache.lookup(key, headers)
             if hit is not None:  # decoded anew: the pipeline may change the data it gets
-                return decode(hit.status, hit.headers, hit.body)
+                return decode_reply(hit.status, hit.headers, hit.body)
         try:
-            body = req.body if send_body else None
-            status, reply_headers, data = await redirects.call(session, method, url, headers, body, policy, read)
+            status, reply_headers, body = await redirects.call(session, method, url, headers, data, policy, read)
         except aiohttp.ClientError as exc:
             raise BackendError(
                 "the backend is unavailable", status=502 if passthrough else 500, cause=f"{type(exc).__name__}: {exc}"
             ) from None
         if cache is not None:
-            await cache.store(key, headers, status, reply_headers, data)
-        return decode(status, reply_headers, data)
+            await cache.store(key, headers, status, reply_headers, body)
+        return decode_reply(status, reply_headers, body)
 
     # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).
     return BuiltBackend(call, f"{method} {_without_userinfo(hosts[0])}{cfg.url_pattern.partition('?')[0]}")

@@ -213,6 +213,11 @@ def _key(key: str) -> str:
     return f".{key}" if key.replace("_", "").isalnum() else f'["{key}"]'
 
 
+def _joined(path: str, sub: str) -> str:
+    """A namespace's path and a sub-path within it: `.field`, or `["key"]` / `[0]` as the sub-path starts."""
+    return f"{path}{sub}" if sub.startswith("[") else f"{path}.{sub}" if sub else path
+
+
 def _unknown_fields(model: BaseModel, path: str, warnings: list[ConfigIssue]) -> None:
     for key in model.model_extra or {}:
         warnings.append(ConfigIssue(f"{path}.{key}" if path else key, "not supported, ignored"))
@@ -244,8 +249,8 @@ def _parse_namespaces(
         try:
             owner.namespaces[ns.name] = ns.parse(value, ctx)
         except NamespaceError as exc:
-            errors.extend(ConfigIssue(f"{path}.{sub}" if sub else path, msg) for sub, msg in exc.issues)
-        warnings.extend(ConfigIssue(f"{path}.{sub}" if sub else path, msg) for sub, msg in ctx.warnings)
+            errors.extend(ConfigIssue(_joined(path, sub), msg) for sub, msg in exc.issues)
+        warnings.extend(ConfigIssue(_joined(path, sub), msg) for sub, msg in ctx.warnings)
     ctx.path = base
 
 
