@@ -147,8 +147,7 @@ INVALID = [
         {"header.Filter": {"name": "X-A", "modifier": header("X-B", "1"), "else": {"z.Z": {}}}},
         f'{PATH}["header.Filter"].else["z.Z"]: {UNKNOWN}',
     ),
-    ({}, f"{PATH}: must be an object with exactly one modifier"),
-    ({"id": 1, "username": "x"}, f"{PATH}: must be an object with exactly one modifier"),
+    ({"header.Modifier": {}, "header.Append": {}}, f"{PATH}: must be an object with exactly one modifier"),
     ("header.Modifier", f"{PATH}: must be an object with exactly one modifier"),
     ({"header.Modifier": []}, f'{PATH}["header.Modifier"]: must be an object'),
     ({"header.Modifier": {"name": 1, "value": "x"}}, f'{PATH}["header.Modifier"].name: must be a string, got 1'),
@@ -495,10 +494,26 @@ def test_stash_never_hands_the_backends_credentials_to_the_client(gw) -> None:
 EXPECTED_REAL = {
     "deepakvbansode__mTLS__config__krakend__krakend.json": ["namespace belongs in a backend's extra_config"],
     "VanoPremudriy__spring-helm-microservices__LibraryService__krakend.json": [
-        "must be an object with exactly one modifier"
+        "holds no martian modifier (keys: id, username, email, password): ignored, as KrakenD does"
     ],
     "1995parham-learning__go101__krakend__config__krakend.json": ["is the old name of `modifier/martian`"],
 }
+
+
+@pytest.mark.parametrize("value", [{}, {"id": 1, "username": "x"}])
+def test_a_value_holding_no_modifier_is_ignored_with_a_warning_as_krakend_does(value) -> None:
+    doc = {
+        "version": 3,
+        "endpoints": [
+            {
+                "endpoint": "/a",
+                "backend": [{"host": ["http://h"], "url_pattern": "/", "extra_config": {"modifier/martian": value}}],
+            }
+        ],
+    }
+    loaded = validate_document(doc, LoadOptions())
+    assert loaded.service.endpoints[0].backend[0].namespaces["modifier/martian"] is None
+    assert any("holds no martian modifier" in str(w) for w in loaded.warnings)
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason=f"the real-world corpus is not here: {CORPUS}")

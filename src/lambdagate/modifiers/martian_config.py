@@ -390,13 +390,19 @@ def _other_backend_type(ctx: NamespaceContext) -> str | None:
     return None
 
 
-def parse(value: Any, ctx: NamespaceContext) -> Spec:
+def parse(value: Any, ctx: NamespaceContext) -> Spec | None:
     other = _other_backend_type(ctx)
     if other is not None:
         # KrakenD's martian wraps the HTTP client only: on such a backend it would be silently skipped.
         raise NamespaceError(
             [("", f"applies to HTTP backends only, and this is a {other} backend (KrakenD skips it there): remove it")]
         )
+    if isinstance(value, dict) and not any("." in str(key) for key in value):
+        # No key names a modifier type ("header.Modifier", ...): not a modifier at all. KrakenD logs an error and
+        # calls the backend unmodified; nothing here asked for a header to be removed, so it starts here too.
+        keys = ", ".join(map(str, list(value)[:5])) or "none"
+        ctx.warnings.append(("", f"holds no martian modifier (keys: {keys}): ignored, as KrakenD does"))
+        return None
     options = server_options(ctx.service)
     walk = _Walk([], ctx.warnings, options.max_body_bytes, options.max_backend_response_bytes)
     spec = _modifier(value, "", walk, 0)
