@@ -17,6 +17,7 @@ from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
 from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
+from lambdagate.config.router_options import ROUTER_OPTIONS
 from lambdagate.config.server_options import SERVER_OPTIONS
 from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
 from lambdagate.ratelimit.config import (
@@ -37,6 +38,7 @@ from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
 NAMESPACES = (
     SERVER_OPTIONS,
+    ROUTER_OPTIONS,
     ENDPOINT_OPTIONS,
     LAMBDA_NAMESPACE,
     LOGGING_NAMESPACE,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from lambdagate.config.durations import Duration
+from lambdagate.config.server_tls import ServerTLS
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 OutputEncoding = Literal["json", "json-collection", "string", "no-op"]
@@ -106,6 +107,15 @@ class ServiceConfig(_Model):
     timeout: Duration = 2.0
     cache_ttl: Duration | None = None
     output_encoding: OutputEncoding = "json"
+    # KrakenD's HTTP server keys: the timeouts feed lambdagate/server (config/server_options.py), tls is served by
+    # granian (config/server_tls.py), debug_endpoint and echo_endpoint add /__debug/ and /__echo/ (front/builtins.py).
+    read_timeout: Duration | None = None
+    write_timeout: Duration | None = None
+    idle_timeout: Duration | None = None
+    read_header_timeout: Duration | None = None
+    tls: ServerTLS | None = None
+    debug_endpoint: bool = False
+    echo_endpoint: bool = False
     extra_config: dict[str, Any] = Field(default_factory=dict)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
