@@ -6,6 +6,11 @@ of the same replies are in tests/test_pipeline_http.py (404, 405, redirects) and
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
+from pathlib import Path
+
 import pytest
 
 import lambdagate
@@ -13,6 +18,8 @@ from lambdagate.config import LoadOptions, server_options, validate_document
 from lambdagate.config.router_options import router_options
 from lambdagate.errors import ConfigError
 from tests.support.asgi import FakeBackends, InProcessGateway, returning, run
+from tests.support.gateway import Gateway, launch_gateway
+from tests.support.procs import free_port
 
 VERSION = f"Version {lambdagate.__version__}"
 
@@ -207,6 +214,7 @@ def test_router_namespace_is_read_under_lura_s_old_name_too() -> None:
 
 def test_router_options_warn_where_lambdagate_differs() -> None:
     router = {
+        "return_error_msg": True,
         "forwarded_by_client_ip": True,
         "disable_path_decoding": True,
         "app_engine": True,
@@ -216,7 +224,14 @@ def test_router_options_warn_where_lambdagate_differs() -> None:
         "something_else": 1,
     }
     found = warnings_of(config(endpoint("/a"), router=router))
-    for key in ("forwarded_by_client_ip", "disable_path_decoding", "app_engine", "use_h2c", "max_multipart_memory"):
+    for key in (
+        "return_error_msg",
+        "forwarded_by_client_ip",
+        "disable_path_decoding",
+        "app_engine",
+        "use_h2c",
+        "max_multipart_memory",
+    ):
         assert any(w.startswith(f"extra_config.router.{key}: ") for w in found), key
     assert "extra_config.router.something_else: not supported, ignored" in found
     assert not any("logger_skip_paths" in w for w in found)
@@ -261,3 +276,41 @@ def test_top_level_server_timeouts_and_their_precedence() -> None:
 def test_error_format_is_text_or_json() -> None:
     errors = errors_of(config(endpoint("/a"), extra_config={"lambdagate/server": {"error_format": "xml"}}))
     assert errors and "error_format" in errors[0]
+
+
+# --- real processes -------------------------------------------------------------------------------------------
+
+
+def _access_lines(gateway: Gateway) -> list[str]:
+    return [line for line in gateway.log().splitlines() if "lambdagate.access:" in line]
+
+
+def test_debug_endpoint_as_a_backend_and_access_log_skips(tmp_path: Path) -> None:
+    port = free_port()
+    doc = config(
+        {"endpoint": "/ping", "backend": [{"host": [f"http://127.0.0.1:{port}"], "url_pattern": "/__debug/ping"}]},
+        router={"logger_skip_paths": ["/__health", "/__debug/ping"]},
+        debug_endpoint=True,
+    )
+    gateway = launch_gateway(doc, tmp_path, port=port)
+    try:
+        with urllib.request.urlopen(f"{gateway.url}/ping", timeout=5) as r:
+            assert (r.status, json.loads(r.read()), r.headers["X-KrakenD"]) == (200, {"message": "pong"}, VERSION)
+        deadline = time.monotonic() + 10
+        while not _access_lines(gateway) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = _access_lines(gateway)
+        assert len(lines) == 1 and "GET /ping 200" in lines[0], lines  # neither /__health nor the debug call
+    finally:
+        gateway.process.stop()
+
+
+def test_disable_access_log(tmp_path: Path) -> None:
+    gateway = launch_gateway(config(endpoint("/a"), router={"disable_access_log": True}), tmp_path)
+    try:
+        for _ in range(3):
+            with urllib.request.urlopen(f"{gateway.url}/__health", timeout=5) as r:
+                assert r.status == 200
+    finally:
+        gateway.process.stop()
+    assert _access_lines(gateway) == [] and "serving 1 endpoints" in gateway.log()

@@ -37,7 +37,8 @@ class ErrorBodies(BaseModel):
 class RouterOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    return_error_msg: StrictBool = False  # a failed endpoint's error text as the body (else an empty body)
+    # KrakenD: a failed endpoint's error text as the body (else an empty body); lambdagate always sends it as JSON.
+    return_error_msg: StrictBool = False
     disable_health: StrictBool = False
     health_path: StrictStr = "/__health"
     disable_access_log: StrictBool = False
@@ -109,6 +110,13 @@ def _differences(options: RouterOptions, service: ServiceConfig) -> list[tuple[s
                 "disable_path_decoding",
                 "accepted; lambdagate still refuses path parameters that decode to a path traversal or an "
                 'encoded "/" (see lambdagate/endpoint allow_encoded_slash)',
+            )
+        )
+    if options.return_error_msg:
+        out.append(
+            (
+                "return_error_msg",
+                'accepted: lambdagate always sends a failed endpoint\'s error message, as JSON {"error": "..."}',
             )
         )
     if options.app_engine:
