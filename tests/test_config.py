@@ -72,8 +72,8 @@ ERROR_CASES = [
         id="duplicate-method-case",
     ),
     pytest.param(
-        service(endpoint("/a/"), endpoint("/a")),
-        ['endpoints[1]: duplicate of endpoints[0] (GET /a/): change "endpoint" or "method"'],
+        service(endpoint("/a/"), endpoint("/a"), endpoint("/a/")),  # "/a" and "/a/" are two routes, as in gin
+        ['endpoints[2]: duplicate of endpoints[0] (GET /a/): change "endpoint" or "method"'],
         id="duplicate-trailing-slash",
     ),
     pytest.param(

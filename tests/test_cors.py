@@ -37,8 +37,8 @@ STRICT = {
 
 
 def headers(reply) -> list[tuple[str, str]]:
-    """The reply's headers as text, without the request id (its value changes)."""
-    return [(k.decode(), v.decode()) for k, v in reply.headers if k != b"x-request-id"]
+    """The reply's headers as text, without the request id (its value changes) and X-KrakenD (on every reply)."""
+    return [(k.decode(), v.decode()) for k, v in reply.headers if k not in (b"x-request-id", b"x-krakend")]
 
 
 def preflight(origin: str | None, method: str, requested: str | None = None, **extra: str) -> list[tuple[str, str]]:

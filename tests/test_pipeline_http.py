@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
+import lambdagate
 from tests.support.gateway import Gateway as BaseGateway
 from tests.support.gateway import launch_gateway
 from tests.support.procs import Process, free_port, python_module, serve_module
@@ -625,18 +626,27 @@ def test_router_literal_param_and_methods(gw: Gateway) -> None:
     assert gw.get("/users/me").json() == {"name": "me"}
     assert gw.get("/users/42").json()["path"] == "/echo/users/42"
     assert call(gw.url, "DELETE", "/users/42").json()["path"] == "/echo/users/42/deleted"
-    assert gw.get("/users/42/").json()["path"] == "/echo/users/42"
+    # As in KrakenD's gin router: a trailing-slash mismatch is redirected, 301 for GET and 307 for the others.
+    r = gw.get("/users/42/?a=1")
+    assert (r.status, r.header("Location")) == (301, "/users/42?a=1")
+    assert r.header("Content-Type") == "text/html; charset=utf-8" and b"Moved Permanently" in r.body
+    r = call(gw.url, "DELETE", "/users/42/")
+    assert (r.status, r.header("Location"), r.body) == (307, "/users/42", b"")
+    assert gw.get("/USERS/ME").header("Location") == "/users/me"  # fixed path: case-insensitive literals
 
 
 def test_unknown_path_is_404(gw: Gateway) -> None:
     r = gw.get("/nope/nothing")
-    assert (r.status, r.json(), r.header("Allow")) == (404, {"error": "not found"}, None)
+    assert (r.status, r.body, r.header("Allow")) == (404, b"404 page not found", None)
+    assert (r.header("Content-Type"), r.header("X-KrakenD-Completed")) == ("text/plain", "false")
     assert r.header("X-Request-Id")
+    assert r.header("X-KrakenD") == f"Version {lambdagate.__version__}"
 
 
 def test_wrong_method_is_405_with_allow(gw: Gateway) -> None:
     r = call(gw.url, "POST", "/merge/alice")
-    assert (r.status, r.json(), r.header("Allow")) == (405, {"error": "method not allowed"}, "GET")
+    assert (r.status, r.body, r.header("Allow")) == (405, b"405 method not allowed", "GET")
+    assert r.header("Content-Type") == "text/plain"
     r = call(gw.url, "PATCH", "/users/1")
     assert (r.status, r.header("Allow")) == (405, "DELETE, GET")
 

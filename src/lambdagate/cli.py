@@ -246,6 +246,11 @@ def _run(args: argparse.Namespace) -> int:
             _print_errors(args.config, exc)
             return 1
         _prepare_workers(args, loaded.warnings, snapshots, local_endpoint, log)
+        tls = _serving_tls(loaded.service, log)
+        if tls is False:
+            return 1
+        if tls is not None:
+            cleanup.callback(tls.cleanup)
         connections = _connection_cap(loaded.service, open_files, log)
         try:
             metrics = MetricsListener.start(loaded.service)
@@ -254,17 +259,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         if metrics is not None:
             cleanup.callback(metrics.stop)
-        telemetry = _telemetry_summary(loaded.service)
-        log.info(
-            "lambdagate %s listening on %s:%d with %d worker(s) of up to %d connections%s%s",
-            __version__,
-            args.host,
-            port,
-            args.workers,
-            connections,
-            "; watching the config for changes" if args.watch else "",
-            f"; {telemetry}" if telemetry else "",
-        )
+        _say_listening(args, loaded.service, port, connections, tls, log)
         serve(
             snapshots,
             loaded,
@@ -273,8 +268,36 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers,
             watch=args.watch,
             connections=connections,
+            tls=tls,
         )
     return 0
+
+
+def _say_listening(args: argparse.Namespace, service, port: int, connections: int, tls, log: logging.Logger) -> None:
+    telemetry = _telemetry_summary(service)
+    log.info(
+        "lambdagate %s listening on %s:%d%s with %d worker(s) of up to %d connections%s%s",
+        __version__,
+        args.host,
+        port,
+        "" if tls is None else " over HTTPS" + (" with mutual TLS" if tls.mutual else ""),
+        args.workers,
+        connections,
+        "; watching the config for changes" if args.watch else "",
+        f"; {telemetry}" if telemetry else "",
+    )
+
+
+def _serving_tls(service, log: logging.Logger):
+    """The service's TLS checked and ready for granian; None for plain HTTP, False when it cannot be served."""
+    from lambdagate.errors import StartupError
+    from lambdagate.tls import prepare_tls
+
+    try:
+        return prepare_tls(service.tls)
+    except StartupError as exc:
+        log.error("cannot serve HTTPS: %s", exc)
+        return False
 
 
 def _prepare_workers(

@@ -20,6 +20,7 @@ from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.proxy_options import PROXY_OPTIONS
+from lambdagate.config.router_options import ROUTER_OPTIONS
 from lambdagate.config.server_options import SERVER_OPTIONS
 from lambdagate.modifiers.martian_config import MARTIAN_NAMESPACE
 from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
@@ -43,6 +44,7 @@ from lambdagate.telemetry.tracing import TRACING_NAMESPACE
 
 NAMESPACES = (
     SERVER_OPTIONS,
+    ROUTER_OPTIONS,
     ENDPOINT_OPTIONS,
     LAMBDA_NAMESPACE,
     LOGGING_NAMESPACE,

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from lambdagate import plugins
+from lambdagate import __version__, plugins
 from lambdagate.asgi import Receive, Scope, Send
 from lambdagate.backends import Resources
 from lambdagate.backends.client_options import client_settings, new_http_session
@@ -25,6 +25,7 @@ from lambdagate.backends.dns_sd import DirectoryResolver, SrvDirectory
 from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
 from lambdagate.config.guards import allow_list_from_env
 from lambdagate.config.model import BackendConfig, ServiceConfig
+from lambdagate.config.router_options import router_options
 from lambdagate.errors import StartupError
 from lambdagate.front import Exchange, Handler
 from lambdagate.front.admission import Admission
@@ -65,6 +66,10 @@ class Gateway:
         self.local_lambda_endpoint = local_lambda_endpoint
         self.log_settings = log_settings or LogSettings()
         self.options = server_options(loaded.service)
+        self.router_options = router_options(loaded.service)
+        # KrakenD's X-KrakenD header, on every reply; hide_version_header gives Lura's "Version undefined".
+        version = "undefined" if self.router_options.hide_version_header else __version__
+        self.version_header = (b"x-krakend", f"Version {version}".encode())
         self.admission = Admission(self.options)
         self.backend_factory = backend_factory
         self.metrics_dir = metrics_dir
@@ -127,8 +132,9 @@ class Gateway:
 
     def _start_telemetry(self, writer: LineWriter) -> None:
         service = self.loaded.service
-        if self.log_settings.access:
+        if self.log_settings.access and not self.router_options.disable_access_log:
             self.observers.access_log = AccessLog(self.log_settings, writer)
+            self.observers.access_log.skip_paths = frozenset(self.router_options.logger_skip_paths)
         metrics_opts = metrics_options(service)
         if metrics_opts is not None and self.metrics_dir:
             admission = self.admission
@@ -168,7 +174,8 @@ class Gateway:
         method = scope["method"]
         path = raw_path.decode("latin-1").partition("?")[0] if raw_path else quote(scope["path"])
         reply = await self.handler(Exchange(scope, receive, method, path))  # type: ignore[misc] - set at start-up
-        await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+        headers = [*reply.headers, self.version_header]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 from lambdagate.auth.validator import jwt_validation
 from lambdagate.config.endpoint_options import endpoint_options
 from lambdagate.config.model import EndpointConfig, ServiceConfig
+from lambdagate.config.router_options import router_options
 from lambdagate.front import Handler, Step, builtins
 from lambdagate.front.admission import Admission, admitted, answering
+from lambdagate.front.client_ip import TrustedProxies, forwarded_client_ip
 from lambdagate.front.observe import RequestIds, contained, measured, traced, with_request_id
 from lambdagate.front.request import RequestRules, building_request
-from lambdagate.front.routing import routed
+from lambdagate.front.routing import MissRules, routed
 from lambdagate.ratelimit.steps import endpoint_rate_limit, service_rate_limit
 from lambdagate.router import Router
 from lambdagate.security import botdetector, cors, httpsecure
@@ -148,31 +150,22 @@ async def build_stack(
     service-wide steps → the endpoint's guards → request building → pipeline."""
     service_ctx = StepContext(service, None, resources)
     service_steps = await built_steps(SERVICE_STEPS, service_ctx)
+    ropts = router_options(service)
     router: Router[Handler] = Router()
     for endpoint, pipeline in zip(service.endpoints, pipelines):
         ctx = StepContext(service, endpoint, resources)
         router.add(
             endpoint.method, endpoint.endpoint, await endpoint_handler(ctx, pipeline, options, obs, service_steps)
         )
-    health = observed(wrapped(builtins.health(started), service_steps), obs, "/__health", None)
-    router.add("GET", "/__health", health)
-    router.add("HEAD", "/__health", health)
-    prefixes: tuple[tuple[str, Handler], ...] = ()
-    if debug:
-        prefixes = (
-            (
-                "/__echo/",
-                observed(
-                    wrapped(builtins.echo(options.max_body_bytes, options.read_timeout), service_steps),
-                    obs,
-                    "/__echo/",
-                    None,
-                ),
-            ),
-        )
+    if ropts.auto_options:
+        add_auto_options(router, service, obs, service_steps)
+    prefixes = builtin_routes(router, service, options, obs, service_steps, started=started, debug=debug)
     # Router misses and admission refusals have series of their own: "_unmatched" (404, 405) and "_refused".
+    bodies = builtins.miss_bodies(
+        options.error_format, {404: ropts.error_body.not_found, 405: ropts.error_body.method_not_allowed}
+    )
     miss = observed(
-        wrapped(builtins.not_routed, service_steps),
+        wrapped(builtins.not_routed(bodies), service_steps),
         obs,
         None,
         obs.stats("*", "_unmatched"),
@@ -182,4 +175,55 @@ async def build_stack(
     refused = {
         r.status: observed(answering(r), obs, None, refused_stats, keep_client_id=False) for r in admission.refusals
     }
-    return await composed(admitted(routed(router, miss, prefixes), admission, refused), EDGE_STEPS, service_ctx)
+    rules = MissRules(
+        redirect_trailing_slash=not ropts.disable_redirect_trailing_slash,
+        redirect_fixed_path=not ropts.disable_redirect_fixed_path,
+        method_not_allowed=not ropts.disable_handle_method_not_allowed,
+        remove_extra_slash=ropts.remove_extra_slash,
+    )
+    front = routed(router, miss, prefixes, rules)
+    if ropts.forwarded_by_client_ip and ropts.trusted_proxies:
+        front = forwarded_client_ip(TrustedProxies(ropts.trusted_proxies, ropts.ip_headers))(front)
+    return await composed(admitted(front, admission, refused), EDGE_STEPS, service_ctx)
+
+
+def builtin_routes(
+    router: Router[Handler],
+    service: ServiceConfig,
+    options: ServerOptions,
+    obs: Observers,
+    service_steps: list[Step],
+    *,
+    started: float,
+    debug: bool,
+) -> tuple[tuple[str, Handler], ...]:
+    """Adds the health route (unless the router's disable_health); returns the built-in prefixes: /__debug/ and
+    /__echo/ with --debug, or the service's debug_endpoint / echo_endpoint."""
+    ropts = router_options(service)
+    if not ropts.disable_health:
+        health = observed(wrapped(builtins.health(started), service_steps), obs, ropts.health_path, None)
+        for method in ("GET", "HEAD"):
+            if not router.has_route(method, ropts.health_path):
+                router.add(method, ropts.health_path, health)
+    prefixes: list[tuple[str, Handler]] = []
+    served = (
+        ("/__debug/", debug or service.debug_endpoint, builtins.debug),
+        ("/__echo/", debug or service.echo_endpoint, builtins.echo),
+    )
+    for prefix, on, factory in served:
+        if on:
+            handler = wrapped(factory(options.max_body_bytes, options.read_timeout), service_steps)
+            prefixes.append((prefix, observed(handler, obs, prefix, None)))
+    return tuple(prefixes)
+
+
+def add_auto_options(router: Router[Handler], service: ServiceConfig, obs: Observers, steps: list[Step]) -> None:
+    """The router's auto_options: OPTIONS on every endpoint path that has no OPTIONS endpoint, naming its methods."""
+    methods: dict[str, set[str]] = {}
+    for endpoint in service.endpoints:
+        methods.setdefault(endpoint.endpoint, set()).add(endpoint.method)
+    for path, names in methods.items():
+        if "OPTIONS" in names or router.has_route("OPTIONS", path):
+            continue
+        handler = wrapped(builtins.auto_options(", ".join(sorted(names))), steps)
+        router.add("OPTIONS", path, observed(handler, obs, path, None))

@@ -28,6 +28,7 @@ from lambdagate.config.server_options import ServerOptions
 from lambdagate.errors import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
+    from lambdagate.tls import ServingTLS
     from lambdagate.workers import SupervisedServer
 
 log = logging.getLogger("lambdagate")
@@ -161,9 +162,17 @@ def connection_cap(max_connections: int, open_files: int) -> int:
 
 
 def build_server(
-    target: str, *, host: str, port: int, workers: int, options: ServerOptions, connections: int
+    target: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    options: ServerOptions,
+    connections: int,
+    tls: ServingTLS | None = None,
 ) -> SupervisedServer:
-    """The granian server for the ASGI factory `target` ("module:function"), with our limits and supervision."""
+    """The granian server for the ASGI factory `target` ("module:function"), with our limits and supervision;
+    HTTPS (and mutual TLS) when `tls` is given."""
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
@@ -196,6 +205,7 @@ def build_server(
         http1_settings=HTTP1Settings(header_read_timeout=max(1, int(head_timeout * 1000))),
         workers_kill_timeout=max(1, math.ceil(options.shutdown_grace)),
         respawn_interval=2.0,
+        **(tls.granian_options() if tls is not None else {}),
     )
 
 
@@ -208,10 +218,13 @@ def serve(
     workers: int,
     watch: bool,
     connections: int,
+    tls: ServingTLS | None = None,
 ) -> None:
     options = server_options(loaded.service)
     os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)
-    server = build_server(WORKER_APP, host=host, port=port, workers=workers, options=options, connections=connections)
+    server = build_server(
+        WORKER_APP, host=host, port=port, workers=workers, options=options, connections=connections, tls=tls
+    )
     reloading = threading.RLock()  # RLock: a second SIGHUP may arrive while the main thread reloads
 
     def reload(reason: str) -> None:
@@ -231,6 +244,8 @@ def serve(
         for namespace in RESTART_ONLY:
             if new.service.namespaces.get(namespace) != loaded.service.namespaces.get(namespace):
                 log.warning("reload (%s): %s changed; it applies at the next restart", reason, namespace)
+        if new.service.tls != loaded.service.tls:  # granian's listener is the main process's
+            log.warning("reload (%s): tls changed; it applies at the next restart", reason)
         os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)  # what respawned workers will load
         log.info("reload (%s): config is valid, respawning workers", reason)
         server.signal_handler_reload()

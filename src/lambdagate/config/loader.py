@@ -30,6 +30,8 @@ from lambdagate.config.model import (
     is_builtin_path,
 )
 from lambdagate.config.namespaces import LoadOptions, NamespaceContext, NamespaceError
+from lambdagate.config.server_keys import top_level_issues
+from lambdagate.config.server_tls import tls_issues
 from lambdagate.errors import ConfigError, ConfigIssue
 
 M = TypeVar("M", bound=BaseModel)
@@ -288,6 +290,10 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     client_errors, client_warnings = backend_client.check_service_client(service)
     errors.extend(ConfigIssue(p, m) for p, m in client_errors)
     warnings.extend(ConfigIssue(p, m) for p, m in client_warnings)
+    tls_errors, tls_warnings = tls_issues(service.tls)
+    errors.extend(tls_errors)
+    warnings.extend(tls_warnings)
+    warnings.extend(top_level_issues(service))
     for k, host in enumerate(service.host):  # the default hosts of backends that name none
         if not is_base_url(sanitize_host(host)):
             errors.append(ConfigIssue(f"host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"'))
@@ -295,7 +301,7 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     for i, endpoint in enumerate(service.endpoints):
         path = f"endpoints[{i}]"
         endpoint.endpoint = _clean_path(endpoint.endpoint, f"{path}.endpoint", warnings)
-        # The router's view: "/a/" is "/a", and "/a/{x}" is "/a/{y}", so both would claim the same requests.
+        # The router's view (gin's): "/a/{x}" is "/a/{y}", so both would claim the same requests ("/a/" is not "/a").
         key = (route_shape(endpoint.endpoint), endpoint.method)
         if key in seen:
             first = service.endpoints[seen[key]]
@@ -406,8 +412,8 @@ def _strip_slash(path: str) -> str:
 
 
 def route_shape(path: str) -> str:
-    """The path as the router sees it: no trailing slash, placeholder names erased."""
-    return PLACEHOLDER_RE.sub("{}", _strip_slash(path))
+    """The path as the router sees it: placeholder names erased (a trailing slash is significant, as in gin)."""
+    return PLACEHOLDER_RE.sub("{}", path)
 
 
 def is_typed_backend(backend: BackendConfig) -> bool:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from lambdagate.config.durations import Duration
+from lambdagate.config.server_tls import ServerTLS
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # The encodings the gateway knows. Any other name is accepted with a warning and read as KrakenD reads it
@@ -119,6 +120,15 @@ class ServiceConfig(_Model):
     dns_cache_ttl: Duration = 0.0
     allow_insecure_connections: bool = False
     client_tls: dict[str, Any] | None = None
+    # KrakenD's HTTP server keys: the timeouts feed lambdagate/server (config/server_options.py), tls is served by
+    # granian (config/server_tls.py), debug_endpoint and echo_endpoint add /__debug/ and /__echo/ (front/builtins.py).
+    read_timeout: Duration | None = None
+    write_timeout: Duration | None = None
+    idle_timeout: Duration | None = None
+    read_header_timeout: Duration | None = None
+    tls: ServerTLS | None = None
+    debug_endpoint: bool = False
+    echo_endpoint: bool = False
     extra_config: dict[str, Any] = Field(default_factory=dict)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)

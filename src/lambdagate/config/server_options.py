@@ -4,11 +4,16 @@
 "extra_config": {"lambdagate/server": {"max_body_bytes": 10485760, "max_in_flight": 1024}}
 ```
 Every field has a safe default, so most configs never mention the namespace.
+
+KrakenD's own server keys at the service's top level (`read_timeout`, `read_header_timeout`, `idle_timeout`) set the
+limits of the same names here; when a key is set in both places, this namespace wins (it is lambdagate's own, and
+`check` warns about the pair). KrakenD's 0 ("no limit") keeps lambdagate's default: the limits here are never off.
+`write_timeout` has no counterpart: it is accepted with a warning.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -16,6 +21,7 @@ from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext
+from lambdagate.config.server_keys import TOP_LEVEL_LIMITS
 
 NAMESPACE = "lambdagate/server"
 MiB = 1024 * 1024
@@ -37,14 +43,28 @@ class ServerOptions(BaseModel):
     # Per worker, and at most the descriptor limit less a reserve (supervisor.connection_cap).
     max_connections: StrictInt = Field(default=10_000, gt=0)
     shutdown_grace: Duration = Field(default=10.0, ge=0)  # in-flight requests may finish within it on stop/reload
+    # The gateway's own error replies (router misses): KrakenD's plain text ("404 page not found"), or JSON objects
+    # such as {"error": "not found"}.
+    error_format: Literal["text", "json"] = "text"
 
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:
-    return parse_namespace_model(ServerOptions, value, ctx, '{"max_body_bytes": 10485760}')
+    options = parse_namespace_model(ServerOptions, value, ctx, '{"max_body_bytes": 10485760}')
+    for name in TOP_LEVEL_LIMITS:
+        if name in options.model_fields_set and getattr(ctx.service, name) is not None:
+            ctx.warnings.append((name, f"also set at the service's top level; this value ({name}) wins"))
+    return options
 
 
 SERVER_OPTIONS = Namespace(NAMESPACE, "service", parse)
 
 
 def server_options(service: ServiceConfig) -> ServerOptions:
-    return service.namespaces.get(NAMESPACE) or ServerOptions()
+    """The namespace's options, with the top-level KrakenD keys it does not set itself."""
+    options: ServerOptions = service.namespaces.get(NAMESPACE) or ServerOptions()
+    top = {
+        name: value
+        for name in TOP_LEVEL_LIMITS
+        if name not in options.model_fields_set and (value := getattr(service, name))  # None or 0: keep the default
+    }
+    return options.model_copy(update=top) if top else options

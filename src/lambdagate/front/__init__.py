@@ -29,6 +29,8 @@ class Exchange:
     request_id: str = ""
     params: dict[str, str] = None  # type: ignore[assignment] - set by the router (decoded placeholder values)
     allow: str = ""  # the methods a path has, when it has none for this method (405)
+    location: str = ""  # where the router redirects the request (gin's trailing-slash and fixed-path redirects)
+    forwarded_ip: str = ""  # the client's address read from a trusted proxy's header (router forwarded_by_client_ip)
     span: ServerSpan | None = None
     calls: list[tuple[str, str, float]] | None = None  # backend calls, when the access log lists them
     # Set by guards: a validated token's claims, and headers for the backend request (after input_headers
@@ -38,6 +40,8 @@ class Exchange:
 
     @property
     def client_ip(self) -> str:
+        if self.forwarded_ip:
+            return self.forwarded_ip
         client = self.scope.get("client")
         return client[0] if client else ""
 

@@ -342,6 +342,8 @@ def granian_log_config() -> dict[str, Any]:
 class AccessLog:
     """One line per request, written straight into the process's line writer."""
 
+    skip_paths: frozenset[str] = frozenset()  # request paths without a line (the router's logger_skip_paths)
+
     def __init__(self, settings: LogSettings, writer: LineWriter) -> None:
         self.json = settings.format == "json"
         self.prefix = f"{settings.prefix} " if settings.prefix and not self.json else ""
@@ -361,6 +363,8 @@ class AccessLog:
         calls: list[tuple[str, str, float]] | None,
         trace_id: str | None = None,
     ) -> None:
+        if path in self.skip_paths:
+            return
         now = time.time()
         if self.json:
             entry: dict[str, Any] = {
