@@ -176,6 +176,7 @@ KRAKEND_REFUSES: list[tuple[str, str, str]] = [
     ("url_pattern$", r"placeholder \{(?!resp\d+_)[^}]+\} is not in endpoint", "lura: undefined output param"),
     ("output_encoding$", r'"no-op" passes one backend through', "lura: no-op encoding with several backends"),
     ("^endpoints\\[\\d+\\]$", r"^duplicate of endpoints", "gin panics on a duplicate route"),
+    ("^tls$", r'^needs "public_key"', "lura's server stops at start: public key not defined"),
 ]
 # "KrakenD starts, fails closed": it starts but the endpoint answers 401 to every request (krakend-jose's
 # erroredHandler when the validator or signer cannot be built); lambdagate refuses to start instead.
