@@ -18,7 +18,13 @@ from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.server_options import SERVER_OPTIONS
-from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
+from lambdagate.pipeline import (
+    BackendFactory,
+    BackendWrapper,
+    ProxyWrapperFactory,
+    ResponseStepFactory,
+    wrapped_factory,
+)
 from lambdagate.ratelimit.config import (
     PROXY_NAMESPACE,
     ROUTER_NAMESPACE,
@@ -34,6 +40,7 @@ from lambdagate.security.httpsecure import HTTP_SECURITY_NAMESPACE
 from lambdagate.telemetry.logs import LOGGING_NAMESPACE
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
+from lambdagate.validation import cel, jsonschema
 
 NAMESPACES = (
     SERVER_OPTIONS,
@@ -56,19 +63,26 @@ NAMESPACES = (
     SERVICE_REDIS_NAMESPACE,
     CIRCUIT_BREAKER_NAMESPACE,
     HTTP_CACHE_NAMESPACE,  # consulted inside the HTTP and Lambda backends (backends/http_cache.py), no wrapper
+    cel.CEL_NAMESPACE,
+    jsonschema.JSON_SCHEMA_NAMESPACE,
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 # Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.
 # First innermost: the rate limit is outermost (a call without a token neither counts for the breaker nor fetches an
-# OAuth2 token), the breaker next (an open breaker fetches no token either).
+# OAuth2 token), the breaker next (an open breaker fetches no token either). CEL checks sit inside both, as in
+# krakend-ce's backend factory (lambda → cel → lua → rate limit → circuit breaker).
 BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
     CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials,
+    cel.NAMESPACE: cel.with_cel_checks,
     CIRCUIT_BREAKER_NAMESPACE.name: with_circuit_breaker,
     PROXY_NAMESPACE.name: with_backend_rate_limit,
 }
 # Steps between an endpoint's merge and its rendering, in the order they run; each applies when configured.
 RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (signer_step,)
+# Wrappers of an endpoint's whole fan-out, in the order a request meets them, as krakend-ce's proxy factory stacks
+# them: (modifier/lua-proxy,) validation/cel, validation/json-schema; each applies when configured.
+ENDPOINT_WRAPPERS: tuple[ProxyWrapperFactory, ...] = (cel.endpoint_checks, jsonschema.body_validation)
 
 
 def install() -> None:

@@ -166,6 +166,13 @@ def _unknown_fields(model: BaseModel, path: str, warnings: list[ConfigIssue]) ->
         warnings.append(ConfigIssue(f"{path}.{key}" if path else key, "not supported, ignored"))
 
 
+def _sub_path(path: str, sub: str) -> str:
+    """A namespace's issue path: `sub` after the namespace's own (an index, `[0].check_expr`, without a dot)."""
+    if not sub:
+        return path
+    return f"{path}{sub}" if sub.startswith("[") else f"{path}.{sub}"
+
+
 def _parse_namespaces(
     owner, scope: str, ctx: NamespaceContext, errors: list[ConfigIssue], warnings: list[ConfigIssue]
 ) -> None:
@@ -192,8 +199,8 @@ def _parse_namespaces(
         try:
             owner.namespaces[ns.name] = ns.parse(value, ctx)
         except NamespaceError as exc:
-            errors.extend(ConfigIssue(f"{path}.{sub}" if sub else path, msg) for sub, msg in exc.issues)
-        warnings.extend(ConfigIssue(f"{path}.{sub}" if sub else path, msg) for sub, msg in ctx.warnings)
+            errors.extend(ConfigIssue(_sub_path(path, sub), msg) for sub, msg in exc.issues)
+        warnings.extend(ConfigIssue(_sub_path(path, sub), msg) for sub, msg in ctx.warnings)
     ctx.path = base
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
@@ -37,6 +37,9 @@ class ServerOptions(BaseModel):
     # Per worker, and at most the descriptor limit less a reserve (supervisor.connection_cap).
     max_connections: StrictInt = Field(default=10_000, gt=0)
     shutdown_grace: Duration = Field(default=10.0, ge=0)  # in-flight requests may finish within it on stop/reload
+    # validation/json-schema: fetch the remote $refs a schema names (once, when the config is read); off, such a
+    # schema is refused, so the gateway never fetches a URL named in a config.
+    allow_remote_schema_refs: StrictBool = False
 
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:

@@ -1,9 +1,10 @@
 """Endpoint pipelines, each built once at start-up from the config: backends → format → fan-out → response steps
 → render.
 
-Extensions plug in at two places, both composed only when their namespace is configured: a backend wrapper
-(`wrapped_factory`, e.g. auth/client-credentials adds a token to each call) and a response step (`ResponseStep`,
-e.g. auth/signer signs fields of the merged data before it is rendered).
+Extensions plug in at three places, each composed only when its namespace is configured: a backend wrapper
+(`wrapped_factory`, e.g. auth/client-credentials adds a token to each call), an endpoint proxy wrapper
+(`ProxyWrapper`, around the whole fan-out as KrakenD's proxy factories: validation/cel, validation/json-schema) and
+a response step (`ResponseStep`, e.g. auth/signer signs fields of the merged data before it is rendered).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,9 @@ __all__ = [
     "BuildContext",
     "BuiltBackend",
     "EndpointPipeline",
+    "EndpointProxy",
+    "ProxyWrapper",
+    "ProxyWrapperFactory",
     "Reply",
     "ResponseStep",
     "ResponseStepFactory",
@@ -93,6 +98,14 @@ class ResponseStep:
 ResponseStepFactory = Callable[[ServiceConfig, EndpointConfig, "Resources"], Awaitable[ResponseStep | None]]
 
 
+# The endpoint's whole fan-out as one call, as KrakenD's endpoint proxy: the request in, the merged outcome out.
+EndpointProxy = Callable[[ProxyRequest], Awaitable[MergedResponse]]
+# Wraps it (checks before the backends, after them, or both); a refusal is an outcome with an error.
+ProxyWrapper = Callable[[EndpointProxy], EndpointProxy]
+# Builds an endpoint's proxy wrapper, or None when the endpoint's config does not ask for it; runs once, at start-up.
+ProxyWrapperFactory = Callable[[ServiceConfig, EndpointConfig, "Resources"], Awaitable[ProxyWrapper | None]]
+
+
 def observed(call: Backend, label: str, stats: BackendStats | None, record: bool) -> Backend:
     """Time one backend's calls and classify them (success, error, timeout): into its metrics (`stats`, a
     telemetry.metrics.BackendStats, or None) and, with `record`, into the request's list for the access log."""
@@ -141,6 +154,7 @@ class EndpointPipeline:
         slots: list[BackendSlot],
         renderer: Renderer,
         steps: Sequence[ResponseStep] = (),
+        wrappers: Sequence[ProxyWrapper] = (),
     ) -> None:
         self.config = config
         self.timeout = timeout
@@ -149,9 +163,18 @@ class EndpointPipeline:
         self._single = len(slots) == 1
         self._renderer = renderer
         self._steps = tuple(step.apply for step in steps) or None  # None: nothing to run between merge and render
+        self._proxy: EndpointProxy | None = None  # None: no wrapper, the fan-out is called directly
+        if wrappers:
+            proxy: EndpointProxy = partial(call_one, self._slot) if self._single else partial(call_all, slots)
+            for wrapper in reversed(wrappers):  # the first wrapper is the outermost: a request meets it first
+                proxy = wrapper(proxy)
+            self._proxy = proxy
 
     async def __call__(self, req: ProxyRequest) -> Reply:
-        outcome = await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
+        if self._proxy is not None:
+            outcome = await self._proxy(req)
+        else:
+            outcome = await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
         if self._steps is not None:
             for step in self._steps:
                 outcome = step(outcome)
@@ -164,6 +187,7 @@ async def build_endpoint(
     resources: Resources,
     factory_for: Callable[[BackendConfig], BackendFactory],
     step_factories: Sequence[ResponseStepFactory] = (),
+    wrapper_factories: Sequence[ProxyWrapperFactory] = (),
 ) -> EndpointPipeline:
     slots = []
     for i, backend in enumerate(endpoint.backend):
@@ -188,4 +212,6 @@ async def build_endpoint(
     per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers}) or any(
         step.per_user for step in steps
     )
-    return EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl, per_user=per_user), steps)
+    wrappers = [w for factory in wrapper_factories if (w := await factory(service, endpoint, resources)) is not None]
+    renderer = Renderer(encoding, cache_ttl, per_user=per_user)
+    return EndpointPipeline(endpoint, timeout, slots, renderer, steps, wrappers)
