@@ -119,7 +119,9 @@ def refusal(validator: Any, body: bytes) -> Refusal | None:
         doc = load_json(body)
     except TooDeep:
         return Refusal(f"request body nested deeper than {MAX_JSON_DEPTH} levels", [])
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):  # orjson's own limit (1024 levels): deeper still
+            return Refusal(f"request body nested deeper than {MAX_JSON_DEPTH} levels", [])
         return Refusal("request body is not JSON", [])
     if validator.is_valid(doc):
         return None
