@@ -88,6 +88,16 @@ def proxy_conf(dir: Path, port: int, upstream_port: int) -> Path:
 
 
 CORS_ORIGIN = "https://app.example.com"
+CEL_CHECK = "req_method == 'GET' && req_headers['X-Tenant'][0] == 'a'"
+SCHEMA = {
+    "type": "object",
+    "required": ["email", "items"],
+    "properties": {
+        "email": {"type": "string", "minLength": 3},
+        "items": {"type": "array", "items": {"type": "object", "required": ["sku"]}, "maxItems": 20},
+    },
+}
+SCHEMA_BODY = '{"email":"ana@example.com","items":[{"sku":"a1","qty":2},{"sku":"b7","qty":1}]}'
 
 
 def jwt_token(dir: Path) -> str:
@@ -134,6 +144,20 @@ def gateway_conf(
         "host": host,
         "endpoints": [
             {"endpoint": "/proxy", "backend": [{"url_pattern": "/"}]},
+            # /proxy behind one validation/cel check on the method and a forwarded header
+            {
+                "endpoint": "/cel",
+                "input_headers": ["X-Tenant"],
+                "backend": [{"url_pattern": "/"}],
+                "extra_config": {"validation/cel": [{"check_expr": CEL_CHECK}]},
+            },
+            # /proxy as a POST whose JSON body is validated by validation/json-schema (SCHEMA_BODY, valid)
+            {
+                "endpoint": "/schema",
+                "method": "POST",
+                "backend": [{"url_pattern": "/"}],
+                "extra_config": {"validation/json-schema": SCHEMA},
+            },
             {
                 "endpoint": "/jwt",
                 "backend": [{"url_pattern": "/"}],

@@ -43,6 +43,8 @@ TARGETS = {
     "gateway_ratelimit_redis_vs_http": 0.6,
     "gateway_circuit_breaker_vs_http": 0.95,
     "gateway_http_cache_hit_vs_http": 1.2,
+    "gateway_cel_vs_http": 0.9,
+    "gateway_jsonschema_vs_http": 0.85,
 }
 # scenario -> (server, path)
 SCENARIOS = {
@@ -65,6 +67,8 @@ SCENARIOS = {
     "gateway_http_metrics": ("gateway_metrics", "/proxy"),
     "gateway_http_observed": ("gateway_observed", "/proxy"),
     "gateway_cors": ("gateway_cors", "/proxy"),  # security/cors on, with an allowed Origin (HEADERS)
+    "gateway_cel": ("gateway", "/cel"),  # /proxy behind one validation/cel check (method and a forwarded header)
+    "gateway_jsonschema": ("gateway", "/schema"),  # a POST of a small JSON body (BODIES) validated by its schema
     "skeleton_asgi": ("skeleton_asgi", "/"),
     "skeleton_equiv": ("skeleton_equiv", "/"),
     "skeleton_lambda": ("skeleton_lambda", "/"),
@@ -73,7 +77,12 @@ HALF_LOAD = ("skeleton", "gateway_http", "gateway_lambda")
 # Servers a scenario needs besides its own.
 NEEDS = {"gateway_ratelimit_redis": {"redis"}}
 # Request headers per scenario (the JWT one filled in once the run's token exists).
-HEADERS: dict[str, dict[str, str]] = {"gateway_cors": {"Origin": fixtures.CORS_ORIGIN}}
+HEADERS: dict[str, dict[str, str]] = {
+    "gateway_cors": {"Origin": fixtures.CORS_ORIGIN},
+    "gateway_cel": {"X-Tenant": "a"},
+}
+# Request bodies per scenario: sent as a JSON POST.
+BODIES: dict[str, str] = {"gateway_jsonschema": fixtures.SCHEMA_BODY}
 
 
 def need_tools() -> None:
@@ -280,7 +289,12 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
     }
     for name in scenarios:
         server, path = SCENARIOS[name]
-        request = urllib.request.Request(f"http://127.0.0.1:{ports[server]}{path}", headers=HEADERS.get(name, {}))
+        body = BODIES.get(name)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{ports[server]}{path}",
+            data=body.encode() if body is not None else None,
+            headers={**HEADERS.get(name, {}), **({"Content-Type": "application/json"} if body is not None else {})},
+        )
         with urllib.request.urlopen(request, timeout=5) as resp:
             got = json.loads(resp.read())
             origin = HEADERS.get(name, {}).get("Origin")
@@ -299,7 +313,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
             expected = {"id": 1, "name": "Ana", "list": [1, 2, 3], "total": 3}
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker", "/cached"):
+        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker", "/cached", "/cel", "/schema"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -426,6 +440,7 @@ def compare(args: argparse.Namespace) -> dict:
                 cpus=LOAD_CPU if pin else None,
                 connections=kw.pop("connections", CONNECTIONS),
                 headers=HEADERS.get(name),
+                body=BODIES.get(name),
                 **kw,
             )
             if result.errors:
@@ -506,6 +521,8 @@ def ratios(s: dict) -> dict:
         "gateway_http_cache_hit_vs_http": r("gateway_http_cache_hit", "gateway_http"),
         "gateway_sequential_vs_merge": r("gateway_sequential", "gateway_merge"),
         "gateway_flatmap_vs_merge": r("gateway_flatmap", "gateway_merge"),
+        "gateway_cel_vs_http": r("gateway_cel", "gateway_http"),
+        "gateway_jsonschema_vs_http": r("gateway_jsonschema", "gateway_http"),
     }
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,16 @@ def parse(text: str) -> tuple[float, int, float, float, int]:
     return rps, requests, _latency(text, "50"), _latency(text, "99"), errors
 
 
+def post_script(body: str) -> str:
+    """A wrk script that POSTs `body` as JSON; its path (a temporary file, kept for the run)."""
+    assert "]]" not in body
+    script = f'wrk.method = "POST"\nwrk.body = [[{body}]]\nwrk.headers["Content-Type"] = "application/json"\n'
+    handle, path = tempfile.mkstemp(suffix=".lua", prefix="bench-post-")
+    with os.fdopen(handle, "w") as out:
+        out.write(script)
+    return path
+
+
 def run(
     url: str,
     *,
@@ -56,13 +68,18 @@ def run(
     cpus: str | None,
     delay_ms: int | None = None,
     headers: dict[str, str] | None = None,
+    body: str | None = None,
 ) -> WrkResult:
-    """One wrk run. `delay_ms` paces each connection (paced.lua): wrk 4.1 has no -R (that is wrk2)."""
+    """One wrk run. `delay_ms` paces each connection (paced.lua): wrk 4.1 has no -R (that is wrk2). `body`: POST
+    it as JSON (a generated script; not with `delay_ms`)."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     if delay_ms is not None:
+        assert body is None, "a paced run sends GETs only"
         cmd += ["-s", str(PACED_LUA)]
+    elif body is not None:
+        cmd += ["-s", post_script(body)]
     cmd.append(url)
     if delay_ms is not None:
         cmd += ["--", str(delay_ms)]

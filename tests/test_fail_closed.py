@@ -21,7 +21,7 @@ from tests.test_reliability import _wait_for
 
 HOST = "http://127.0.0.1:9"
 JOSE_V1 = "github.com/devopsfaith/krakend-jose/validator"
-CEL_V1 = "github.com/devopsfaith/krakend-cel"  # the old name of a guard lambdagate does not implement
+APIKEYS_V1 = "github.com/devopsfaith/krakend-apikeys"  # the old name of a guard lambdagate does not implement
 
 
 def doc(
@@ -184,26 +184,26 @@ def test_allowed_guard_is_a_warning_naming_what_runs_without_it() -> None:
 
 
 def test_allowing_one_guard_does_not_allow_another() -> None:
-    config = doc(endpoint_ns={"auth/api-keys": {}, "validation/cel": {}})
+    config = doc(endpoint_ns={"auth/api-keys": {}, "security/policies": {}})
     assert errors_of(config, "auth/api-keys") == [
-        'endpoints[0].extra_config["validation/cel"]: `validation/cel` protects this endpoint and lambdagate does '
-        "not implement it; remove it, or start with `--allow-unsupported validation/cel` to serve the endpoint "
-        "without it"
+        'endpoints[0].extra_config["security/policies"]: `security/policies` protects this endpoint and lambdagate '
+        "does not implement it; remove it, or start with `--allow-unsupported security/policies` to serve the "
+        "endpoint without it"
     ]
 
 
 def test_old_names_are_refused_and_allowed_under_the_current_name() -> None:
-    config = doc(endpoint_ns={CEL_V1: {}}, backend_ns={"github_com/devopsfaith/krakend-cel": {}})
+    config = doc(endpoint_ns={APIKEYS_V1: {}}, backend_ns={"github_com/devopsfaith/krakend-apikeys": {}})
     assert errors_of(config) == [
-        f'endpoints[0].extra_config["{CEL_V1}"]: `{CEL_V1}` (the old name of `validation/cel`) protects this '
-        "endpoint and lambdagate does not implement it; remove it, or start with `--allow-unsupported "
-        "validation/cel` to serve the endpoint without it",
-        'endpoints[0].backend[0].extra_config["github_com/devopsfaith/krakend-cel"]: '
-        "`github_com/devopsfaith/krakend-cel` (the old name of `validation/cel`) protects this backend "
-        "and lambdagate does not implement it; remove it, or start with `--allow-unsupported validation/cel` to "
+        f'endpoints[0].extra_config["{APIKEYS_V1}"]: `{APIKEYS_V1}` (the old name of `auth/api-keys`) protects '
+        "this endpoint and lambdagate does not implement it; remove it, or start with `--allow-unsupported "
+        "auth/api-keys` to serve the endpoint without it",
+        'endpoints[0].backend[0].extra_config["github_com/devopsfaith/krakend-apikeys"]: '
+        "`github_com/devopsfaith/krakend-apikeys` (the old name of `auth/api-keys`) protects this backend "
+        "and lambdagate does not implement it; remove it, or start with `--allow-unsupported auth/api-keys` to "
         "call the backend without it",
     ]
-    assert len(warnings_of(config, "validation/cel")) == 2
+    assert len(warnings_of(config, "auth/api-keys")) == 2
 
 
 def test_an_implemented_guards_old_name_is_read_with_a_warning_naming_the_current_name(tmp_path: Path) -> None:
@@ -323,10 +323,10 @@ def test_the_bot_detector_is_read_in_the_service_and_endpoints_but_not_in_backen
 
 
 def test_guard_refusals_come_with_the_other_errors() -> None:
-    config = doc(endpoint_ns={"validation/cel": {}})
+    config = doc(endpoint_ns={"security/policies": {}})
     config["endpoints"][1]["backend"][0]["url_pattern"] = "no-slash"
     assert [e.split(":")[0] for e in errors_of(config)] == [
-        'endpoints[0].extra_config["validation/cel"]',
+        'endpoints[0].extra_config["security/policies"]',
         "endpoints[1].backend[0].url_pattern",
     ]
 
@@ -359,13 +359,13 @@ def test_check_refuses_an_unimplemented_guard(tmp_path: Path) -> None:
 
 
 def test_check_with_allow_unsupported_accepts_and_warns(tmp_path: Path) -> None:
-    path = write(tmp_path, doc(endpoint_ns={CEL_V1: {}}, service_ns={"plugin/http-server": {}}))
+    path = write(tmp_path, doc(endpoint_ns={APIKEYS_V1: {}}, service_ns={"plugin/http-server": {}}))
     result = lambdagate(
         "check",
         "-c",
         path,
         "--allow-unsupported",
-        "validation/cel",
+        "auth/api-keys",
         "--allow-unsupported",
         "github_com/devopsfaith/krakend/transport/http/server/handler",
     )
@@ -374,8 +374,8 @@ def test_check_with_allow_unsupported_accepts_and_warns(tmp_path: Path) -> None:
     assert warnings == [
         '  warning: extra_config["plugin/http-server"]: `plugin/http-server` is ignored: every endpoint (2) is '
         "served WITHOUT this protection (--allow-unsupported plugin/http-server)",
-        f'  warning: endpoints[0].extra_config["{CEL_V1}"]: `{CEL_V1}` (the old name of `validation/cel`) is '
-        "ignored: POST /users is served WITHOUT this protection (--allow-unsupported validation/cel)",
+        f'  warning: endpoints[0].extra_config["{APIKEYS_V1}"]: `{APIKEYS_V1}` (the old name of `auth/api-keys`) '
+        "is ignored: POST /users is served WITHOUT this protection (--allow-unsupported auth/api-keys)",
     ]
 
 
@@ -387,7 +387,7 @@ def test_allow_unsupported_refuses_what_is_no_guard(tmp_path: Path, value: str) 
 
 
 def test_run_refuses_to_start_with_an_unimplemented_guard(tmp_path: Path) -> None:
-    path = write(tmp_path, doc(endpoint_ns={"validation/cel": [{"check_expr": "true"}]}))
+    path = write(tmp_path, doc(endpoint_ns={"security/policies": {}}))
     proc = Process(
         python_module("lambdagate", "run", "-c", path, "--port", str(free_port()), "--host", "127.0.0.1"),
         tmp_path / "log",
@@ -395,7 +395,7 @@ def test_run_refuses_to_start_with_an_unimplemented_guard(tmp_path: Path) -> Non
     assert proc.proc.wait(30) == 1
     proc.stop()
     log = proc.log()
-    assert 'error: endpoints[0].extra_config["validation/cel"]: `validation/cel` protects this endpoint' in log
+    assert 'error: endpoints[0].extra_config["security/policies"]: `security/policies` protects this endpoint' in log
     assert "Traceback" not in log and "listening" not in log
 
 
@@ -434,14 +434,16 @@ def test_reload_refuses_a_config_that_adds_a_guard(upstream: str, tmp_path: Path
     gateway = launch_gateway(config, tmp_path, "--watch")
     proc, url, path = gateway.process, gateway.url, tmp_path / "krakend.json"
     try:
-        config["endpoints"][0]["extra_config"] = {"validation/cel": [{"check_expr": "true"}]}
+        config["endpoints"][0]["extra_config"] = {"security/policies": {}}
         config["endpoints"].append({"endpoint": "/new", "backend": [{"host": [upstream], "url_pattern": "/echo"}]})
         path.write_bytes(orjson.dumps(config))
         _wait_for(lambda: "reload (file changed) refused" in proc.log())
         proc.proc.send_signal(signal.SIGHUP)
         _wait_for(lambda: "reload (SIGHUP) refused" in proc.log())
         log = proc.log()
-        assert log.count('endpoints[0].extra_config["validation/cel"]: `validation/cel` protects this endpoint') == 2
+        assert (
+            log.count('endpoints[0].extra_config["security/policies"]: `security/policies` protects this endpoint') == 2
+        )
         # The old config keeps serving: /users as before, and /new does not exist.
         assert http("POST", f"{url}/users", b"{}")[0] == 200
         assert http("GET", f"{url}/new")[0] == 404

@@ -23,7 +23,13 @@ from lambdagate.config.proxy_options import PROXY_OPTIONS
 from lambdagate.config.router_options import ROUTER_OPTIONS
 from lambdagate.config.server_options import SERVER_OPTIONS
 from lambdagate.modifiers.martian_config import MARTIAN_NAMESPACE
-from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
+from lambdagate.pipeline import (
+    BackendFactory,
+    BackendWrapper,
+    ProxyWrapperFactory,
+    ResponseStepFactory,
+    wrapped_factory,
+)
 from lambdagate.pipeline.proxy_steps import flatmap_step, static_step
 from lambdagate.ratelimit.config import (
     PROXY_NAMESPACE,
@@ -41,6 +47,7 @@ from lambdagate.telemetry.logs import GELF_NAMESPACE, LOGGING_NAMESPACE, LOGSTAS
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.opencensus import OPENCENSUS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
+from lambdagate.validation import cel, jsonschema
 
 NAMESPACES = (
     SERVER_OPTIONS,
@@ -71,20 +78,27 @@ NAMESPACES = (
     PROXY_OPTIONS,  # read where the endpoint's pipeline is built (pipeline/__init__.py, proxy_steps.py)
     HTTP_BACKEND_NAMESPACE,  # read by the HTTP backend's status rule (backends/http_status.py)
     MARTIAN_NAMESPACE,  # applied inside the HTTP backend (modifiers/martian.py), no wrapper
+    cel.CEL_NAMESPACE,
+    jsonschema.JSON_SCHEMA_NAMESPACE,
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 # Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.
 # First innermost: the rate limit is outermost (a call without a token neither counts for the breaker nor fetches an
-# OAuth2 token), the breaker next (an open breaker fetches no token either).
+# OAuth2 token), the breaker next (an open breaker fetches no token either). CEL checks sit inside both, as in
+# krakend-ce's backend factory (lambda → cel → lua → rate limit → circuit breaker).
 BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
     CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials,
+    cel.NAMESPACE: cel.with_cel_checks,
     CIRCUIT_BREAKER_NAMESPACE.name: with_circuit_breaker,
     PROXY_NAMESPACE.name: with_backend_rate_limit,
 }
 # Steps between an endpoint's merge and its rendering, in the order they run; each applies when configured.
 # As in KrakenD: the endpoint's flatmap, then static data, then (a router-level step there) the signer.
 RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (flatmap_step, static_step, signer_step)
+# Wrappers of an endpoint's whole fan-out, in the order a request meets them, as krakend-ce's proxy factory stacks
+# them: (modifier/lua-proxy,) validation/cel, validation/json-schema; each applies when configured.
+ENDPOINT_WRAPPERS: tuple[ProxyWrapperFactory, ...] = (cel.endpoint_checks, jsonschema.body_validation)
 
 
 def install() -> None:

@@ -110,7 +110,14 @@ class Gateway:
             self.resources.shared[SrvDirectory] = directory
             self.resources.on_close(directory.close)
         pipelines = [
-            await build_endpoint(service, endpoint, self.resources, self.backend_factory, plugins.RESPONSE_STEPS)
+            await build_endpoint(
+                service,
+                endpoint,
+                self.resources,
+                self.backend_factory,
+                plugins.RESPONSE_STEPS,
+                plugins.ENDPOINT_WRAPPERS,
+            )
             for endpoint in service.endpoints
         ]
         self.handler = await build_stack(

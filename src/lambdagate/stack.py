@@ -23,6 +23,7 @@ from lambdagate.front.routing import MissRules, routed
 from lambdagate.ratelimit.steps import endpoint_rate_limit, service_rate_limit
 from lambdagate.router import Router
 from lambdagate.security import botdetector, cors, httpsecure
+from lambdagate.validation import cel
 
 if TYPE_CHECKING:
     from lambdagate.backends import Resources
@@ -56,7 +57,9 @@ EDGE_STEPS: tuple[StepFactory, ...] = (cors.build_step,)
 # their metrics like any reply.
 SERVICE_STEPS: tuple[StepFactory, ...] = (httpsecure.build_step, botdetector.build_step)
 # Per-endpoint guards, in the order a request meets them, as in KrakenD CE (handler_factory.go): bot detector,
-# JWT validation, Lua, rate limit.
+# JWT validation (with its CEL rejecter), Lua, rate limit. The other validation/cel checks and validation/json-schema
+# wrap the endpoint's fan-out instead (plugins.ENDPOINT_WRAPPERS), as KrakenD's proxy factories do: they see the
+# built request (input_headers applied, the body read under its cap).
 # The service rate limit (a global middleware in KrakenD EE) comes right after the bot detector: one set of buckets
 # for every endpoint, checked here rather than before routing so that its refusals are observed as the route's
 # replies (access log, metrics, traces); router misses (404, 405) and /__health spend no token.
@@ -64,6 +67,7 @@ ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
     botdetector.build_step,  # security/bot-detector (the endpoint's)
     service_rate_limit,  # qos/ratelimit/service, qos/ratelimit/service/redis
     jwt_validation,  # auth/validator
+    cel.token_checks,  # validation/cel checks naming only JWT: KrakenD runs them inside its token validator
     # modifier/lua-endpoint goes here
     endpoint_rate_limit,  # qos/ratelimit/router, qos/ratelimit/router/redis
 )

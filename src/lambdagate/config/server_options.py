@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
@@ -46,6 +46,9 @@ class ServerOptions(BaseModel):
     # The gateway's own error replies (router misses): KrakenD's plain text ("404 page not found"), or JSON objects
     # such as {"error": "not found"}.
     error_format: Literal["text", "json"] = "text"
+    # validation/json-schema: fetch the remote $refs a schema names (once, when the config is read); off, such a
+    # schema is refused, so the gateway never fetches a URL named in a config.
+    allow_remote_schema_refs: StrictBool = False
 
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:

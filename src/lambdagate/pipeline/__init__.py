@@ -1,9 +1,10 @@
 """Endpoint pipelines, each built once at start-up from the config: backends → format → fan-out → response steps
 → render.
 
-Extensions plug in at two places, both composed only when their namespace is configured: a backend wrapper
-(`wrapped_factory`, e.g. auth/client-credentials adds a token to each call) and a response step (`ResponseStep`,
-e.g. auth/signer signs fields of the merged data before it is rendered).
+Extensions plug in at three places, each composed only when its namespace is configured: a backend wrapper
+(`wrapped_factory`, e.g. auth/client-credentials adds a token to each call), an endpoint proxy wrapper
+(`ProxyWrapper`, around the whole fan-out as KrakenD's proxy factories: validation/cel, validation/json-schema) and
+a response step (`ResponseStep`, e.g. auth/signer signs fields of the merged data before it is rendered).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ __all__ = [
     "BuildContext",
     "BuiltBackend",
     "EndpointPipeline",
+    "EndpointProxy",
+    "ProxyWrapper",
+    "ProxyWrapperFactory",
     "Reply",
     "ResponseStep",
     "ResponseStepFactory",
@@ -98,6 +102,14 @@ class ResponseStep:
 # Builds an endpoint's response step, or None when the endpoint's config does not ask for it; runs once, at start-up
 # (it may fetch what the step needs, e.g. a signing key).
 ResponseStepFactory = Callable[[ServiceConfig, EndpointConfig, "Resources"], Awaitable[ResponseStep | None]]
+
+
+# The endpoint's whole fan-out as one call, as KrakenD's endpoint proxy: the request in, the merged outcome out.
+EndpointProxy = Callable[[ProxyRequest], Awaitable[MergedResponse]]
+# Wraps it (checks before the backends, after them, or both); a refusal is an outcome with an error.
+ProxyWrapper = Callable[[EndpointProxy], EndpointProxy]
+# Builds an endpoint's proxy wrapper, or None when the endpoint's config does not ask for it; runs once, at start-up.
+ProxyWrapperFactory = Callable[[ServiceConfig, EndpointConfig, "Resources"], Awaitable[ProxyWrapper | None]]
 
 
 def observed(call: Backend, label: str, stats: BackendStats | None, record: bool) -> Backend:
@@ -163,6 +175,7 @@ class EndpointPipeline:
         *,
         merge: Merge | None = None,
         shadows: Shadows | None = None,
+        wrappers: Sequence[ProxyWrapper] = (),
     ) -> None:
         """`merge`: how the backends are called when not all at once (the sequential proxy); `shadows`: the
         backends called in the background, their replies discarded."""
@@ -174,14 +187,25 @@ class EndpointPipeline:
         self._renderer = renderer
         self.negotiates = renderer.encoding == "negotiate"  # the front passes the client's Accept (req.accept)
         self._steps = tuple(step.apply for step in steps) or None  # None: nothing to run between merge and render
-        self._merge = merge
         self._shadows = shadows
+        # The endpoint's proxy: the fan-out (or the sequence), wrapped by the configured proxy wrappers (CEL, JSON
+        # Schema, Lua); None when it is the plain fan-out, which is then called directly.
+        self._proxy: EndpointProxy | None = None
+        if merge is not None or wrappers:
+            proxy: EndpointProxy = (
+                partial(merge, slots)
+                if merge is not None
+                else (partial(call_one, self._slot) if self._single else partial(call_all, slots))
+            )
+            for wrapper in reversed(wrappers):  # the first wrapper is the outermost: a request meets it first
+                proxy = wrapper(proxy)
+            self._proxy = proxy
 
     async def __call__(self, req: ProxyRequest) -> Reply:
         if self._shadows is not None:
             self._shadows.send(req)
-        if self._merge is not None:
-            outcome = await self._merge(self._slots, req)
+        if self._proxy is not None:
+            outcome = await self._proxy(req)
         else:
             outcome = await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
         if self._steps is not None:
@@ -196,6 +220,7 @@ async def build_endpoint(
     resources: Resources,
     factory_for: Callable[[BackendConfig], BackendFactory],
     step_factories: Sequence[ResponseStepFactory] = (),
+    wrapper_factories: Sequence[ProxyWrapperFactory] = (),
 ) -> EndpointPipeline:
     timeout = endpoint.timeout or service.timeout
     encoding = endpoint.output_encoding or service.output_encoding
@@ -219,8 +244,9 @@ async def build_endpoint(
     per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers}) or any(
         step.per_user for step in steps
     )
+    wrappers = [w for factory in wrapper_factories if (w := await factory(service, endpoint, resources)) is not None]
     renderer = Renderer(encoding, cache_ttl, per_user=per_user)
-    return EndpointPipeline(endpoint, timeout, slots, renderer, steps, merge=merge, shadows=shadows)
+    return EndpointPipeline(endpoint, timeout, slots, renderer, steps, merge=merge, shadows=shadows, wrappers=wrappers)
 
 
 async def _build_slot(
