@@ -234,8 +234,9 @@ def test_non_guards_stay_warnings() -> None:
         service_ns={"github_com/devopsfaith/krakend-gologging": {}},
     )
     assert warnings_of(config) == [
-        'extra_config["github_com/devopsfaith/krakend-gologging"]: namespace not supported, ignored: it is the old '
-        "name of `telemetry/logging`, write `telemetry/logging`",
+        'extra_config["github_com/devopsfaith/krakend-gologging"]: `github_com/devopsfaith/krakend-gologging` is the '
+        "old name of `telemetry/logging` and is read as `telemetry/logging`; write `telemetry/logging` (KrakenD 2 "
+        "reads this spelling too)",
         'endpoints[0].extra_config["documentation/openapi"]: namespace not supported, ignored',
         'endpoints[0].extra_config["modifier/martian"]: namespace belongs in a backend\'s extra_config, ignored here',
         'endpoints[0].backend[0].extra_config["plugin/http-client"]: namespace not supported, ignored',
@@ -324,7 +325,7 @@ def test_the_bot_detector_is_read_in_the_service_and_endpoints_but_not_in_backen
 
 def test_guard_refusals_come_with_the_other_errors() -> None:
     config = doc(endpoint_ns={"security/policies": {}})
-    config["endpoints"][1]["backend"][0]["url_pattern"] = "no-slash"
+    config["endpoints"][1]["backend"][0]["url_pattern"] = "/{nope}"
     assert [e.split(":")[0] for e in errors_of(config)] == [
         'endpoints[0].extra_config["security/policies"]',
         "endpoints[1].backend[0].url_pattern",

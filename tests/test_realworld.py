@@ -209,7 +209,6 @@ LAMBDAGATE_ONLY: dict[str, str] = {
     "Velmuruganmp1210__krakend_lua__krakend.json": "Input should be a valid integer, got bool True",
     "Vido__krakend-kafka-poc__config__krakend__krakend.json": 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"',
     "agentic-layer__agent-gateway-krakend__local__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
-    "andre-fig__url-shortener-monorepo__krakend__krakend.json": "`validation/json-schema` protects this endpoint and lambdagate does not implement it",
     "arwoosa__api-gateway__argocd__overlays__staging__cfg__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "birddevelper__kerakend__config__krakend__krakend.json": "`auth/revoker` protects every endpoint and lambdagate does not implement it",
     "blackexchange__krakend_multi__krakend.json": "'http*' can match any site, which allow_credentials would let read replies with its users'",
