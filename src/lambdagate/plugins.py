@@ -18,7 +18,11 @@ from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
 from lambdagate.config.server_options import SERVER_OPTIONS
-from lambdagate.pipeline import BackendFactory, BackendWrapper, ResponseStepFactory, wrapped_factory
+from lambdagate.lua.config import BACKEND_NAMESPACE as LUA_BACKEND_NAMESPACE
+from lambdagate.lua.config import ENDPOINT_NAMESPACE as LUA_ENDPOINT_NAMESPACE
+from lambdagate.lua.config import PROXY_NAMESPACE as LUA_PROXY_NAMESPACE
+from lambdagate.lua.steps import lua_proxy, with_lua_backend
+from lambdagate.pipeline import BackendFactory, BackendWrapper, FanoutWrapper, ResponseStepFactory, wrapped_factory
 from lambdagate.ratelimit.config import (
     PROXY_NAMESPACE,
     ROUTER_NAMESPACE,
@@ -56,19 +60,26 @@ NAMESPACES = (
     SERVICE_REDIS_NAMESPACE,
     CIRCUIT_BREAKER_NAMESPACE,
     HTTP_CACHE_NAMESPACE,  # consulted inside the HTTP and Lambda backends (backends/http_cache.py), no wrapper
+    LUA_ENDPOINT_NAMESPACE,  # a front guard (stack.ENDPOINT_GUARDS)
+    LUA_PROXY_NAMESPACE,
+    LUA_BACKEND_NAMESPACE,
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 # Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.
 # First innermost: the rate limit is outermost (a call without a token neither counts for the breaker nor fetches an
-# OAuth2 token), the breaker next (an open breaker fetches no token either).
+# OAuth2 token), the breaker next (an open breaker fetches no token either). Lua is innermost, right around the call
+# as in KrakenD (its request changes reach the backend; its custom errors count for the breaker).
 BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
+    LUA_BACKEND_NAMESPACE.name: with_lua_backend,
     CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials,
     CIRCUIT_BREAKER_NAMESPACE.name: with_circuit_breaker,
     PROXY_NAMESPACE.name: with_backend_rate_limit,
 }
 # Steps between an endpoint's merge and its rendering, in the order they run; each applies when configured.
 RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (signer_step,)
+# Wrappers of an endpoint's fan-out (its backends and merge), first innermost; each applies when configured.
+FANOUT_WRAPPERS: tuple[FanoutWrapper, ...] = (lua_proxy,)
 
 
 def install() -> None:

@@ -106,7 +106,9 @@ class Gateway:
             record_calls=self.observers.access_log is not None,
         )
         pipelines = [
-            await build_endpoint(service, endpoint, self.resources, self.backend_factory, plugins.RESPONSE_STEPS)
+            await build_endpoint(
+                service, endpoint, self.resources, self.backend_factory, plugins.RESPONSE_STEPS, plugins.FANOUT_WRAPPERS
+            )
             for endpoint in service.endpoints
         ]
         self.handler = await build_stack(

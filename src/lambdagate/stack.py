@@ -18,6 +18,7 @@ from lambdagate.front.admission import Admission, admitted, answering
 from lambdagate.front.observe import RequestIds, contained, measured, traced, with_request_id
 from lambdagate.front.request import RequestRules, building_request
 from lambdagate.front.routing import routed
+from lambdagate.lua.steps import endpoint_step as lua_endpoint
 from lambdagate.ratelimit.steps import endpoint_rate_limit, service_rate_limit
 from lambdagate.router import Router
 from lambdagate.security import botdetector, cors, httpsecure
@@ -62,7 +63,7 @@ ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
     botdetector.build_step,  # security/bot-detector (the endpoint's)
     service_rate_limit,  # qos/ratelimit/service, qos/ratelimit/service/redis
     jwt_validation,  # auth/validator
-    # modifier/lua-endpoint goes here
+    lua_endpoint,  # modifier/lua-endpoint (the service's, then the endpoint's)
     endpoint_rate_limit,  # qos/ratelimit/router, qos/ratelimit/router/redis
 )
 

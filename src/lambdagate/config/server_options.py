@@ -37,6 +37,10 @@ class ServerOptions(BaseModel):
     # Per worker, and at most the descriptor limit less a reserve (supervisor.connection_cap).
     max_connections: StrictInt = Field(default=10_000, gt=0)
     shutdown_grace: Duration = Field(default=10.0, ge=0)  # in-flight requests may finish within it on stop/reload
+    # modifier/lua-*: each run of a script (a request's pre, or its post) gets this much of the worker's CPU time,
+    # and a script set's runtime this much memory beyond what its loaded sources use; past either, 500.
+    lua_cpu_ms: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    lua_memory_bytes: StrictInt = Field(default=16 * MiB, gt=0)
 
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:

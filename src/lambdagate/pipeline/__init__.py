@@ -31,6 +31,8 @@ __all__ = [
     "BuildContext",
     "BuiltBackend",
     "EndpointPipeline",
+    "Fanout",
+    "FanoutWrapper",
     "Reply",
     "ResponseStep",
     "ResponseStepFactory",
@@ -88,6 +90,12 @@ class ResponseStep:
     per_user: bool = False  # its replies differ per user, so a shared cache must not keep them
 
 
+# An endpoint's fan-out (its backends, merged), and what may wrap it where the endpoint's config asks for it
+# (modifier/lua-proxy runs scripts before and after it); a wrapper returns None when the endpoint has not its
+# namespace. Runs once, at start-up.
+Fanout = Callable[[ProxyRequest], Awaitable[MergedResponse]]
+FanoutWrapper = Callable[[ServiceConfig, EndpointConfig, "Resources", Fanout], Awaitable[Fanout | None]]
+
 # Builds an endpoint's response step, or None when the endpoint's config does not ask for it; runs once, at start-up
 # (it may fetch what the step needs, e.g. a signing key).
 ResponseStepFactory = Callable[[ServiceConfig, EndpointConfig, "Resources"], Awaitable[ResponseStep | None]]
@@ -141,6 +149,7 @@ class EndpointPipeline:
         slots: list[BackendSlot],
         renderer: Renderer,
         steps: Sequence[ResponseStep] = (),
+        fanout: Fanout | None = None,
     ) -> None:
         self.config = config
         self.timeout = timeout
@@ -149,9 +158,16 @@ class EndpointPipeline:
         self._single = len(slots) == 1
         self._renderer = renderer
         self._steps = tuple(step.apply for step in steps) or None  # None: nothing to run between merge and render
+        self._fanout = fanout  # None: the plain fan-out below
+
+    async def fan_out(self, req: ProxyRequest) -> MergedResponse:
+        return await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
 
     async def __call__(self, req: ProxyRequest) -> Reply:
-        outcome = await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
+        if self._fanout is not None:
+            outcome = await self._fanout(req)
+        else:
+            outcome = await (call_one(self._slot, req) if self._single else call_all(self._slots, req))
         if self._steps is not None:
             for step in self._steps:
                 outcome = step(outcome)
@@ -164,6 +180,7 @@ async def build_endpoint(
     resources: Resources,
     factory_for: Callable[[BackendConfig], BackendFactory],
     step_factories: Sequence[ResponseStepFactory] = (),
+    fanout_wrappers: Sequence[FanoutWrapper] = (),
 ) -> EndpointPipeline:
     slots = []
     for i, backend in enumerate(endpoint.backend):
@@ -188,4 +205,10 @@ async def build_endpoint(
     per_user = bool({"*", "authorization", "cookie"} & {h.lower() for h in endpoint.input_headers}) or any(
         step.per_user for step in steps
     )
-    return EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl, per_user=per_user), steps)
+    pipeline = EndpointPipeline(endpoint, timeout, slots, Renderer(encoding, cache_ttl, per_user=per_user), steps)
+    fanout: Fanout = pipeline.fan_out
+    for wrapper in fanout_wrappers:
+        fanout = await wrapper(service, endpoint, resources, fanout) or fanout
+    if fanout is not pipeline.fan_out:
+        pipeline._fanout = fanout
+    return pipeline
