@@ -43,6 +43,7 @@ TARGETS = {
     "gateway_ratelimit_redis_vs_http": 0.6,
     "gateway_circuit_breaker_vs_http": 0.95,
     "gateway_http_cache_hit_vs_http": 1.2,
+    "gateway_lua_vs_http": 0.8,
 }
 # scenario -> (server, path)
 SCENARIOS = {
@@ -55,6 +56,7 @@ SCENARIOS = {
     "gateway_ratelimit_redis": ("gateway", "/ratelimit_redis"),  # the same limit kept in Redis (one script call)
     "gateway_circuit_breaker": ("gateway", "/breaker"),  # /proxy behind qos/circuit-breaker (always closed)
     "gateway_http_cache_hit": ("gateway", "/cached"),  # qos/http-cache: every request after the first is a hit
+    "gateway_lua": ("gateway", "/lua"),  # /proxy with a small modifier/lua-proxy pre script
     "gateway_merge": ("gateway", "/merge"),
     "gateway_lambda": ("gateway", "/lambda"),
     "aiobotocore_lambda": ("aiobotocore", "/"),
@@ -293,7 +295,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
             }
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker", "/cached"):
+        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker", "/cached", "/lua"):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -378,6 +380,7 @@ def compare(args: argparse.Namespace) -> dict:
             "gateway_lambda",
             "gateway_circuit_breaker",
             "gateway_http_cache_hit",
+            "gateway_lua",
             "aiobotocore_lambda",
             "gateway_http_2workers",
             "gateway_http_accesslog",
@@ -496,6 +499,7 @@ def ratios(s: dict) -> dict:
         "gateway_ratelimit_redis_vs_http": r("gateway_ratelimit_redis", "gateway_http"),
         "gateway_circuit_breaker_vs_http": r("gateway_circuit_breaker", "gateway_http"),
         "gateway_http_cache_hit_vs_http": r("gateway_http_cache_hit", "gateway_http"),
+        "gateway_lua_vs_http": r("gateway_lua", "gateway_http"),
     }
 
 
