@@ -6,7 +6,8 @@
   chained calls), /flatmap (flatmap_filter on a backend and the merge), /lambda, and /jwt
   (/proxy behind `auth/validator`: RS256, the key set from a local file, one token for the whole run), /breaker
   (/proxy behind a `qos/circuit-breaker` that stays closed), /cached (`qos/http-cache` over the upstream's /cached,
-  which says `Cache-Control: max-age=3600`: after the first call every request is a hit).
+  which says `Cache-Control: max-age=3600`: after the first call every request is a hit), /lua (/proxy with a small
+  `modifier/lua-proxy` pre script).
 """
 
 from __future__ import annotations
@@ -183,6 +184,16 @@ def gateway_conf(
                         },
                     }
                 ],
+            },
+            # /proxy with a small modifier/lua-proxy pre script (one header set from another): a script run's cost
+            {
+                "endpoint": "/lua",
+                "backend": [{"url_pattern": "/"}],
+                "extra_config": {
+                    "modifier/lua-proxy": {
+                        "pre": 'local r = request.load(); r:headers("X-Bench", r:method() .. " " .. r:path())'
+                    }
+                },
             },
             # /proxy's body from a reply the upstream lets caches keep for an hour: the cost of a cache hit
             {"endpoint": "/cached", "backend": [{"url_pattern": "/cached", "extra_config": {"qos/http-cache": {}}}]},

@@ -45,6 +45,7 @@ TARGETS = {
     "gateway_http_cache_hit_vs_http": 1.2,
     "gateway_cel_vs_http": 0.9,
     "gateway_jsonschema_vs_http": 0.85,
+    "gateway_lua_vs_http": 0.8,
 }
 # scenario -> (server, path)
 SCENARIOS = {
@@ -57,6 +58,7 @@ SCENARIOS = {
     "gateway_ratelimit_redis": ("gateway", "/ratelimit_redis"),  # the same limit kept in Redis (one script call)
     "gateway_circuit_breaker": ("gateway", "/breaker"),  # /proxy behind qos/circuit-breaker (always closed)
     "gateway_http_cache_hit": ("gateway", "/cached"),  # qos/http-cache: every request after the first is a hit
+    "gateway_lua": ("gateway", "/lua"),  # /proxy with a small modifier/lua-proxy pre script
     "gateway_merge": ("gateway", "/merge"),
     "gateway_sequential": ("gateway", "/sequential"),  # two backends, the second's URL from the first's reply
     "gateway_flatmap": ("gateway", "/flatmap"),  # two backends, flatmap_filter on one and on the merge
@@ -313,7 +315,17 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
             expected = {"id": 1, "name": "Ana", "list": [1, 2, 3], "total": 3}
         elif path == "/lambda":
             expected = json.loads(fixtures.LAMBDA_BODY)
-        elif path in ("/proxy", "/jwt", "/ratelimit", "/ratelimit_redis", "/breaker", "/cached", "/cel", "/schema"):
+        elif path in (
+            "/proxy",
+            "/jwt",
+            "/ratelimit",
+            "/ratelimit_redis",
+            "/breaker",
+            "/cached",
+            "/cel",
+            "/schema",
+            "/lua",
+        ):
             expected = json.loads(fixtures.UPSTREAM_BODY)
         else:
             expected = want[server]
@@ -400,6 +412,7 @@ def compare(args: argparse.Namespace) -> dict:
             "gateway_lambda",
             "gateway_circuit_breaker",
             "gateway_http_cache_hit",
+            "gateway_lua",
             "aiobotocore_lambda",
             "gateway_http_2workers",
             "gateway_http_accesslog",
@@ -523,6 +536,7 @@ def ratios(s: dict) -> dict:
         "gateway_flatmap_vs_merge": r("gateway_flatmap", "gateway_merge"),
         "gateway_cel_vs_http": r("gateway_cel", "gateway_http"),
         "gateway_jsonschema_vs_http": r("gateway_jsonschema", "gateway_http"),
+        "gateway_lua_vs_http": r("gateway_lua", "gateway_http"),
     }
 
 

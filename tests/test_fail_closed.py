@@ -155,7 +155,9 @@ def test_allow_list_travels_to_the_workers_by_environment() -> None:
 
 def test_unimplemented_guard_is_refused_at_every_scope() -> None:
     config = doc(
-        endpoint_ns={"auth/api-keys": {}}, backend_ns={"modifier/lua-backend": {}}, service_ns={"security/policies": {}}
+        endpoint_ns={"auth/api-keys": {}},
+        backend_ns={"plugin/req-resp-modifier": {}},
+        service_ns={"security/policies": {}},
     )
     assert errors_of(config) == [
         'extra_config["security/policies"]: `security/policies` protects every endpoint and lambdagate does not '
@@ -163,23 +165,25 @@ def test_unimplemented_guard_is_refused_at_every_scope() -> None:
         "without it",
         'endpoints[0].extra_config["auth/api-keys"]: `auth/api-keys` protects this endpoint and lambdagate does not '
         "implement it; remove it, or start with `--allow-unsupported auth/api-keys` to serve the endpoint without it",
-        'endpoints[0].backend[0].extra_config["modifier/lua-backend"]: `modifier/lua-backend` protects this backend '
-        "and lambdagate does not implement it; remove it, or start with `--allow-unsupported modifier/lua-backend` "
+        'endpoints[0].backend[0].extra_config["plugin/req-resp-modifier"]: `plugin/req-resp-modifier` protects this backend '
+        "and lambdagate does not implement it; remove it, or start with `--allow-unsupported plugin/req-resp-modifier` "
         "to call the backend without it",
     ]
 
 
 def test_allowed_guard_is_a_warning_naming_what_runs_without_it() -> None:
     config = doc(
-        endpoint_ns={"auth/api-keys": {}}, backend_ns={"modifier/lua-backend": {}}, service_ns={"security/policies": {}}
+        endpoint_ns={"auth/api-keys": {}},
+        backend_ns={"plugin/req-resp-modifier": {}},
+        service_ns={"security/policies": {}},
     )
-    assert warnings_of(config, "auth/api-keys", "modifier/lua-backend", "security/policies") == [
+    assert warnings_of(config, "auth/api-keys", "plugin/req-resp-modifier", "security/policies") == [
         'extra_config["security/policies"]: `security/policies` is ignored: every endpoint (2) is served WITHOUT '
         "this protection (--allow-unsupported security/policies)",
         'endpoints[0].extra_config["auth/api-keys"]: `auth/api-keys` is ignored: POST /users is served WITHOUT this '
         "protection (--allow-unsupported auth/api-keys)",
-        'endpoints[0].backend[0].extra_config["modifier/lua-backend"]: `modifier/lua-backend` is ignored: POST /users '
-        "calls this backend WITHOUT this protection (--allow-unsupported modifier/lua-backend)",
+        'endpoints[0].backend[0].extra_config["plugin/req-resp-modifier"]: `plugin/req-resp-modifier` is ignored: POST /users '
+        "calls this backend WITHOUT this protection (--allow-unsupported plugin/req-resp-modifier)",
     ]
 
 

@@ -22,6 +22,10 @@ from lambdagate.config.model import BackendConfig
 from lambdagate.config.proxy_options import PROXY_OPTIONS
 from lambdagate.config.router_options import ROUTER_OPTIONS
 from lambdagate.config.server_options import SERVER_OPTIONS
+from lambdagate.lua.config import BACKEND_NAMESPACE as LUA_BACKEND_NAMESPACE
+from lambdagate.lua.config import ENDPOINT_NAMESPACE as LUA_ENDPOINT_NAMESPACE
+from lambdagate.lua.config import PROXY_NAMESPACE as LUA_PROXY_NAMESPACE
+from lambdagate.lua.steps import lua_proxy, with_lua_backend
 from lambdagate.modifiers.martian_config import MARTIAN_NAMESPACE
 from lambdagate.pipeline import (
     BackendFactory,
@@ -80,14 +84,19 @@ NAMESPACES = (
     MARTIAN_NAMESPACE,  # applied inside the HTTP backend (modifiers/martian.py), no wrapper
     cel.CEL_NAMESPACE,
     jsonschema.JSON_SCHEMA_NAMESPACE,
+    LUA_ENDPOINT_NAMESPACE,  # a front guard (stack.ENDPOINT_GUARDS)
+    LUA_PROXY_NAMESPACE,
+    LUA_BACKEND_NAMESPACE,
 )
 # Backend types by namespace; a backend with none of them is an HTTP backend.
 BACKEND_TYPES: dict[str, BackendFactory] = {LAMBDA_NAMESPACE.name: lambda_backend}
 # Wrappers of a built backend by namespace, applied (first innermost) when the backend's config has the namespace.
 # First innermost: the rate limit is outermost (a call without a token neither counts for the breaker nor fetches an
 # OAuth2 token), the breaker next (an open breaker fetches no token either). CEL checks sit inside both, as in
-# krakend-ce's backend factory (lambda → cel → lua → rate limit → circuit breaker).
+# krakend-ce's backend factory (lambda → cel → lua → rate limit → circuit breaker); Lua is innermost, right around
+# the call (its request changes reach the backend; its custom errors count for the breaker).
 BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
+    LUA_BACKEND_NAMESPACE.name: with_lua_backend,
     CLIENT_CREDENTIALS_NAMESPACE.name: with_client_credentials,
     cel.NAMESPACE: cel.with_cel_checks,
     CIRCUIT_BREAKER_NAMESPACE.name: with_circuit_breaker,
@@ -97,8 +106,8 @@ BACKEND_WRAPPERS: dict[str, BackendWrapper] = {
 # As in KrakenD: the endpoint's flatmap, then static data, then (a router-level step there) the signer.
 RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (flatmap_step, static_step, signer_step)
 # Wrappers of an endpoint's whole fan-out, in the order a request meets them, as krakend-ce's proxy factory stacks
-# them: (modifier/lua-proxy,) validation/cel, validation/json-schema; each applies when configured.
-ENDPOINT_WRAPPERS: tuple[ProxyWrapperFactory, ...] = (cel.endpoint_checks, jsonschema.body_validation)
+# them: modifier/lua-proxy, validation/cel, validation/json-schema; each applies when configured.
+ENDPOINT_WRAPPERS: tuple[ProxyWrapperFactory, ...] = (lua_proxy, cel.endpoint_checks, jsonschema.body_validation)
 
 
 def install() -> None:

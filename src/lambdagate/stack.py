@@ -20,6 +20,7 @@ from lambdagate.front.client_ip import TrustedProxies, forwarded_client_ip
 from lambdagate.front.observe import RequestIds, contained, measured, traced, with_request_id
 from lambdagate.front.request import RequestRules, building_request
 from lambdagate.front.routing import MissRules, routed
+from lambdagate.lua.steps import endpoint_step as lua_endpoint
 from lambdagate.ratelimit.steps import endpoint_rate_limit, service_rate_limit
 from lambdagate.router import Router
 from lambdagate.security import botdetector, cors, httpsecure
@@ -68,7 +69,7 @@ ENDPOINT_GUARDS: tuple[StepFactory, ...] = (
     service_rate_limit,  # qos/ratelimit/service, qos/ratelimit/service/redis
     jwt_validation,  # auth/validator
     cel.token_checks,  # validation/cel checks naming only JWT: KrakenD runs them inside its token validator
-    # modifier/lua-endpoint goes here
+    lua_endpoint,  # modifier/lua-endpoint (the service's, then the endpoint's)
     endpoint_rate_limit,  # qos/ratelimit/router, qos/ratelimit/router/redis
 )
 

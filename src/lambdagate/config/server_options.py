@@ -49,6 +49,10 @@ class ServerOptions(BaseModel):
     # validation/json-schema: fetch the remote $refs a schema names (once, when the config is read); off, such a
     # schema is refused, so the gateway never fetches a URL named in a config.
     allow_remote_schema_refs: StrictBool = False
+    # modifier/lua-*: each run of a script (a request's pre, or its post) gets this much of the worker's CPU time,
+    # and a script set's runtime this much memory beyond what its loaded sources use; past either, 500.
+    lua_cpu_ms: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    lua_memory_bytes: StrictInt = Field(default=16 * MiB, gt=0)
 
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:

@@ -26,6 +26,10 @@ class MergedResponse:
     error: BackendError | None = None  # set when every backend failed
     error_details: dict[str, Any] = field(default_factory=dict)
     failed: int = 0  # how many backends failed (proxy `static` tells "success" from "errored" by it)
+    # A status and headers for the reply of a decoded (non pass-through) response, set by a modifier/lua-proxy
+    # post script; None: the renderer's own.
+    reply_status: int | None = None
+    reply_headers: list[tuple[str, str]] | None = None
 
 
 @dataclass(slots=True)

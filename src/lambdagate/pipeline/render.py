@@ -78,6 +78,19 @@ class Renderer:
 
     def render(self, outcome: MergedResponse, accept: str = "") -> Reply:
         """`accept`: the client's Accept header, read only by `negotiate`."""
+        reply = self._render(outcome, accept)
+        if outcome.reply_status is not None or outcome.reply_headers:  # set by a modifier/lua-proxy post script
+            reply.status = outcome.reply_status or reply.status
+            if outcome.reply_headers:
+                names = {k.lower().encode("latin-1") for k, _ in outcome.reply_headers}
+                reply.headers = [h for h in reply.headers if h[0] not in names] + [
+                    (k.lower().encode("latin-1"), v.encode("utf-8", "surrogateescape"))
+                    for k, v in outcome.reply_headers
+                    if k.lower() not in HOP_BY_HOP
+                ]
+        return reply
+
+    def _render(self, outcome: MergedResponse, accept: str) -> Reply:
         err = outcome.error
         if err is not None:
             body: dict[str, Any] = {"error": err.message}
