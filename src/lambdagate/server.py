@@ -20,7 +20,7 @@ import aiohttp
 from lambdagate import __version__, plugins
 from lambdagate.asgi import Receive, Scope, Send
 from lambdagate.backends import Resources
-from lambdagate.backends.client_options import client_settings, new_http_session
+from lambdagate.backends.client_options import client_kind, client_settings, new_backend_client, new_http_session
 from lambdagate.backends.dns_sd import DirectoryResolver, SrvDirectory
 from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
 from lambdagate.config.guards import allow_list_from_env
@@ -39,13 +39,17 @@ from lambdagate.telemetry.tracing import tracing_options
 log = logging.getLogger("lambdagate")
 
 
-def _backend_client(service: ServiceConfig) -> tuple[aiohttp.ClientSession, SrvDirectory | None]:
-    """The worker's backend HTTP client, resolving SRV targets itself when a backend uses `sd: "dns"`."""
-    settings = client_settings(service)
+def _backend_client(service: ServiceConfig, kind: str | None) -> tuple[aiohttp.ClientSession, Any, SrvDirectory | None]:
+    """The worker's aiohttp session and backend client (`kind`: lambdagate/server http_client), resolving SRV
+    targets themselves when a backend uses `sd: "dns"`."""
+    settings, kind = client_settings(service), client_kind(kind)
     if not any(b.sd == "dns" for e in service.endpoints for b in e.backend):
-        return new_http_session(settings), None
+        session = new_http_session(settings)
+        return session, new_backend_client(kind, session, settings), None
     directory = SrvDirectory(service.dns_cache_ttl)
-    return new_http_session(settings, DirectoryResolver(directory)), directory
+    resolver = DirectoryResolver(directory)
+    session = new_http_session(settings, resolver)
+    return session, new_backend_client(kind, session, settings, resolver), directory
 
 
 class Gateway:
@@ -93,9 +97,10 @@ class Gateway:
         service = self.loaded.service
         tracing = self.observers.tracing
         metrics_opts = metrics_options(service)
-        session, directory = _backend_client(service)
+        session, client, directory = _backend_client(service, self.options.http_client)
         self.resources = Resources(
             session=session,
+            client=client,
             local_lambda_endpoint=self.local_lambda_endpoint,
             max_response_bytes=self.options.max_backend_response_bytes,
             # the request's header limits bound what a backend's reply may pass on too

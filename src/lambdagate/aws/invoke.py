@@ -1,4 +1,5 @@
-"""Lambda Invoke API client: one SigV4-signed aiohttp POST per call, with safe retries.
+"""Lambda Invoke API client: one SigV4-signed POST per call through the client seam (lambdagate.client), with
+safe retries.
 
 No boto in the request path: aiobotocore's ``invoke`` costs several times the client CPU
 (research/stack-probe.md, section 3). Retries are limited
@@ -23,8 +24,20 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from lambdagate import __version__
 from lambdagate.aws.credentials import CredentialProvider
 from lambdagate.aws.sigv4 import SigV4Signer
+from lambdagate.client.aiohttp_client import AiohttpClient
+from lambdagate.client.base import (
+    ClientError,
+    ConnectError,
+    ConnectTimeout,
+    HeadTimeout,
+    HttpClient,
+    PayloadError,
+    TLSFailure,
+    TooLarge,
+)
 from lambdagate.deadline import deadline_at
 
 __all__ = [
@@ -48,6 +61,7 @@ FUNCTION_NAME_RE = re.compile(
 _MAX_REFERENCE_LEN = 256  # the model's limit, which applies to a full ARN
 _MAX_NAME_LEN = 64  # AWS: a bare function name is at most 64 characters
 
+_USER_AGENT = f"lambdagate/{__version__}"
 _BACKOFF_BASE = 0.025
 _BACKOFF_CAP = 1.0
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -169,31 +183,31 @@ def _service_error(status: int, headers: Mapping[str, str], body: bytes) -> Lamb
     )
 
 
-def _transport_error(exc: aiohttp.ClientError) -> LambdaTransportError:
-    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
+def _transport_error(exc: ClientError) -> LambdaTransportError:
+    if isinstance(exc, TLSFailure):
         return LambdaTransportError(f"TLS failure: {exc}", code="TLSError")  # retrying will not fix it
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, ConnectTimeout):
         return LambdaTransportError(f"connect timeout: {exc}", code="ConnectTimeout", retryable=True)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        # A read timeout (the session's own sock_read) means the function may be running: no retry.
+    if isinstance(exc, HeadTimeout):
+        # A read timeout means the function may be running: no retry.
         return LambdaTransportError(f"read timeout: {exc}", code="Timeout")
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, PayloadError):
         # The reply's status line and headers arrived, then its body broke off: the function ran, so
         # another attempt would run it twice.
-        return LambdaTransportError(f"{type(exc).__name__}: {exc}", code="IncompleteReply")
-    if isinstance(exc, aiohttp.ClientConnectionError):
+        return LambdaTransportError(str(exc), code="IncompleteReply")
+    if isinstance(exc, ConnectError):
         # Refused/reset/DNS before any reply. Like the AWS SDKs we retry these; a stale pooled
         # keep-alive connection closed by the server is the common case.
-        return LambdaTransportError(f"{type(exc).__name__}: {exc}", code="ConnectionError", retryable=True)
-    return LambdaTransportError(f"{type(exc).__name__}: {exc}", code="ClientError")
+        return LambdaTransportError(str(exc), code="ConnectionError", retryable=True)
+    return LambdaTransportError(str(exc), code="ClientError")
 
 
 class LambdaInvoker:
-    """Invokes Lambda functions through one shared aiohttp session."""
+    """Invokes Lambda functions through the worker's HTTP client (an aiohttp session is put behind the seam)."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: HttpClient | aiohttp.ClientSession,
         *,
         region: str,
         credentials: CredentialProvider,
@@ -204,7 +218,7 @@ class LambdaInvoker:
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
-        self._session = session
+        self._client: HttpClient = AiohttpClient(session) if isinstance(session, aiohttp.ClientSession) else session
         self._credentials = credentials
         self._signer = SigV4Signer(region, "lambda")
         self._max_attempts = max_attempts
@@ -310,35 +324,35 @@ class LambdaInvoker:
         )
         headers.update(signed_headers)
         headers["Content-Type"] = "application/json"
+        # Unsigned, the same whichever client serves: replies may come compressed (decoded under the size cap).
+        headers["Accept-Encoding"] = "gzip"
+        headers["User-Agent"] = _USER_AGENT
         if trace_header:
             headers["X-Amzn-Trace-Id"] = trace_header
         timeout = deadline_at(deadline)  # asyncio.timeout_at semantics without a loop timer per call
         try:
             with timeout:
-                async with self._session.post(url, data=payload, headers=headers, allow_redirects=False) as resp:
-                    status = resp.status
-                    limit = self._max_response_bytes if status < 300 else _ERROR_BODY_LIMIT
-                    body = await self._read_bounded(resp, limit)
-                    rh = resp.headers
+                reply = await self._client.request("POST", url, headers, payload, limit=self._max_response_bytes)
         except TimeoutError as exc:
             if timeout.expired():
                 raise LambdaDeadlineError(f"deadline passed while invoking {function_name}", code="Timeout") from None
-            if isinstance(exc, aiohttp.ClientError):
-                raise _transport_error(exc) from exc
             raise LambdaTransportError(f"timeout: {exc!r}", code="Timeout") from exc
-        except aiohttp.ClientError as exc:
-            if timeout.expired():
-                raise LambdaDeadlineError(f"deadline passed while invoking {function_name}", code="Timeout") from None
-            raise _transport_error(exc) from exc
-        if status >= 300:
-            raise _service_error(status, rh, body if body is not None else b"")
-        if body is None:
+        except TooLarge as exc:
+            if exc.status >= 300:
+                raise _service_error(exc.status, exc.headers, b"") from None
             raise LambdaServiceError(
                 f"response of {function_name} exceeds {self._max_response_bytes} bytes",
                 status=502,
                 code="ResponseTooLarge",
-                request_id=rh.get("x-amzn-RequestId"),
-            )
+                request_id=exc.headers.get("x-amzn-RequestId"),
+            ) from None
+        except ClientError as exc:
+            if timeout.expired():
+                raise LambdaDeadlineError(f"deadline passed while invoking {function_name}", code="Timeout") from None
+            raise _transport_error(exc) from exc
+        status, rh, body = reply.status, reply.headers, reply.body
+        if status >= 300:
+            raise _service_error(status, rh, body if len(body) <= _ERROR_BODY_LIMIT else b"")
         return InvokeResponse(
             status,
             body,
@@ -347,22 +361,3 @@ class LambdaInvoker:
             rh.get("x-amzn-RequestId"),
             rh.get("X-Amz-Log-Result"),
         )
-
-    @staticmethod
-    async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-        """The body, or None (connection dropped, nothing more read) when it is longer than ``limit``."""
-        length = resp.content_length
-        if length is not None:
-            if length > limit:
-                resp.close()
-                return None
-            if "Content-Encoding" not in resp.headers:
-                return await resp.read()
-            # Compressed: Content-Length counts the compressed bytes, so the decoded body is counted as read.
-        buf = bytearray()
-        async for chunk in resp.content.iter_any():
-            buf += chunk
-            if len(buf) > limit:
-                resp.close()
-                return None
-        return bytes(buf)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from lambdagate.backends.reply_headers import REPLY_MAX_HEADER_BYTES, REPLY_MAX_HEADERS
+from lambdagate.client.aiohttp_client import AiohttpClient
+from lambdagate.client.base import HttpClient
 
 if TYPE_CHECKING:
     from lambdagate.telemetry.metrics import WorkerMetrics
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Resources:
-    """Per-worker objects shared by every backend: the HTTP session, caches, and what to close at shutdown."""
+    """Per-worker objects shared by every backend: the HTTP client (and aiohttp session), caches, and what to close at shutdown."""
 
     session: aiohttp.ClientSession
     local_lambda_endpoint: str | None = None
@@ -33,6 +35,12 @@ class Resources:
     tracing: Tracing | None = None  # when `telemetry/opentelemetry` is on
     record_calls: bool = False  # the access log lists each backend call with its outcome
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The client of backend and Lambda calls (lambdagate.client); not given: `session` behind the seam.
+    client: HttpClient | None = None
+
+    def __post_init__(self) -> None:
+        if self.client is None:
+            self.client = AiohttpClient(self.session)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
@@ -40,4 +48,5 @@ class Resources:
     async def close(self) -> None:
         for closer in reversed(self._closers):
             await closer()
+        await self.client.close()
         await self.session.close()

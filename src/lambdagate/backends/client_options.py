@@ -13,6 +13,7 @@ What maps where (KrakenD's Go transport → aiohttp):
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from typing import Any
 import aiohttp
 
 from lambdagate import __version__
+from lambdagate.client.aiohttp_client import AiohttpClient
+from lambdagate.client.base import HttpClient
+from lambdagate.client.fast import FastClient
 from lambdagate.config.backend_client import (
     HTTP_CLIENT_NAMESPACE,
     HttpClientOptions,
@@ -104,6 +108,40 @@ def new_http_session(
         auto_decompress=True,
         cookie_jar=aiohttp.DummyCookieJar(),
         headers={"User-Agent": USER_AGENT},
+    )
+
+
+CLIENT_KINDS = ("fast", "aiohttp")
+CLIENT_ENV = "LAMBDAGATE_HTTP_CLIENT"
+
+
+def client_kind(configured: str | None) -> str:
+    """`lambdagate/server` `http_client`, else $LAMBDAGATE_HTTP_CLIENT, else "fast"."""
+    kind = configured or os.environ.get(CLIENT_ENV, "").strip().lower() or "fast"
+    if kind not in CLIENT_KINDS:
+        raise ValueError(f"{CLIENT_ENV}={kind!r}: expected one of {', '.join(CLIENT_KINDS)}")
+    return kind
+
+
+def new_backend_client(
+    kind: str, session: aiohttp.ClientSession, settings: ClientSettings | None = None, resolver: Any = None
+) -> HttpClient:
+    """The client of backend and Lambda calls: the fast one, or aiohttp's `session` behind the seam. The pool keys
+    map as for aiohttp (see the module docstring); max_idle_connections_per_host bounds the idle connections."""
+    if kind == "aiohttp":
+        return AiohttpClient(session)
+    settings = settings or ClientSettings()
+    pool = settings.pool
+    keep_alive = _GO_KEEP_ALIVE if pool.dialer_keep_alive is None else pool.dialer_keep_alive
+    return FastClient(
+        ssl=settings.ssl,
+        max_per_host=512,
+        max_idle=pool.max_idle_connections_per_host or 250,
+        idle_timeout=pool.idle_connection_timeout or _IDLE_DEFAULT,
+        keep_alive=not pool.disable_keep_alives,
+        connect_timeout=pool.dialer_timeout,
+        tcp_keep_alive=keep_alive,
+        resolver=resolver,
     )
 
 

@@ -24,6 +24,7 @@ from lambdagate.backends.http_cache import response_cache
 from lambdagate.backends.http_status import SUCCESS, on_failure
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
+from lambdagate.client.base import ClientError, TooLarge
 from lambdagate.config.backend_client import http_client_options, pool_settings, srv_name, tls_context
 from lambdagate.config.loader import sanitize_host
 from lambdagate.config.model import JWT_PLACEHOLDER_RE, URL_PLACEHOLDER_RE, BackendConfig
@@ -67,6 +68,7 @@ def _without_userinfo(host: str) -> str:
 
 
 async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """An aiohttp reply's body, BackendError past `limit` (for the session's other users: token and key fetchers)."""
     length = resp.content_length
     if length is not None:
         if length > limit:
@@ -224,21 +226,17 @@ def call_policy(cfg: BackendConfig, ctx: BuildContext) -> redirects.CallPolicy:
 
 async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     resources = ctx.resources
-    session, limit = resources.session, resources.max_response_bytes
+    client, limit = resources.client, resources.max_response_bytes
     hosts, pick = await _hosts(cfg, ctx)
     url_for = url_builder(cfg, hosts, pick)
     method = cfg.method or ctx.endpoint.method
     send_body = method not in ("GET", "HEAD")
     passthrough = cfg.encoding == "no-op"
-    # aiohttp has already decoded a compressed reply: passing its Content-Encoding on would lie to the client.
-    drop = NOT_PASSED | {"content-encoding"} if session.auto_decompress else NOT_PASSED
+    # The client has already decoded a compressed reply: passing its Content-Encoding on would lie to the client.
+    drop = NOT_PASSED | {"content-encoding"} if client.decompresses else NOT_PASSED
     decode = reply_decoder(cfg, drop, HeaderLimits(resources.max_reply_headers, resources.max_reply_header_bytes))
     policy = call_policy(cfg, ctx)
     gzip = method != "HEAD" and not pool_settings(ctx.service).disable_compression
-
-    async def read(resp: aiohttp.ClientResponse) -> bytes:
-        return await read_bounded(resp, limit)
-
     cache = response_cache(cfg, ctx, method)  # qos/http-cache: None unless configured (GET only)
     martian = martian_exchange(cfg, decode)  # modifier/martian: None unless configured
 
@@ -253,14 +251,16 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
             if hit is not None:  # decoded anew: the pipeline may change the data it gets
                 return decode_reply(hit.status, hit.headers, hit.body)
         try:
-            status, reply_headers, body = await redirects.call(session, method, url, headers, data, policy, read)
-        except aiohttp.ClientError as exc:
+            reply = await redirects.call(client, method, url, headers, data, policy, limit)
+        except TooLarge as exc:
+            raise BackendError("the backend reply is too large", status=502, cause=str(exc)) from None
+        except ClientError as exc:
             raise BackendError(
-                "the backend is unavailable", status=502 if passthrough else 500, cause=f"{type(exc).__name__}: {exc}"
+                "the backend is unavailable", status=502 if passthrough else 500, cause=str(exc)
             ) from None
         if cache is not None:
-            await cache.store(key, headers, status, reply_headers, body)
-        return decode_reply(status, reply_headers, body)
+            await cache.store(key, headers, reply.status, reply.headers, reply.body)
+        return decode_reply(reply.status, reply.headers, reply.body)
 
     # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).
     return BuiltBackend(call, f"{method} {_without_userinfo(hosts[0])}{cfg.url_pattern.partition('?')[0]}")

@@ -208,7 +208,7 @@ async def _invoke(cfg: LambdaConfig, ctx: BuildContext, endpoint_url: str | None
     """The Invoke call with its retries, measured and traced only when metrics and tracing are on."""
     resources = ctx.resources
     invoker = LambdaInvoker(
-        resources.session,
+        resources.client,
         region=cfg.resolved_region,
         credentials=await _credentials(cfg, ctx),
         endpoint_url=endpoint_url,

@@ -8,26 +8,24 @@
   http); `Authorization`, `WWW-Authenticate`, `Cookie` and `Cookie2` only while the host (and port) stays the
   same or becomes a subdomain of the previous one;
 - a 3xx without `Location`, and any 3xx with `backend/http/client` `no_redirect`, is the backend's reply.
-aiohttp's own redirect handling is off (it differs on each of these points).
+The client's own redirect handling is off (aiohttp's differs on each of these points): the calls go through the
+client seam (lambdagate.client), whichever client serves.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
+
+from lambdagate.client.aiohttp_client import SKIP_AUTO_HEADERS  # noqa: F401  (kept importable from here)
+from lambdagate.client.base import ClientError, HttpClient, Reply
 
 MAX_REDIRECTS = 10
 _SENSITIVE = ("authorization", "www-authenticate", "cookie", "cookie2")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# What aiohttp would add on its own and KrakenD never sends (the gateway sets Accept-Encoding itself).
-SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type")
-ReadBody = Callable[[aiohttp.ClientResponse], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -41,54 +39,34 @@ class CallPolicy:
 
 
 async def call(
-    session: aiohttp.ClientSession,
+    client: HttpClient,
     method: str,
     url: URL,
     headers: CIMultiDict,
     body: bytes | None,
     policy: CallPolicy,
-    read: ReadBody,
-) -> tuple[int, CIMultiDictProxy, bytes]:
-    """(status, headers, body) of the final reply. aiohttp.ClientError for transport failures and redirect loops."""
+    limit: int,
+) -> Reply:
+    """The final reply. client.base.ClientError for transport failures and redirect loops (TooLarge past `limit`)."""
     first_headers, hops = headers, 0
     while True:
-        resp = await _send(session, method, url, headers, body, policy)
-        async with resp:
-            step = _next_hop(resp, method, body, policy)
-            if step is None:
-                return resp.status, resp.headers, await read(resp)
+        reply = await client.request(
+            method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
+        )
+        step = _next_hop(reply, url, method, body, policy)
+        if step is None:
+            return reply
         hops += 1
         if hops >= MAX_REDIRECTS:
-            raise aiohttp.ClientError(f"stopped after {MAX_REDIRECTS} redirects")
+            raise ClientError(f"stopped after {MAX_REDIRECTS} redirects")
         next_url, method, keep_body = step
         headers = _hop_headers(first_headers, url, next_url)
         body = body if keep_body else None
         url = next_url
 
 
-async def _send(
-    session: aiohttp.ClientSession, method: str, url: URL, headers: CIMultiDict, body: bytes | None, policy: CallPolicy
-) -> aiohttp.ClientResponse:
-    request = session.request(
-        method,
-        url,
-        headers=headers,
-        data=body,
-        allow_redirects=False,
-        skip_auto_headers=SKIP_AUTO_HEADERS,
-        ssl=policy.ssl,
-    )
-    if policy.header_timeout is None:
-        return await request
-    try:
-        async with asyncio.timeout(policy.header_timeout):
-            return await request
-    except TimeoutError:
-        raise aiohttp.ServerTimeoutError(f"no reply head within {policy.header_timeout:g}s") from None
-
-
 def _next_hop(
-    resp: aiohttp.ClientResponse, method: str, body: bytes | None, policy: CallPolicy
+    resp: Reply, url: URL, method: str, body: bytes | None, policy: CallPolicy
 ) -> tuple[URL, str, bool] | None:
     """(URL, method, keep the body) of the request a redirect asks for, or None when this reply is final."""
     status = resp.status
@@ -104,11 +82,11 @@ def _next_hop(
     else:
         next_method, keep_body = (method if method in ("GET", "HEAD") else "GET"), False
     try:
-        target = resp.url.join(URL(location))
+        target = url.join(URL(location))
     except ValueError:
-        raise aiohttp.ClientError(f"failed to parse Location header {location[:200]!r}") from None
+        raise ClientError(f"failed to parse Location header {location[:200]!r}") from None
     if target.scheme not in ("http", "https") or not target.host:
-        raise aiohttp.ClientError(f"redirect to an unsupported URL {str(target.with_query(None))[:200]!r}")
+        raise ClientError(f"redirect to an unsupported URL {str(target.with_query(None))[:200]!r}")
     return target.with_fragment(None), next_method, keep_body
 
 

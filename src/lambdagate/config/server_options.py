@@ -53,6 +53,9 @@ class ServerOptions(BaseModel):
     # and a script set's runtime this much memory beyond what its loaded sources use; past either, 500.
     lua_cpu_ms: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     lua_memory_bytes: StrictInt = Field(default=16 * MiB, gt=0)
+    # The client of backend and Lambda calls: "fast" (asyncio Protocols with httptools) or "aiohttp", the fallback.
+    # Not set: the LAMBDAGATE_HTTP_CLIENT environment variable, else "fast".
+    http_client: Literal["fast", "aiohttp"] | None = None
 
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:

@@ -1,0 +1,108 @@
+"""The client seam on aiohttp: a worker's `aiohttp.ClientSession` behind `client.base.HttpClient`.
+
+aiohttp's own additions are off (no `Accept`, `Accept-Encoding` or invented `Content-Type`: KrakenD sends none),
+so are its redirects (backends.redirects follows them as Go does); its errors become the seam's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from lambdagate.client.base import (
+    ClientError,
+    ConnectError,
+    ConnectTimeout,
+    HeadTimeout,
+    MalformedResponse,
+    PayloadError,
+    Reply,
+    TLSFailure,
+    too_large,
+)
+
+# What aiohttp would add on its own and KrakenD never sends (callers set Accept-Encoding themselves).
+SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type")
+
+
+def seam_error(exc: aiohttp.ClientError) -> ClientError:
+    """aiohttp's exception as the seam's, with the same text."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
+        return TLSFailure(text)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectTimeout(text)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return HeadTimeout(text)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return PayloadError(text)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return MalformedResponse(text)
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return ConnectError(text)
+    return ClientError(text)
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The (decoded) body, TooLarge as soon as it passes `limit`."""
+    length = resp.content_length
+    if length is not None:
+        if length > limit:
+            raise too_large(limit, resp.status, resp.headers, length)
+        if "Content-Encoding" not in resp.headers:
+            return await resp.read()
+        # Compressed: Content-Length counts the compressed bytes, so the decoded body is counted as it is read.
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit, resp.status, resp.headers)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class AiohttpClient:
+    """`HttpClient` on an aiohttp session (the session is the caller's: `close` leaves it open)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.decompresses = session.auto_decompress
+
+    async def request(
+        self,
+        method: str,
+        url: URL,
+        headers: CIMultiDict,
+        body: bytes | None,
+        *,
+        limit: int,
+        ssl: ssl.SSLContext | bool = True,
+        header_timeout: float | None = None,
+    ) -> Reply:
+        try:
+            resp = await self._send(method, url, headers, body, ssl, header_timeout)
+            async with resp:
+                return Reply(resp.status, resp.headers, await read_capped(resp, limit))
+        except aiohttp.ClientError as exc:
+            raise seam_error(exc) from None
+        except ValueError as exc:  # yarl/aiohttp refusing a URL or header value
+            raise ClientError(f"{type(exc).__name__}: {exc}") from None
+
+    async def _send(self, method, url, headers, body, ssl, header_timeout) -> aiohttp.ClientResponse:
+        request = self.session.request(
+            method, url, headers=headers, data=body, allow_redirects=False, skip_auto_headers=SKIP_AUTO_HEADERS, ssl=ssl
+        )
+        if header_timeout is None:
+            return await request
+        try:
+            async with asyncio.timeout(header_timeout):
+                return await request
+        except TimeoutError:
+            raise HeadTimeout(f"no reply head within {header_timeout:g}s") from None
+
+    async def close(self) -> None:
+        """The session is closed by its owner (backends.Resources)."""
