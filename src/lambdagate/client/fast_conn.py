@@ -26,7 +26,7 @@ from lambdagate.client.base import (
     too_large,
 )
 
-MAX_HEAD_BYTES = 1024 * 1024  # status line and headers; the gateway's own caps on what it passes on are smaller
+MAX_HEAD_BYTES = 256 * 1024  # status line and headers; the gateway's own caps on what it passes on are smaller
 MAX_HEADERS = 10_000
 _NO_BODY_STATUS = (204, 304)
 
