@@ -59,6 +59,7 @@ class Connection(asyncio.Protocol):
     def _reset(self, limit: int, head_only: bool) -> None:
         self._limit, self._head_only = limit, head_only
         self._received = False  # any byte of the reply
+        self._late = False  # the parser is on a reply nobody asked for
         self._head_done = False
         self._interim = False
         self._until_close = False
@@ -107,15 +108,14 @@ class Connection(asyncio.Protocol):
 
     # --- httptools callbacks
 
-    def _late(self) -> bool:
-        """True for bytes after the call's reply was complete: the connection is out of step, never reused."""
-        if self._waiter is None or self._waiter.done():
+    def on_message_begin(self) -> None:
+        # A reply after the call's own was complete (in the same read): the connection is out of step.
+        self._late = self._waiter is None or self._waiter.done()
+        if self._late:
             self.reusable = False
-            return True
-        return False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._late():
+        if self._late:
             return
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) >= MAX_HEADERS:
@@ -124,7 +124,7 @@ class Connection(asyncio.Protocol):
         self._headers.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
-        if self._late():
+        if self._late:
             return
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
@@ -149,7 +149,7 @@ class Connection(asyncio.Protocol):
         )
 
     def on_body(self, body: bytes) -> None:
-        if self._late():
+        if self._late:
             return
         self._size += len(body)
         if self._size > self._limit:  # compressed bodies too: their decoded size is counted by the Inflater
@@ -168,7 +168,8 @@ class Connection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
-        if self._late():
+        if self._late:
+            self.reusable = False
             return
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._finish(body, reusable=self.parser.should_keep_alive())
