@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 
 import aiohttp
@@ -238,3 +240,32 @@ def test_fast_client_refuses_header_injection_in_requests():
 def test_malformed_is_a_client_error_subclass():
     assert issubclass(MalformedResponse, ClientError) and issubclass(TooLarge, ClientError)
     assert aiohttp.ClientSession  # the fallback stays importable
+
+
+def _churn_config(upstream: str, **extra) -> dict:
+    backend = {"host": [upstream], "url_pattern": "/churn"}
+    return {"version": 3, **extra, "endpoints": [{"endpoint": "/c", "backend": [backend]}]}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gateway_serves_through_an_upstream_closing_its_connections(start_gateway, upstream, kind):
+    """The fault the client issue asks for: an upstream closing every keep-alive connection after its reply, and
+    idle ones after 1 s; 0 failed client requests, with either client (chosen in lambdagate/server)."""
+    gw = start_gateway(_churn_config(upstream, extra_config={"lambdagate/server": {"http_client": kind}}))
+    statuses = []
+    for i in range(120):
+        with urllib.request.urlopen(gw.url + "/c", timeout=5) as resp:
+            statuses.append((resp.status, json.loads(resp.read())))
+        if i == 60:
+            time.sleep(1.2)
+    assert statuses == [(200, {"ok": True})] * 120
+
+
+def test_the_client_switch_is_checked(start_gateway, upstream):
+    gw = start_gateway(_churn_config(upstream), env={"LAMBDAGATE_HTTP_CLIENT": "aiohttp"})
+    with urllib.request.urlopen(gw.url + "/c", timeout=5) as resp:
+        assert resp.status == 200
+    bad = _churn_config(upstream, extra_config={"lambdagate/server": {"http_client": "curl"}})
+    with pytest.raises(Exception) as info:
+        start_gateway(bad)
+    assert "http_client" in str(info.value) or "http_client" in repr(info.value)

@@ -42,7 +42,10 @@ log = logging.getLogger("lambdagate")
 def _backend_client(service: ServiceConfig, kind: str | None) -> tuple[aiohttp.ClientSession, Any, SrvDirectory | None]:
     """The worker's aiohttp session and backend client (`kind`: lambdagate/server http_client), resolving SRV
     targets themselves when a backend uses `sd: "dns"`."""
-    settings, kind = client_settings(service), client_kind(kind)
+    try:
+        settings, kind = client_settings(service), client_kind(kind)
+    except ValueError as exc:  # a bad LAMBDAGATE_HTTP_CLIENT (the config's value is checked when it is read)
+        raise StartupError(str(exc)) from None
     if not any(b.sd == "dns" for e in service.endpoints for b in e.backend):
         session = new_http_session(settings)
         return session, new_backend_client(kind, session, settings), None
