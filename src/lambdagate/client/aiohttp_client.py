@@ -60,6 +60,7 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     async for chunk in resp.content.iter_chunked(65536):
         size += len(chunk)
         if size > limit:
+            chunks.clear()  # let go now: the exception's traceback holds this frame
             raise too_large(limit, resp.status, resp.headers)
         chunks.append(chunk)
     return b"".join(chunks)
