@@ -79,6 +79,7 @@ SCENARIOS = {
     # The client seam (lambdagate.client): the skeleton on the fast client (the gateway's floor now), on pyreqwest
     # (measured only when it is installed), and the gateway with the aiohttp client (LAMBDAGATE_HTTP_CLIENT).
     "skeleton_fast": ("skeleton_fast", "/"),
+    "skeleton_fast_asgi": ("skeleton_fast_asgi", "/"),
     "skeleton_pyreqwest": ("skeleton_pyreqwest", "/"),
     "gateway_http_aiohttp": ("gateway_aiohttp", "/proxy"),
     "gateway_merge_aiohttp": ("gateway_aiohttp", "/merge"),
@@ -215,6 +216,11 @@ def start_servers(names: set[str], tmp: Path, logs: Path, pin: bool) -> tuple[di
             cpu,
             {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"},
         ),
+        "skeleton_fast_asgi": (
+            granian("skeleton_fast:app", ports.get("skeleton_fast_asgi", 0), "asgi"),
+            cpu,
+            {**env, "SKELETON_UPSTREAM": f"http://127.0.0.1:{up}/"},
+        ),
         "skeleton_pyreqwest": (
             granian("skeleton_pyreqwest:app", ports.get("skeleton_pyreqwest", 0), "rsgi"),
             cpu,
@@ -311,6 +317,7 @@ def check_replies(scenarios: list[str], servers: dict[str, Server], ports: dict[
         "skeleton_asgi": json.loads(fixtures.UPSTREAM_BODY),
         "skeleton_equiv": json.loads(fixtures.UPSTREAM_BODY),
         "skeleton_fast": json.loads(fixtures.UPSTREAM_BODY),
+        "skeleton_fast_asgi": json.loads(fixtures.UPSTREAM_BODY),
         "skeleton_pyreqwest": json.loads(fixtures.UPSTREAM_BODY),
         "aiobotocore": json.loads(fixtures.LAMBDA_BODY),
         "skeleton_lambda": json.loads(fixtures.LAMBDA_BODY),
@@ -449,7 +456,7 @@ def compare(args: argparse.Namespace) -> dict:
             "gateway_cors",
         ]
         + ([] if quick else ["skeleton_asgi", "skeleton_lambda", "skeleton_equiv"])
-        + ([] if quick else ["gateway_merge_aiohttp", "gateway_lambda_aiohttp"])
+        + ([] if quick else ["skeleton_fast_asgi", "gateway_merge_aiohttp", "gateway_lambda_aiohttp"])
     )
     seconds = args.seconds or (3.0 if quick else 4.0)
     rounds = args.rounds or (1 if quick else 5)
@@ -549,6 +556,7 @@ def ratios(s: dict) -> dict:
     return {
         "gateway_http_vs_skeleton": r("gateway_http", "skeleton"),
         "gateway_http_vs_skeleton_fast": r("gateway_http", "skeleton_fast"),
+        "gateway_http_vs_skeleton_fast_asgi": r("gateway_http", "skeleton_fast_asgi"),
         "gateway_http_fast_vs_aiohttp": r("gateway_http", "gateway_http_aiohttp"),
         "gateway_merge_fast_vs_aiohttp": r("gateway_merge", "gateway_merge_aiohttp"),
         "gateway_lambda_fast_vs_aiohttp": r("gateway_lambda", "gateway_lambda_aiohttp"),
