@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import ssl
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
@@ -269,3 +271,71 @@ def test_the_client_switch_is_checked(start_gateway, upstream):
     with pytest.raises(Exception) as info:
         start_gateway(bad)
     assert "http_client" in str(info.value) or "http_client" in repr(info.value)
+
+
+@pytest.fixture(scope="module")
+def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]]:
+    from tests.support.jwt_keys import tls_files
+    from tests.support.procs import Process, python_module
+
+    directory = tmp_path_factory.mktemp("tls")
+    files = tls_files(directory)
+    port = free_port()
+    proc = Process(
+        python_module("tests.support.raw_upstream", str(port), files["cert"], files["key"]), directory / "https.log"
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # listening yet?
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield f"https://127.0.0.1:{port}", files
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tls_verifies_the_upstream_against_the_given_cas(https, kind):
+    url, files = https
+
+    async def test(client):
+        trusted = ssl.create_default_context(cafile=files["ca"])
+        reply = await get(client, url + "/echo", ssl=trusted)
+        assert json.loads(reply.body)["method"] == "GET"
+        with pytest.raises(ClientError, match="(?i)certificate"):
+            await get(client, url + "/echo")  # the system's CAs do not know the test CA
+        assert (await get(client, url + "/echo", ssl=False)).status == 200  # allow_insecure_connections
+
+    run(kind, test)
+
+
+def test_fast_client_caches_dns_answers_for_their_ttl(upstream):
+    """Names resolve once per TTL (here through a counting resolver with aiohttp's interface, as dns_sd's)."""
+    port = int(upstream.rsplit(":", 1)[1])
+
+    class Counting:
+        calls = 0
+
+        async def resolve(self, host, port, family):
+            Counting.calls += 1
+            return [{"host": "127.0.0.1", "port": port, "family": socket.AF_INET}]
+
+    async def main() -> None:
+        client = FastClient(resolver=Counting(), dns_ttl=0.3, idle_timeout=0.01)
+        try:
+            for _ in range(3):
+                assert (await get(client, f"http://backend.test:{port}/ok")).status == 200
+                await asyncio.sleep(0.05)  # past the idle timeout: each call connects (and so resolves) anew
+            assert Counting.calls == 1
+            await asyncio.sleep(0.4)
+            assert (await get(client, f"http://backend.test:{port}/ok")).status == 200
+            assert Counting.calls == 2
+        finally:
+            await client.close()
+
+    asyncio.run(main())
