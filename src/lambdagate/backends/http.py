@@ -24,6 +24,7 @@ from lambdagate.backends.http_cache import response_cache
 from lambdagate.backends.http_status import SUCCESS, on_failure
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
+from lambdagate.client.aiohttp_client import read_capped
 from lambdagate.client.base import ClientError, TooLarge
 from lambdagate.config.backend_client import http_client_options, pool_settings, srv_name, tls_context
 from lambdagate.config.loader import sanitize_host
@@ -69,22 +70,10 @@ def _without_userinfo(host: str) -> str:
 
 async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """An aiohttp reply's body, BackendError past `limit` (for the session's other users: token and key fetchers)."""
-    length = resp.content_length
-    if length is not None:
-        if length > limit:
-            raise BackendError(
-                "the backend reply is too large", status=502, cause=f"reply of {length} bytes exceeds {limit}"
-            )
-        if "Content-Encoding" not in resp.headers:
-            return await resp.read()
-        # Compressed: Content-Length counts the compressed bytes, so the decoded body is counted as it is read.
-    chunks, size = [], 0
-    async for chunk in resp.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise BackendError("the backend reply is too large", status=502, cause=f"reply exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_capped(resp, limit)
+    except TooLarge as exc:
+        raise BackendError("the backend reply is too large", status=502, cause=str(exc)) from None
 
 
 def outgoing_headers(req: ProxyRequest, gzip: bool = True) -> CIMultiDict:
