@@ -33,7 +33,7 @@ GOOD = {
     "version": 3,
     "port": 9000,
     "timeout": "3s",
-    "plugin": {"pattern": ".so"},
+    "log_level": "DEBUG",
     "endpoints": [
         {
             "endpoint": "/a/{id}",
@@ -58,7 +58,7 @@ def test_check_ok_prints_summary_and_warnings(tmp_path: Path) -> None:
     assert lines[2].split() == ["GET", "/b", "→", "1", "backend(s):", "http"]
     assert lines[3] == "  backends: 3 http"
     assert lines[4:] == [
-        "  warning: plugin: not supported, ignored",
+        "  warning: log_level: not supported, ignored",
         '  warning: endpoints[0].backend[1].extra_config["backend/soap"]: namespace not supported, ignored',
     ]
     assert result.stderr == ""
@@ -108,7 +108,7 @@ def test_check_errors_exit_1_with_paths_on_stderr(tmp_path: Path) -> None:
         (
             '{"version": 2}',
             "krakend.json",
-            '  error: version: unsupported version 2: lambdagate reads KrakenD v3 configs, write "version": 3',
+            '  error: version: format version 2 (KrakenD 1.x); KrakenD 2 and later refuse it too: migrate to "version": 3',
         ),
     ],
 )

@@ -14,6 +14,7 @@ from lambdagate import __version__, plugins
 from lambdagate.config import LoadedConfig, LoadOptions, guards, is_typed_backend, load_config, server_options
 from lambdagate.config.flexible import FlexibleConfig
 from lambdagate.config.loader import load_rendered, render_flexible
+from lambdagate.config.server_keys import listen_host
 from lambdagate.errors import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve a config")
     run.add_argument("-c", "--config", required=True, help="krakend.json / .yaml")
     run.add_argument("-p", "--port", type=int, help="listen port (default: the config's port, else 8080)")
-    run.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    run.add_argument("--host", help="listen address (default: the config's listen_ip, else 0.0.0.0)")
     run.add_argument("-w", "--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     run.add_argument("-d", "--debug", action="store_true", help="debug logs and the /__echo/ endpoint")
     run.add_argument(
@@ -223,6 +224,7 @@ def _run(args: argparse.Namespace) -> int:
     log = logging.getLogger("lambdagate")
     open_files = _raise_open_files_limit(log)  # before anything starts: the workers and the runtime inherit it
     port = args.port if args.port is not None else loaded_first.service.port
+    args.host = listen_host(loaded_first.service, args.host)  # --host, else listen_ip, else 0.0.0.0
     busy = _port_in_use(args.host, port)
     if busy:
         # granian shares its port (SO_REUSEPORT): a second gateway on it would silently get half the traffic.

@@ -90,17 +90,20 @@ def outgoing_headers(req: ProxyRequest, gzip: bool = True) -> CIMultiDict:
     the client's when it is forwarded (then `X-Forwarded-Via: lambdagate/VERSION`); the gateway's forwarding
     headers (a client's never go on: backends.forwarded); `Accept-Encoding: gzip` (`gzip`: unless
     disable_compression or a HEAD call, and not with Range, as Go's transport). Plus the request id, and the
-    trace context when tracing is on."""
+    trace context when tracing is on. A backend's own input_headers may drop the forwarding headers
+    (`req.gateway_headers`: pipeline/backend_inputs.py)."""
     allowed = req.headers  # a CIMultiDict, which aiohttp takes without converting
     headers = CIMultiDict(allowed if NOT_FORWARDED.isdisjoint(allowed) else without(allowed, NOT_FORWARDED))
-    if "user-agent" in allowed:
-        headers["x-forwarded-via"] = USER_AGENT
-    else:
+    kept = req.gateway_headers
+    if "user-agent" not in allowed:
         headers["user-agent"] = USER_AGENT
+    elif kept is None or "x-forwarded-via" in kept:
+        headers["x-forwarded-via"] = USER_AGENT
     if gzip and "range" not in allowed:
         headers["accept-encoding"] = "gzip"
-    headers["x-forwarded-for"] = req.client_ip
-    if req.host:
+    if kept is None or "x-forwarded-for" in kept:
+        headers["x-forwarded-for"] = req.client_ip
+    if req.host and (kept is None or "x-forwarded-host" in kept):
         headers["x-forwarded-host"] = req.host
     headers["x-request-id"] = req.request_id
     if req.trace_headers:
