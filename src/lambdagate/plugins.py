@@ -50,7 +50,8 @@ from lambdagate.redis_pools import REDIS_NAMESPACE
 from lambdagate.security.botdetector import BOT_DETECTOR_NAMESPACE
 from lambdagate.security.cors import CORS_NAMESPACE
 from lambdagate.security.httpsecure import HTTP_SECURITY_NAMESPACE
-from lambdagate.telemetry.logs import GELF_NAMESPACE, LOGGING_NAMESPACE, LOGSTASH_NAMESPACE
+from lambdagate.telemetry.gelf import GELF_NAMESPACE
+from lambdagate.telemetry.logs import LOGGING_NAMESPACE, LOGSTASH_NAMESPACE
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.opencensus import OPENCENSUS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
