@@ -195,11 +195,6 @@ ERROR_CASES = [
         id="extra-config-type",
     ),
     pytest.param(
-        service(endpoint("/a", {"url_pattern": "/x"})),
-        ['endpoints[0].backend[0].host: no host: add "host": ["http://service:8080"] to the backend or the service'],
-        id="missing-host",
-    ),
-    pytest.param(
         service(endpoint("/a", backend(host=["ftp://files"]))),
         ["endpoints[0].backend[0].host[0]: 'ftp://files' is not a base URL: write it like \"http://service:8080\""],
         id="host-scheme",
@@ -213,8 +208,11 @@ ERROR_CASES = [
         id="host-query",
     ),
     pytest.param(
-        service(endpoint("/a", backend(host=["http://"]))),
-        ["endpoints[0].backend[0].host[0]: 'http://' is not a base URL: write it like \"http://service:8080\""],
+        service(endpoint("/a", backend(host=["http://", "https://"], disable_host_sanitize=True))),
+        [
+            "endpoints[0].backend[0].host[0]: 'http://' is not a base URL: write it like \"http://service:8080\"",
+            "endpoints[0].backend[0].host[1]: 'https://' is not a base URL: write it like \"http://service:8080\"",
+        ],
         id="host-without-name",
     ),
     pytest.param(
@@ -355,7 +353,6 @@ def test_several_cross_field_errors_reported_at_once() -> None:
         "endpoints[0].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}",
         'endpoints[1]: duplicate of endpoints[0] (GET /users/{user}): change "endpoint" or "method"',
         'endpoints[2].timeout: must be more than 0, e.g. "2s"',
-        'endpoints[2].backend[0].host: no host: add "host": ["http://service:8080"] to the backend or the service',
         "endpoints[3].endpoint: /__health is reserved for the gateway's built-in endpoints: choose another path",
     ]
 
@@ -396,6 +393,24 @@ def test_unknown_fields_and_namespaces_are_warnings() -> None:
         'endpoints[0].extra_config["documentation/openapi"]: namespace not supported, ignored',
         "endpoints[0].backend[0].flatmap_filter: not supported, ignored",
         f'endpoints[0].backend[0].extra_config["{UNKNOWN_NS}"]: namespace not supported, ignored',
+    ]
+
+
+def test_a_backend_without_any_host_starts_with_a_warning_as_in_krakend() -> None:
+    assert warnings_of(service(endpoint("/a", {"url_pattern": "/x"}))) == [
+        'endpoints[0].backend[0].host: no host: every call fails (as in KrakenD); add "host": '
+        '["http://service:8080"] to the backend or the service'
+    ]
+
+
+def test_hosts_lura_cleans_are_read_as_krakend_reads_them() -> None:
+    # Lura keeps the one match of its host pattern: "kafka://" is http://kafka, and "http://" even http://http.
+    doc = service(endpoint("/a", backend(host=["kafka://", "svc:8080", "http://"])))
+    loaded = validate_document(doc, LoadOptions())
+    assert loaded.service.endpoints[0].backend[0].host == ["http://kafka", "svc:8080", "http://http"]
+    assert [str(w) for w in loaded.warnings] == [
+        "endpoints[0].backend[0].host[0]: 'kafka://' is read as \"http://kafka\", as KrakenD does: write that",
+        "endpoints[0].backend[0].host[2]: 'http://' is read as \"http://http\", as KrakenD does: write that",
     ]
 
 

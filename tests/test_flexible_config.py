@@ -204,12 +204,16 @@ def test_run_watch_reloads_when_a_settings_file_changes(tmp_path, upstream):
         assert http("GET", f"{url}/second")[0] == 404
         service = orjson.loads((tmp_path / "settings/service.json").read_bytes())
         service["endpoints"].append({"path": "/second", "target": "/json/two"})
-        (tmp_path / "settings/service.json").write_bytes(orjson.dumps(service))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
+        written = 0.0
         while time.monotonic() < deadline and http("GET", f"{url}/second")[0] != 200:
+            # Written again every 3 s: the watcher thread may not watch yet right after start-up.
+            if time.monotonic() - written > 3:
+                (tmp_path / "settings/service.json").write_bytes(orjson.dumps(service))
+                written = time.monotonic()
             time.sleep(0.2)
         status, _, body = http("GET", f"{url}/second")
-        assert status == 200 and orjson.loads(body)["name"] == "two"
+        assert status == 200 and orjson.loads(body)["name"] == "two", proc.log()
         assert "reload (file changed): config is valid" in proc.log()
     finally:
         proc.stop()

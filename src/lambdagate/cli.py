@@ -67,8 +67,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run.add_argument("-d", "--debug", action="store_true", help="debug logs and the /__echo/ endpoint")
     run.add_argument(
         "--log-format",
-        choices=("text", "json"),
-        help="log lines as text or JSON (default: the config's telemetry/logging format, else text)",
+        choices=("text", "json", "logstash"),
+        help="log lines as text, JSON or KrakenD's logstash records (default: the config's telemetry/logging "
+        "format, else text)",
     )
     run.add_argument(
         "--log-level",
@@ -196,6 +197,7 @@ def _checked_config(path: str, options: LoadOptions) -> LoadedConfig:
 
 
 def _telemetry_summary(service) -> str:
+    from lambdagate.telemetry.gelf import gelf_options
     from lambdagate.telemetry.logs import logging_options as read_logging_options
     from lambdagate.telemetry.metrics import metrics_options
     from lambdagate.telemetry.tracing import tracing_options
@@ -207,6 +209,9 @@ def _telemetry_summary(service) -> str:
             f"logs {logging_options.level}{' JSON' if logging_options.format == 'logstash' else ''}"
             f" to {'stdout' if logging_options.stdout else 'stderr'}"
         )
+    gelf = gelf_options(service)
+    if gelf is not None:
+        parts.append(f"GELF over {'TCP' if gelf.enable_tcp else 'UDP'} to {gelf.address}")
     metrics = metrics_options(service)
     if metrics is not None:
         parts.append(f"metrics on {metrics.url}")
@@ -327,6 +332,7 @@ def _prepare_workers(
 def _read_and_configure_logs(args: argparse.Namespace):
     """A first read of the config, for how to log (the embedded runtime logs the same way) and to fail before
     starting anything: (loaded config, log settings), or None when it is invalid (said on stderr)."""
+    from lambdagate.telemetry.gelf import gelf_options
     from lambdagate.telemetry.logs import LogSettings, logging_options
     from lambdagate.telemetry.logs import configure as configure_logs
 
@@ -342,6 +348,7 @@ def _read_and_configure_logs(args: argparse.Namespace):
         level=args.log_level,
         debug=args.debug,
         access=not args.no_access_log,
+        gelf=gelf_options(first.service),
     )
     configure_logs(settings)
     os.environ.update(settings.to_env())  # the workers log the same way

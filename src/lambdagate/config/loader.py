@@ -472,15 +472,22 @@ def _check_http_backend(
                 )
             )
     hosts = backend.host or service.host
-    if not hosts:
-        errors.append(
-            ConfigIssue(f"{path}.host", 'no host: add "host": ["http://service:8080"] to the backend or the service')
-        )
+    if not hosts:  # KrakenD starts with it too; every call fails ("no hosts available")
+        message = 'no host: every call fails (as in KrakenD); add "host": ["http://service:8080"] to the backend or'
+        warnings.append(ConfigIssue(f"{path}.host", message + " the service"))
     for k, host in enumerate(() if backend.sd == "dns" else backend.host):  # SRV names: checked by check_sd
-        if not is_base_url(host if backend.disable_host_sanitize else sanitize_host(host)):
+        if is_base_url(host if backend.disable_host_sanitize else sanitize_host(host)):
+            continue
+        cleaned = None if backend.disable_host_sanitize else lura_clean_host(host)
+        if cleaned is None:
             errors.append(
                 ConfigIssue(f"{path}.host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"')
             )
+            continue
+        backend.host[k] = cleaned
+        warnings.append(
+            ConfigIssue(f"{path}.host[{k}]", f'{host!r} is read as "{cleaned}", as KrakenD does: write that')
+        )
 
 
 def is_base_url(url: str) -> bool:
@@ -491,6 +498,21 @@ def is_base_url(url: str) -> bool:
         return False
     # A path is allowed: KrakenD joins host and url_pattern ("http://svc/api" + "/users").
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
+
+
+# Lura's host pattern (config/uri.go): a host KrakenD accepts is one that holds exactly one match of it.
+_LURA_HOST = re.compile(r"(https?://)?([a-zA-Z0-9._\-]+)(:[0-9]{2,6})?/?")
+
+
+def lura_clean_host(host: str) -> str | None:
+    """KrakenD's SafeCleanHost for a host our URL check refuses (e.g. "kafka://" is read as "http://kafka"): the one
+    match of Lura's pattern, with "http://" when it has no scheme; None when KrakenD refuses it too."""
+    matches = _LURA_HOST.findall(host)
+    if len(matches) != 1:
+        return None
+    scheme, name, port = matches[0]
+    cleaned = f"{scheme or 'http://'}{name}{port}"
+    return cleaned if is_base_url(cleaned) else None
 
 
 def sanitize_host(host: str) -> str:
