@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -170,6 +172,26 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return {**base, **extra}
 
 
+def _poll_until_served(url: str, settings: Path, content: bytes, timeout: float = 40.0) -> list:
+    """Write the settings (again every 3 s: the watcher thread may not watch yet right after start-up) until `url`
+    answers 200; what each attempt saw, for the failure message."""
+    deadline, written, seen = time.monotonic() + timeout, 0.0, []
+    while time.monotonic() < deadline:
+        if time.monotonic() - written > 3:
+            settings.write_bytes(content)
+            written = time.monotonic()
+        try:
+            with urllib.request.urlopen(url, timeout=3) as reply:
+                seen.append(reply.status)
+                return seen
+        except urllib.error.HTTPError as error:
+            seen.append(error.code)
+        except OSError as error:  # a worker being replaced: try again
+            seen.append(type(error).__name__)
+        time.sleep(0.2)
+    return seen
+
+
 def test_run_watch_reloads_when_a_settings_file_changes(tmp_path, upstream):
     write_project(tmp_path, [upstream], [{"path": "/first", "target": "/json/one"}])
     port = free_port()
@@ -204,16 +226,13 @@ def test_run_watch_reloads_when_a_settings_file_changes(tmp_path, upstream):
         assert http("GET", f"{url}/second")[0] == 404
         service = orjson.loads((tmp_path / "settings/service.json").read_bytes())
         service["endpoints"].append({"path": "/second", "target": "/json/two"})
-        deadline = time.monotonic() + 30
-        written = 0.0
-        while time.monotonic() < deadline and http("GET", f"{url}/second")[0] != 200:
-            # Written again every 3 s: the watcher thread may not watch yet right after start-up.
-            if time.monotonic() - written > 3:
-                (tmp_path / "settings/service.json").write_bytes(orjson.dumps(service))
-                written = time.monotonic()
+        seen = _poll_until_served(f"{url}/second", tmp_path / "settings/service.json", orjson.dumps(service))
+        # granian keeps the old worker accepting for a moment after the new one started: wait until it is gone.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "Stopped old worker" not in proc.log():
             time.sleep(0.2)
         status, _, body = http("GET", f"{url}/second")
-        assert status == 200 and orjson.loads(body)["name"] == "two", proc.log()
+        assert status == 200 and orjson.loads(body)["name"] == "two", (seen, proc.log())
         assert "reload (file changed): config is valid" in proc.log()
     finally:
         proc.stop()
