@@ -37,6 +37,9 @@ class ProxyRequest:
     claims: dict[str, Any] | None = None
     # The client's Accept header, set only for a `negotiate` endpoint (the renderer picks the format by it).
     accept: str = ""
+    # (method, encoded URL) of an HTTP backend's call when a `modifier/lua-backend` script changed its method, path
+    # or URL; None: the backend's configured method and its url_pattern.
+    backend_call: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -16,11 +16,16 @@ from urllib.parse import parse_qsl, urlencode
 
 import lupa.lua54 as lua
 
+from lambdagate.lua.backend_call import BackendCall, checked_method
 from lambdagate.pipeline.render import CONTROL_CHARS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lambdagate.front import Exchange
     from lambdagate.proxy import ProxyRequest, ProxyResponse
+
+    Target = Callable[[ProxyRequest], tuple[str, str, str, str]]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MAX_DEPTH = 64  # nesting of a Lua table converted to data
@@ -179,25 +184,45 @@ def _list_values(value: Any) -> list[str]:
 
 
 class LuaRequestApi:
-    """`request.load()` in `modifier/lua-proxy` and `modifier/lua-backend`: the request the backends get."""
+    """`request.load()` in `modifier/lua-proxy` and `modifier/lua-backend`: the request the backends get. At
+    backend level, for an HTTP backend (`target`), its method, path and URL are the call's (`lua.backend_call`);
+    elsewhere they are the endpoint request's, and a URL set there is only kept (KrakenD's each backend builds its
+    own URL; `url_set` says a script tried)."""
 
-    __slots__ = ("req", "state", "_url")
+    __slots__ = ("req", "state", "_url", "_target", "call", "url_set")
 
-    def __init__(self, req: ProxyRequest, state: CallState) -> None:
+    def __init__(self, req: ProxyRequest, state: CallState, target: Target | None = None) -> None:
         self.req = req
         self.state = state
         self._url = ""
+        self._target = target
+        self.call: BackendCall | None = None
+        self.url_set = False
+
+    def _call(self) -> BackendCall | None:
+        if self.call is None and self._target is not None:
+            self.call = BackendCall(*self._target(self.req))
+        return self.call
 
     def method(self, *value: Any) -> bytes | None:
+        call = self._call()
         if not value:
-            return out(self.req.method)
-        self.req.method = text(value[0]).upper()
+            return out(call.method if call is not None else self.req.method)
+        if call is not None:
+            call.set_method(text(value[0]))
+        else:
+            self.req.method = checked_method(text(value[0]))
         return None
 
     def path(self, *value: Any) -> bytes | None:
+        call = self._call()
         if not value:
-            return out(self.req.path)
-        self.req.path = text(value[0])
+            return out(call.path if call is not None else self.req.path)
+        self.state.charge(len(value[0] or b"") + 32)
+        if call is not None:
+            call.set_path(text(value[0]))
+        else:
+            self.req.path = text(value[0])
         return None
 
     def host(self, *value: Any) -> bytes | None:
@@ -207,10 +232,22 @@ class LuaRequestApi:
         return None
 
     def url(self, *value: Any) -> bytes | None:
+        call = self._call()
         if not value:
-            return out(self._url)
-        self._url = text(value[0])
+            return out(call.url(self.req.query) if call is not None else self._url)
+        self.state.charge(len(value[0] or b"") + 32)
+        if call is not None:
+            call.set_url(text(value[0]))
+            self.req.query = []
+        else:
+            self._url, self.url_set = text(value[0]), True
         return None
+
+    def finish(self) -> None:
+        """After `pre`: once a script has seen the call's parts (its host picked), the call is that one."""
+        call = self.call
+        if call is not None:
+            self.req.backend_call = (call.method, call.url(self.req.query))
 
     def query(self, *value: Any) -> bytes | None:
         if not value:
@@ -343,7 +380,7 @@ class LuaContextApi:
     def method(self, *value: Any) -> bytes | None:
         if not value:
             return out(self.ex.method)
-        self.ex.method = text(value[0]).upper()
+        self.ex.method = checked_method(text(value[0]))
         return None
 
     def url(self, *value: Any) -> bytes | None:
