@@ -1,8 +1,8 @@
 -- lambdagate's Lua side of a script set's runtime: the sandboxed globals and the call driver.
 -- Run once per runtime, with the standard libraries open, before any script; scripts never see this chunk's
 -- locals. Arguments: clock (the worker thread's CPU seconds), hook_every (instructions between limit checks),
--- log (print's target).
-local clock, hook_every, log = ...
+-- log (print's target), guards (guards.lua: library functions that cannot run long inside C).
+local clock, hook_every, log, guards = ...
 local create, resume, yield, status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
 local sethook = debug.sethook
 local error, pcall, xpcall, rawequal, rawget, type, tostring, tonumber, select, load, pairs, setmetatable,
@@ -45,9 +45,13 @@ local function readonly(t, name)
   })
 end
 
+local MAX_CHUNK = 256 * 1024  -- load() of a longer text: the parser runs in C, out of the CPU limit's sight
+
 local safe_string = {}
-for k, v in pairs(string) do if k ~= "dump" then safe_string[k] = v end end
+for k, v in pairs(string) do if k ~= "dump" then safe_string[k] = guards[k] or v end end
 safe_string = readonly(safe_string, "string")
+local safe_table = {}
+for k, v in pairs(table) do safe_table[k] = guards[k] or v end
 
 local function sandbox_libs(env_of)
   local libs = {
@@ -55,7 +59,7 @@ local function sandbox_libs(env_of)
     tonumber = tonumber, tostring = tostring, type = type, rawequal = rawequal, rawget = rawget, rawlen = rawlen,
     rawset = rawset, setmetatable = setmetatable, unpack = unpack, _VERSION = _VERSION,
     pcall = safe_pcall, xpcall = safe_xpcall,
-    string = safe_string, table = readonly(table, "table"), math = readonly(math, "math"),
+    string = safe_string, table = readonly(safe_table, "table"), math = readonly(math, "math"),
     utf8 = readonly(utf8, "utf8"),
   }
   -- Only tables' metatables: a string's or a host object's would lead out of the sandbox.
@@ -63,6 +67,7 @@ local function sandbox_libs(env_of)
   -- Text chunks only (no bytecode), and never the host's globals.
   libs.load = function(chunk, name, _, env)
     if type(chunk) ~= "string" then return nil, "load: only a string chunk is allowed" end
+    if #chunk > MAX_CHUNK then return nil, "load: a chunk longer than " .. MAX_CHUNK .. " bytes" end
     return load(chunk, name, "t", env or env_of())
   end
   libs.print = function(...)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lambdagate.lua")
 BOOT = files("lambdagate.lua").joinpath("boot.lua").read_bytes()
+GUARDS = files("lambdagate.lua").joinpath("guards.lua").read_bytes()
 HOOK_EVERY = 10_000  # instructions between two CPU-clock checks (~tens of µs of Lua)
 LIVE_CHECK_SECONDS = 1.0  # a `live` set looks at its sources' files at most this often
 _PRINT_MAX = 1024
@@ -67,7 +68,9 @@ class ScriptSet:
             max_memory=0,
         )
         self._rt = rt
-        boot = rt.execute(BOOT, thread_time, HOOK_EVERY, self._print)
+        g = rt.globals()
+        guards = rt.execute(GUARDS, g[b"string"], g[b"table"], g[b"math"])
+        boot = rt.execute(BOOT, thread_time, HOOK_EVERY, self._print, guards)
         self._new_env, self._compile, self._run_source = boot[b"new_env"], boot[b"compile"], boot[b"run_source"]
         self._new_call, self._step = boot[b"new_call"], boot[b"step"]
         self._begin, self.set_response = boot[b"begin"], boot[b"set_response"]
