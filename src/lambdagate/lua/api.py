@@ -492,6 +492,24 @@ _ALLOWED: dict[type, dict[str, str]] = {
 }
 
 
+_KINDS = {cls: cls.__name__.encode() for cls in _ALLOWED}
+
+
+def kind_of(obj: Any) -> bytes | None:
+    """An API object's class name (the runtime wraps it in that class's Lua table), None for anything else."""
+    return _KINDS.get(type(obj))
+
+
+def method_tables(rt: Any) -> Any:
+    """{class name: {Lua method name: the class's function}} as a Lua table, for the runtime's wrappers."""
+    return rt.table_from(
+        {
+            kind: rt.table_from({name.encode(): getattr(cls, attr) for name, attr in _ALLOWED[cls].items()})
+            for cls, kind in _KINDS.items()
+        }
+    )
+
+
 def attribute_filter(obj: Any, name: Any, setting: bool) -> str:
     """lupa's gate for every Python attribute a script touches: only the API's methods, never a write."""
     allowed = _ALLOWED.get(type(obj))
