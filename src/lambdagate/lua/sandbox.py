@@ -118,6 +118,11 @@ class ScriptSet:
         self._rt.set_max_memory(self._rt.get_memory_used() + self.memory_bytes, total=True)
         return None
 
+    @property
+    def has_post(self) -> bool:
+        """Whether there is a `post` to run (else its response need not be handed to the runtime)."""
+        return self._post is not None or self._broken is not None
+
     def new_state(self) -> api.CallState:
         """A request's accounting, for the objects its scripts get."""
         return api.CallState(self.memory_bytes)

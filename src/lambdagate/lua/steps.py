@@ -183,8 +183,9 @@ async def with_lua_backend(built: BuiltBackend, cfg: BackendConfig, ctx: BuildCo
             await scripts.run("pre", objects, state, req.deadline)
             view.finish()
             resp = ProxyResponse({}, is_complete=False) if skip else await call(req)
-            scripts.set_response(objects, api.LuaResponseApi(resp, state))
-            await scripts.run("post", objects, state, req.deadline)
+            if scripts.has_post:
+                scripts.set_response(objects, api.LuaResponseApi(resp, state))
+                await scripts.run("post", objects, state, req.deadline)
         except ScriptFailed as err:
             raise BackendError(err.message, status=err.status, cause=f"lua {scripts.label}") from None
         return resp
@@ -220,8 +221,9 @@ async def lua_proxy(service: ServiceConfig, endpoint: EndpointConfig, resources:
                 if resp is None:  # every backend failed: KrakenD returns the error without running post
                     return outcome
                 view = api.LuaResponseApi(resp, state)
-                scripts.set_response(objects, view)
-                await scripts.run("post", objects, state, req.deadline)
+                if scripts.has_post:
+                    scripts.set_response(objects, view)
+                    await scripts.run("post", objects, state, req.deadline)
             except ScriptFailed as err:
                 return MergedResponse(None, False, BackendError(err.message, status=err.status, cause=scripts.label))
             outcome.complete = resp.is_complete and bool(resp.data or resp.body is not None)
