@@ -10,12 +10,12 @@ against the call's memory cap too (`CallState.charge`), since the Lua runtime's 
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import lupa.lua54 as lua
 
+from lambdagate.backends.reply_headers import TOKEN
 from lambdagate.lua.backend_call import BackendCall, checked_method
 from lambdagate.pipeline.render import CONTROL_CHARS
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
     Target = Callable[[ProxyRequest], tuple[str, str, str, str]]
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MAX_DEPTH = 64  # nesting of a Lua table converted to data
 
 
@@ -105,7 +104,7 @@ def from_lua(value: Any, state: CallState, depth: int = 0) -> Any:
 
 def header_name(name: Any) -> str:
     key = text(name)
-    if not _TOKEN.fullmatch(key):
+    if not TOKEN.fullmatch(key):
         raise ValueError(f"invalid header name {key!r}")
     return key.lower()
 

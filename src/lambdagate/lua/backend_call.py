@@ -18,13 +18,14 @@ from urllib.parse import quote, urlencode
 
 from yarl import URL
 
+from lambdagate.backends.reply_headers import TOKEN
+
 # Never in a URL a script gives: spaces and control characters (a request line must not be split or smuggled).
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # What a script's path keeps as it is: "/", RFC 3986 pchar and existing percent escapes; "?" and "#" are encoded
 # (a path cannot add a query).
 _PATH_SAFE = "/!$&'()*+,;=:@~%"
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 MAX_URL = 8192
 
 
@@ -64,7 +65,7 @@ class BackendCall:
 
 def checked_method(value: str) -> str:
     method = value.upper()
-    if not _TOKEN.fullmatch(method) or len(method) > 32:
+    if not TOKEN.fullmatch(method) or len(method) > 32:
         raise ValueError(f"method(): invalid method {value[:32]!r}")
     return method
 
