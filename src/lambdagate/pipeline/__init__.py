@@ -71,6 +71,9 @@ class BuiltBackend:
     label: str
     details_key: str | None = None
     kind: str = "http"  # for traces: "http" or "lambda"
+    # HTTP backends: (method, scheme://authority, encoded path, encoded fixed query) a request's call would use
+    # (picking its host), for modifier/lua-backend, which shows them to its script and may change them.
+    target: Callable[[ProxyRequest], tuple[str, str, str, str]] | None = None
 
 
 BackendFactory = Callable[[BackendConfig, BuildContext], Awaitable[BuiltBackend]]
