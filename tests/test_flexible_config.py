@@ -236,3 +236,42 @@ def test_run_watch_reloads_when_a_settings_file_changes(tmp_path, upstream):
         assert "reload (file changed): config is valid" in proc.log()
     finally:
         proc.stop()
+
+
+def test_a_deeply_nested_settings_file_is_refused_cleanly(tmp_path):
+    fc = write_project(tmp_path, [], [])
+    (tmp_path / "settings/deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert "deep.json: invalid JSON: nested too deeply" in refusal(tmp_path, fc)
+
+
+def test_a_reload_that_fails_badly_is_refused_and_the_watch_goes_on(tmp_path, upstream):
+    """Any failure while reloading (here a settings file nested too deeply) refuses that reload: the old config
+    keeps serving, the watcher keeps watching, and the gateway still stops on SIGTERM."""
+    write_project(tmp_path, [upstream], [{"path": "/first", "target": "/json/one"}])
+    port = free_port()
+    flags = [f"--fc-{name}={tmp_path / name}" for name in ("settings", "partials", "templates")]
+    command = ["run", "-c", str(tmp_path / "krakend.tmpl"), "--port", str(port), "--host", "127.0.0.1", "--watch"]
+    proc = Process(python_module("lambdagate", *command, *flags), tmp_path / "gateway.log", _env({}))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/__health", proc=proc.proc, timeout=30)
+        deep = tmp_path / "settings/deep.json"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "reload (file changed) refused" not in proc.log():
+            deep.write_text("[" * 100_000 + "]" * 100_000)  # again until the watcher is up
+            time.sleep(1)
+        assert "nested too deeply" in proc.log() and http("GET", f"{url}/first")[0] == 200
+        deep.unlink()
+        service = orjson.loads((tmp_path / "settings/service.json").read_bytes())
+        service["endpoints"].append({"path": "/second", "target": "/json/two"})
+        seen = _poll_until_served(f"{url}/second", tmp_path / "settings/service.json", orjson.dumps(service))
+        assert seen[-1] == 200, (seen, proc.log())
+        deadline = time.monotonic() + 15  # a stop while granian replaces a worker is another test's matter
+        while time.monotonic() < deadline and proc.log().count("Stopped old worker") < proc.log().count(
+            "respawning workers"
+        ):
+            time.sleep(0.2)
+        code = proc.stop()
+        assert code == 0 and "Traceback" not in proc.log(), (code, proc.log().splitlines())
+    finally:
+        proc.stop()
