@@ -177,6 +177,7 @@ KRAKEND_REFUSES: list[tuple[str, str, str]] = [
     ("output_encoding$", r'"no-op" passes one backend through', "lura: no-op encoding with several backends"),
     ("^endpoints\\[\\d+\\]$", r"^duplicate of endpoints", "gin panics on a duplicate route"),
     ("^tls$", r'^needs "public_key"', "lura's server stops at start: public key not defined"),
+    (r"^tls\.(public_key|private_key)$", r"^cannot read", "lura's server stops at start: the key file cannot be read"),
 ]
 # "KrakenD starts, fails closed": it starts but the endpoint answers 401 to every request (krakend-jose's
 # erroredHandler when the validator or signer cannot be built); lambdagate refuses to start instead.
@@ -189,7 +190,6 @@ KRAKEND_FAILS_CLOSED: list[tuple[str, str, str]] = [
 # The configs only lambdagate refuses today (file → one-line reason), kept exact so that a change shows: remove
 # a line when the config starts, add one (with its reason) when lambdagate starts refusing a config.
 LAMBDAGATE_ONLY: dict[str, str] = {
-    "initialstacker__laravel-ddd__docker__krakend__krakend.json": "client_tls: cannot be applied: [Errno 2] No such file",
     "AbolfazlRahmani1997__smsgateway__krakend__krakend.json": "`qos/ratelimit/proxy` is read only in a backend's extra_config",
     "AngelMariages__feature-flag-krakend__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'fast-json'",
     "Arif9878__traefik-grpc__krakend__krakend.json": "Input should be a valid list, got bool True: write a list, such as ",
