@@ -168,8 +168,8 @@ ERROR_CASES = [
         id="input-headers-object",
     ),
     pytest.param(
-        service(endpoint(concurrent_calls=0)),
-        ["endpoints[0].concurrent_calls: Input should be greater than or equal to 1"],
+        service(endpoint(concurrent_calls=-1)),
+        ["endpoints[0].concurrent_calls: Input should be greater than or equal to 0"],
         id="concurrent-calls",
     ),
     pytest.param(
@@ -430,6 +430,7 @@ def test_paths_without_a_leading_slash_are_cleaned_as_krakend_does() -> None:
 def test_concurrent_calls_and_a_no_op_backend_under_json_are_accepted_silently() -> None:
     # KrakenD serves both: concurrent calls race each backend, a no-op backend's data is {} (tests/test_proxy_ns.py).
     assert warnings_of(service(endpoint(concurrent_calls=3))) == []
+    assert warnings_of(service(endpoint(concurrent_calls=0))) == []  # 0 means 1, as in Lura
     assert warnings_of(service(endpoint("/a", backend(encoding="no-op")))) == []
 
 

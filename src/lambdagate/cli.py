@@ -132,6 +132,14 @@ def _load_options(args: argparse.Namespace, local_lambda_endpoint: str | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `lambdagate check ... | head`: the reader is gone; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     plugins.install()
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -178,7 +186,8 @@ def _check(args: argparse.Namespace) -> int:
     for endpoint in service.endpoints:
         names = ", ".join("+".join(b.namespaces) if is_typed_backend(b) else "http" for b in endpoint.backend)
         print(f"  {endpoint.method:7} {endpoint.endpoint}  → {len(endpoint.backend)} backend(s): {names}")
-    print("  backends: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    if kinds:
+        print("  backends: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     telemetry = _telemetry_summary(service)
     if telemetry:
         print(f"  telemetry: {telemetry}")

@@ -87,7 +87,7 @@ class EndpointConfig(_Model):
     output_encoding: str | None = None
     input_headers: list[str] = Field(default_factory=list)
     input_query_strings: list[str] = Field(default_factory=list)
-    concurrent_calls: int = Field(default=1, ge=1)
+    concurrent_calls: int = Field(default=1, ge=0)  # 0 means 1, as in Lura
     extra_config: dict[str, Any] = Field(default_factory=dict)
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
 
