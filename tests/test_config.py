@@ -49,17 +49,17 @@ def warnings_of(doc: Any) -> list[str]:
 ERROR_CASES = [
     pytest.param(
         service(version=2),
-        ['version: unsupported version 2: lambdagate reads KrakenD v3 configs, write "version": 3'],
+        ['version: format version 2 (KrakenD 1.x); KrakenD 2 and later refuse it too: migrate to "version": 3'],
         id="wrong-version",
     ),
     pytest.param({"endpoints": []}, ['version: required: add "version"'], id="missing-version"),
     pytest.param(
-        service(version="3"),
-        ["version: Input should be a valid integer, got str '3': write 3 without quotes"],
+        service(version="v3"),
+        ["version: Input should be a valid integer, got str 'v3'"],
         id="version-as-string",
     ),
     pytest.param(
-        service(version=True), ["version: Input should be a valid integer, got bool True"], id="version-as-bool"
+        service(version=[3]), ["version: Input should be a valid integer, got list [3]"], id="version-as-list"
     ),
     pytest.param(
         service(endpoint("/a"), endpoint("/b"), endpoint("/a")),
@@ -123,8 +123,8 @@ ERROR_CASES = [
         id="malformed-cache-ttl",
     ),
     pytest.param(
-        service(timeout=3),
-        ['timeout: expected a duration string such as "2s" or "500ms", got 3'],
+        service(timeout=-3),
+        ['timeout: expected a duration string such as "2s" or "500ms", got -3'],
         id="duration-as-number",
     ),
     pytest.param(service(timeout="0"), ['timeout: must be more than 0, e.g. "2s"'], id="service-timeout-zero"),
@@ -134,8 +134,8 @@ ERROR_CASES = [
         id="endpoint-timeout-zero",
     ),
     pytest.param(
-        service(port="8080"),
-        ["port: Input should be a valid integer, got str '8080': write 8080 without quotes"],
+        service(port="80a"),
+        ["port: Input should be a valid integer, got str '80a'"],
         id="port-as-string",
     ),
     pytest.param(service(port=70000), ["port: Input should be less than or equal to 65535"], id="port-range"),
@@ -158,32 +158,28 @@ ERROR_CASES = [
         id="method-unknown",
     ),
     pytest.param(
-        service(endpoint(output_encoding=1)),
-        ["endpoints[0].output_encoding: Input should be a valid string, got int 1"],
+        service(endpoint(output_encoding=["json"])),
+        ["endpoints[0].output_encoding: Input should be a valid string, got list ['json']"],
         id="output-encoding",
     ),
     pytest.param(
-        service(endpoint(input_headers="Authorization")),
-        [
-            "endpoints[0].input_headers: Input should be a valid list, got str 'Authorization': write a list, such as [\"Authorization\"]"
-        ],
-        id="input-headers-string",
+        service(endpoint(input_headers={"Authorization": True})),
+        ["endpoints[0].input_headers: Input should be a valid list, got dict {'Authorization': True}"],
+        id="input-headers-object",
     ),
     pytest.param(
-        service(endpoint(concurrent_calls=0)),
-        ["endpoints[0].concurrent_calls: Input should be greater than or equal to 1"],
+        service(endpoint(concurrent_calls=-1)),
+        ["endpoints[0].concurrent_calls: Input should be greater than or equal to 0"],
         id="concurrent-calls",
     ),
     pytest.param(
-        service(endpoint("/a", backend(allow="name"))),
-        [
-            "endpoints[0].backend[0].allow: Input should be a valid list, got str 'name': write a list, such as [\"name\"]"
-        ],
+        service(endpoint("/a", backend(allow={"name": 1}))),
+        ["endpoints[0].backend[0].allow: Input should be a valid list, got dict {'name': 1}"],
         id="allow-type",
     ),
     pytest.param(
-        service(endpoint("/a", backend(mapping={"a": 1}))),
-        ["endpoints[0].backend[0].mapping.a: Input should be a valid string, got int 1"],
+        service(endpoint("/a", backend(mapping={"a": [1]}))),
+        ["endpoints[0].backend[0].mapping.a: Input should be a valid string, got list [1]"],
         id="mapping-type",
     ),
     pytest.param(
@@ -194,14 +190,9 @@ ERROR_CASES = [
         id="bool-type",
     ),
     pytest.param(
-        service(endpoint("/a", backend(extra_config=[]))),
-        ["endpoints[0].backend[0].extra_config: Input should be a valid dictionary, got list []"],
+        service(endpoint("/a", backend(extra_config="x"))),
+        ["endpoints[0].backend[0].extra_config: Input should be a valid dictionary, got str 'x'"],
         id="extra-config-type",
-    ),
-    pytest.param(
-        service(endpoint("/a", {"url_pattern": "/x"})),
-        ['endpoints[0].backend[0].host: no host: add "host": ["http://service:8080"] to the backend or the service'],
-        id="missing-host",
     ),
     pytest.param(
         service(endpoint("/a", backend(host=["ftp://files"]))),
@@ -217,8 +208,11 @@ ERROR_CASES = [
         id="host-query",
     ),
     pytest.param(
-        service(endpoint("/a", backend(host=["http://"]))),
-        ["endpoints[0].backend[0].host[0]: 'http://' is not a base URL: write it like \"http://service:8080\""],
+        service(endpoint("/a", backend(host=["http://", "https://"], disable_host_sanitize=True))),
+        [
+            "endpoints[0].backend[0].host[0]: 'http://' is not a base URL: write it like \"http://service:8080\"",
+            "endpoints[0].backend[0].host[1]: 'https://' is not a base URL: write it like \"http://service:8080\"",
+        ],
         id="host-without-name",
     ),
     pytest.param(
@@ -309,10 +303,13 @@ def test_valid_config_is_typed_with_defaults() -> None:
     assert (svc.port, svc.timeout, svc.cache_ttl, svc.output_encoding) == (8080, 2.0, None, "json")
     first, second = svc.endpoints
     assert (first.method, first.timeout, first.placeholders) == ("POST", 90.0, ["id"])
-    assert first.backend[0].host == ["svc:8080"]  # a single string is forgiven as a one-item list
+    assert first.backend[0].host == ["svc:8080"]  # a single string is read as a one-item list, as KrakenD does
     assert first.input_headers == [] and first.input_query_strings == []  # zero-trust defaults
     assert (second.cache_ttl, second.output_encoding, second.backend[0].host) == (5400.0, "string", [])
-    assert loaded.warnings == []
+    assert [str(w) for w in loaded.warnings] == [
+        'endpoints[0].backend[0].host: "svc:8080" is read as ["svc:8080"], as KrakenD does (KrakenD splits a '
+        'string at commas): write ["svc:8080"]'
+    ]
 
 
 @pytest.mark.parametrize("path", ["/__healthz", "/__echoes/{x}", "/__health/x", "/api/__health"])
@@ -356,18 +353,17 @@ def test_several_cross_field_errors_reported_at_once() -> None:
         "endpoints[0].backend[0].url_pattern: placeholder {id} is not in endpoint /users/{user}",
         'endpoints[1]: duplicate of endpoints[0] (GET /users/{user}): change "endpoint" or "method"',
         'endpoints[2].timeout: must be more than 0, e.g. "2s"',
-        'endpoints[2].backend[0].host: no host: add "host": ["http://service:8080"] to the backend or the service',
         "endpoints[3].endpoint: /__health is reserved for the gateway's built-in endpoints: choose another path",
     ]
 
 
 def test_several_type_errors_reported_at_once() -> None:
-    doc = service(endpoint("/a", backend(allow="x")), endpoint("/b", method="GO"), port="1", timeout="soon")
+    doc = service(endpoint("/a", backend(allow={"x": 1})), endpoint("/b", method="GO"), port="1x", timeout="soon")
     errors = errors_of(doc)
     assert errors == [
-        "port: Input should be a valid integer, got str '1': write 1 without quotes",
+        "port: Input should be a valid integer, got str '1x'",
         'timeout: malformed duration \'soon\': write it like "3s", "500ms" or "1m30s"',
-        "endpoints[0].backend[0].allow: Input should be a valid list, got str 'x': write a list, such as [\"x\"]",
+        "endpoints[0].backend[0].allow: Input should be a valid list, got dict {'x': 1}",
         "endpoints[1].method: Input should be 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD' or 'OPTIONS', got 'GO'",
     ]
 
@@ -389,12 +385,32 @@ def test_unknown_fields_and_namespaces_are_warnings() -> None:
         extra_config={"telemetry/influx": {"db": "x"}},
     )
     assert warnings_of(doc) == [
-        "plugin: not supported, ignored",
         'extra_config["telemetry/influx"]: namespace not supported, ignored',
-        "endpoints[0].headers_to_pass: not supported, ignored",
+        "plugin: accepted, nothing is loaded: lambdagate cannot load KrakenD's Go plugins (a plugin/* namespace that "
+        "guards requests is refused where it is used, the others are warned about)",
+        "endpoints[0].headers_to_pass: the name of KrakenD 1.x (format version 2), ignored by KrakenD 2 and later "
+        'too: write "input_headers"',
         'endpoints[0].extra_config["documentation/openapi"]: namespace not supported, ignored',
         "endpoints[0].backend[0].flatmap_filter: not supported, ignored",
         f'endpoints[0].backend[0].extra_config["{UNKNOWN_NS}"]: namespace not supported, ignored',
+    ]
+
+
+def test_a_backend_without_any_host_starts_with_a_warning_as_in_krakend() -> None:
+    assert warnings_of(service(endpoint("/a", {"url_pattern": "/x"}))) == [
+        'endpoints[0].backend[0].host: no host: every call fails (as in KrakenD); add "host": '
+        '["http://service:8080"] to the backend or the service'
+    ]
+
+
+def test_hosts_lura_cleans_are_read_as_krakend_reads_them() -> None:
+    # Lura keeps the one match of its host pattern: "kafka://" is http://kafka, and "http://" even http://http.
+    doc = service(endpoint("/a", backend(host=["kafka://", "svc:8080", "http://"])))
+    loaded = validate_document(doc, LoadOptions())
+    assert loaded.service.endpoints[0].backend[0].host == ["http://kafka", "svc:8080", "http://http"]
+    assert [str(w) for w in loaded.warnings] == [
+        "endpoints[0].backend[0].host[0]: 'kafka://' is read as \"http://kafka\", as KrakenD does: write that",
+        "endpoints[0].backend[0].host[2]: 'http://' is read as \"http://http\", as KrakenD does: write that",
     ]
 
 
@@ -414,6 +430,7 @@ def test_paths_without_a_leading_slash_are_cleaned_as_krakend_does() -> None:
 def test_concurrent_calls_and_a_no_op_backend_under_json_are_accepted_silently() -> None:
     # KrakenD serves both: concurrent calls race each backend, a no-op backend's data is {} (tests/test_proxy_ns.py).
     assert warnings_of(service(endpoint(concurrent_calls=3))) == []
+    assert warnings_of(service(endpoint(concurrent_calls=0))) == []  # 0 means 1, as in Lura
     assert warnings_of(service(endpoint("/a", backend(encoding="no-op")))) == []
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -170,6 +172,26 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return {**base, **extra}
 
 
+def _poll_until_served(url: str, settings: Path, content: bytes, timeout: float = 40.0) -> list:
+    """Write the settings (again every 3 s: the watcher thread may not watch yet right after start-up) until `url`
+    answers 200; what each attempt saw, for the failure message."""
+    deadline, written, seen = time.monotonic() + timeout, 0.0, []
+    while time.monotonic() < deadline:
+        if time.monotonic() - written > 3:
+            settings.write_bytes(content)
+            written = time.monotonic()
+        try:
+            with urllib.request.urlopen(url, timeout=3) as reply:
+                seen.append(reply.status)
+                return seen
+        except urllib.error.HTTPError as error:
+            seen.append(error.code)
+        except OSError as error:  # a worker being replaced: try again
+            seen.append(type(error).__name__)
+        time.sleep(0.2)
+    return seen
+
+
 def test_run_watch_reloads_when_a_settings_file_changes(tmp_path, upstream):
     write_project(tmp_path, [upstream], [{"path": "/first", "target": "/json/one"}])
     port = free_port()
@@ -204,12 +226,52 @@ def test_run_watch_reloads_when_a_settings_file_changes(tmp_path, upstream):
         assert http("GET", f"{url}/second")[0] == 404
         service = orjson.loads((tmp_path / "settings/service.json").read_bytes())
         service["endpoints"].append({"path": "/second", "target": "/json/two"})
-        (tmp_path / "settings/service.json").write_bytes(orjson.dumps(service))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and http("GET", f"{url}/second")[0] != 200:
+        seen = _poll_until_served(f"{url}/second", tmp_path / "settings/service.json", orjson.dumps(service))
+        # granian keeps the old worker accepting for a moment after the new one started: wait until it is gone.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "Stopped old worker" not in proc.log():
             time.sleep(0.2)
         status, _, body = http("GET", f"{url}/second")
-        assert status == 200 and orjson.loads(body)["name"] == "two"
+        assert status == 200 and orjson.loads(body)["name"] == "two", (seen, proc.log())
         assert "reload (file changed): config is valid" in proc.log()
+    finally:
+        proc.stop()
+
+
+def test_a_deeply_nested_settings_file_is_refused_cleanly(tmp_path):
+    fc = write_project(tmp_path, [], [])
+    (tmp_path / "settings/deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert "deep.json: invalid JSON: nested too deeply" in refusal(tmp_path, fc)
+
+
+def test_a_reload_that_fails_badly_is_refused_and_the_watch_goes_on(tmp_path, upstream):
+    """Any failure while reloading (here a settings file nested too deeply) refuses that reload: the old config
+    keeps serving, the watcher keeps watching, and the gateway still stops on SIGTERM."""
+    write_project(tmp_path, [upstream], [{"path": "/first", "target": "/json/one"}])
+    port = free_port()
+    flags = [f"--fc-{name}={tmp_path / name}" for name in ("settings", "partials", "templates")]
+    command = ["run", "-c", str(tmp_path / "krakend.tmpl"), "--port", str(port), "--host", "127.0.0.1", "--watch"]
+    proc = Process(python_module("lambdagate", *command, *flags), tmp_path / "gateway.log", _env({}))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/__health", proc=proc.proc, timeout=30)
+        deep = tmp_path / "settings/deep.json"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "reload (file changed) refused" not in proc.log():
+            deep.write_text("[" * 100_000 + "]" * 100_000)  # again until the watcher is up
+            time.sleep(1)
+        assert "nested too deeply" in proc.log() and http("GET", f"{url}/first")[0] == 200
+        deep.unlink()
+        service = orjson.loads((tmp_path / "settings/service.json").read_bytes())
+        service["endpoints"].append({"path": "/second", "target": "/json/two"})
+        seen = _poll_until_served(f"{url}/second", tmp_path / "settings/service.json", orjson.dumps(service))
+        assert seen[-1] == 200, (seen, proc.log())
+        deadline = time.monotonic() + 15  # a stop while granian replaces a worker is another test's matter
+        while time.monotonic() < deadline and proc.log().count("Stopped old worker") < proc.log().count(
+            "respawning workers"
+        ):
+            time.sleep(0.2)
+        code = proc.stop()
+        assert code == 0 and "Traceback" not in proc.log(), (code, proc.log().splitlines())
     finally:
         proc.stop()

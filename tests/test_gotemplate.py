@@ -233,3 +233,16 @@ def test_rendering_is_bounded():
         render("{{ until 100000000 }}")
     with pytest.raises(TemplateError, match="more than"):
         render("{{ range 1000000000000 }}{{ end }}")
+
+
+def test_what_functions_build_is_bounded_too():
+    doubling = "{{ $a := list 1 2 3 4 5 6 7 8 }}{{ range until 16 }}{{ $a = concat $a $a }}{{ end }}{{ len $a }}"
+    with pytest.raises(TemplateError, match="concat made more than 100000 items"):
+        render(doubling)
+    with pytest.raises(TemplateError, match="print made a string longer than"):
+        render('{{ $s := "ab" }}{{ range until 40 }}{{ $s = print $s $s }}{{ end }}')
+    with pytest.raises(TemplateError, match="more than 2000000 steps"):  # each append copies the list
+        render("{{ $x := list }}{{ range until 60000 }}{{ $x = append $x 1 }}{{ end }}")
+    with pytest.raises(TemplateError, match="more than the 100000 items"):
+        render("{{ untilStep 0 1000000000000 1 }}")
+    assert len(render('{{ repeat 100000 "aaaaaaaaaa" }}')) == 1_000_000  # characters are not items

@@ -676,9 +676,8 @@ def test_legacy_name_is_read_with_a_warning_naming_the_current_one(keyfile) -> N
 
 
 def test_service_level_reads_only_the_shared_cache_duration(keyfile) -> None:
-    assert warnings_of(endpoint("/a", None), service_ns={NS: {"shared_cache_duration": 900, "@comment": "x"}}) == [
-        f'extra_config["{NS}"].@comment: not supported, ignored'
-    ]
+    # "@" keys are KrakenD's comments: accepted silently everywhere.
+    assert warnings_of(endpoint("/a", None), service_ns={NS: {"shared_cache_duration": 900, "@comment": "x"}}) == []
     assert errors_of(endpoint("/a", None), service_ns={NS: {"alg": "RS256", "jwk_url": "https://idp"}}) == [
         f'extra_config["{NS}"]: at the service level KrakenD reads only shared_cache_duration, so alg, jwk_url '
         "protect no endpoint here; move the validator to each endpoint's extra_config, or start with "

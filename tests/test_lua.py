@@ -394,7 +394,7 @@ def test_md5_mismatch_missing_source_and_syntax_errors_are_refused_with_the_path
         config(endpoint({"modifier/lua-proxy": {"sources": ["ok.lua"], "md5": {"ok.lua": good}}})), LoadOptions()
     )
     message = _check(config(endpoint({"modifier/lua-proxy": {"sources": ["ok.lua"], "md5": {"ok.lua": "0" * 32}}})))
-    assert 'endpoints[0].extra_config["modifier/lua-proxy"].md5.ok.lua' in message and good in message
+    assert 'endpoints[0].extra_config["modifier/lua-proxy"].md5["ok.lua"]' in message and good in message
     message = _check(config(endpoint(backends=[backend("/one", {"modifier/lua-backend": {"sources": ["no.lua"]}})])))
     assert 'backend[0].extra_config["modifier/lua-backend"].sources[0]: cannot read' in message
     message = _check(config(endpoint({"modifier/lua-endpoint": {"pre": "local = 1"}})))

@@ -183,7 +183,7 @@ def test_access_log_json_line_per_request(gw):
     assert found, gateway.log()[-3000:]
     merge = found["log-merge-1"]
     assert (merge["method"], merge["route"], merge["path"], merge["status"]) == ("GET", "/obs/merge", "/obs/merge", 200)
-    assert merge["bytes"] > 0 and merge["duration_ms"] > 0 and merge["prefix"] == "[GW]"
+    assert merge["bytes"] > 0 and merge["duration_ms"] > 0 and merge["module"] == "[GW]"
     assert merge["client_ip"] == "127.0.0.1"
     assert sorted(b["outcome"] for b in merge["backends"]) == ["success", "success"]
     assert any(b["backend"].startswith("lambda object") for b in merge["backends"])

@@ -167,14 +167,22 @@ def test_backend_limit_fails_that_backend_partial_in_a_merge_and_503_alone(start
     assert [get(gw.url + "/one")[0] for _ in range(2)] == [200, 503]
 
 
+def _body(raw: bytes) -> dict:
+    """A JSON body, or the router's plain-text one ("404 page not found") as {"text": ...}."""
+    try:
+        return orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        return {"text": raw.decode("utf-8", "replace")}
+
+
 def get(url: str, headers: dict | None = None) -> tuple[int, dict, str | None]:
     """(status, JSON body, X-KrakenD-Completed) of a GET."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=5) as reply:
-            return reply.status, orjson.loads(reply.read()), reply.headers.get("x-krakend-completed")
+            return reply.status, _body(reply.read()), reply.headers.get("x-krakend-completed")
     except urllib.error.HTTPError as error:
-        return error.code, orjson.loads(error.read() or b"{}"), error.headers.get("x-krakend-completed")
+        return error.code, _body(error.read()), error.headers.get("x-krakend-completed")
 
 
 def test_legacy_names_are_read_with_a_warning() -> None:

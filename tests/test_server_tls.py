@@ -178,3 +178,6 @@ def test_start_up_fails_closed_with_a_clear_line(certs: Path, tmp_path: Path, tl
     result = subprocess.run(args, capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode == 1 and expected in output and "Traceback" not in output, output
+    # `check` refuses what `run` could not serve, with the same line
+    checked = subprocess.run(python_module("lambdagate", "check", "-c", str(path)), capture_output=True, text=True)
+    assert checked.returncode == 1 and expected in checked.stderr and "_ssl.c" not in checked.stderr, checked.stderr

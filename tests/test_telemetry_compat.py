@@ -310,14 +310,6 @@ def test_logstash_turns_logging_into_json_lines_and_needs_logging(tmp_path: Path
     )
 
 
-def test_gelf_is_warned_about(tmp_path: Path) -> None:
-    loaded = load_config(write(tmp_path, {"telemetry/gelf": {"address": "graylog:12201", "enable_tcp": False}}))
-    assert warnings_of(loaded) == [
-        'extra_config["telemetry/gelf"]: GELF output is not supported, ignored: logs go to stderr (or stdout); ship '
-        "them to Graylog from there"
-    ]
-
-
 def test_a_gateway_with_logstash_logs_json_lines(start_gateway, upstream) -> None:
     gateway = start_gateway(
         {
@@ -334,3 +326,16 @@ def test_a_gateway_with_logstash_logs_json_lines(start_gateway, upstream) -> Non
 
     entries = poll(access)
     assert entries and entries[0]["status"] == 200, gateway.log()
+    # krakend-logstash's record: its keys (module: the prefix, else KRAKEND), sorted as Go's json.Marshal sorts them.
+    line = next(line for line in gateway.log().splitlines() if '"path":"/logged"' in line)
+    assert line.startswith('{"@timestamp":"') and list(json.loads(line)) == sorted(json.loads(line))
+    entry = entries[0]
+    assert (entry["@version"], entry["level"], entry["module"], entry["message"]) == (
+        1,
+        "INFO",
+        "KRAKEND",
+        "GET /logged 200",
+    )
+    assert entry["host"] and len(entry["@timestamp"]) == len("2018-05-16T10:02:47.000000+00:00")
+    app = [json.loads(line) for line in gateway.log().splitlines() if '"serving 1 endpoints' in line]
+    assert app and app[0]["logger"].startswith("lambdagate") and app[0]["@version"] == 1

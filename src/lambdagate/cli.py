@@ -14,6 +14,7 @@ from lambdagate import __version__, plugins
 from lambdagate.config import LoadedConfig, LoadOptions, guards, is_typed_backend, load_config, server_options
 from lambdagate.config.flexible import FlexibleConfig
 from lambdagate.config.loader import load_rendered, render_flexible
+from lambdagate.config.server_keys import listen_host
 from lambdagate.errors import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
@@ -61,13 +62,14 @@ def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve a config")
     run.add_argument("-c", "--config", required=True, help="krakend.json / .yaml")
     run.add_argument("-p", "--port", type=int, help="listen port (default: the config's port, else 8080)")
-    run.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    run.add_argument("--host", help="listen address (default: the config's listen_ip, else 0.0.0.0)")
     run.add_argument("-w", "--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     run.add_argument("-d", "--debug", action="store_true", help="debug logs and the /__echo/ endpoint")
     run.add_argument(
         "--log-format",
-        choices=("text", "json"),
-        help="log lines as text or JSON (default: the config's telemetry/logging format, else text)",
+        choices=("text", "json", "logstash"),
+        help="log lines as text, JSON or KrakenD's logstash records (default: the config's telemetry/logging "
+        "format, else text)",
     )
     run.add_argument(
         "--log-level",
@@ -130,6 +132,14 @@ def _load_options(args: argparse.Namespace, local_lambda_endpoint: str | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `lambdagate check ... | head`: the reader is gone; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     plugins.install()
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -176,7 +186,8 @@ def _check(args: argparse.Namespace) -> int:
     for endpoint in service.endpoints:
         names = ", ".join("+".join(b.namespaces) if is_typed_backend(b) else "http" for b in endpoint.backend)
         print(f"  {endpoint.method:7} {endpoint.endpoint}  → {len(endpoint.backend)} backend(s): {names}")
-    print("  backends: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    if kinds:
+        print("  backends: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     telemetry = _telemetry_summary(service)
     if telemetry:
         print(f"  telemetry: {telemetry}")
@@ -195,6 +206,7 @@ def _checked_config(path: str, options: LoadOptions) -> LoadedConfig:
 
 
 def _telemetry_summary(service) -> str:
+    from lambdagate.telemetry.gelf import gelf_options
     from lambdagate.telemetry.logs import logging_options as read_logging_options
     from lambdagate.telemetry.metrics import metrics_options
     from lambdagate.telemetry.tracing import tracing_options
@@ -206,6 +218,9 @@ def _telemetry_summary(service) -> str:
             f"logs {logging_options.level}{' JSON' if logging_options.format == 'logstash' else ''}"
             f" to {'stdout' if logging_options.stdout else 'stderr'}"
         )
+    gelf = gelf_options(service)
+    if gelf is not None:
+        parts.append(f"GELF over {'TCP' if gelf.enable_tcp else 'UDP'} to {gelf.address}")
     metrics = metrics_options(service)
     if metrics is not None:
         parts.append(f"metrics on {metrics.url}")
@@ -223,6 +238,7 @@ def _run(args: argparse.Namespace) -> int:
     log = logging.getLogger("lambdagate")
     open_files = _raise_open_files_limit(log)  # before anything starts: the workers and the runtime inherit it
     port = args.port if args.port is not None else loaded_first.service.port
+    args.host = listen_host(loaded_first.service, args.host)  # --host, else listen_ip, else 0.0.0.0
     busy = _port_in_use(args.host, port)
     if busy:
         # granian shares its port (SO_REUSEPORT): a second gateway on it would silently get half the traffic.
@@ -325,6 +341,7 @@ def _prepare_workers(
 def _read_and_configure_logs(args: argparse.Namespace):
     """A first read of the config, for how to log (the embedded runtime logs the same way) and to fail before
     starting anything: (loaded config, log settings), or None when it is invalid (said on stderr)."""
+    from lambdagate.telemetry.gelf import gelf_options
     from lambdagate.telemetry.logs import LogSettings, logging_options
     from lambdagate.telemetry.logs import configure as configure_logs
 
@@ -340,6 +357,7 @@ def _read_and_configure_logs(args: argparse.Namespace):
         level=args.log_level,
         debug=args.debug,
         access=not args.no_access_log,
+        gelf=gelf_options(first.service),
     )
     configure_logs(settings)
     os.environ.update(settings.to_env())  # the workers log the same way

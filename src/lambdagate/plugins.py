@@ -16,6 +16,7 @@ from lambdagate.backends.http import http_backend
 from lambdagate.backends.http_cache import HTTP_CACHE_NAMESPACE
 from lambdagate.backends.http_status import HTTP_BACKEND_NAMESPACE
 from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
+from lambdagate.backends.unavailable import has_no_host, unavailable_backend
 from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
@@ -30,6 +31,8 @@ from lambdagate.modifiers.martian_config import MARTIAN_NAMESPACE
 from lambdagate.pipeline import (
     BackendFactory,
     BackendWrapper,
+    BuildContext,
+    BuiltBackend,
     ProxyWrapperFactory,
     ResponseStepFactory,
     wrapped_factory,
@@ -47,7 +50,8 @@ from lambdagate.redis_pools import REDIS_NAMESPACE
 from lambdagate.security.botdetector import BOT_DETECTOR_NAMESPACE
 from lambdagate.security.cors import CORS_NAMESPACE
 from lambdagate.security.httpsecure import HTTP_SECURITY_NAMESPACE
-from lambdagate.telemetry.logs import GELF_NAMESPACE, LOGGING_NAMESPACE, LOGSTASH_NAMESPACE
+from lambdagate.telemetry.gelf import GELF_NAMESPACE
+from lambdagate.telemetry.logs import LOGGING_NAMESPACE, LOGSTASH_NAMESPACE
 from lambdagate.telemetry.metrics import METRICS_NAMESPACE
 from lambdagate.telemetry.opencensus import OPENCENSUS_NAMESPACE
 from lambdagate.telemetry.tracing import TRACING_NAMESPACE
@@ -110,6 +114,11 @@ RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (flatmap_step, static_step, si
 ENDPOINT_WRAPPERS: tuple[ProxyWrapperFactory, ...] = (lua_proxy, cel.endpoint_checks, jsonschema.body_validation)
 
 
+async def _http_or_unavailable(backend: BackendConfig, ctx: BuildContext) -> BuiltBackend:
+    """An HTTP backend; one with no host at all (KrakenD starts with it) fails every call."""
+    return await (unavailable_backend if has_no_host(backend, ctx) else http_backend)(backend, ctx)
+
+
 def install() -> None:
     """Register every namespace (idempotent)."""
     for namespace in NAMESPACES:
@@ -119,5 +128,7 @@ def install() -> None:
 def backend_factory(backend: BackendConfig) -> BackendFactory:
     """The factory that builds this backend: its type's, else HTTP; with the wrappers its config asks for."""
     factory = next((BACKEND_TYPES[name] for name in backend.namespaces if name in BACKEND_TYPES), http_backend)
+    if factory is http_backend:
+        factory = _http_or_unavailable
     wrappers = [wrapper for name, wrapper in BACKEND_WRAPPERS.items() if name in backend.namespaces]
     return wrapped_factory(factory, wrappers) if wrappers else factory

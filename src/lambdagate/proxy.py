@@ -37,6 +37,12 @@ class ProxyRequest:
     claims: dict[str, Any] | None = None
     # The client's Accept header, set only for a `negotiate` endpoint (the renderer picks the format by it).
     accept: str = ""
+    # The gateway's forwarding headers a backend's own input_headers keeps (lower-case names of X-Forwarded-For,
+    # X-Forwarded-Host, X-Forwarded-Via, User-Agent); None: all of them (pipeline/backend_inputs.py).
+    gateway_headers: frozenset[str] | None = None
+    # (method, encoded URL) of an HTTP backend's call when a `modifier/lua-backend` script changed its method, path
+    # or URL; None: the backend's configured method and its url_pattern.
+    backend_call: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)

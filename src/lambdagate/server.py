@@ -31,7 +31,7 @@ from lambdagate.front import Exchange, Handler
 from lambdagate.front.admission import Admission
 from lambdagate.pipeline import BackendFactory, build_endpoint
 from lambdagate.stack import Observers, build_stack
-from lambdagate.telemetry.logs import AccessLog, LineWriter, LogSettings
+from lambdagate.telemetry.logs import AccessLog, LineWriter, LogSettings, flush_outputs
 from lambdagate.telemetry.logs import configure as configure_logs
 from lambdagate.telemetry.metrics import WorkerMetrics, metrics_options
 from lambdagate.telemetry.tracing import tracing_options
@@ -177,6 +177,7 @@ class Gateway:
         self._tasks.clear()
         if self.metrics is not None:
             self.metrics.close()
+        flush_outputs()
         if self.observers.tracing is not None:
             self.observers.tracing.shutdown()  # flushes the queued spans, bounded in time
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from lambdagate.config import LoadedConfig, LoadOptions, load_config, server_options
 from lambdagate.config.loader import load_rendered, render_flexible, rendered_suffix
+from lambdagate.config.model import ServiceConfig
 from lambdagate.config.server_options import ServerOptions
 from lambdagate.errors import ConfigError, ConfigIssue
 
@@ -239,13 +240,13 @@ def serve(
             for issue in exc.issues:
                 log.error("  error: %s", issue)
             return
+        except Exception as exc:
+            log.error("reload (%s) refused, the previous config keeps serving: %s: %s", reason, type(exc).__name__, exc)
+            return
         for warning in new.warnings:  # as at start: e.g. the endpoints --allow-unsupported serves without a guard
             log.warning("config %s", warning)
-        for namespace in RESTART_ONLY:
-            if new.service.namespaces.get(namespace) != loaded.service.namespaces.get(namespace):
-                log.warning("reload (%s): %s changed; it applies at the next restart", reason, namespace)
-        if new.service.tls != loaded.service.tls:  # granian's listener is the main process's
-            log.warning("reload (%s): tls changed; it applies at the next restart", reason)
+        for what in restart_only_changes(loaded.service, new.service):
+            log.warning("reload (%s): %s changed; it applies at the next restart", reason, what)
         os.environ["LAMBDAGATE_CONFIG"] = str(snapshots.current)  # what respawned workers will load
         log.info("reload (%s): config is valid, respawning workers", reason)
         server.signal_handler_reload()
@@ -265,13 +266,26 @@ def serve(
 
 def _watch(path: Path, folders: list[Path], reload) -> None:
     """Reload when the config file changes, or anything in a templated config's folders (settings, partials,
-    templates)."""
+    templates). A failure never ends the watch: it is logged and the next change is watched for."""
     import watchfiles
 
     # Watch the directory: editors often replace the file rather than write it in place.
     for changes in watchfiles.watch(path.parent, *folders, debounce=300, raise_interrupt=False):
-        for _, changed in changes:
-            where = Path(changed).resolve()
-            if where == path or any(where.is_relative_to(folder) for folder in folders):
+        try:
+            if any(_concerns(Path(changed).resolve(), path, folders) for _, changed in changes):
                 reload("file changed")
-                break
+        except Exception:
+            log.exception("reload (file changed) failed; still watching the config for changes")
+
+
+def _concerns(where: Path, path: Path, folders: list[Path]) -> bool:
+    return where == path or any(where.is_relative_to(folder) for folder in folders)
+
+
+def restart_only_changes(old: ServiceConfig, new: ServiceConfig) -> list[str]:
+    """What a reload cannot apply (the main process owns the listener, the log outputs and the metrics listener)."""
+    changed = [ns for ns in RESTART_ONLY if new.namespaces.get(ns) != old.namespaces.get(ns)]
+    for key in ("tls", "port", "listen_ip"):
+        if getattr(new, key, None) != getattr(old, key, None):
+            changed.append(key)
+    return changed

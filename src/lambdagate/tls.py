@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lambdagate.config.server_tls import ServerTLS
+from lambdagate.config.server_tls import ServerTLS, tls_file_issues
 from lambdagate.errors import StartupError
 
 
@@ -53,21 +53,11 @@ def prepare_tls(tls: ServerTLS | None) -> ServingTLS | None:
     if len(pairs) != 1:  # the config check refuses the others; never serve something else than asked
         raise StartupError("tls: exactly one certificate and key pair is needed")
     cert, key = Path(pairs[0].public_key), Path(pairs[0].private_key)
-    _check_pair(cert, key)
+    problems = tls_file_issues(tls)  # what `check` says too
+    if problems:
+        raise StartupError(str(problems[0]))
     client_ca = _client_ca_bundle(tls, cert) if tls.enable_mtls else None
     return ServingTLS(cert.resolve(), key.resolve(), tls.lowest, client_ca)
-
-
-def _check_pair(cert: Path, key: Path) -> None:
-    for name, path in (("public_key", cert), ("private_key", key)):
-        if not path.is_file() or not os.access(path, os.R_OK):
-            raise StartupError(f"tls.{name}: cannot read {path} (relative paths are from the working directory)")
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise StartupError(
-            f"tls: {cert} and {key} are not a PEM certificate and its unencrypted private key ({exc})"
-        ) from None
 
 
 def _client_ca_bundle(tls: ServerTLS, server_cert: Path) -> Path:

@@ -81,17 +81,20 @@ def outgoing_headers(req: ProxyRequest, gzip: bool = True) -> CIMultiDict:
     the client's when it is forwarded (then `X-Forwarded-Via: lambdagate/VERSION`); the gateway's forwarding
     headers (a client's never go on: backends.forwarded); `Accept-Encoding: gzip` (`gzip`: unless
     disable_compression or a HEAD call, and not with Range, as Go's transport). Plus the request id, and the
-    trace context when tracing is on."""
+    trace context when tracing is on. A backend's own input_headers may drop the forwarding headers
+    (`req.gateway_headers`: pipeline/backend_inputs.py)."""
     allowed = req.headers  # a CIMultiDict, which aiohttp takes without converting
     headers = CIMultiDict(allowed if NOT_FORWARDED.isdisjoint(allowed) else without(allowed, NOT_FORWARDED))
-    if "user-agent" in allowed:
-        headers["x-forwarded-via"] = USER_AGENT
-    else:
+    kept = req.gateway_headers
+    if "user-agent" not in allowed:
         headers["user-agent"] = USER_AGENT
+    elif kept is None or "x-forwarded-via" in kept:
+        headers["x-forwarded-via"] = USER_AGENT
     if gzip and "range" not in allowed:
         headers["accept-encoding"] = "gzip"
-    headers["x-forwarded-for"] = req.client_ip
-    if req.host:
+    if kept is None or "x-forwarded-for" in kept:
+        headers["x-forwarded-for"] = req.client_ip
+    if req.host and (kept is None or "x-forwarded-host" in kept):
         headers["x-forwarded-host"] = req.host
     headers["x-request-id"] = req.request_id
     if req.trace_headers:
@@ -101,9 +104,9 @@ def outgoing_headers(req: ProxyRequest, gzip: bool = True) -> CIMultiDict:
 
 def url_builder(
     cfg: BackendConfig, hosts: list[str], pick: Callable[[], str] | None = None
-) -> Callable[[ProxyRequest], URL]:
+) -> tuple[Callable[[ProxyRequest], URL], Callable[[ProxyRequest], tuple[str, str, str]]]:
     """The URL of each call: the next host (round robin, or `pick`'s), the url_pattern filled in, the allowed
-    query."""
+    query. And its parts (host, path, fixed query) for modifier/lua-backend, from the same rotation."""
     next_host = pick or (itertools.cycle(hosts).__next__ if len(hosts) > 1 else (lambda h=hosts[0]: h))
     path, _, fixed_query = cfg.url_pattern.partition("?")
     render_path = compile_url_pattern(path)
@@ -128,7 +131,11 @@ def url_builder(
             query = f"{query}&{urlencode(req.query)}" if query else urlencode(req.query)
         return URL(f"{text}?{query}" if query else text, encoded=True)
 
-    return url_for
+    def parts(req: ProxyRequest) -> tuple[str, str, str]:
+        params = jwt_params(req.params, req.claims, claims) if claims else req.params
+        return next_host(), render_path(params), render_query(params)
+
+    return url_for, parts
 
 
 def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits) -> DecodeReply:
@@ -217,7 +224,7 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     resources = ctx.resources
     client, limit = resources.client, resources.max_response_bytes
     hosts, pick = await _hosts(cfg, ctx)
-    url_for = url_builder(cfg, hosts, pick)
+    url_for, url_parts = url_builder(cfg, hosts, pick)
     method = cfg.method or ctx.endpoint.method
     send_body = method not in ("GET", "HEAD")
     passthrough = cfg.encoding == "no-op"
@@ -230,26 +237,36 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     martian = martian_exchange(cfg, decode)  # modifier/martian: None unless configured
 
     async def call(req: ProxyRequest) -> ProxyResponse:
-        url, headers = url_for(req), outgoing_headers(req, gzip)
-        data, decode_reply = req.body if send_body else None, decode
+        verb, data, decode_reply, cached = method, req.body if send_body else None, decode, cache
+        if req.backend_call is None:
+            url = url_for(req)
+        else:  # a modifier/lua-backend script's method and URL (a changed method's reply is not the cached one)
+            verb, url = req.backend_call[0], URL(req.backend_call[1], encoded=True)
+            data = None if verb in ("GET", "HEAD") else req.body
+            cached = cache if verb == method else None
+        headers = outgoing_headers(req, gzip and verb != "HEAD")
         if martian is not None:  # the request as sent (and cached) and the reply as decoded are the modified ones
             url, headers, data, decode_reply = martian(url, headers, data)
-        if cache is not None:
+        if cached is not None:
             key = str(url)
-            hit = await cache.lookup(key, headers)
+            hit = await cached.lookup(key, headers)
             if hit is not None:  # decoded anew: the pipeline may change the data it gets
                 return decode_reply(hit.status, hit.headers, hit.body)
         try:
-            reply = await redirects.call(client, method, url, headers, data, policy, limit)
+            reply = await redirects.call(client, verb, url, headers, data, policy, limit)
         except TooLarge as exc:
             raise BackendError("the backend reply is too large", status=502, cause=str(exc)) from None
         except ClientError as exc:
             raise BackendError(
                 "the backend is unavailable", status=502 if passthrough else 500, cause=str(exc)
             ) from None
-        if cache is not None:
-            await cache.store(key, headers, reply.status, reply.headers, reply.body)
+        if cached is not None:
+            await cached.store(key, headers, reply.status, reply.headers, reply.body)
         return decode_reply(reply.status, reply.headers, reply.body)
 
     # Logs, metrics labels and span names show it: no credentials from the host, no fixed query (it may carry keys).
-    return BuiltBackend(call, f"{method} {_without_userinfo(hosts[0])}{cfg.url_pattern.partition('?')[0]}")
+    return BuiltBackend(
+        call,
+        f"{method} {_without_userinfo(hosts[0])}{cfg.url_pattern.partition('?')[0]}",
+        target=lambda req: (method, *url_parts(req)),
+    )

@@ -79,6 +79,8 @@ def load_settings(folder: str) -> dict[str, Any]:
             value = json.loads(_read(path, "settings file"), parse_int=float)
         except json.JSONDecodeError as exc:
             raise _fail(str(path), f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise _fail(str(path), "invalid JSON: nested too deeply") from None
         if not isinstance(value, dict):
             raise _fail(str(path), "a settings file must hold a JSON object")
         settings[path.stem] = value
@@ -131,6 +133,12 @@ class _Functions:
         return {"include": self.include, "env": self.env, "expandenv": self.expandenv, "marshal": self.marshal}
 
 
+def _no_settings_hint(message: str, fc: FlexibleConfig) -> str:
+    if "nil pointer evaluating" in message and not fc.settings:
+        return " (no settings folder was given: set FC_SETTINGS or --fc-settings)"
+    return ""
+
+
 def render(path: str | Path, fc: FlexibleConfig, environ: Mapping[str, str] | None = None) -> str:
     """The config file rendered as KrakenD renders it; raises ConfigError naming the file, line and column."""
     environ = os.environ if environ is None else environ
@@ -144,6 +152,10 @@ def render(path: str | Path, fc: FlexibleConfig, environ: Mapping[str, str] | No
         data = load_settings(fc.settings) if fc.settings else {}
         return templates.render(main.name, data)
     except TemplateError as exc:
-        raise _fail("", exc.message) from None
+        raise _fail("", exc.message + _no_settings_hint(exc.message, fc)) from None
+    except RecursionError:
+        raise _fail(str(main), "nested too deeply to render (a settings file or a template)") from None
+    except MemoryError:
+        raise _fail(str(main), "rendering needs more memory than there is: the template builds too much") from None
     except re.error as exc:
         raise _fail("FC_ENV_ALLOW", f"not a regular expression: {exc}") from None

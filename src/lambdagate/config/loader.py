@@ -18,8 +18,9 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lambdagate.config import backend_client, flexible, guards, namespaces
+from lambdagate.config import backend_client, core_keys, flexible, guards, namespaces
 from lambdagate.config.encodings import check_service_encoding, resolve_encodings
+from lambdagate.config.lenient import lenient
 from lambdagate.config.model import (
     JWT_PLACEHOLDER_RE,
     PLACEHOLDER_RE,
@@ -30,7 +31,7 @@ from lambdagate.config.model import (
     is_builtin_path,
 )
 from lambdagate.config.namespaces import LoadOptions, NamespaceContext, NamespaceError
-from lambdagate.config.server_keys import top_level_issues
+from lambdagate.config.server_keys import top_level_errors, top_level_issues
 from lambdagate.config.server_tls import tls_issues
 from lambdagate.errors import ConfigError, ConfigIssue
 
@@ -133,16 +134,17 @@ def validate_document(doc: Any, options: LoadOptions) -> LoadedConfig:
         raise ConfigError(
             [ConfigIssue("", 'the config must be a JSON object such as {"version": 3, "endpoints": [...]}')]
         )
+    doc, warnings = lenient(doc)  # KrakenD's weakly typed decoding of the core keys, each conversion warned about
     try:
         service = ServiceConfig.model_validate(doc)
     except ValidationError as exc:
         raise ConfigError([_pydantic_issue(e) for e in exc.errors()]) from None
     errors: list[ConfigIssue] = []
-    warnings: list[ConfigIssue] = []
     _check_service(service, options, errors, warnings)
     if errors:
         raise ConfigError(errors)
-    return LoadedConfig(service=service, warnings=warnings)
+    # "@comment" and other "@" keys are allowed anywhere by KrakenD's schema: never worth a warning.
+    return LoadedConfig(service=service, warnings=[w for w in warnings if not core_keys.is_comment_warning(w)])
 
 
 def _path(loc: tuple) -> str:
@@ -222,7 +224,9 @@ def _joined(path: str, sub: str) -> str:
 
 def _unknown_fields(model: BaseModel, path: str, warnings: list[ConfigIssue]) -> None:
     for key in model.model_extra or {}:
-        warnings.append(ConfigIssue(f"{path}.{key}" if path else key, "not supported, ignored"))
+        message = core_keys.unknown_key_message(key)
+        if message is not None:
+            warnings.append(ConfigIssue(f"{path}.{key}" if path else key, message))
 
 
 def _parse_namespaces(
@@ -293,6 +297,7 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
     tls_errors, tls_warnings = tls_issues(service.tls)
     errors.extend(tls_errors)
     warnings.extend(tls_warnings)
+    errors.extend(top_level_errors(service))
     warnings.extend(top_level_issues(service))
     for k, host in enumerate(service.host):  # the default hosts of backends that name none
         if not is_base_url(sanitize_host(host)):
@@ -316,23 +321,29 @@ def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, w
         _check_endpoint(service, endpoint, path, options, errors, warnings)
 
 
-def _check_endpoint(
-    service: ServiceConfig, endpoint: EndpointConfig, path: str, options: LoadOptions, errors: list, warnings: list
-) -> None:
-    _unknown_fields(endpoint, path, warnings)
-    placeholders = endpoint.placeholders
+def _check_placeholders(service: ServiceConfig, endpoint: EndpointConfig, path: str, errors: list) -> None:
+    # KrakenD's disable_rest lets a placeholder sit inside a segment ("/a{x}"); lambdagate's router cannot.
+    rest = " (KrakenD's disable_rest allows more; lambdagate's router does not)" if service.disable_rest else ""
     for segment in endpoint.endpoint.split("/"):
         if "{" in segment and not PLACEHOLDER_RE.fullmatch(segment):
             errors.append(
                 ConfigIssue(
                     f"{path}.endpoint",
-                    f'placeholder segment {segment!r} must be a whole path segment such as "/users/{{id}}"',
+                    f'placeholder segment {segment!r} must be a whole path segment such as "/users/{{id}}"{rest}',
                 )
             )
+    placeholders = endpoint.placeholders
     if len(set(placeholders)) != len(placeholders):
         errors.append(
             ConfigIssue(f"{path}.endpoint", f"a placeholder appears twice in {endpoint.endpoint}: rename one")
         )
+
+
+def _check_endpoint(
+    service: ServiceConfig, endpoint: EndpointConfig, path: str, options: LoadOptions, errors: list, warnings: list
+) -> None:
+    _unknown_fields(endpoint, path, warnings)
+    _check_placeholders(service, endpoint, path, errors)
     if is_builtin_path(_strip_slash(endpoint.endpoint)):
         errors.append(
             ConfigIssue(
@@ -360,6 +371,10 @@ def _check_endpoint(
     for j, backend in enumerate(endpoint.backend):
         bpath = f"{path}.backend[{j}]"
         _unknown_fields(backend, bpath, warnings)
+        for key, message in core_keys.backend_input_issues(
+            endpoint.input_headers, endpoint.input_query_strings, backend.input_headers, backend.input_query_strings
+        ):
+            warnings.append(ConfigIssue(f"{bpath}.{key}", message))
         bctx = NamespaceContext(service=service, endpoint=endpoint, backend=backend, path=bpath, options=options)
         _parse_namespaces(backend, "backend", bctx, errors, warnings)
         if encoding == "no-op":
@@ -457,15 +472,22 @@ def _check_http_backend(
                 )
             )
     hosts = backend.host or service.host
-    if not hosts:
-        errors.append(
-            ConfigIssue(f"{path}.host", 'no host: add "host": ["http://service:8080"] to the backend or the service')
-        )
+    if not hosts:  # KrakenD starts with it too; every call fails ("no hosts available")
+        message = 'no host: every call fails (as in KrakenD); add "host": ["http://service:8080"] to the backend or'
+        warnings.append(ConfigIssue(f"{path}.host", message + " the service"))
     for k, host in enumerate(() if backend.sd == "dns" else backend.host):  # SRV names: checked by check_sd
-        if not is_base_url(host if backend.disable_host_sanitize else sanitize_host(host)):
+        if is_base_url(host if backend.disable_host_sanitize else sanitize_host(host)):
+            continue
+        cleaned = None if backend.disable_host_sanitize else lura_clean_host(host)
+        if cleaned is None:
             errors.append(
                 ConfigIssue(f"{path}.host[{k}]", f'{host!r} is not a base URL: write it like "http://service:8080"')
             )
+            continue
+        backend.host[k] = cleaned
+        warnings.append(
+            ConfigIssue(f"{path}.host[{k}]", f'{host!r} is read as "{cleaned}", as KrakenD does: write that')
+        )
 
 
 def is_base_url(url: str) -> bool:
@@ -476,6 +498,21 @@ def is_base_url(url: str) -> bool:
         return False
     # A path is allowed: KrakenD joins host and url_pattern ("http://svc/api" + "/users").
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
+
+
+# Lura's host pattern (config/uri.go): a host KrakenD accepts is one that holds exactly one match of it.
+_LURA_HOST = re.compile(r"(https?://)?([a-zA-Z0-9._\-]+)(:[0-9]{2,6})?/?")
+
+
+def lura_clean_host(host: str) -> str | None:
+    """KrakenD's SafeCleanHost for a host our URL check refuses (e.g. "kafka://" is read as "http://kafka"): the one
+    match of Lura's pattern, with "http://" when it has no scheme; None when KrakenD refuses it too."""
+    matches = _LURA_HOST.findall(host)
+    if len(matches) != 1:
+        return None
+    scheme, name, port = matches[0]
+    cleaned = f"{scheme or 'http://'}{name}{port}"
+    return cleaned if is_base_url(cleaned) else None
 
 
 def sanitize_host(host: str) -> str:

@@ -66,6 +66,9 @@ class BackendConfig(_Model):
     disable_host_sanitize: bool = False
     sd: str = "static"  # "dns": `host` holds a DNS SRV name (config/backend_client.py)
     sd_scheme: str = "http"
+    # Narrow what the endpoint forwards, for this backend only (pipeline/backend_inputs.py).
+    input_headers: list[str] = Field(default_factory=list)
+    input_query_strings: list[str] = Field(default_factory=list)
     extra_config: dict[str, Any] = Field(default_factory=dict)
     # Parsed extra_config namespaces (canonical name → the namespace's own typed object).
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -84,7 +87,7 @@ class EndpointConfig(_Model):
     output_encoding: str | None = None
     input_headers: list[str] = Field(default_factory=list)
     input_query_strings: list[str] = Field(default_factory=list)
-    concurrent_calls: int = Field(default=1, ge=1)
+    concurrent_calls: int = Field(default=1, ge=0)  # 0 means 1, as in Lura
     extra_config: dict[str, Any] = Field(default_factory=dict)
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -98,7 +101,8 @@ class EndpointConfig(_Model):
 
 
 class ServiceConfig(_Model):
-    schema_: str | None = Field(default=None, alias="$schema")  # editor metadata, accepted as is
+    schema_: Any = Field(default=None, alias="$schema")  # editor metadata, accepted as is
+    id_: Any = Field(default=None, alias="$id")  # editor metadata, accepted as is
     version: int
     name: str | None = None
     port: int = Field(default=8080, ge=0, le=65535)
@@ -129,6 +133,19 @@ class ServiceConfig(_Model):
     tls: ServerTLS | None = None
     debug_endpoint: bool = False
     echo_endpoint: bool = False
+    # More of KrakenD's server keys (config/server_keys.py): the bind address (`run --host` overrides it), the
+    # header size limit and the shutdown grace (lambdagate/server's max_header_bytes and shutdown_grace).
+    listen_ip: str = ""
+    max_header_bytes: int = 0
+    max_shutdown_wait_time: Duration | None = None
+    # Accepted: disable_rest only lets KrakenD's placeholders sit inside a segment (refused here, with a hint);
+    # sequential_start orders async agents, which lambdagate does not run; use_h2c, plugin and async_agent are
+    # warned about (config/server_keys.py).
+    disable_rest: bool = False
+    sequential_start: bool = False
+    use_h2c: bool = False
+    plugin: dict[str, Any] | None = None
+    async_agent: list[Any] | None = None
     extra_config: dict[str, Any] = Field(default_factory=dict)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     _namespaces: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -140,6 +157,11 @@ class ServiceConfig(_Model):
     @field_validator("version")
     @classmethod
     def _version(cls, value: int) -> int:
+        if value in (1, 2):
+            krakend = "KrakenD 0.x" if value == 1 else "KrakenD 1.x"
+            raise ValueError(
+                f'format version {value} ({krakend}); KrakenD 2 and later refuse it too: migrate to "version": 3'
+            )
         if value != 3:
-            raise ValueError(f'unsupported version {value}: lambdagate reads KrakenD v3 configs, write "version": 3')
+            raise ValueError(f'unsupported version {value}: write "version": 3 (the format of KrakenD 2 and later)')
         return value

@@ -116,7 +116,8 @@ def _differences(options: RouterOptions, service: ServiceConfig) -> list[tuple[s
         out.append(
             (
                 "return_error_msg",
-                'accepted: lambdagate always sends a failed endpoint\'s error message, as JSON {"error": "..."}',
+                'accepted: every error reply is a short JSON {"error": "..."} without backend internals (the cause '
+                "is logged); validation/json-schema adds its error list to the body",
             )
         )
     if options.app_engine:

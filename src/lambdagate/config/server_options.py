@@ -5,9 +5,10 @@
 ```
 Every field has a safe default, so most configs never mention the namespace.
 
-KrakenD's own server keys at the service's top level (`read_timeout`, `read_header_timeout`, `idle_timeout`) set the
-limits of the same names here; when a key is set in both places, this namespace wins (it is lambdagate's own, and
-`check` warns about the pair). KrakenD's 0 ("no limit") keeps lambdagate's default: the limits here are never off.
+KrakenD's own server keys at the service's top level (`read_timeout`, `read_header_timeout`, `idle_timeout`,
+`max_header_bytes`) set the limits of the same names here, and `max_shutdown_wait_time` sets `shutdown_grace`;
+when a key is set in both places, this namespace wins (it is lambdagate's own, and `check` warns about the pair).
+KrakenD's 0 ("no limit", or Go's default size) keeps lambdagate's default: the limits here are never off.
 `write_timeout` has no counterpart: it is accepted with a warning.
 """
 
@@ -21,7 +22,7 @@ from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.model import ServiceConfig
 from lambdagate.config.namespaces import Namespace, NamespaceContext
-from lambdagate.config.server_keys import TOP_LEVEL_LIMITS
+from lambdagate.config.server_keys import TOP_LEVEL_OPTIONS
 
 NAMESPACE = "lambdagate/server"
 MiB = 1024 * 1024
@@ -60,9 +61,9 @@ class ServerOptions(BaseModel):
 
 def parse(value: Any, ctx: NamespaceContext) -> ServerOptions:
     options = parse_namespace_model(ServerOptions, value, ctx, '{"max_body_bytes": 10485760}')
-    for name in TOP_LEVEL_LIMITS:
-        if name in options.model_fields_set and getattr(ctx.service, name) is not None:
-            ctx.warnings.append((name, f"also set at the service's top level; this value ({name}) wins"))
+    for top, name in TOP_LEVEL_OPTIONS.items():
+        if name in options.model_fields_set and getattr(ctx.service, top):
+            ctx.warnings.append((name, f"also set at the service's top level ({top}); this value wins"))
     return options
 
 
@@ -74,7 +75,7 @@ def server_options(service: ServiceConfig) -> ServerOptions:
     options: ServerOptions = service.namespaces.get(NAMESPACE) or ServerOptions()
     top = {
         name: value
-        for name in TOP_LEVEL_LIMITS
-        if name not in options.model_fields_set and (value := getattr(service, name))  # None or 0: keep the default
+        for key, name in TOP_LEVEL_OPTIONS.items()
+        if name not in options.model_fields_set and (value := getattr(service, key))  # None or 0: keep the default
     }
     return options.model_copy(update=top) if top else options

@@ -13,6 +13,9 @@ client CAs are `ca_certs` plus the server's own certificates (as in KrakenD), ne
 
 from __future__ import annotations
 
+import os
+import ssl
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -58,8 +61,46 @@ class ServerTLS(BaseModel):
         return "tls1.2" if VERSIONS.get(self.min_version, 13) <= 12 else "tls1.3"
 
 
+def tls_file_issues(tls: ServerTLS) -> list[ConfigIssue]:
+    """The certificate, key and client CA files, read and checked as serving will use them: `check` refuses what
+    `run` could not serve (relative paths are from the working directory)."""
+    if len(tls.pairs) != 1:
+        return []
+    pair, issues = tls.pairs[0], []
+    for name in ("public_key", "private_key"):
+        path = Path(getattr(pair, name))
+        if not path.is_file() or not os.access(path, os.R_OK):
+            issues.append(
+                ConfigIssue(f"tls.{name}", f"cannot read {path} (relative paths are from the working directory)")
+            )
+    if not issues:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(pair.public_key, pair.private_key)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            why = getattr(exc, "reason", None) or type(exc).__name__
+            message = f"{pair.public_key} and {pair.private_key} are not a PEM certificate and its unencrypted key"
+            issues.append(ConfigIssue("tls", f"{message} ({why})"))
+    return issues + (_client_ca_issues(tls) if tls.enable_mtls else [])
+
+
+def _client_ca_issues(tls: ServerTLS) -> list[ConfigIssue]:
+    issues, pems = [], []
+    for i, name in enumerate(tls.ca_certs):
+        try:
+            pems.append(Path(name).read_text(encoding="ascii", errors="replace"))
+        except OSError as exc:
+            issues.append(ConfigIssue(f"tls.ca_certs[{i}]", f"cannot read {name}: {exc.strerror}"))
+    if not issues and pems:
+        try:
+            ssl.create_default_context(cadata="\n".join(pems))
+        except (ssl.SSLError, ValueError) as exc:
+            why = getattr(exc, "reason", None) or exc
+            issues.append(ConfigIssue("tls.ca_certs", f"no usable CA certificate for mutual TLS ({why})"))
+    return issues
+
+
 def tls_issues(tls: ServerTLS | None) -> tuple[list[ConfigIssue], list[ConfigIssue]]:
-    """(errors, warnings) about a service's tls, with their paths; file contents are read at start-up."""
+    """(errors, warnings) about a service's tls, with their paths; the files are read and checked too."""
     errors: list[ConfigIssue] = []
     warnings: list[ConfigIssue] = []
     if tls is None:
@@ -99,4 +140,6 @@ def tls_issues(tls: ServerTLS | None) -> tuple[list[ConfigIssue], list[ConfigIss
                 "not the system CA pool (KrakenD adds it unless disable_system_ca_pool)",
             )
         )
+    if not errors:
+        errors.extend(tls_file_issues(tls))
     return errors, warnings

@@ -30,7 +30,7 @@ def build_parser(prog: str = "python -m lambdagate.local_runtime") -> argparse.A
     parser.add_argument(
         "--log-format",
         default="text",
-        choices=("text", "json"),
+        choices=("text", "json", "logstash"),
         help="log lines as text or one JSON object per line (default text)",
     )
     parser.add_argument("--log-prefix", default="", help="put before every log line (as telemetry/logging's prefix)")

@@ -10,19 +10,23 @@ against the call's memory cap too (`CallState.charge`), since the Lua runtime's 
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import lupa.lua54 as lua
 
+from lambdagate.backends.reply_headers import TOKEN
+from lambdagate.lua.backend_call import BackendCall, checked_method
 from lambdagate.pipeline.render import CONTROL_CHARS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lambdagate.front import Exchange
     from lambdagate.proxy import ProxyRequest, ProxyResponse
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+    Target = Callable[[ProxyRequest], tuple[str, str, str, str]]
+
 _MAX_DEPTH = 64  # nesting of a Lua table converted to data
 
 
@@ -100,7 +104,7 @@ def from_lua(value: Any, state: CallState, depth: int = 0) -> Any:
 
 def header_name(name: Any) -> str:
     key = text(name)
-    if not _TOKEN.fullmatch(key):
+    if not TOKEN.fullmatch(key):
         raise ValueError(f"invalid header name {key!r}")
     return key.lower()
 
@@ -179,25 +183,45 @@ def _list_values(value: Any) -> list[str]:
 
 
 class LuaRequestApi:
-    """`request.load()` in `modifier/lua-proxy` and `modifier/lua-backend`: the request the backends get."""
+    """`request.load()` in `modifier/lua-proxy` and `modifier/lua-backend`: the request the backends get. At
+    backend level, for an HTTP backend (`target`), its method, path and URL are the call's (`lua.backend_call`);
+    elsewhere they are the endpoint request's, and a URL set there is only kept (KrakenD's each backend builds its
+    own URL; `url_set` says a script tried)."""
 
-    __slots__ = ("req", "state", "_url")
+    __slots__ = ("req", "state", "_url", "_target", "call", "url_set")
 
-    def __init__(self, req: ProxyRequest, state: CallState) -> None:
+    def __init__(self, req: ProxyRequest, state: CallState, target: Target | None = None) -> None:
         self.req = req
         self.state = state
         self._url = ""
+        self._target = target
+        self.call: BackendCall | None = None
+        self.url_set = False
+
+    def _call(self) -> BackendCall | None:
+        if self.call is None and self._target is not None:
+            self.call = BackendCall(*self._target(self.req))
+        return self.call
 
     def method(self, *value: Any) -> bytes | None:
+        call = self._call()
         if not value:
-            return out(self.req.method)
-        self.req.method = text(value[0]).upper()
+            return out(call.method if call is not None else self.req.method)
+        if call is not None:
+            call.set_method(text(value[0]))
+        else:
+            self.req.method = checked_method(text(value[0]))
         return None
 
     def path(self, *value: Any) -> bytes | None:
+        call = self._call()
         if not value:
-            return out(self.req.path)
-        self.req.path = text(value[0])
+            return out(call.path if call is not None else self.req.path)
+        self.state.charge(len(value[0] or b"") + 32)
+        if call is not None:
+            call.set_path(text(value[0]))
+        else:
+            self.req.path = text(value[0])
         return None
 
     def host(self, *value: Any) -> bytes | None:
@@ -207,10 +231,22 @@ class LuaRequestApi:
         return None
 
     def url(self, *value: Any) -> bytes | None:
+        call = self._call()
         if not value:
-            return out(self._url)
-        self._url = text(value[0])
+            return out(call.url(self.req.query) if call is not None else self._url)
+        self.state.charge(len(value[0] or b"") + 32)
+        if call is not None:
+            call.set_url(text(value[0]))
+            self.req.query = []
+        else:
+            self._url, self.url_set = text(value[0]), True
         return None
+
+    def finish(self) -> None:
+        """After `pre`: once a script has seen the call's parts (its host picked), the call is that one."""
+        call = self.call
+        if call is not None:
+            self.req.backend_call = (call.method, call.url(self.req.query))
 
     def query(self, *value: Any) -> bytes | None:
         if not value:
@@ -343,7 +379,7 @@ class LuaContextApi:
     def method(self, *value: Any) -> bytes | None:
         if not value:
             return out(self.ex.method)
-        self.ex.method = text(value[0]).upper()
+        self.ex.method = checked_method(text(value[0]))
         return None
 
     def url(self, *value: Any) -> bytes | None:
@@ -453,6 +489,24 @@ _ALLOWED: dict[type, dict[str, str]] = {
     LuaResponseApi: {n: n for n in ("isComplete", "statusCode", "data", "headers", "headerList", "body")},
     LuaHttpResponseApi: {n: n for n in ("statusCode", "headers", "headerList", "body", "close")},
 }
+
+
+_KINDS = {cls: cls.__name__.encode() for cls in _ALLOWED}
+
+
+def kind_of(obj: Any) -> bytes | None:
+    """An API object's class name (the runtime wraps it in that class's Lua table), None for anything else."""
+    return _KINDS.get(type(obj))
+
+
+def method_tables(rt: Any) -> Any:
+    """{class name: {Lua method name: the class's function}} as a Lua table, for the runtime's wrappers."""
+    return rt.table_from(
+        {
+            kind: rt.table_from({name.encode(): getattr(cls, attr) for name, attr in _ALLOWED[cls].items()})
+            for cls, kind in _KINDS.items()
+        }
+    )
 
 
 def attribute_filter(obj: Any, name: Any, setting: bool) -> str:

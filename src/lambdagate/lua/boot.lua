@@ -1,8 +1,9 @@
 -- lambdagate's Lua side of a script set's runtime: the sandboxed globals and the call driver.
 -- Run once per runtime, with the standard libraries open, before any script; scripts never see this chunk's
 -- locals. Arguments: clock (the worker thread's CPU seconds), hook_every (instructions between limit checks),
--- log (print's target).
-local clock, hook_every, log = ...
+-- log (print's target), guards (guards.lua: library functions that cannot run long inside C), classes (the API's
+-- Python classes: {class name = {Lua method name = Python function}}), kind_of (a Python object's class name).
+local clock, hook_every, log, guards, classes, kind_of = ...
 local create, resume, yield, status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
 local sethook = debug.sethook
 local error, pcall, xpcall, rawequal, rawget, type, tostring, tonumber, select, load, pairs, setmetatable,
@@ -35,6 +36,62 @@ local function safe_xpcall(f, handler, ...)
   return rethrow(xpcall(f, function(e) if fatal(e) then return e end return handler(e) end, ...))
 end
 
+-- The API's Python objects reach scripts as Lua tables whose methods call plain Python functions with the
+-- object: one call into Python per method call (lupa's attribute access on a Python object costs about ten times
+-- as much). The object itself stays here, out of a script's reach; what a method returns is wrapped the same way,
+-- and a wrapped argument is unwrapped.
+local handles = setmetatable({}, {__mode = "k"})  -- wrapper table -> its Python object
+local metatables = {}  -- class name -> the wrappers' metatable
+
+local function wrap_as(obj, kind)
+  local t = setmetatable({}, metatables[kind])
+  handles[t] = obj
+  return t
+end
+
+local function wrap(value)
+  if type(value) ~= "userdata" then return value end
+  local kind = kind_of(value)
+  if kind == nil then return value end
+  return wrap_as(value, kind)
+end
+
+local function unwrap(v)
+  if v == nil then return nil end
+  local h = handles[v]
+  if h == nil then return v end
+  return h
+end
+
+local function method(fn, name)
+  return function(self, ...)
+    local h = handles[self]
+    if h == nil then error("calling '" .. name .. "' on a bad self (use ':')", 2) end
+    local n = select("#", ...)
+    if n == 0 then return wrap(fn(h)) end
+    local a, b = ...
+    if n == 1 then return wrap(fn(h, unwrap(a))) end
+    if n == 2 then return wrap(fn(h, unwrap(a), unwrap(b))) end
+    local args = pack(...)
+    for i = 1, n do args[i] = unwrap(args[i]) end
+    return wrap(fn(h, unpack(args, 1, n)))
+  end
+end
+
+for kind, methods in pairs(classes) do
+  local index = {}
+  for name, fn in pairs(methods) do index[name] = method(fn, name) end
+  metatables[kind] = {
+    __index = function(_, k)
+      local m = index[k]
+      if m == nil then error("no method '" .. tostring(k) .. "'", 2) end
+      return m
+    end,
+    __newindex = function() error(kind .. " is read-only", 2) end,
+    __metatable = false,
+  }
+end
+
 local function readonly(t, name)
   local copy = {}
   for k, v in pairs(t) do copy[k] = v end
@@ -45,9 +102,13 @@ local function readonly(t, name)
   })
 end
 
+local MAX_CHUNK = 256 * 1024  -- load() of a longer text: the parser runs in C, out of the CPU limit's sight
+
 local safe_string = {}
-for k, v in pairs(string) do if k ~= "dump" then safe_string[k] = v end end
+for k, v in pairs(string) do if k ~= "dump" then safe_string[k] = guards[k] or v end end
 safe_string = readonly(safe_string, "string")
+local safe_table = {}
+for k, v in pairs(table) do safe_table[k] = guards[k] or v end
 
 local function sandbox_libs(env_of)
   local libs = {
@@ -55,7 +116,7 @@ local function sandbox_libs(env_of)
     tonumber = tonumber, tostring = tostring, type = type, rawequal = rawequal, rawget = rawget, rawlen = rawlen,
     rawset = rawset, setmetatable = setmetatable, unpack = unpack, _VERSION = _VERSION,
     pcall = safe_pcall, xpcall = safe_xpcall,
-    string = safe_string, table = readonly(table, "table"), math = readonly(math, "math"),
+    string = safe_string, table = readonly(safe_table, "table"), math = readonly(math, "math"),
     utf8 = readonly(utf8, "utf8"),
   }
   -- Only tables' metatables: a string's or a host object's would lead out of the sandbox.
@@ -63,6 +124,7 @@ local function sandbox_libs(env_of)
   -- Text chunks only (no bytecode), and never the host's globals.
   libs.load = function(chunk, name, _, env)
     if type(chunk) ~= "string" then return nil, "load: only a string chunk is allowed" end
+    if #chunk > MAX_CHUNK then return nil, "load: a chunk longer than " .. MAX_CHUNK .. " bytes" end
     return load(chunk, name, "t", env or env_of())
   end
   libs.print = function(...)
@@ -81,7 +143,7 @@ end
 local function await(kind, ...)
   local r = pack(yield(AWAIT, kind, ...))
   if r[1] == nil then error(r[2], 3) end
-  return unpack(r, 1, r.n)
+  return wrap(r[1])
 end
 
 local http_response = readonly({
@@ -100,7 +162,11 @@ end
 local function new_env(open_libs, api)
   local env, defs = {}, nil
   defs = open_libs and setmetatable({}, {__index = _G}) or sandbox_libs(function() return env end)
-  for k, v in pairs(api) do defs[k] = type(v) == "table" and readonly(v, k) or v end
+  for k, v in pairs(api) do
+    local fns = {}
+    for name, fn in pairs(v) do fns[name] = function(...) return wrap(fn(...)) end end
+    defs[k] = readonly(fns, k)
+  end
   defs.custom_error = custom_error
   defs.http_response = http_response
   defs.request, defs.response, defs.ctx = loader("request"), loader("response"), loader("ctx")
@@ -136,17 +202,15 @@ end
 
 -- A request's call table: its scripts' globals and its objects, shared by its pre and post runs.
 local function begin(request, response, ctx)
-  return {[OBJECTS] = {request = request, response = response, ctx = ctx}}
+  return {[OBJECTS] = {
+    request = request and wrap_as(request, "LuaRequestApi"),
+    response = response and wrap_as(response, "LuaResponseApi"),
+    ctx = ctx and wrap_as(ctx, "LuaContextApi"),
+  }}
 end
 
-local function set_response(call, response) call[OBJECTS].response = response end
+local function set_response(call, response) call[OBJECTS].response = wrap_as(response, "LuaResponseApi") end
 
--- The coroutine stays on the Lua side (a table holds it): lupa would hand Python a wrapper, not the thread.
-local function new_call(f)
-  local co = create(f)
-  sethook(co, hook, "", hook_every)
-  return {co}
-end
 
 local function finish(co, ok, first, ...)
   if ok then
@@ -169,6 +233,17 @@ local function step(handle, call, deadline, ...)
   return finish(co, resume(co, ...))
 end
 
+-- A call's coroutine made and run up to its end or first wait; its handle first, then step's results. The
+-- coroutine stays on the Lua side (a table holds it): lupa would hand Python a wrapper, not the thread.
+local function start(f, call, deadline)
+  local co = create(f)
+  sethook(co, hook, "", hook_every)
+  local handle = {co}
+  current = call
+  limit_at = deadline
+  return handle, finish(co, resume(co))
+end
+
 -- With the standard libraries a script could reach the host anyway; without them the string metatable leads
 -- only to the read-only copy (no string.dump).
 local function lock_strings()
@@ -177,5 +252,5 @@ local function lock_strings()
   mt.__metatable = false
 end
 
-return {new_env = new_env, compile = compile, run_source = run_source, new_call = new_call, step = step,
+return {new_env = new_env, compile = compile, run_source = run_source, start = start, step = step,
         lock_strings = lock_strings, begin = begin, set_response = set_response}

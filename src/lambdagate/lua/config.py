@@ -87,11 +87,11 @@ def _checksum_issues(options: LuaOptions, texts: dict[str, bytes]) -> list[tuple
     issues = []
     for path, expected in options.md5.items():
         if path not in texts:
-            issues.append((f"md5.{path}", f"{path!r} is not one of the sources"))
+            issues.append((f'md5["{path}"]', f"{path!r} is not one of the sources"))
             continue
         actual = hashlib.md5(texts[path], usedforsecurity=False).hexdigest()
         if actual != expected.lower():
-            issues.append((f"md5.{path}", f"checksum of {path!r} differs: have {actual}, want {expected}"))
+            issues.append((f'md5["{path}"]', f"checksum of {path!r} differs: have {actual}, want {expected}"))
     return issues
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lambdagate.lua")
 BOOT = files("lambdagate.lua").joinpath("boot.lua").read_bytes()
+GUARDS = files("lambdagate.lua").joinpath("guards.lua").read_bytes()
 HOOK_EVERY = 10_000  # instructions between two CPU-clock checks (~tens of µs of Lua)
 LIVE_CHECK_SECONDS = 1.0  # a `live` set looks at its sources' files at most this often
 _PRINT_MAX = 1024
@@ -67,9 +68,11 @@ class ScriptSet:
             max_memory=0,
         )
         self._rt = rt
-        boot = rt.execute(BOOT, thread_time, HOOK_EVERY, self._print)
+        g = rt.globals()
+        guards = rt.execute(GUARDS, g[b"string"], g[b"table"], g[b"math"])
+        boot = rt.execute(BOOT, thread_time, HOOK_EVERY, self._print, guards, api.method_tables(rt), api.kind_of)
         self._new_env, self._compile, self._run_source = boot[b"new_env"], boot[b"compile"], boot[b"run_source"]
-        self._new_call, self._step = boot[b"new_call"], boot[b"step"]
+        self._start, self._step = boot[b"start"], boot[b"step"]
         self._begin, self.set_response = boot[b"begin"], boot[b"set_response"]
         if not config.options.allow_open_libs:
             boot[b"lock_strings"]()
@@ -115,6 +118,11 @@ class ScriptSet:
         self._rt.set_max_memory(self._rt.get_memory_used() + self.memory_bytes, total=True)
         return None
 
+    @property
+    def has_post(self) -> bool:
+        """Whether there is a `post` to run (else its response need not be handed to the runtime)."""
+        return self._post is not None or self._broken is not None
+
     def new_state(self) -> api.CallState:
         """A request's accounting, for the objects its scripts get."""
         return api.CallState(self.memory_bytes)
@@ -134,14 +142,12 @@ class ScriptSet:
         code = self._pre if which == "pre" else self._post
         if code is None:
             return
-        co = self._new_call(code)
-        args: tuple[Any, ...] = ()
+        handle, args = None, ()
         remaining = self.cpu_seconds
         while True:
             self.active = state
             started = thread_time()
-            result = self._resume(co, call, started + remaining, args)
-            remaining -= thread_time() - started
+            handle, result = self._resume(handle, code, call, started + remaining, args)
             kind = result[0]
             if state.violation is not None:
                 result = (b"limit", state.violation.encode())
@@ -149,18 +155,25 @@ class ScriptSet:
             if kind == b"done":
                 return
             if kind == b"await":
+                remaining -= thread_time() - started
                 args = await self._fetch(result[1:], deadline, state)
                 continue
             self._fail(which, result)
 
-    def _resume(self, co: Any, call: Any, deadline: float, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _resume(
+        self, handle: Any, code: Any, call: Any, deadline: float, args: tuple[Any, ...]
+    ) -> tuple[Any, tuple[Any, ...]]:
+        """One resume of the call's coroutine (its start: one call into Lua for the coroutine and its first run)."""
         try:
-            result = self._step(co, call, deadline, *args)
+            if handle is None:
+                handle, *rest = self._start(code, call, deadline)
+                return handle, tuple(rest)
+            result = self._step(handle, call, deadline, *args)
         except lua.LuaMemoryError:
-            return (b"limit", b"memory")
+            return handle, (b"limit", b"memory")
         except lua.LuaError as exc:
-            return (b"error", str(exc).encode())
-        return result if isinstance(result, tuple) else (result,)
+            return handle, (b"error", str(exc).encode())
+        return handle, result if isinstance(result, tuple) else (result,)
 
     def _fail(self, which: str, result: tuple[Any, ...]) -> None:
         kind = result[0]

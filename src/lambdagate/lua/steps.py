@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
     from lambdagate.pipeline import BuildContext, BuiltBackend, EndpointProxy, ProxyWrapper
     from lambdagate.stack import StepContext
 
+log = logging.getLogger("lambdagate.lua")
+_PROXY_URL_IGNORED = (
+    "lua %s: request:url() set in modifier/lua-proxy does not change the backend calls (each backend builds its "
+    "URL from its url_pattern, as in KrakenD); set it in modifier/lua-backend"
+)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _MAX_SCRIPT_HEADERS = 100
 
@@ -165,23 +171,26 @@ def shared_set(config: LuaConfig, service: ServiceConfig, resources: Resources) 
 async def with_lua_backend(built: BuiltBackend, cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
     config: LuaConfig = cfg.namespaces[BACKEND]
     scripts = shared_set(config, ctx.service, ctx.resources)
-    call, skip = built.call, config.options.skip_next
+    call, skip, target = built.call, config.options.skip_next, built.target
 
     async def scripted(req: ProxyRequest) -> ProxyResponse:
         # A copy: the endpoint's other backends get the request as it came.
         req = dataclasses.replace(req, headers=dict(req.headers), params=dict(req.params), query=list(req.query))
         state = scripts.new_state()
-        objects = scripts.begin(request=api.LuaRequestApi(req, state))
+        view = api.LuaRequestApi(req, state, target)
+        objects = scripts.begin(request=view)
         try:
             await scripts.run("pre", objects, state, req.deadline)
+            view.finish()
             resp = ProxyResponse({}, is_complete=False) if skip else await call(req)
-            scripts.set_response(objects, api.LuaResponseApi(resp, state))
-            await scripts.run("post", objects, state, req.deadline)
+            if scripts.has_post:
+                scripts.set_response(objects, api.LuaResponseApi(resp, state))
+                await scripts.run("post", objects, state, req.deadline)
         except ScriptFailed as err:
             raise BackendError(err.message, status=err.status, cause=f"lua {scripts.label}") from None
         return resp
 
-    return dataclasses.replace(built, call=scripted)
+    return dataclasses.replace(built, call=scripted, target=None)
 
 
 # ---- modifier/lua-proxy: around the endpoint's fan-out -------------------------------------------------------
@@ -194,20 +203,27 @@ async def lua_proxy(service: ServiceConfig, endpoint: EndpointConfig, resources:
         return None
     scripts = shared_set(config, service, resources)
     skip = config.options.skip_next
+    warned = False
 
     def wrap(fanout: EndpointProxy) -> EndpointProxy:
         async def scripted(req: ProxyRequest) -> MergedResponse:
+            nonlocal warned
             state = scripts.new_state()
-            objects = scripts.begin(request=api.LuaRequestApi(req, state))
+            request = api.LuaRequestApi(req, state)
+            objects = scripts.begin(request=request)
             try:
                 await scripts.run("pre", objects, state, req.deadline)
+                if request.url_set and not warned:
+                    warned = True
+                    log.warning(_PROXY_URL_IGNORED, scripts.label)
                 outcome = MergedResponse(ProxyResponse({}, is_complete=False), False) if skip else await fanout(req)
                 resp = outcome.response
                 if resp is None:  # every backend failed: KrakenD returns the error without running post
                     return outcome
                 view = api.LuaResponseApi(resp, state)
-                scripts.set_response(objects, view)
-                await scripts.run("post", objects, state, req.deadline)
+                if scripts.has_post:
+                    scripts.set_response(objects, view)
+                    await scripts.run("post", objects, state, req.deadline)
             except ScriptFailed as err:
                 return MergedResponse(None, False, BackendError(err.message, status=err.status, cause=scripts.label))
             outcome.complete = resp.is_complete and bool(resp.data or resp.body is not None)

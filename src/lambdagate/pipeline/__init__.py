@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from lambdagate.config.model import BackendConfig, EndpointConfig, ServiceConfig
 from lambdagate.config.proxy_options import backend_proxy, endpoint_proxy, is_shadow
 from lambdagate.errors import BackendError
+from lambdagate.pipeline.backend_inputs import narrowed
 from lambdagate.pipeline.concurrent import concurrent
 from lambdagate.pipeline.fanout import BackendSlot, MergedResponse, call_all, call_one
 from lambdagate.pipeline.formatter import Formatter, build_formatter
@@ -70,6 +71,9 @@ class BuiltBackend:
     label: str
     details_key: str | None = None
     kind: str = "http"  # for traces: "http" or "lambda"
+    # HTTP backends: (method, scheme://authority, encoded path, encoded fixed query) a request's call would use
+    # (picking its host), for modifier/lua-backend, which shows them to its script and may change them.
+    target: Callable[[ProxyRequest], tuple[str, str, str, str]] | None = None
 
 
 BackendFactory = Callable[[BackendConfig, BuildContext], Awaitable[BuiltBackend]]
@@ -254,7 +258,7 @@ async def _build_slot(
 ) -> BackendSlot:
     """One backend's call with what wraps it: formatting, concurrent calls, then telemetry (around the race)."""
     built = await factory_for(backend)(backend, ctx)
-    call = built.call
+    call = narrowed(built.call, backend)  # the backend's own input_headers / input_query_strings, around it all
     formatter = build_formatter(backend)
     if formatter is not None and backend.encoding != "no-op":
         call = with_formatter(call, formatter)

@@ -25,6 +25,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictS
 from lambdagate.config import guards
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext
+from lambdagate.telemetry import logstash, syslog
+from lambdagate.telemetry.gelf import GelfHandler, GelfOptions
 
 NAMESPACE = "telemetry/logging"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -32,7 +34,7 @@ _PIPE_BUF = 4096  # POSIX minimum: writes up to this size to a pipe are atomic
 
 
 class LoggingOptions(BaseModel):
-    """KrakenD's `telemetry/logging`; `syslog` and `custom_format` are accepted but not supported."""
+    """KrakenD's `telemetry/logging`; `custom_format` is accepted but not supported."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -43,6 +45,7 @@ class LoggingOptions(BaseModel):
     prefix: StrictStr = ""
     stdout: StrictBool = False  # True: stdout; otherwise stderr (KrakenD would print nothing without syslog)
     syslog: StrictBool = False
+    syslog_facility: Any = None  # local0…local7; KrakenD ignores a value that is not a string
     # "logstash" → JSON lines. KrakenD reads any other string as "default": so do we, with a warning.
     format: StrictStr = "default"
 
@@ -55,8 +58,10 @@ def _parse(value: Any, ctx: NamespaceContext) -> LoggingOptions:
         '{"level": "INFO", "stdout": true}',
         {"level": f"must be one of {', '.join(LEVELS)}"},
     )
-    if options.syslog:
-        ctx.warnings.append(("syslog", 'syslog is not supported; logs go to stderr (or stdout with "stdout": true)'))
+    facility, problem = syslog.facility_of(options.syslog_facility)
+    if problem:
+        ctx.warnings.append(("syslog_facility", problem))
+    options.syslog_facility = facility
     if options.format == "custom":
         ctx.warnings.append(("format", "custom formats are not supported; the default text format is used"))
     elif options.format not in ("default", "logstash"):
@@ -74,7 +79,6 @@ def _parse(value: Any, ctx: NamespaceContext) -> LoggingOptions:
 LOGGING_NAMESPACE = Namespace(NAMESPACE, "service", _parse)
 
 LOGSTASH = "telemetry/logstash"
-GELF = "telemetry/gelf"
 
 
 def _parse_logstash(value: Any, ctx: NamespaceContext) -> bool:
@@ -92,15 +96,7 @@ def _parse_logstash(value: Any, ctx: NamespaceContext) -> bool:
     return True
 
 
-def _parse_gelf(value: Any, ctx: NamespaceContext) -> None:
-    """KrakenD's `telemetry/gelf` (`{"address": "graylog:12201", "enable_tcp": false}`): not implemented."""
-    ctx.warnings.append(
-        ("", "GELF output is not supported, ignored: logs go to stderr (or stdout); ship them to Graylog from there")
-    )
-
-
 LOGSTASH_NAMESPACE = Namespace(LOGSTASH, "service", _parse_logstash)
-GELF_NAMESPACE = Namespace(GELF, "service", _parse_gelf)
 
 
 def logging_options(service: Any) -> LoggingOptions | None:
@@ -115,11 +111,14 @@ def logging_options(service: Any) -> LoggingOptions | None:
 class LogSettings:
     """How this process logs: the config's `telemetry/logging`, overridden by the command line."""
 
-    format: str = "text"  # "text" | "json"
+    format: str = "text"  # "text" | "json" (lambdagate's fields) | "logstash" (krakend-logstash's records)
     level: str = "INFO"
     prefix: str = ""
     stdout: bool = False
     access: bool = True  # one line per request (INFO): off with --no-access-log or a level above INFO
+    gelf: str = ""  # telemetry/gelf's address: lines go there too
+    gelf_tcp: bool = False
+    syslog: str = ""  # the facility when application lines go to syslog too
 
     @classmethod
     def resolve(
@@ -130,11 +129,29 @@ class LogSettings:
         level: str | None = None,
         debug: bool = False,
         access: bool = True,
+        gelf: GelfOptions | None = None,
     ) -> LogSettings:
         options = options or LoggingOptions()
-        fmt = log_format or ("json" if options.format == "logstash" else "text")
+        fmt = log_format or ("logstash" if options.format == "logstash" else "text")
         lvl = "DEBUG" if debug else (level or options.level).upper()
-        return cls(fmt, lvl, options.prefix, options.stdout, access and LEVELS.index(lvl) <= LEVELS.index("INFO"))
+        facility = ""
+        if options.syslog:
+            if syslog.syslog_address() is None:
+                logging.getLogger(__name__).warning(
+                    "syslog: true, but there is no %s here: no syslog lines", syslog.DEV_LOG
+                )
+            else:
+                facility = options.syslog_facility or syslog.DEFAULT_FACILITY
+        return cls(
+            fmt,
+            lvl,
+            options.prefix,
+            options.stdout,
+            access and LEVELS.index(lvl) <= LEVELS.index("INFO"),
+            gelf.address if gelf else "",
+            bool(gelf and gelf.enable_tcp),
+            facility,
+        )
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -143,6 +160,9 @@ class LogSettings:
             "LAMBDAGATE_LOG_PREFIX": self.prefix,
             "LAMBDAGATE_LOG_STDOUT": "1" if self.stdout else "0",
             "LAMBDAGATE_ACCESS_LOG": "1" if self.access else "0",
+            "LAMBDAGATE_LOG_GELF": self.gelf,
+            "LAMBDAGATE_LOG_GELF_TCP": "1" if self.gelf_tcp else "0",
+            "LAMBDAGATE_LOG_SYSLOG": self.syslog,
         }
 
     @classmethod
@@ -154,6 +174,9 @@ class LogSettings:
             env.get("LAMBDAGATE_LOG_PREFIX", ""),
             env.get("LAMBDAGATE_LOG_STDOUT") == "1",
             env.get("LAMBDAGATE_ACCESS_LOG", "1") == "1",
+            env.get("LAMBDAGATE_LOG_GELF", ""),
+            env.get("LAMBDAGATE_LOG_GELF_TCP") == "1",
+            env.get("LAMBDAGATE_LOG_SYSLOG", ""),
         )
 
 
@@ -289,6 +312,53 @@ class LineHandler(logging.Handler):
 
 
 _writer: LineWriter | None = None
+# This process's GELF and syslog handlers, by what they are for; a forked worker makes its own (new threads).
+_outputs: dict[tuple[Any, ...], logging.Handler] = {}
+
+
+def _formatter(settings: LogSettings) -> logging.Formatter:
+    if settings.format == "json":
+        return JsonFormatter(settings.prefix)
+    if settings.format == "logstash":
+        return logstash.LogstashFormatter(settings.prefix)
+    return TextFormatter(settings.prefix)
+
+
+def _shipping_handlers(settings: LogSettings) -> list[logging.Handler]:
+    """The GELF and syslog handlers the settings ask for: kept when unchanged, the others closed."""
+    wanted: dict[tuple[Any, ...], Any] = {}
+    if settings.gelf:
+        wanted[("gelf", settings.gelf, settings.gelf_tcp, settings.prefix, os.getpid())] = lambda: GelfHandler(
+            settings.gelf, settings.gelf_tcp, settings.prefix
+        )
+    address = syslog.syslog_address() if settings.syslog else None
+    if address is not None:
+        wanted[("syslog", address, settings.syslog, settings.prefix, os.getpid())] = lambda: syslog.SyslogHandler(
+            address, settings.syslog, settings.prefix
+        )
+    for key in [key for key in _outputs if key not in wanted]:
+        handler = _outputs.pop(key)
+        if key[-1] == os.getpid():  # an inherited copy's thread is not ours to stop
+            handler.close()
+    for key, make in wanted.items():
+        if key not in _outputs:
+            _outputs[key] = make()
+    return [_outputs[key] for key in wanted]
+
+
+def gelf_handler() -> GelfHandler | None:
+    """This process's GELF handler (the access log sends its lines there too), or None."""
+    pid = os.getpid()
+    return next((h for k, h in _outputs.items() if k[-1] == pid and isinstance(h, GelfHandler)), None)
+
+
+def flush_outputs() -> None:
+    """Send what the GELF and syslog handlers still hold, for at most a second each, and stop them: a worker
+    process ends without running `atexit`."""
+    for key, handler in list(_outputs.items()):
+        if key[-1] == os.getpid():
+            handler.close()
+            del _outputs[key]
 
 
 def configure(settings: LogSettings) -> LineWriter:
@@ -300,16 +370,15 @@ def configure(settings: LogSettings) -> LineWriter:
             _writer.flush()
         _writer = LineWriter(fd)
     handler = LineHandler(_writer)
-    handler.setFormatter(
-        JsonFormatter(settings.prefix) if settings.format == "json" else TextFormatter(settings.prefix)
-    )
+    handler.setFormatter(_formatter(settings))
+    handlers = [handler, *_shipping_handlers(settings)]  # the line handler first: granian_handler reads it
     root = logging.getLogger("lambdagate")
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(settings.level)
     root.propagate = False
     # OpenTelemetry's exporter reports its failures (collector down) through `logging`: same lines as ours.
     otel = logging.getLogger("opentelemetry")
-    otel.handlers[:] = [handler]
+    otel.handlers[:] = handlers
     otel.setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
     otel.propagate = False
     return _writer
@@ -331,24 +400,45 @@ def granian_handler() -> logging.Handler:
     return handler
 
 
+class _ToShipping(logging.Handler):
+    """granian's lines to this process's GELF and syslog handlers, looked up at each line: granian sets its
+    logging up before the worker has read its settings."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for handler in logging.getLogger("lambdagate").handlers[1:]:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def granian_shipping_handler() -> logging.Handler:
+    handler = _ToShipping()
+    handler.addFilter(_GranianName())
+    return handler
+
+
 def granian_log_config() -> dict[str, Any]:
     """granian's `log_dictconfig`: its start-up and worker lines in our format (granian's access log stays off)."""
     return {
-        "handlers": {"lambdagate": {"()": f"{__name__}.granian_handler"}},
-        "loggers": {"_granian": {"handlers": ["lambdagate"], "propagate": False}},
+        "handlers": {
+            "lambdagate": {"()": f"{__name__}.granian_handler"},
+            "lambdagate-shipping": {"()": f"{__name__}.granian_shipping_handler"},
+        },
+        "loggers": {"_granian": {"handlers": ["lambdagate", "lambdagate-shipping"], "propagate": False}},
     }
 
 
 class AccessLog:
-    """One line per request, written straight into the process's line writer."""
+    """One line per request, written straight into the process's line writer (and queued for GELF when on)."""
 
     skip_paths: frozenset[str] = frozenset()  # request paths without a line (the router's logger_skip_paths)
 
     def __init__(self, settings: LogSettings, writer: LineWriter) -> None:
-        self.json = settings.format == "json"
-        self.prefix = f"{settings.prefix} " if settings.prefix and not self.json else ""
+        self.format = settings.format
+        self.prefix = f"{settings.prefix} " if settings.prefix and self.format == "text" else ""
         self.json_prefix = settings.prefix
+        self.module = settings.prefix or logstash.DEFAULT_MODULE
         self.writer = writer
+        self.gelf = gelf_handler()
 
     def write(
         self,
@@ -366,34 +456,44 @@ class AccessLog:
         if path in self.skip_paths:
             return
         now = time.time()
-        if self.json:
-            entry: dict[str, Any] = {
-                "time": timestamp(now),
-                "level": "INFO",
-                "logger": "lambdagate.access",
-                "message": f"{method} {path} {status}",
-                "method": method,
-                "route": route,
-                "path": path,
-                "status": status,
-                "duration_ms": duration_ms,
-                "bytes": size,
-                "request_id": request_id,
-                "client_ip": client_ip,
-                "backends": [{"backend": b, "outcome": o, "duration_ms": d} for b, o, d in calls or ()],
-            }
-            if trace_id:
-                entry["trace_id"] = trace_id
-            if self.json_prefix:
-                entry["prefix"] = self.json_prefix
-            self.writer.write(json_line(entry) + b"\n")
-            return
-        backends = "".join(f' backend="{b}" {o} {d:.2f}ms;' for b, o, d in calls or ())
-        line = (
-            f"{self.prefix}{timestamp(now)} INFO lambdagate.access: {method} {path} {status} {duration_ms:.2f}ms "
-            f"{size}B route={route or '-'} client={client_ip} request_id={request_id}"
-            f"{f' trace_id={trace_id}' if trace_id else ''}{backends}"
-        )
-        if not line.isprintable():  # a decoded path can hold a line break (%0A): escaped like every text field
-            line = escape(line)
-        self.writer.write(line.encode("utf-8", "replace") + b"\n")
+        text = ""
+        if self.format == "text" or self.gelf is not None:
+            backends = "".join(f' backend="{b}" {o} {d:.2f}ms;' for b, o, d in calls or ())
+            text = (
+                f"{method} {path} {status} {duration_ms:.2f}ms {size}B route={route or '-'} client={client_ip} "
+                f"request_id={request_id}{f' trace_id={trace_id}' if trace_id else ''}{backends}"
+            )
+        if self.format == "text":
+            line = f"{self.prefix}{timestamp(now)} INFO lambdagate.access: {text}"
+            if not line.isprintable():  # a decoded path can hold a line break (%0A): escaped like every text field
+                line = escape(line)
+            self.writer.write(line.encode("utf-8", "replace") + b"\n")
+            if self.gelf is None:
+                return
+        fields: dict[str, Any] = {
+            "logger": "lambdagate.access",
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "bytes": size,
+            "request_id": request_id,
+            "client_ip": client_ip,
+        }
+        if trace_id:
+            fields["trace_id"] = trace_id
+        if self.gelf is not None:  # GELF is JSON: it escapes what the text line escapes, so the raw text goes
+            self.gelf.access(text, now, dict(fields))
+        if self.format != "text":
+            fields["backends"] = [{"backend": b, "outcome": o, "duration_ms": d} for b, o, d in calls or ()]
+            self.writer.write(self._json(fields, f"{method} {path} {status}", now) + b"\n")
+
+    def _json(self, fields: dict[str, Any], message: str, now: float) -> bytes:
+        if self.format == "logstash":
+            return logstash.record(fields, "INFO", message, self.module, now)
+        entry = {"time": timestamp(now), "level": "INFO", "logger": fields.pop("logger"), "message": message}
+        entry.update(fields)
+        if self.json_prefix:
+            entry["prefix"] = self.json_prefix
+        return json_line(entry)

@@ -37,7 +37,8 @@ _UNSET = object()  # no value piped into a command
 class Limits:
     max_output_bytes: int = 16 * 1024 * 1024
     max_depth: int = 64  # nested `template` calls
-    max_steps: int = 2_000_000  # nodes and iterations walked
+    max_steps: int = 2_000_000  # nodes and iterations walked, and items built by functions
+    max_items: int = 100_000  # in one list or map a function returns
 
 
 class FuncError(Exception):
@@ -253,11 +254,29 @@ class Executor:
             args.append(final)
         args = [None if arg is NIL else arg for arg in args]
         try:
-            return self.functions[node.name](*args)
+            return self.bounded(self.functions[node.name](*args), node, action)
         except (FuncError, CompareError, ValueError) as exc:
             raise self.error(node, f"error calling {node.name}: {exc}", _source(action)) from None
         except TypeError:
             raise self.error(node, f"wrong number or type of args for {node.name}", _source(action)) from None
+
+    def bounded(self, value: Any, node: Function, action: Node) -> Any:
+        """A function's result, counted against the limits: a string as long as the whole output may be, a list or
+        map of at most MAX_ITEMS; building it costs steps by its size (so growing a list one `append` at a time,
+        which copies it each time, is bounded too)."""
+        if isinstance(value, str):
+            if len(value) > self.limits.max_output_bytes:
+                raise self.error(
+                    node, f"{node.name} made a string longer than {self.limits.max_output_bytes} bytes", _source(action)
+                )
+            self.steps += len(value) // 4096
+        elif isinstance(value, (list, dict)):
+            if len(value) > self.limits.max_items:
+                raise self.error(node, f"{node.name} made more than {self.limits.max_items} items", _source(action))
+            self.steps += len(value)
+        if self.steps > self.limits.max_steps:
+            raise self.error(node, f"more than {self.limits.max_steps} steps: building this much is refused")
+        return value
 
     def logic(self, node: Function, arg_nodes: list[Node], final: Any, dot: Any, action: Node) -> Any:
         """`and`/`or` as Go 1.18+: arguments evaluated left to right, stopping at the first that decides."""

@@ -31,6 +31,11 @@ def _bounded(n: int) -> int:
     return n
 
 
+def _range(values: range) -> range:
+    _bounded(len(values))  # len of a range is O(1): nothing is built before the check
+    return values
+
+
 def _div(a: Any, b: Any) -> int:
     x, y = to_int(a), to_int(b)
     if y == 0:
@@ -80,13 +85,20 @@ def _b64dec(text: Any) -> str:
 
 
 def _indent(n: Any, text: Any) -> str:
-    pad = " " * _bounded(to_int(n))
+    width = max(0, to_int(n))
+    if width * (strval(text).count("\n") + 1) > MAX_TEXT:
+        raise FuncError(f"indent would make more than {MAX_TEXT} characters")
+    pad = " " * width
     return pad + strval(text).replace("\n", "\n" + pad)
+
+
+MAX_TEXT = 16 * 1024 * 1024  # characters a string function may build (the executor checks results too)
 
 
 def _repeat(count: Any, text: Any) -> str:
     n, piece = max(0, to_int(count)), strval(text)
-    _bounded(n * max(1, len(piece)))
+    if n * len(piece) > MAX_TEXT:
+        raise FuncError(f"repeat would make {n * len(piece)} characters, more than {MAX_TEXT}")
     return piece * n
 
 
@@ -187,7 +199,7 @@ def collections_map() -> dict[str, Callable[..., Any]]:
         "reverse": lambda v: _list(v)[::-1],
         "sortAlpha": lambda v: sorted(_strings(v)),
         "until": lambda n: list(range(_bounded(to_int(n)))),
-        "untilStep": lambda a, b, s: list(range(to_int(a), to_int(b), to_int(s) or 1))[:MAX_LIST],
+        "untilStep": lambda a, b, s: list(_range(range(to_int(a), to_int(b), to_int(s) or 1))),
     }
 
 
