@@ -314,6 +314,27 @@ def test_tls_verifies_the_upstream_against_the_given_cas(https, kind):
     run(kind, test)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_call_s_tls_context_checks_the_connection_and_its_error_reaches_the_caller(https, kind):
+    """A context of the call's own (a key server's pins, auth.jwks.tls_context) runs its checks on the handshake;
+    a refusal fails the call with the context's own reason, whichever client serves."""
+    url, files = https
+
+    class Refusing(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            raise ssl.SSLError("refused by the call's own check")
+
+    async def test(client):
+        refusing = ssl.create_default_context(cafile=files["ca"])
+        refusing.sslobject_class = Refusing
+        with pytest.raises(ClientError, match="refused by the call's own check"):
+            await get(client, url + "/echo", ssl=refusing)
+        assert (await get(client, url + "/echo", ssl=ssl.create_default_context(cafile=files["ca"]))).status == 200
+
+    run(kind, test)
+
+
 def test_fast_client_caches_dns_answers_for_their_ttl(upstream):
     """Names resolve once per TTL (here through a counting resolver with aiohttp's interface, as dns_sd's)."""
     port = int(upstream.rsplit(":", 1)[1])

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import pytest
 
 from lambdagate import plugins
 from lambdagate.auth import oauth2_tokens
 from lambdagate.auth.oauth2_tokens import Client, TokenSource
+from lambdagate.backends.client_options import client_kind, new_backend_client, new_http_session
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.errors import BackendError, ConfigError
 from tests.support.asgi import InProcessGateway
@@ -74,12 +74,16 @@ def in_process(config: dict, scenario: Callable[[InProcessGateway], Awaitable[No
 
 
 async def with_source(client: Client, use: Callable[[TokenSource], Awaitable[None]]) -> None:
-    async with aiohttp.ClientSession() as session:
-        source = TokenSource(client, session)
-        try:
-            await use(source)
-        finally:
-            await source.close()
+    """A token source on the client a worker would use (LAMBDAGATE_HTTP_CLIENT picks it)."""
+    session = new_http_session()
+    http = new_backend_client(client_kind(None), session)
+    source = TokenSource(client, http)
+    try:
+        await use(source)
+    finally:
+        await source.close()
+        await http.close()
+        await session.close()
 
 
 def client_for(oauth: str, mode: str = "ok", query: str = "", **kw: Any) -> Client:
@@ -183,7 +187,8 @@ def test_a_hanging_or_absent_token_server_fails_within_the_callers_deadline(oaut
     async def refused(source: TokenSource) -> None:
         with pytest.raises(BackendError) as info:
             await source.authorization()
-        assert info.value.cause.endswith(f"ClientConnectorError: Connect call failed ('127.0.0.1', {port})")
+        assert "ClientConnectorError: Cannot connect to host" in info.value.cause
+        assert info.value.cause.endswith(f"Connect call failed ('127.0.0.1', {port})]")
 
     port = free_port()
     asyncio.run(with_source(Client(f"http://127.0.0.1:{port}/token", CLIENT_ID, SECRET), refused))

@@ -16,6 +16,8 @@ import orjson
 import pytest
 
 from lambdagate.auth import jwks as jwks_module
+from lambdagate.backends.client_options import client_kind, new_backend_client, new_http_session
+from lambdagate.client import ClientError
 from tests.support.asgi import FakeBackends, InProcessGateway, returning, run
 from tests.support.jwt_keys import b64, claims, jwks, raw_token, sign, tls_files
 from tests.support.procs import Process, free_port, python_module, serve_module, wait_http
@@ -246,6 +248,43 @@ def test_pins_hold_in_a_real_gateway_too(tls_key_server: dict[str, str], upstrea
     assert get(f"{gw.url}/pinned", sign(kid="k1"))[0] == 200
     assert get(f"{gw.url}/wrong-pin", sign(kid="k1"))[0] == 503
     assert "fetch failed" in gw.log()  # uvloop reports the refused handshake without our message
+
+
+async def fetched(url: str, settings: dict | None = None) -> bytes | str:
+    """One key set fetch through the client the gateway would use (LAMBDAGATE_HTTP_CLIENT picks it): the set, or
+    the error's text."""
+    session = new_http_session()
+    client = new_backend_client(client_kind(None), session)
+    try:
+        return await jwks_module.JwksFetcher(jwks_module.RemoteSettings(url, **(settings or {})), client)()
+    except (jwks_module.KeySetError, ClientError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        await client.close()
+        await session.close()
+
+
+def test_key_set_fetch_follows_three_redirects_not_four(key_server: str) -> None:
+    publish(key_server, jwks(("RS256", "k1")))
+    assert b'"k1"' in asyncio.run(fetched(f"{key_server}/hop/2"))  # three redirects: /hop/1, /hop/0, /jwks
+    assert asyncio.run(fetched(f"{key_server}/hop/3")) == "ClientError: stopped after 4 redirects"
+
+
+def test_key_set_fetch_is_never_redirected_from_https_to_http(tls_key_server: dict[str, str], key_server: str) -> None:
+    ca = {"local_ca": tls_key_server["ca"]}
+    assert b'"k1"' in asyncio.run(fetched(f"{tls_key_server['url']}/hop/1", ca))
+    downgrade = f"{tls_key_server['url']}/redirect?to={key_server}/jwks"
+    assert asyncio.run(fetched(downgrade, ca)) == f"ClientError: redirected to plain HTTP ({key_server}/jwks)"
+    assert "CERTIFICATE_VERIFY_FAILED" in asyncio.run(fetched(f"{tls_key_server['url']}/jwks"))
+
+
+def test_key_set_fetch_is_bounded_in_size(key_server: str) -> None:
+    publish(key_server, b"x" * (jwks_module.MAX_JWKS_BYTES + 1))
+    try:
+        reply = asyncio.run(fetched(f"{key_server}/jwks"))
+        assert reply == f"KeySetError: the JWK set is larger than {jwks_module.MAX_JWKS_BYTES} bytes"
+    finally:
+        publish(key_server, jwks(("RS256", "k1")))
 
 
 # --- real gateway processes ------------------------------------------------------------------------------

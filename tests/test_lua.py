@@ -6,6 +6,7 @@ In-process (tests/support/asgi.py) with fake backends wrapped by the real backen
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import urllib.request
@@ -15,12 +16,15 @@ import orjson
 import pytest
 
 from lambdagate import plugins
+from lambdagate.backends import Resources
+from lambdagate.backends.client_options import new_backend_client, new_http_session
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.errors import ConfigError
-from lambdagate.lua import sandbox
+from lambdagate.lua import api, sandbox, steps
 from lambdagate.pipeline import wrapped_factory
 from lambdagate.proxy import ProxyRequest
 from tests.support.asgi import FakeBackends, returning, run
+from tests.support.procs import free_port
 
 
 class Fakes(FakeBackends):
@@ -441,3 +445,29 @@ r:headers("X-Side-Saw", string.match(seen, '"x%-side": "([^"]*)"') or "none")
     assert get({"X-Loop": "yes"}) == (500, {"error": "internal server error"})
     assert get({})[0] == 200  # the worker and its runtime serve on
     assert "CPU limit of 10 ms exceeded" in gw.log()
+
+
+@pytest.mark.parametrize("kind", ["fast", "aiohttp"])
+def test_http_response_new_goes_through_either_client(upstream: str, kind: str) -> None:
+    """A script's side call uses the worker's client, whichever serves: its method, body and headers are sent, the
+    reply's size is capped, a refused connection is a nil and the error's kind."""
+
+    async def main() -> None:
+        session = new_http_session()
+        resources = Resources(session=session, client=new_backend_client(kind, session), max_response_bytes=1000)
+        fetch, state = steps.fetcher(resources), api.CallState(1 << 20)
+        deadline = asyncio.get_running_loop().time() + 5
+        try:
+            args = (None, f"{upstream}/echo/side".encode(), b"POST", b"side-body", {b"X-Side": b"s"})
+            (resp,) = await fetch(args, deadline, state)
+            seen = orjson.loads(resp.content)
+            assert resp.status == 200 and (seen["method"], seen["body"]) == ("POST", "side-body")
+            assert seen["headers"]["x-side"] == "s" and seen["headers"]["user-agent"].startswith("lambdagate/")
+            too_big = await fetch((None, f"{upstream}/big/5000".encode()), deadline, state)
+            assert too_big == (None, b"http_response.new: TooLarge")
+            refused = await fetch((None, f"http://127.0.0.1:{free_port()}/".encode()), deadline, state)
+            assert refused == (None, b"http_response.new: ClientConnectorError")
+        finally:
+            await resources.close()
+
+    asyncio.run(main())

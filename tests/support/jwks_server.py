@@ -8,6 +8,8 @@ Routes:
   GET  /garbage       200 with a body that is not JSON
   GET  /empty         200 with {"keys": []}
   GET  /calls         {"jwks": n, "hang": n, "garbage": n}: the GETs so far
+  GET  /hop/N         a redirect to /hop/N-1; /hop/0 redirects to /jwks
+  GET  /redirect?to=U a redirect to U
   GET  /ready
 """
 
@@ -50,6 +52,15 @@ async def empty(request: web.Request) -> web.Response:
     return web.json_response({"keys": []})
 
 
+async def hop(request: web.Request) -> web.Response:
+    left = int(request.match_info["n"])
+    raise web.HTTPFound("/jwks" if left <= 0 else f"/hop/{left - 1}")
+
+
+async def redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound(request.query["to"])
+
+
 async def counts(request: web.Request) -> web.Response:
     return web.json_response(dict(calls))
 
@@ -59,13 +70,15 @@ async def ready(request: web.Request) -> web.Response:
 
 
 def make_app() -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=4 * 1024 * 1024)  # room for a set past the 1 MiB cap
     app.router.add_get("/jwks", get_jwks)
     app.router.add_put("/jwks", put_jwks)
     app.router.add_get("/hang", hang)
     app.router.add_get("/garbage", garbage)
     app.router.add_get("/empty", empty)
     app.router.add_get("/calls", counts)
+    app.router.add_get("/hop/{n:[0-9]+}", hop)
+    app.router.add_get("/redirect", redirect)
     app.router.add_get("/ready", ready)
     return app
 

@@ -106,7 +106,7 @@ async def with_client_credentials(built: BuiltBackend, cfg: BackendConfig, ctx: 
     shared = ctx.resources.shared
     source = shared.get((NAMESPACE, client))
     if source is None:
-        source = shared[(NAMESPACE, client)] = TokenSource(client, ctx.resources.session)
+        source = shared[(NAMESPACE, client)] = TokenSource(client, ctx.resources.client)
         ctx.resources.on_close(source.close)
     call = built.call
 

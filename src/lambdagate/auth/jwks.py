@@ -24,12 +24,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 from joserfc.jwk import import_key
 from joserfc.jws import JWSRegistry
+from multidict import CIMultiDict
+from yarl import URL
 
 from lambdagate import __version__
+from lambdagate.backends.redirects import CallPolicy, follow
+from lambdagate.client.base import ClientError, HttpClient, TooLarge
 
 # At most one fetch per source in this many seconds, triggered by tokens (unknown key ids) or after a failure.
 MIN_REFETCH_INTERVAL = 10.0
@@ -296,7 +299,7 @@ class KeySource:
         assert self._fetch is not None
         try:
             keys = import_key_set(await self._fetch(), self.strategy)
-        except (KeySetError, aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
+        except (KeySetError, ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
             self._next_fetch_at = max(self._next_fetch_at, time.monotonic() + self._interval())
             still = "the last set is used until it expires" if self.usable(time.monotonic()) else "503 until it loads"
             log.warning(
@@ -385,32 +388,38 @@ def _pinned(pins: tuple[bytes, ...]) -> type[ssl.SSLObject]:
     return PinnedSSLObject
 
 
-class JwksFetcher:
-    """GETs one JWK set URL with its own TLS rules; the reply is bounded in size and time."""
+KEY_SET_REDIRECTS = 3  # redirects a key set fetch follows (the next one fails it)
 
-    def __init__(self, settings: RemoteSettings) -> None:
+
+async def fetch_key_set(client: HttpClient, url: str, context: ssl.SSLContext, accept_json: bool = True) -> bytes:
+    """GET a JWK set through the gateway's client: bounded in size, never redirected from HTTPS to another scheme.
+    The caller bounds the time. Credentials in the URL are sent as HTTP Basic (as Go's client sends them)."""
+    target = URL(url)
+    headers = CIMultiDict({"User-Agent": f"lambdagate/{__version__}"})
+    if accept_json:
+        headers["Accept"] = "application/json"
+    if target.user is not None:
+        pair = f"{target.user}:{target.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        target = target.with_user(None)
+    policy = CallPolicy(ssl=context, max_redirects=KEY_SET_REDIRECTS + 1, https_only=True)
+    try:
+        reply, _ = await follow(client, "GET", target, headers, None, policy, MAX_JWKS_BYTES)
+    except TooLarge:
+        raise KeySetError(f"the JWK set is larger than {MAX_JWKS_BYTES} bytes") from None
+    if reply.status != 200:
+        raise KeySetError(f"HTTP status {reply.status}")
+    return reply.body
+
+
+class JwksFetcher:
+    """GETs one JWK set URL with its own TLS rules, through the worker's client; bounded in size and time."""
+
+    def __init__(self, settings: RemoteSettings, client: HttpClient) -> None:
         self.settings = settings
-        connector = aiohttp.TCPConnector(ssl=tls_context(settings), limit=4)
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": f"lambdagate/{__version__}", "Accept": "application/json"},
-        )
+        self.client = client
+        self.context = tls_context(settings)  # one per source: the client pools connections per TLS context
 
     async def __call__(self) -> bytes:
-        async with self.session.get(self.settings.url, max_redirects=3) as resp:
-            if resp.url.scheme != "https" and self.settings.url.startswith("https:"):
-                raise KeySetError(f"redirected to plain HTTP ({resp.url.with_query(None)})")
-            if resp.status != 200:
-                raise KeySetError(f"HTTP status {resp.status}")
-            chunks, size = [], 0
-            async for chunk in resp.content.iter_chunked(65536):
-                size += len(chunk)
-                if size > MAX_JWKS_BYTES:
-                    raise KeySetError(f"the JWK set is larger than {MAX_JWKS_BYTES} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
-
-    async def close(self) -> None:
-        await self.session.close()
+        async with asyncio.timeout(FETCH_TIMEOUT):
+            return await fetch_key_set(self.client, self.settings.url, self.context)

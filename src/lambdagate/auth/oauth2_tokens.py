@@ -21,15 +21,17 @@ import asyncio
 import base64
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
-import aiohttp
 import orjson
+from multidict import CIMultiDict
 from yarl import URL
 
-from lambdagate.backends.http import read_bounded
+from lambdagate import __version__
+from lambdagate.client.base import ClientError, HttpClient, TooLarge
 from lambdagate.errors import BackendError
 
 EXPIRY_MARGIN = 10.0  # seconds before its expiry a token is replaced (x/oauth2's expiryDelta)
@@ -39,6 +41,7 @@ MAX_TOKEN_CHARS = 16 * 1024
 _FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
 # token_type → the scheme written in Authorization, as x/oauth2's Token.Type() spells the known ones.
 _SCHEMES = {"bearer": "Bearer", "mac": "MAC", "basic": "Basic"}
+_URL = re.compile(r"(https?://)[^\s'\"]*", re.IGNORECASE)
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 log = logging.getLogger("lambdagate.oauth2")
@@ -125,7 +128,10 @@ def _reason(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, TimeoutError):
         return f"no answer within {FETCH_TIMEOUT:.0f} s"
-    # The type and the OS's reason only: some aiohttp errors print the URL, which may carry credentials.
+    if isinstance(exc, ClientError):  # the client's text, with any URL in it cut to its scheme (credentials)
+        text = _URL.sub(r"\1...", str(exc))
+        return text if len(text) <= 200 else text[:197] + "..."
+    # The type and the OS's reason only: an error's text may hold the URL, which may carry credentials.
     strerror = getattr(exc, "strerror", None)
     return f"{type(exc).__name__}: {strerror}" if strerror else type(exc).__name__
 
@@ -133,9 +139,10 @@ def _reason(exc: BaseException) -> str:
 class TokenSource:
     """The current token of one client, shared by the backends of a worker that use the same client."""
 
-    def __init__(self, client: Client, session: aiohttp.ClientSession) -> None:
+    def __init__(self, client: Client, http: HttpClient) -> None:
         self.client = client
-        self._session = session
+        self._http = http  # the worker's client (lambdagate.client), with its TLS settings (client_tls)
+        self._url = URL(client.token_url)
         # endpoint_params may replace grant_type (x/oauth2 allows it, for servers that want another value).
         replaced = any(name == "grant_type" for name, _ in client.params)
         form = [] if replaced else [("grant_type", "client_credentials")]
@@ -197,23 +204,22 @@ class TokenSource:
 
     async def _request(self, *, in_form: bool) -> tuple[str, float]:
         form = self._form
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        headers = {
+            "User-Agent": f"lambdagate/{__version__}",
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
         if in_form:
             form = [*form, ("client_id", self.client.client_id), ("client_secret", self.client.client_secret)]
         else:
             headers["Authorization"] = self._basic
         self.fetches += 1
-        async with self._session.post(
-            self.client.token_url,
-            data=urlencode(form),
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
-        ) as resp:
-            try:
-                body = await read_bounded(resp, MAX_REPLY_BYTES)
-            except BackendError:
-                raise TokenRefused(f"the reply is larger than {MAX_REPLY_BYTES} bytes") from None
-            if not 200 <= resp.status < 300:
-                raise TokenRefused(f"HTTP status {resp.status}{_oauth_error(body)}")
-            return read_token(resp.headers.get("Content-Type", ""), body)
+        body = urlencode(form).encode()
+        try:
+            async with asyncio.timeout(FETCH_TIMEOUT):
+                reply = await self._http.request("POST", self._url, CIMultiDict(headers), body, limit=MAX_REPLY_BYTES)
+        except TooLarge:
+            raise TokenRefused(f"the reply is larger than {MAX_REPLY_BYTES} bytes") from None
+        if not 200 <= reply.status < 300:
+            raise TokenRefused(f"HTTP status {reply.status}{_oauth_error(reply.body)}")
+        return read_token(reply.headers.get("Content-Type", ""), reply.body)

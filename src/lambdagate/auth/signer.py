@@ -23,14 +23,14 @@ import logging
 import ssl
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
 
 from lambdagate.auth.config import tls_trust
-from lambdagate.auth.jwks import ALGORITHMS
+from lambdagate.auth.jwks import ALGORITHMS, tls_context
 from lambdagate.auth.signing_keys import RemoteSet, SigningKeyError, TokenSigner, fetch_set, pick_key
 from lambdagate.backends.reply_data import TooDeep, load_json
+from lambdagate.client.base import ClientError, HttpClient
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.errors import BackendError
@@ -212,9 +212,10 @@ class SigningStep:
         """Fetches the key set, then again every RETRY_INTERVAL seconds until it loads. Start-up waits for the first
         attempt at most STARTUP_WAIT seconds; a slower one goes on in the background."""
         attempted = asyncio.Event()
+        context = tls_context(remote)  # one for every attempt: the client pools connections per TLS context
 
         async def keep_fetching() -> None:
-            while not await self._fetch(cfg, remote):
+            while not await self._fetch(cfg, remote, resources.client, context):
                 attempted.set()
                 await asyncio.sleep(RETRY_INTERVAL)
             attempted.set()
@@ -239,10 +240,10 @@ class SigningStep:
                 RETRY_INTERVAL,
             )
 
-    async def _fetch(self, cfg: SignerConfig, remote: RemoteSet) -> bool:
+    async def _fetch(self, cfg: SignerConfig, remote: RemoteSet, client: HttpClient, context: ssl.SSLContext) -> bool:
         try:
-            key, notes = pick_key(await fetch_set(remote), cfg.kid, cfg.alg)
-        except (SigningKeyError, aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
+            key, notes = pick_key(await fetch_set(remote, client, context), cfg.kid, cfg.alg)
+        except (SigningKeyError, ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
             log.warning("auth/signer %s: key set %s: %s", self.label, remote.name, _reason(exc))
             return False
         for note in notes:
@@ -255,8 +256,7 @@ class SigningStep:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer within the fetch timeout"
-    cause = getattr(exc, "os_error", None)  # aiohttp's connection errors: the TLS or socket error says more
-    text = str(cause if cause is not None else exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 

@@ -9,22 +9,21 @@ request. Keys never come from a request or a backend's reply.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import ssl
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 from joserfc import jws
 from joserfc.jwk import import_key
 from joserfc.jws import JWSRegistry
 from yarl import URL
 
-from lambdagate import __version__
-from lambdagate.auth.jwks import FETCH_TIMEOUT, MAX_JWKS_BYTES, tls_context
-from lambdagate.backends.http import read_bounded
-from lambdagate.errors import BackendError
+from lambdagate.auth.jwks import FETCH_TIMEOUT, MAX_JWKS_BYTES, KeySetError, fetch_key_set
+from lambdagate.client.base import HttpClient
 
 
 class SigningKeyError(Exception):
@@ -113,21 +112,11 @@ class RemoteSet:
         return str(URL(self.url).with_user(None).with_query(None).with_fragment(None))
 
 
-async def fetch_set(remote: RemoteSet) -> bytes:
-    """GET the JWK set: bounded in time and size; never redirected from HTTPS to plain HTTP."""
-    connector = aiohttp.TCPConnector(ssl=tls_context(remote), limit=1)  # the validator's TLS rules
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": f"lambdagate/{__version__}"},
-    ) as session:
-        async with session.get(remote.url, max_redirects=3) as resp:
-            if remote.url.startswith("https:") and resp.url.scheme != "https":
-                raise SigningKeyError("redirected to plain HTTP")
-            if resp.status != 200:
-                raise SigningKeyError(f"HTTP status {resp.status}")
-            try:
-                return await read_bounded(resp, MAX_JWKS_BYTES)
-            except BackendError:
-                raise SigningKeyError(f"the JWK set is larger than {MAX_JWKS_BYTES} bytes") from None
+async def fetch_set(remote: RemoteSet, client: HttpClient, context: ssl.SSLContext) -> bytes:
+    """GET the JWK set through the worker's client with the validator's TLS rules (`context`: tls_context(remote)):
+    bounded in time and size; never redirected from HTTPS to plain HTTP."""
+    try:
+        async with asyncio.timeout(FETCH_TIMEOUT):
+            return await fetch_key_set(client, remote.url, context, accept_json=False)
+    except KeySetError as exc:
+        raise SigningKeyError(str(exc)) from None

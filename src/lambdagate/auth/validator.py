@@ -231,11 +231,10 @@ async def key_source(cfg: ValidatorConfig, resources: Resources) -> KeySource:
     ident = (NAMESPACE, "url", settings, cfg.key_identify_strategy)
     source = resources.shared.get(ident)
     if source is None:
-        fetcher = JwksFetcher(settings)
+        fetcher = JwksFetcher(settings, resources.client)
         source = resources.shared[ident] = KeySource(
             _shown(cfg.jwk_url), cfg.key_identify_strategy, fetch=fetcher, lifetime=cfg.key_lifetime
         )
-        resources.on_close(fetcher.close)
         resources.on_close(source.close)
     source.shorten(cfg.key_lifetime)
     source.cooldown = max(source.cooldown, cfg.failed_jwk_key_cooldown)

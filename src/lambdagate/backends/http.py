@@ -10,7 +10,6 @@ import ssl
 from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
-import aiohttp
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -24,7 +23,6 @@ from lambdagate.backends.http_cache import response_cache
 from lambdagate.backends.http_status import SUCCESS, on_failure
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
-from lambdagate.client.aiohttp_client import read_capped
 from lambdagate.client.base import ClientError, TooLarge
 from lambdagate.config.backend_client import http_client_options, pool_settings, srv_name, tls_context
 from lambdagate.config.loader import sanitize_host
@@ -66,14 +64,6 @@ def _without_userinfo(host: str) -> str:
     scheme, sep, rest = host.partition("://")
     authority, slash, tail = rest.partition("/")
     return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{tail}" if sep else host
-
-
-async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """An aiohttp reply's body, BackendError past `limit` (for the session's other users: token and key fetchers)."""
-    try:
-        return await read_capped(resp, limit)
-    except TooLarge as exc:
-        raise BackendError("the backend reply is too large", status=502, cause=str(exc)) from None
 
 
 def outgoing_headers(req: ProxyRequest, gzip: bool = True) -> CIMultiDict:

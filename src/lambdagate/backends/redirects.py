@@ -36,6 +36,8 @@ class CallPolicy:
     send_body_on_redirect: bool = False
     ssl: Any = True  # an ssl.SSLContext for a backend's own client_tls; True: the session's
     header_timeout: float | None = None  # response_header_timeout (from the start of each request)
+    max_redirects: int = MAX_REDIRECTS  # the Nth redirect reply fails the call, as Go's tenth does
+    https_only: bool = False  # a redirect from https to another scheme fails the call (the key set fetches)
 
 
 async def call(
@@ -48,6 +50,19 @@ async def call(
     limit: int,
 ) -> Reply:
     """The final reply. client.base.ClientError for transport failures and redirect loops (TooLarge past `limit`)."""
+    return (await follow(client, method, url, headers, body, policy, limit))[0]
+
+
+async def follow(
+    client: HttpClient,
+    method: str,
+    url: URL,
+    headers: CIMultiDict,
+    body: bytes | None,
+    policy: CallPolicy,
+    limit: int,
+) -> tuple[Reply, URL]:
+    """`call`, with the URL the final reply came from."""
     first_headers, hops = headers, 0
     while True:
         reply = await client.request(
@@ -55,10 +70,10 @@ async def call(
         )
         step = _next_hop(reply, url, method, body, policy)
         if step is None:
-            return reply
+            return reply, url
         hops += 1
-        if hops >= MAX_REDIRECTS:
-            raise ClientError(f"stopped after {MAX_REDIRECTS} redirects")
+        if hops >= policy.max_redirects:
+            raise ClientError(f"stopped after {policy.max_redirects} redirects")
         next_url, method, keep_body = step
         headers = _hop_headers(first_headers, url, next_url)
         body = body if keep_body else None
@@ -87,6 +102,8 @@ def _next_hop(
         raise ClientError(f"failed to parse Location header {location[:200]!r}") from None
     if target.scheme not in ("http", "https") or not target.host:
         raise ClientError(f"redirect to an unsupported URL {str(target.with_query(None))[:200]!r}")
+    if policy.https_only and url.scheme == "https" and target.scheme != "https":
+        raise ClientError(f"redirected to plain HTTP ({str(target.with_query(None))[:200]})")
     return target.with_fragment(None), next_method, keep_body
 
 

@@ -30,8 +30,11 @@ SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type")
 
 
 def seam_error(exc: aiohttp.ClientError) -> ClientError:
-    """aiohttp's exception as the seam's, with the same text."""
+    """aiohttp's exception as the seam's, with the same text (and the TLS error's own, which aiohttp's text of a
+    failed handshake leaves out as "[None]")."""
     text = f"{type(exc).__name__}: {exc}"
+    if type(exc) is aiohttp.ClientConnectorSSLError and exc.strerror is None:
+        text = f"{type(exc).__name__}: Cannot connect to host {exc.host}:{exc.port} [{exc.os_error}]"
     if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
         return TLSFailure(text)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):

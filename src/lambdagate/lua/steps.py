@@ -17,9 +17,11 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
 
-from lambdagate.backends.http import read_bounded
+from lambdagate import __version__
+from lambdagate.client.base import ClientError
 from lambdagate.config.server_options import server_options
 from lambdagate.errors import BackendError, StartupError
 from lambdagate.front import Exchange, Handler, Step
@@ -47,8 +49,12 @@ _MAX_SCRIPT_HEADERS = 100
 
 
 def fetcher(resources: Resources):
-    """`http_response.new` for a script: the worker's HTTP client, the request's deadline, the reply size cap."""
-    session, limit = resources.session, resources.max_response_bytes
+    """`http_response.new` for a script: the worker's client (lambdagate.client), the request's deadline, the reply
+    size cap; no redirects followed (the script sees the 3xx)."""
+    client, limit = resources.client, resources.max_response_bytes
+    defaults = [("User-Agent", f"lambdagate/{__version__}")] + (
+        [("Accept-Encoding", "gzip")] if client.decompresses else []
+    )
 
     async def fetch(args: tuple[Any, ...], deadline: float, state: api.CallState) -> tuple[Any, ...]:
         url, method, body, headers = (list(args[1:]) + [None] * 4)[:4]
@@ -59,23 +65,26 @@ def fetcher(resources: Resources):
         if left <= 0:
             return (None, b"http_response.new: the request's deadline has passed")
         try:
+            sent = CIMultiDict(_script_headers(headers))
+            for name, value in defaults:
+                sent.setdefault(name, value)
+            payload = (body if isinstance(body, bytes) else api.text(body).encode()) if body else None
             async with asyncio.timeout(left):
-                async with session.request(
-                    api.text(method) if method else "GET",
-                    target,
-                    data=body or None,
-                    headers=_script_headers(headers),
-                    allow_redirects=False,
-                ) as resp:
-                    content = await read_bounded(resp, limit)
-                    pairs = [(k, v) for k, v in resp.headers.items()]
-                    status = resp.status
-        except (TimeoutError, aiohttp.ClientError, BackendError, ValueError) as exc:
-            return (None, f"http_response.new: {type(exc).__name__}".encode())
-        state.charge(len(content))
-        return (api.LuaHttpResponseApi(status, pairs, content),)
+                reply = await client.request(
+                    api.text(method) if method else "GET", URL(target), sent, payload, limit=limit
+                )
+        except (TimeoutError, ClientError, ValueError) as exc:
+            return (None, f"http_response.new: {_failure_name(exc)}".encode())
+        state.charge(len(reply.body))
+        return (api.LuaHttpResponseApi(reply.status, list(reply.headers.items()), reply.body),)
 
     return fetch
+
+
+def _failure_name(exc: Exception) -> str:
+    """What a script is told of a failed call: the error's kind, never its text (it may name internal hosts)."""
+    kind = str(exc).partition(":")[0] if isinstance(exc, ClientError) else ""
+    return kind if kind.isidentifier() else type(exc).__name__
 
 
 def _script_headers(headers: Any) -> list[tuple[str, str]]:
