@@ -253,7 +253,12 @@ async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
             if hit is not None:  # decoded anew: the pipeline may change the data it gets
                 return decode_reply(hit.status, hit.headers, hit.body)
         try:
-            reply = await redirects.call(client, verb, url, headers, data, policy, limit)
+            # redirects.call, with the first request made here: one coroutine less on every call
+            reply = await client.request(
+                verb, url, headers, data, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
+            )
+            if reply.status in redirects.REDIRECT_STATUSES:
+                reply = await redirects.followed(client, reply, verb, url, headers, data, policy, limit)
         except TooLarge as exc:
             raise BackendError("the backend reply is too large", status=502, cause=str(exc)) from None
         except ClientError as exc:

@@ -38,6 +38,9 @@ class CallPolicy:
     header_timeout: float | None = None  # response_header_timeout (from the start of each request)
 
 
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
 async def call(
     client: HttpClient,
     method: str,
@@ -48,11 +51,28 @@ async def call(
     limit: int,
 ) -> Reply:
     """The final reply. client.base.ClientError for transport failures and redirect loops (TooLarge past `limit`)."""
+    reply = await client.request(
+        method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
+    )
+    if reply.status not in REDIRECT_STATUSES:
+        return reply
+    return await followed(client, reply, method, url, headers, body, policy, limit)
+
+
+async def followed(
+    client: HttpClient,
+    reply: Reply,
+    method: str,
+    url: URL,
+    headers: CIMultiDict,
+    body: bytes | None,
+    policy: CallPolicy,
+    limit: int,
+) -> Reply:
+    """The final reply after `reply`, the first request's (a caller that made that request itself, to spare a
+    coroutine per call, passes it here when its status is in REDIRECT_STATUSES)."""
     first_headers, hops = headers, 0
     while True:
-        reply = await client.request(
-            method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
-        )
         step = _next_hop(reply, url, method, body, policy)
         if step is None:
             return reply
@@ -63,6 +83,9 @@ async def call(
         headers = _hop_headers(first_headers, url, next_url)
         body = body if keep_body else None
         url = next_url
+        reply = await client.request(
+            method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
+        )
 
 
 def _next_hop(
@@ -70,7 +93,7 @@ def _next_hop(
 ) -> tuple[URL, str, bool] | None:
     """(URL, method, keep the body) of the request a redirect asks for, or None when this reply is final."""
     status = resp.status
-    if status not in (301, 302, 303, 307, 308) or not policy.follow_redirects:
+    if status not in REDIRECT_STATUSES or not policy.follow_redirects:
         return None
     location = resp.headers.get("Location")
     if not location:
