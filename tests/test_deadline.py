@@ -92,3 +92,26 @@ def test_many_loops_one_after_another_and_uvloop():
                 await asyncio.sleep(1)
 
     uvloop.run(main())
+
+
+def test_given_loop_expires_and_a_stale_loop_falls_back_to_the_running_one():
+    """deadline_at(when, loop): the caller's loop (captured at start-up) saves a lookup; a loop that is not running
+    (the pipeline was built in another loop) must not break it: the running loop's task is used."""
+    stale = asyncio.new_event_loop()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for given in (loop, stale):
+            with pytest.raises(TimeoutError):
+                with deadline_at(loop.time() + 0.02, given) as d:
+                    await asyncio.sleep(1)
+            assert d.expired()
+            with deadline_at(loop.time() + 1, given) as d:
+                await asyncio.sleep(0.01)
+            assert not d.expired()
+        assert asyncio.current_task().cancelling() == 0
+
+    try:
+        run(main())
+    finally:
+        stale.close()

@@ -66,24 +66,32 @@ class deadline_at:
     `async with` costs; `async with` works too.
     """
 
-    __slots__ = ("when", "_task", "_cancelling", "_slot", "_expired")
+    __slots__ = ("when", "_task", "_cancelling", "_slot", "_expired", "_loop")
 
-    def __init__(self, when: float) -> None:
+    def __init__(self, when: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """`loop`: the running loop when the caller knows it (captured at start-up): on Python 3.11 finding the
+        current task without it costs a `get_running_loop()`, whose getpid is a system call."""
         self.when = when
         self._expired = False
         self._slot: set[deadline_at] | None = None
+        self._loop = loop
 
     def expired(self) -> bool:
         """True when the deadline passed inside the block (as asyncio.Timeout.expired)."""
         return self._expired
 
     def __enter__(self) -> deadline_at:
-        task = asyncio.current_task()
+        loop = self._loop
+        # The given loop's task only if that loop is running (else None: the slow path finds the running one).
+        task = asyncio.current_task(loop) if loop is not None else None
         if task is None:
-            raise RuntimeError("deadline_at must be used inside a task")
+            task = asyncio.current_task()
+            if task is None:
+                raise RuntimeError("deadline_at must be used inside a task")
+            loop = task.get_loop()
         self._task = task
         self._cancelling = task.cancelling()
-        self._slot = _slots(task.get_loop()).add(self)
+        self._slot = _slots(loop).add(self)
         return self
 
     def __exit__(

@@ -115,6 +115,8 @@ def observed(
     keep_client_id: bool = True,
 ) -> Handler:
     """A route's observation, outermost first: request id → span → metrics and access log → error containment."""
+    if stats is None and obs.access_log is None and obs.tracing is None:  # containment in the request id's step
+        return with_request_id(handler, obs.ids, keep_client_id=keep_client_id, contain=True)
     handler = contained(handler)
     if stats is not None or obs.access_log is not None:
         handler = measured(handler, stats, obs.access_log, route, counts=counts)

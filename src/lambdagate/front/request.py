@@ -149,7 +149,9 @@ class RequestRules:
 
 
 def building_request(pipeline: EndpointPipeline, rules: RequestRules) -> Handler:
-    """The last front step: build the endpoint's ProxyRequest and run its pipeline."""
+    """The last front step: build the endpoint's ProxyRequest and run its pipeline. Built in the worker's running
+    loop, which serves its requests: its clock is read without `get_running_loop()` (a getpid syscall on 3.11)."""
+    loop = asyncio.get_running_loop()
 
     async def build(ex: Exchange) -> Reply:
         for value in ex.params.values():
@@ -169,7 +171,7 @@ def building_request(pipeline: EndpointPipeline, rules: RequestRules) -> Handler
             body=body,
             client_ip=ex.client_ip,
             request_id=ex.request_id,
-            deadline=asyncio.get_running_loop().time() + pipeline.timeout,
+            deadline=loop.time() + pipeline.timeout,
             host=host,
             scheme=scope.get("scheme", "http"),
             calls=ex.calls,

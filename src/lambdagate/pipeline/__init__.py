@@ -274,4 +274,4 @@ async def _build_slot(
     stats = metrics.backend(endpoint.endpoint, endpoint.method, built.label) if resources.backend_metrics else None
     if stats is not None or resources.record_calls:
         call = observed(call, built.label, stats, resources.record_calls)
-    return BackendSlot(call, f"{ctx.path} ({built.label})", built.details_key)
+    return BackendSlot(call, f"{ctx.path} ({built.label})", built.details_key, asyncio.get_running_loop())

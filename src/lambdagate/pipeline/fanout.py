@@ -37,6 +37,7 @@ class BackendSlot:
     call: Backend
     label: str  # for logs: which backend of which endpoint
     details_key: str | None = None  # where error details go in a merge, when the backend shares them
+    loop: asyncio.AbstractEventLoop | None = None  # the worker's loop, when built in it (deadline_at's fast path)
 
 
 def _timeout_error(slot: BackendSlot) -> BackendError:
@@ -66,7 +67,7 @@ def _as_backend_error(slot: BackendSlot, exc: BaseException) -> BackendError:
 
 async def call_one(slot: BackendSlot, req: ProxyRequest) -> MergedResponse:
     try:
-        with deadline_at(req.deadline):  # asyncio.timeout_at costs ~6-10 µs a request; this ~1 µs
+        with deadline_at(req.deadline, slot.loop):  # asyncio.timeout_at costs ~6-10 µs a request; this ~1 µs
             resp = await slot.call(req)
     except Exception as exc:
         err = _as_backend_error(slot, exc)
