@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdagate.config.gotemplate import FuncError, TemplateError, TemplateSet
-from lambdagate.config.gotemplate.values import to_json
+from lambdagate.config.gotemplate.sprig import json_or_empty
 from lambdagate.errors import ConfigError, ConfigIssue
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # one settings file, partial or template
@@ -122,15 +122,13 @@ class _Functions:
     def expandenv(self, text: Any) -> str:
         return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: self.env(m.group(1) or m.group(2)), str(text))
 
-    @staticmethod
-    def marshal(value: Any) -> str:
-        try:
-            return to_json(value)
-        except ValueError:
-            return ""  # as KrakenD: the error is dropped
-
     def table(self) -> dict[str, Any]:
-        return {"include": self.include, "env": self.env, "expandenv": self.expandenv, "marshal": self.marshal}
+        return {
+            "include": self.include,
+            "env": self.env,
+            "expandenv": self.expandenv,
+            "marshal": json_or_empty,
+        }  # errors give "", as KrakenD's
 
 
 def _no_settings_hint(message: str, fc: FlexibleConfig) -> str:

@@ -225,7 +225,7 @@ def _move(run: _Run, root: dict, src: Path, dst: Path) -> None:
         if len(src) > len(dst):
             _promote(root, path, dst, value)
         else:
-            _embed(node, dst[len(src) - 1 :], value)
+            _set(node, dst[len(src) - 1 :], value)
 
 
 def _promote(root: dict, path: Path, dst: Path, value: Any) -> None:
@@ -240,13 +240,3 @@ def _promote(root: dict, path: Path, dst: Path, value: Any) -> None:
         node = {}
         _put(holder, held_as, node)
     _put(node, dst[-1], value)
-
-
-def _embed(node: Any, rest: Path, value: Any) -> None:
-    for label in rest[:-1]:
-        found, child = _member(node, label)
-        if not found or type(child) not in (dict, list):
-            child = {}
-            _put(node, label, child)
-        node = child
-    _put(node, rest[-1], value)

@@ -162,10 +162,6 @@ def _index(item: Any, *keys: Any) -> Any:
     return item
 
 
-def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
-    return lambda a, b: op(a, b)
-
-
 def go_builtins() -> dict[str, Callable[..., Any]]:
     """text/template's predefined functions (`and`/`or` are evaluated lazily by the executor)."""
     return {
@@ -179,10 +175,10 @@ def go_builtins() -> dict[str, Callable[..., Any]]:
         "printf": printf,
         "eq": lambda a, *bs: any(equal(a, b) for b in bs) if bs else _raise("missing argument for comparison"),
         "ne": lambda a, b: not equal(a, b),
-        "lt": _compare(less),
-        "le": _compare(lambda a, b: less(a, b) or equal(a, b)),
-        "gt": _compare(lambda a, b: less(b, a)),
-        "ge": _compare(lambda a, b: less(b, a) or equal(a, b)),
+        "lt": less,
+        "le": lambda a, b: less(a, b) or equal(a, b),
+        "gt": lambda a, b: less(b, a),
+        "ge": lambda a, b: less(b, a) or equal(a, b),
         "html": lambda *a: html.escape(_sprint(*a)).replace("&#x27;", "&#39;").replace("&quot;", "&#34;"),
         "js": lambda *a: json.dumps(_sprint(*a))[1:-1].replace("'", "\\'"),
         "urlquery": lambda *a: urllib.parse.quote_plus(_sprint(*a)),

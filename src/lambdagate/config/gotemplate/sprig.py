@@ -58,15 +58,15 @@ def _dict(*pairs: Any) -> dict:
     return out
 
 
-def _json_out(value: Any, **kw: Any) -> str:
+def json_or_empty(value: Any, **kw: Any) -> str:
     try:
         return to_json(value, **kw)
     except ValueError:
-        return ""  # Sprig's toJson swallows the error
+        return ""  # Sprig's toJson and KrakenD's marshal both swallow the error
 
 
 def _pretty(value: Any) -> str:
-    text = _json_out(value)
+    text = json_or_empty(value)
     return json.dumps(json.loads(text), indent=2, ensure_ascii=False) if text else ""
 
 
@@ -220,8 +220,8 @@ def values_map() -> dict[str, Callable[..., Any]]:
         "int": to_int,
         "int64": to_int,
         "float64": to_float,
-        "toJson": _json_out,
-        "toRawJson": lambda v: _json_out(v, html_escape=False),
+        "toJson": json_or_empty,
+        "toRawJson": lambda v: json_or_empty(v, html_escape=False),
         "toPrettyJson": _pretty,
         "fromJson": _from_json,
         "kindOf": lambda v: {str: "string", bool: "bool", int: "int", float: "float64", list: "slice", dict: "map"}.get(
