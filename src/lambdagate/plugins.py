@@ -16,7 +16,6 @@ from lambdagate.backends.http import http_backend
 from lambdagate.backends.http_cache import HTTP_CACHE_NAMESPACE
 from lambdagate.backends.http_status import HTTP_BACKEND_NAMESPACE
 from lambdagate.backends.lambda_ import LAMBDA_NAMESPACE, lambda_backend
-from lambdagate.backends.unavailable import has_no_host, unavailable_backend
 from lambdagate.config import namespaces
 from lambdagate.config.endpoint_options import ENDPOINT_OPTIONS
 from lambdagate.config.model import BackendConfig
@@ -31,8 +30,6 @@ from lambdagate.modifiers.martian_config import MARTIAN_NAMESPACE
 from lambdagate.pipeline import (
     BackendFactory,
     BackendWrapper,
-    BuildContext,
-    BuiltBackend,
     ProxyWrapperFactory,
     ResponseStepFactory,
     wrapped_factory,
@@ -114,11 +111,6 @@ RESPONSE_STEPS: tuple[ResponseStepFactory, ...] = (flatmap_step, static_step, si
 ENDPOINT_WRAPPERS: tuple[ProxyWrapperFactory, ...] = (lua_proxy, cel.endpoint_checks, jsonschema.body_validation)
 
 
-async def _http_or_unavailable(backend: BackendConfig, ctx: BuildContext) -> BuiltBackend:
-    """An HTTP backend; one with no host at all (KrakenD starts with it) fails every call."""
-    return await (unavailable_backend if has_no_host(backend, ctx) else http_backend)(backend, ctx)
-
-
 def install() -> None:
     """Register every namespace (idempotent)."""
     for namespace in NAMESPACES:
@@ -128,7 +120,5 @@ def install() -> None:
 def backend_factory(backend: BackendConfig) -> BackendFactory:
     """The factory that builds this backend: its type's, else HTTP; with the wrappers its config asks for."""
     factory = next((BACKEND_TYPES[name] for name in backend.namespaces if name in BACKEND_TYPES), http_backend)
-    if factory is http_backend:
-        factory = _http_or_unavailable
     wrappers = [wrapper for name, wrapper in BACKEND_WRAPPERS.items() if name in backend.namespaces]
     return wrapped_factory(factory, wrappers) if wrappers else factory

@@ -23,6 +23,7 @@ from lambdagate.backends.http_cache import response_cache
 from lambdagate.backends.http_status import SUCCESS, on_failure
 from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
+from lambdagate.backends.unavailable import has_no_host, unavailable_backend
 from lambdagate.client.base import ClientError, TooLarge
 from lambdagate.config.backend_client import http_client_options, pool_settings, srv_name, tls_context
 from lambdagate.config.loader import sanitize_host
@@ -211,6 +212,8 @@ def call_policy(cfg: BackendConfig, ctx: BuildContext) -> redirects.CallPolicy:
 
 
 async def http_backend(cfg: BackendConfig, ctx: BuildContext) -> BuiltBackend:
+    if has_no_host(cfg, ctx):  # KrakenD starts with it; every call fails ("no hosts available")
+        return await unavailable_backend(cfg, ctx)
     resources = ctx.resources
     client, limit = resources.client, resources.max_response_bytes
     hosts, pick = await _hosts(cfg, ctx)
