@@ -26,6 +26,7 @@ from lambdagate.client.base import ClientError, HttpClient, Reply
 MAX_REDIRECTS = 10
 _SENSITIVE = ("authorization", "www-authenticate", "cookie", "cookie2")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,12 @@ async def call(
     limit: int,
 ) -> Reply:
     """The final reply. client.base.ClientError for transport failures and redirect loops (TooLarge past `limit`)."""
-    return (await follow(client, method, url, headers, body, policy, limit))[0]
+    reply = await client.request(
+        method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
+    )
+    if reply.status not in _REDIRECTS or not policy.follow_redirects:  # the common case: one call, no hop
+        return reply
+    return (await _hops(client, reply, method, url, headers, body, policy, limit))[0]
 
 
 async def follow(
@@ -63,14 +69,25 @@ async def follow(
     limit: int,
 ) -> tuple[Reply, URL]:
     """`call`, with the URL the final reply came from."""
+    reply = await client.request(
+        method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
+    )
+    return await _hops(client, reply, method, url, headers, body, policy, limit)
+
+
+async def _hops(
+    client: HttpClient,
+    reply: Reply,
+    method: str,
+    url: URL,
+    headers: CIMultiDict,
+    body: bytes | None,
+    policy: CallPolicy,
+    limit: int,
+) -> tuple[Reply, URL]:
+    """From the first reply on: the redirects it and the next ones ask for, followed."""
     first_headers, hops = headers, 0
-    while True:
-        reply = await client.request(
-            method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
-        )
-        step = _next_hop(reply, url, method, body, policy)
-        if step is None:
-            return reply, url
+    while (step := _next_hop(reply, url, method, body, policy)) is not None:
         hops += 1
         if hops >= policy.max_redirects:
             raise ClientError(f"stopped after {policy.max_redirects} redirects")
@@ -78,6 +95,10 @@ async def follow(
         headers = _hop_headers(first_headers, url, next_url)
         body = body if keep_body else None
         url = next_url
+        reply = await client.request(
+            method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
+        )
+    return reply, url
 
 
 def _next_hop(
@@ -85,7 +106,7 @@ def _next_hop(
 ) -> tuple[URL, str, bool] | None:
     """(URL, method, keep the body) of the request a redirect asks for, or None when this reply is final."""
     status = resp.status
-    if status not in (301, 302, 303, 307, 308) or not policy.follow_redirects:
+    if status not in _REDIRECTS or not policy.follow_redirects:
         return None
     location = resp.headers.get("Location")
     if not location:

@@ -28,7 +28,8 @@ from lambdagate.client.fast_conn import Connection, NotWritten
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _EMPTY_LENGTH = frozenset({"POST", "PUT", "PATCH"})  # Go sends "Content-Length: 0" for these without a body
-_NOT_SENT = frozenset({"host", "content-length", "transfer-encoding", "connection"})  # the client's to set
+_SET_BY_CLIENT = ("host", "content-length", "transfer-encoding", "connection")  # never taken from `headers`
+_NOT_SENT = frozenset(_SET_BY_CLIENT)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -275,24 +276,20 @@ def serialise(method: str, url: URL, headers: CIMultiDict, body: bytes | None, c
     refused (it would inject headers)."""
     target = url.raw_path_qs or "/"
     host = headers.get("host") or url.host_port_subcomponent or url.raw_host
-    lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
-    count = 1
-    for name, value in headers.items():
-        if name.lower() not in _NOT_SENT:
-            lines.append(f"{name}: {value}\r\n")
-            count += 1
+    fields = headers.items()
+    if any(name in headers for name in _SET_BY_CLIENT):  # rare: filtered by name only then
+        fields = [(name, value) for name, value in fields if name.lower() not in _NOT_SENT]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", *map(": ".join, fields)]
     if body:
-        lines.append(f"Content-Length: {len(body)}\r\n")
-        count += 1
+        lines.append(f"Content-Length: {len(body)}")
     elif method in _EMPTY_LENGTH:
-        lines.append("Content-Length: 0\r\n")
-        count += 1
+        lines.append("Content-Length: 0")
     if close:
-        lines.append("Connection: close\r\n")
-        count += 1
+        lines.append("Connection: close")
     lines.append("\r\n")
-    head = "".join(lines)
-    if head.count("\n") != count + 2 or head.count("\r") != count + 2 or "\x00" in head:
+    head = "\r\n".join(lines)
+    # Each line ends in the one CR LF put there: any other CR or LF came in a name or a value.
+    if head.count("\n") != len(lines) or head.count("\r") != len(lines) or "\x00" in head:
         raise ClientError("ValueError: a header name or value holds CR, LF or NUL")
     data = head.encode("utf-8", "surrogateescape")
     return data + body if body else data
