@@ -28,8 +28,7 @@ from lambdagate.client.fast_conn import Connection, NotWritten
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _EMPTY_LENGTH = frozenset({"POST", "PUT", "PATCH"})  # Go sends "Content-Length: 0" for these without a body
-_SET_BY_CLIENT = ("host", "content-length", "transfer-encoding", "connection")  # never taken from `headers`
-_NOT_SENT = frozenset(_SET_BY_CLIENT)
+_NOT_SENT = frozenset({"host", "content-length", "transfer-encoding", "connection"})  # the client's to set
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -277,7 +276,7 @@ def serialise(method: str, url: URL, headers: CIMultiDict, body: bytes | None, c
     target = url.raw_path_qs or "/"
     host = headers.get("host") or url.host_port_subcomponent or url.raw_host
     fields = headers.items()
-    if any(name in headers for name in _SET_BY_CLIENT):  # rare: filtered by name only then
+    if "host" in headers or "content-length" in headers or "transfer-encoding" in headers or "connection" in headers:
         fields = [(name, value) for name, value in fields if name.lower() not in _NOT_SENT]
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", *map(": ".join, fields)]
     if body:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lambdagate.deadline import deadline_at
@@ -24,7 +24,7 @@ class MergedResponse:
     response: ProxyResponse | None  # merged data (or a single pass-through reply)
     complete: bool
     error: BackendError | None = None  # set when every backend failed
-    error_details: dict[str, Any] = field(default_factory=dict)
+    error_details: dict[str, Any] | None = None  # the failed backends' details (return_error_details)
     failed: int = 0  # how many backends failed (proxy `static` tells "success" from "errored" by it)
     # A status and headers for the reply of a decoded (non pass-through) response, set by a modifier/lua-proxy
     # post script; None: the renderer's own.
