@@ -10,6 +10,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import pytest
@@ -261,6 +262,35 @@ def test_gateway_serves_through_an_upstream_closing_its_connections(start_gatewa
         if i == 60:
             time.sleep(1.2)
     assert statuses == [(200, {"ok": True})] * 120
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gateway_serves_through_an_upstream_closing_connections_after_every_n_requests(start_gateway, upstream, kind):
+    """The same fault under concurrent load: the upstream closes each connection unannounced after its 5th request
+    (a per-connection request limit, as nginx's keepalive_requests), and idle ones after 1 s. 8 clients at once,
+    400 requests with a pause past the idle limit in the middle: 0 failed, and the connections were reused (the
+    upstream saw about one connection per 5 requests, not one per request)."""
+    backend = {"host": [upstream], "url_pattern": "/every/5"}
+    extra = {"lambdagate/server": {"http_client": kind}}
+    gw = start_gateway({"version": 3, "extra_config": extra, "endpoints": [{"endpoint": "/c", "backend": [backend]}]})
+    before = _upstream_connections(upstream)
+
+    def fetch(_: int) -> tuple[int, object]:
+        with urllib.request.urlopen(gw.url + "/c", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+
+    with ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(fetch, range(200)))
+        time.sleep(1.3)  # every pooled connection is closed by the upstream meanwhile
+        second = list(pool.map(fetch, range(200)))
+    assert first + second == [(200, {"ok": True})] * 400
+    opened = _upstream_connections(upstream) - before
+    assert 400 / 5 <= opened < 400 / 2, opened
+
+
+def _upstream_connections(upstream: str) -> int:
+    with urllib.request.urlopen(upstream + "/stats", timeout=5) as resp:
+        return json.loads(resp.read())["connections"] - 1  # this one
 
 
 def test_the_client_switch_is_checked(start_gateway, upstream):

@@ -7,6 +7,7 @@ Connections idle for more than 1 s are closed by the server (as many servers do)
   /chunked           200, a chunked body in three chunks
   /close             200 with `Connection: close`, then the connection is closed
   /churn             200 with Content-Length, then the connection is closed without saying so
+  /every/N           as /ok, and the connection is closed without saying so after its Nth request
   /eof               200 without Content-Length or chunking: the body ends when the connection does
   /head              200 with Content-Length 100 and (to GET) 100 bytes; to HEAD, the head only
   /204, /304         that status, no body (the 304 with a Content-Length, as servers send)
@@ -153,13 +154,19 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     global connections
     connections += 1
     n = connections
+    served = 0
     try:
         while True:
             request = await read_request(reader)
             if request is None:
                 break
             method, target, lines, body = request
-            keep = await answer(method, target.split("?", 1)[0], lines, body, n, writer)
+            served += 1
+            path = target.split("?", 1)[0]
+            if path.startswith("/every/"):  # a server with a per-connection request limit, e.g. 100 in nginx
+                keep = await answer(method, "/ok", lines, body, n, writer) and served % int(path[7:]) != 0
+            else:
+                keep = await answer(method, path, lines, body, n, writer)
             await writer.drain()
             if not keep:
                 break

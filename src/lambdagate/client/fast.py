@@ -4,8 +4,9 @@ Why its own: the aiohttp client costs ~240 µs of CPU per proxied call on this k
 (docs/benchmarks.md). What it does:
 - a keep-alive pool per (scheme, host, port, TLS context), bounded in open connections (callers past the bound
   wait for one) and in idle ones, each idle connection closed after the idle timeout;
-- one retry on a fresh connection when a pooled connection fails before any byte of the reply arrived and the
-  request is idempotent or was never written (a keep-alive the server closed meanwhile), as Go's transport;
+- a request sent again when a pooled connection fails before any byte of the reply arrived and the request is
+  idempotent or was never written (a keep-alive the server closed meanwhile), on the pool's next connection, as
+  Go's transport does (each stale connection is used up by one try);
 - host names resolved once per TTL (or by a resolver given, e.g. backends.dns_sd.DirectoryResolver);
 - TLS with verification and SNI by default, or the context a call or the service gives (client_tls);
 - errors whose text names the aiohttp error of the same case, so log lines read the same whichever client serves.
@@ -167,22 +168,29 @@ class FastClient:
         pool = self._pool(url, ssl)
         payload = serialise(method, url, headers, body, close=not self.keep_alive)
         head_only = method == "HEAD"
-        for attempt in (1, 2):
+        # Go's transport: a request that failed on a pooled connection the server had closed meanwhile (nothing
+        # received, and idempotent or never written) is sent again, on the next connection the pool gives. Each
+        # such stale connection is used up by one try, so the tries are bounded by the pool's idle connections;
+        # a fresh connection's failure ends the call, unless it closed before anything was written (once).
+        fresh_retry, tries = True, self.max_idle + 2
+        while True:
+            tries -= 1
             conn = await pool.acquire()
             try:
                 reply = await conn.exchange(payload, limit, head_only, header_timeout)
             except ConnectError as exc:
                 pool.discard(conn)
-                # A pooled connection the server closed meanwhile: once more on a fresh one, if that is safe.
-                if attempt == 2 or not (isinstance(exc, NotWritten) or _replayable(conn, method)):
-                    raise
-                continue
+                if tries > 0 and _replayable(conn, method, exc):
+                    continue
+                if tries > 0 and fresh_retry and isinstance(exc, NotWritten):
+                    fresh_retry = False
+                    continue
+                raise
             except BaseException:  # cancelled (the deadline), too large, malformed: never back to the pool
                 pool.discard(conn)
                 raise
             pool.release(conn)
             return reply
-        raise AssertionError("unreachable")
 
     def _pool(self, url: URL, ssl: ssl_mod.SSLContext | bool) -> Pool:
         scheme = url.scheme
@@ -265,8 +273,9 @@ class FastClient:
                 pool.discard(pool.idle.pop())
 
 
-def _replayable(conn: Connection, method: str) -> bool:
-    return conn.reused and conn.nothing_received() and method in _IDEMPOTENT
+def _replayable(conn: Connection, method: str, exc: ConnectError) -> bool:
+    """A pooled connection that failed before any of the reply came, with a request safe to send again."""
+    return conn.reused and conn.nothing_received() and (isinstance(exc, NotWritten) or method in _IDEMPOTENT)
 
 
 def serialise(method: str, url: URL, headers: CIMultiDict, body: bytes | None, close: bool = False) -> bytes:

@@ -211,9 +211,9 @@ class Connection(asyncio.Protocol):
         connection on any error or cancellation; `reusable` says whether it may go back to the pool."""
         self._reset(limit, head_only)
         self.reusable = False
-        waiter = self._waiter = self.loop.create_future()
         if self.closed or self.transport is None or self.transport.is_closing():
             raise NotWritten("ServerDisconnectedError: Server disconnected")
+        waiter = self._waiter = self.loop.create_future()
         self.transport.write(request)
         timer = self.loop.call_later(header_timeout, self._head_late, header_timeout) if header_timeout else None
         try:
