@@ -350,7 +350,8 @@ def render(
         "(tests/support/upstream.py) and the Invoke API stub (tests/support/invoke_stub.py), all on 127.0.0.1 of "
         f"the same machine ({os.cpu_count()} cores, {cpu}, Python {platform.python_version()}). Requests rotate "
         "over `/http` (an HTTP backend with `allow`), `/lambda` (a Lambda backend, SigV4-signed, with `deny`) and "
-        "`/merged` (both, grouped).",
+        "`/merged` (both, grouped). Backend client: "
+        f"`{os.environ.get('LAMBDAGATE_HTTP_CLIENT') or 'fast'}` (lambdagate.client; `fast` is the default).",
         "",
         "| | |",
         "|---|---|",
