@@ -71,7 +71,7 @@ $(VENV)/.bench-deps: pyproject.toml | $(BIN)/python
 bench-quick: bench-tools $(VENV)/.bench-deps
 	$(BIN)/python bench/run.py quick
 
-# The full run (about 5 min), py-spy profiles of the gateway, then the long RSS run (about 4 min);
+# The full run (about 6 min), py-spy profiles of the gateway, then the long RSS run (1M requests a scenario, up to 12 min);
 # rewrites docs/benchmarks.md and docs/benchmarks.png.
 bench: bench-tools $(VENV)/.bench-deps
 	$(BIN)/python bench/run.py full --no-report
