@@ -28,6 +28,7 @@ from lambdagate.client import (
     TooLarge,
 )
 from lambdagate.client.fast import FastClient, serialise
+from lambdagate.config import LoadOptions, validate_document
 from lambdagate.config.backend_client import PoolSettings
 from tests.support.procs import free_port, serve_module
 
@@ -390,3 +391,33 @@ def test_fast_client_caches_dns_answers_for_their_ttl(upstream):
             await client.close()
 
     asyncio.run(main())
+
+
+def test_fast_client_caps_idle_connections_across_hosts_closing_the_oldest(upstream):
+    """max_idle_connections (Go's MaxIdleConns): with a cap of 1 across hosts, a connection to a second host coming
+    back to the pool closes the first host's idle one, so the next call to the first host opens a new connection.
+    Without the cap both stay pooled. ("localhost" and "127.0.0.1" are two pools on the same upstream.)"""
+    other = upstream.replace("127.0.0.1", "localhost")
+
+    async def calls(cap: int) -> int:
+        client = FastClient(max_idle_total=cap)
+        try:
+            before = (await get(client, upstream + "/stats")).body
+            for base in (upstream, other, upstream, other):
+                assert (await get(client, base + "/ok")).status == 200
+            after = (await get(client, upstream + "/stats")).body
+            return json.loads(after)["connections"] - json.loads(before)["connections"]
+        finally:
+            await client.close()
+
+    assert asyncio.run(calls(0)) == 1  # the second host's one connection; the first host's is reused throughout
+    assert asyncio.run(calls(1)) == 4  # each call finds its host's idle connection closed by the other's return
+
+
+@pytest.mark.parametrize(("client", "warned"), [(None, False), ("fast", False), ("aiohttp", True)])
+def test_idle_connection_caps_are_warned_only_where_they_have_no_effect(client, warned):
+    config = {"version": 3, "max_idle_connections": 10, "max_idle_connections_per_host": 5, "endpoints": []}
+    if client:
+        config["extra_config"] = {"lambdagate/server": {"http_client": client}}
+    warnings = [str(w) for w in validate_document(config, LoadOptions()).warnings if "max_idle" in str(w)]
+    assert len(warnings) == (2 if warned else 0), warnings

@@ -127,7 +127,8 @@ def new_backend_client(
     kind: str, session: aiohttp.ClientSession, settings: ClientSettings | None = None, resolver: Any = None
 ) -> HttpClient:
     """The client of backend and Lambda calls: the fast one, or aiohttp's `session` behind the seam. The pool keys
-    map as for aiohttp (see the module docstring); max_idle_connections_per_host bounds the idle connections."""
+    map as for aiohttp (see the module docstring); max_idle_connections_per_host and max_idle_connections bound
+    the idle connections per host and in all."""
     if kind == "aiohttp":
         return AiohttpClient(session)
     settings = settings or ClientSettings()
@@ -137,6 +138,7 @@ def new_backend_client(
         ssl=settings.ssl,
         max_per_host=512,
         max_idle=pool.max_idle_connections_per_host or 250,
+        max_idle_total=pool.max_idle_connections,
         idle_timeout=pool.idle_connection_timeout or _IDLE_DEFAULT,
         keep_alive=not pool.disable_keep_alives,
         connect_timeout=pool.dialer_timeout,

@@ -199,11 +199,15 @@ def check_service_client(service: ServiceConfig) -> tuple[list[tuple[str, str]],
         errs, warns = tls_issues(tls)
         errors += [(f"client_tls{'.' + p if p else ''}", m) for p, m in errs]
         warnings += [(f"client_tls.{p}", m) for p, m in warns]
+    server = service.namespaces.get("lambdagate/server")  # by name: config.server_options imports this via the loader
+    on_aiohttp = server is not None and server.http_client == "aiohttp"
     for key in ("max_idle_connections", "max_idle_connections_per_host"):
         if getattr(service, key) < 0:
             errors.append((key, "must not be negative"))
-        elif getattr(service, key):
-            warnings.append((key, "accepted; aiohttp has no cap on idle connections (in-use ones are capped)"))
+        elif getattr(service, key) and on_aiohttp:
+            warnings.append(
+                (key, 'no effect with lambdagate/server http_client "aiohttp" (no cap on idle connections there)')
+            )
     return errors, warnings
 
 
