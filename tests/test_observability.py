@@ -57,6 +57,16 @@ def gw(upstream, stub, otlp, tmp_path_factory) -> Iterator[tuple[Gateway, str]]:
                 "backend": [{"host": [upstream], "url_pattern": "/echo/obs"}],
             },
             {"endpoint": "/obs/status/{code}", "backend": [{"host": [upstream], "url_pattern": "/status/{code}"}]},
+            {
+                "endpoint": "/obs/details",
+                "backend": [
+                    {
+                        "host": [upstream],
+                        "url_pattern": "/status/404",
+                        "extra_config": {"backend/http": {"return_error_details": "up"}},
+                    }
+                ],
+            },
             {"endpoint": "/obs/lambda", "backend": [lam(stub, "echo-obs")]},
             {
                 "endpoint": "/obs/v2",
@@ -174,10 +184,11 @@ def test_access_log_json_line_per_request(gw):
     http("GET", gateway.url + "/obs/merge", headers={"X-Request-Id": "log-merge-1"})
     http("GET", gateway.url + "/obs/status/503", headers={"X-Request-Id": "log-503-1"})
     http("GET", gateway.url + "/nowhere", headers={"X-Request-Id": "log-404-1"})
+    http("GET", gateway.url + "/obs/details", headers={"X-Request-Id": "log-details-1"})
 
     def lines():
         found = {e["request_id"]: e for e in access_lines(gateway)}
-        return found if {"log-merge-1", "log-503-1", "log-404-1"} <= found.keys() else None
+        return found if {"log-merge-1", "log-503-1", "log-404-1", "log-details-1"} <= found.keys() else None
 
     found = wait_for(lines)
     assert found, gateway.log()[-3000:]
@@ -190,6 +201,9 @@ def test_access_log_json_line_per_request(gw):
     failed = found["log-503-1"]
     assert failed["status"] == 500 and failed["route"] == "/obs/status/{code}"
     assert [b["outcome"] for b in failed["backends"]] == ["error"]
+    # A failed call whose details the client gets (backend/http return_error_details) is still a failed call.
+    details = found["log-details-1"]
+    assert (details["status"], [b["outcome"] for b in details["backends"]]) == (200, ["error"])
     assert found["log-404-1"]["status"] == 404 and found["log-404-1"]["route"] is None
     # The backend failure itself is logged as a warning carrying the request id.
     warnings = [json.loads(x) for x in gateway.log().splitlines() if x.startswith("{") and '"WARNING"' in x]

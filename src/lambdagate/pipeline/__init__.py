@@ -125,7 +125,8 @@ def observed(call: Backend, label: str, stats: BackendStats | None, record: bool
         outcome = "error"
         try:
             resp = await call(req)
-            outcome = "error" if resp.status >= 500 else "success"
+            # A failed call's details (backend/http return_error_details) answer, but the call failed all the same.
+            outcome = "error" if resp.status >= 500 or resp.is_error_details else "success"
             return resp
         except BackendError as exc:
             outcome = "timeout" if exc.timed_out else "error"
