@@ -2,7 +2,8 @@
 
 `python -m bench.inproc [--mode fake|http] [--requests N] [--profile]`: GET /proxy as the bench's gateway_http has
 it (one backend, no features on). `fake`: the backend answers at once (the front path, pipeline and render alone);
-`http`: the real HTTP backend on the fast client against a tiny upstream in a child process on loopback.
+`http`: the real HTTP backend on the fast client against a tiny upstream in a child process on loopback; `lambda`:
+a Lambda backend (SigV4-signed Invoke POST) against the same upstream; `skeleton`: the 20-line skeleton's call.
 Prints CPU µs per request of this process (the upstream's CPU is not counted). Bounded by --requests.
 """
 
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import socket
 import subprocess
@@ -105,14 +107,17 @@ async def main(args: argparse.Namespace) -> None:
     conf = tmp / "krakend.json"
     config = {"version": 3, "timeout": "5s", "host": [f"http://127.0.0.1:{port}"]}
     config["endpoints"] = [{"endpoint": "/proxy", "backend": [{"url_pattern": "/"}]}]
+    if args.mode == "lambda":  # /proxy on a Lambda backend: the upstream answers the signed Invoke POST at once
+        lam = {"function_name": "bench", "region": "us-east-1", "endpoint": f"http://127.0.0.1:{port}"}
+        config["endpoints"][0]["backend"][0]["extra_config"] = {"backend/lambda": lam}
+        os.environ.update(AWS_ACCESS_KEY_ID="AKIDBENCHEXAMPLE0000", AWS_SECRET_ACCESS_KEY="bench/secret/0000")
+        os.environ.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp / "none"))
     conf.write_text(json.dumps(config))
     loaded = load_config(str(conf), LoadOptions())
     kwargs = {"backend_factory": fake_factory} if args.mode == "fake" else {}
     app = Gateway(loaded, log_settings=LogSettings(access=False), **kwargs)  # the bench's --no-access-log
     await app.startup()
     if args.mode == "skeleton":  # the 20-line skeleton on the same client: the floor
-        import os
-
         os.environ["SKELETON_UPSTREAM"] = f"http://127.0.0.1:{port}/"
         from bench import skeleton_fast
 
@@ -141,7 +146,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mode", choices=("fake", "http", "skeleton"), default="fake")
+    parser.add_argument("--mode", choices=("fake", "http", "lambda", "skeleton"), default="fake")
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)

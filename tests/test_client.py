@@ -421,3 +421,9 @@ def test_idle_connection_caps_are_warned_only_where_they_have_no_effect(client, 
         config["extra_config"] = {"lambdagate/server": {"http_client": client}}
     warnings = [str(w) for w in validate_document(config, LoadOptions()).warnings if "max_idle" in str(w)]
     assert len(warnings) == (2 if warned else 0), warnings
+
+
+def test_a_negative_idle_connection_cap_is_refused_with_what_to_write():
+    config = {"version": 3, "max_idle_connections": -1, "endpoints": []}
+    with pytest.raises(Exception, match="max_idle_connections: must not be negative: write 0 for no cap"):
+        validate_document(config, LoadOptions())

@@ -203,7 +203,7 @@ def check_service_client(service: ServiceConfig) -> tuple[list[tuple[str, str]],
     on_aiohttp = server is not None and server.http_client == "aiohttp"
     for key in ("max_idle_connections", "max_idle_connections_per_host"):
         if getattr(service, key) < 0:
-            errors.append((key, "must not be negative"))
+            errors.append((key, "must not be negative: write 0 for no cap, or a number of connections"))
         elif getattr(service, key) and on_aiohttp:
             warnings.append(
                 (key, 'no effect with lambdagate/server http_client "aiohttp" (no cap on idle connections there)')
