@@ -31,7 +31,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from lambdagate import __version__
-from lambdagate.backends.redirects import CallPolicy, follow
+from lambdagate.backends.redirects import CallPolicy, call
 from lambdagate.client.base import ClientError, HttpClient, TooLarge
 
 # At most one fetch per source in this many seconds, triggered by tokens (unknown key ids) or after a failure.
@@ -404,7 +404,7 @@ async def fetch_key_set(client: HttpClient, url: str, context: ssl.SSLContext, a
         target = target.with_user(None)
     policy = CallPolicy(ssl=context, max_redirects=KEY_SET_REDIRECTS + 1, https_only=True)
     try:
-        reply, _ = await follow(client, "GET", target, headers, None, policy, MAX_JWKS_BYTES)
+        reply = await call(client, "GET", target, headers, None, policy, MAX_JWKS_BYTES)
     except TooLarge:
         raise KeySetError(f"the JWK set is larger than {MAX_JWKS_BYTES} bytes") from None
     if reply.status != 200:

@@ -51,42 +51,10 @@ async def call(
     limit: int,
 ) -> Reply:
     """The final reply. client.base.ClientError for transport failures and redirect loops (TooLarge past `limit`)."""
-    reply = await client.request(
-        method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
-    )
-    if reply.status not in _REDIRECTS or not policy.follow_redirects:  # the common case: one call, no hop
-        return reply
-    return (await _hops(client, reply, method, url, headers, body, policy, limit))[0]
-
-
-async def follow(
-    client: HttpClient,
-    method: str,
-    url: URL,
-    headers: CIMultiDict,
-    body: bytes | None,
-    policy: CallPolicy,
-    limit: int,
-) -> tuple[Reply, URL]:
-    """`call`, with the URL the final reply came from."""
-    reply = await client.request(
-        method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
-    )
-    return await _hops(client, reply, method, url, headers, body, policy, limit)
-
-
-async def _hops(
-    client: HttpClient,
-    reply: Reply,
-    method: str,
-    url: URL,
-    headers: CIMultiDict,
-    body: bytes | None,
-    policy: CallPolicy,
-    limit: int,
-) -> tuple[Reply, URL]:
-    """From the first reply on: the redirects it and the next ones ask for, followed."""
     first_headers, hops = headers, 0
+    reply = await client.request(
+        method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
+    )
     while (step := _next_hop(reply, url, method, body, policy)) is not None:
         hops += 1
         if hops >= policy.max_redirects:
@@ -98,7 +66,7 @@ async def _hops(
         reply = await client.request(
             method, url, headers, body, limit=limit, ssl=policy.ssl, header_timeout=policy.header_timeout
         )
-    return reply, url
+    return reply
 
 
 def _next_hop(
