@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from lambdagate.config import load_config
@@ -21,17 +20,7 @@ from lambdagate.telemetry.shipper import REPORT_LOGGER, Shipper
 from tests.support.gelf_server import GelfServer
 from tests.support.procs import free_port
 from tests.test_lambda_backend import http
-
-
-def write(tmp_path: Path, extra: dict) -> Path:
-    doc = {
-        "version": 3,
-        "extra_config": extra,
-        "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://svc:1"], "url_pattern": "/a"}]}],
-    }
-    path = tmp_path / "krakend.json"
-    path.write_bytes(orjson.dumps(doc))
-    return path
+from tests.test_telemetry_compat import write
 
 
 class Lines(logging.Handler):
