@@ -76,3 +76,8 @@ class StartupError(Exception):
 def retry_seconds(wait: float) -> int:
     """A wait as Retry-After writes it: whole seconds, at least 1."""
     return max(1, math.ceil(wait))
+
+
+def clipped(text: str, limit: int = 200) -> str:
+    """`text` cut to `limit` characters (ending in "..." when cut): an upstream's error text goes into logs."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

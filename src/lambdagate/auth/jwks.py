@@ -33,6 +33,7 @@ from yarl import URL
 from lambdagate import __version__
 from lambdagate.backends.redirects import CallPolicy, call
 from lambdagate.client.base import ClientError, HttpClient, TooLarge
+from lambdagate.errors import clipped
 
 # At most one fetch per source in this many seconds, triggered by tokens (unknown key ids) or after a failure.
 MIN_REFETCH_INTERVAL = 10.0
@@ -326,7 +327,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {FETCH_TIMEOUT:.0f} s"
     text = str(exc) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    return clipped(text)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from yarl import URL
 
 from lambdagate import __version__
 from lambdagate.client.base import ClientError, HttpClient, TooLarge
-from lambdagate.errors import BackendError
+from lambdagate.errors import BackendError, clipped
 
 EXPIRY_MARGIN = 10.0  # seconds before its expiry a token is replaced (x/oauth2's expiryDelta)
 FETCH_TIMEOUT = 10.0  # one token request, connection included; callers also stop waiting at their deadline
@@ -130,7 +130,7 @@ def _reason(exc: BaseException) -> str:
         return f"no answer within {FETCH_TIMEOUT:.0f} s"
     if isinstance(exc, ClientError):  # the client's text, with any URL in it cut to its scheme (credentials)
         text = _URL.sub(r"\1...", str(exc))
-        return text if len(text) <= 200 else text[:197] + "..."
+        return clipped(text)
     # The type and the OS's reason only: an error's text may hold the URL, which may carry credentials.
     strerror = getattr(exc, "strerror", None)
     return f"{type(exc).__name__}: {strerror}" if strerror else type(exc).__name__

@@ -33,7 +33,7 @@ from lambdagate.backends.reply_data import TooDeep, load_json
 from lambdagate.client.base import ClientError, HttpClient
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
-from lambdagate.errors import BackendError
+from lambdagate.errors import BackendError, clipped
 from lambdagate.pipeline import ResponseStep
 from lambdagate.pipeline.fanout import MergedResponse
 
@@ -257,7 +257,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer within the fetch timeout"
     text = str(exc) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    return clipped(text)
 
 
 async def signer_step(service: ServiceConfig, endpoint: EndpointConfig, resources: Resources) -> ResponseStep | None:
