@@ -82,6 +82,65 @@ def test_in_flight_cap_gives_503_with_retry_after(upstream, start_gateway):
     assert "requests in flight (max_in_flight)" in gw.log()
 
 
+def _partial_post(port: int) -> socket.socket:
+    """A POST /echo whose body (100 bytes) is only partly sent: the request waits for the rest."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + b"a" * 10
+    )
+    return sock
+
+
+def test_trickled_bodies_hold_no_in_flight_place(upstream, start_gateway):
+    # Requests waiting for their bodies are not work: clients trickling bodies must not lock everyone out (503).
+    gw = start_gateway(limits_config(upstream, max_in_flight=2, read_timeout="10s"))
+    port = int(gw.url.rsplit(":", 1)[1])
+    waiting = [_partial_post(port) for _ in range(4)]
+    try:
+        time.sleep(0.5)  # all four are admitted and waiting for their bodies
+        assert http("GET", f"{gw.url}/get")[0] == 200
+        for sock in waiting:  # each body completes: served, one after the other
+            sock.sendall(b"a" * 90)
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in waiting:
+            sock.close()
+
+
+def test_body_arriving_at_the_in_flight_cap_gets_503(upstream, start_gateway):
+    gw = start_gateway(limits_config(upstream, max_in_flight=2, read_timeout="10s"))
+    port = int(gw.url.rsplit(":", 1)[1])
+    with _partial_post(port) as sock:
+        time.sleep(0.3)
+        results: list[int] = []
+        slow = [
+            threading.Thread(target=lambda: results.append(http("GET", f"{gw.url}/slow/1500")[0])) for _ in range(2)
+        ]
+        for t in slow:
+            t.start()
+        time.sleep(0.5)  # the two slow requests fill the cap
+        sock.sendall(b"a" * 90)
+        head = sock.recv(1000)
+        for t in slow:
+            t.join()
+    assert head.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in head.lower()
+    assert b"server busy, retry later" in head
+    assert results == [200, 200]
+    assert "after its body: 2 requests in flight (max_in_flight)" in gw.log()
+
+
+def test_http11_request_without_host_gets_400(upstream, start_gateway):
+    gw = start_gateway(limits_config(upstream))
+    port = int(gw.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /get HTTP/1.1\r\nAccept: */*\r\n\r\n")
+        head = sock.recv(1000)
+    assert head.startswith(b"HTTP/1.1 400") and b"missing required Host header" in head
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # HTTP/1.0 has no Host to require
+        sock.sendall(b"GET /get HTTP/1.0\r\n\r\n")
+        assert sock.recv(100).split(b" ")[1] == b"200"
+
+
 def test_sigterm_lets_in_flight_requests_finish(upstream, tmp_path):
     gateway = launch_gateway(limits_config(upstream, shutdown_grace="5s"), tmp_path)
     proc, url = gateway.process, gateway.url

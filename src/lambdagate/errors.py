@@ -63,10 +63,11 @@ class BackendError(Exception):
 class RequestRejected(Exception):
     """The client's request is refused before any backend is called (bad syntax, not allowed, too large)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers  # extra reply headers (a busy refusal's Retry-After)
 
 
 class StartupError(Exception):

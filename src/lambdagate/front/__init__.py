@@ -15,6 +15,7 @@ from lambdagate.asgi import Receive, Scope
 from lambdagate.pipeline.render import Reply
 
 if TYPE_CHECKING:
+    from lambdagate.front.admission import Admission
     from lambdagate.telemetry.tracing import ServerSpan
 
 
@@ -37,6 +38,9 @@ class Exchange:
     # filtering, so a guard can add what the client could not, e.g. propagated claims).
     claims: dict[str, Any] | None = None
     backend_headers: dict[str, str] | None = None
+    # The worker's admission, once the request holds one of its in-flight places (given back while the request
+    # waits for its body: front.request.read_request_body).
+    admission: Admission | None = None
 
     @property
     def client_ip(self) -> str:

@@ -16,7 +16,7 @@ import orjson
 
 from lambdagate import __version__
 from lambdagate.front import Exchange, Handler
-from lambdagate.front.request import read_body
+from lambdagate.front.request import read_request_body
 from lambdagate.pipeline.render import INCOMPLETE, JSON_TYPE, Reply, json_reply
 
 # gin's own replies (KrakenD CE's router): exactly this body and Content-Type.
@@ -39,7 +39,7 @@ def echo(max_body: int, read_timeout: float) -> Handler:
     """Debug only: the request as the gateway received it."""
 
     async def answer(ex: Exchange) -> Reply:
-        body = await read_body(ex.receive, max_body, read_timeout)
+        body = await read_request_body(ex, max_body, read_timeout)
         scope = ex.scope
         return json_reply(
             200,
@@ -59,7 +59,7 @@ def debug(max_body: int, read_timeout: float) -> Handler:
     """`/__debug/{anything}`, any method: reads the body and answers {"message": "pong"}, as KrakenD's."""
 
     async def answer(ex: Exchange) -> Reply:
-        await read_body(ex.receive, max_body, read_timeout)
+        await read_request_body(ex, max_body, read_timeout)
         return PONG
 
     return answer

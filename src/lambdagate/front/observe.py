@@ -80,7 +80,7 @@ def failure_reply(ex: Exchange, exc: Exception) -> Reply:
     """What `contained` answers for an exception: a refusal its own 4xx, anything else a plain 500 (the traceback
     goes to the log)."""
     if isinstance(exc, RequestRejected):
-        return json_reply(exc.status, {"error": exc.message})
+        return json_reply(exc.status, {"error": exc.message}, list(exc.headers))
     log.error("unhandled error serving %s %s request_id=%s", ex.method, ex.path[:200], ex.request_id, exc_info=exc)
     return json_reply(500, {"error": "internal error"})
 

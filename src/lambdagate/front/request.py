@@ -64,6 +64,22 @@ async def read_body(receive: Receive, limit: int, timeout: float) -> bytes:
         raise RequestRejected(408, "request body not received in time") from None
 
 
+async def read_request_body(ex: Exchange, limit: int, timeout: float) -> bytes:
+    """`read_body` for an admitted request: its in-flight place is given back while it waits for the body (a client
+    trickling a body holds no capacity), and taken again once the body is in: 503 when the worker is full by then."""
+    admission = ex.admission
+    if admission is None:
+        return await read_body(ex.receive, limit, timeout)
+    admission.body_wait()
+    try:
+        body = await read_body(ex.receive, limit, timeout)
+    finally:
+        fits = admission.body_read()
+    if not fits:
+        raise admission.busy_after_body(ex)
+    return body
+
+
 async def _receive_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -157,7 +173,7 @@ def building_request(pipeline: EndpointPipeline, rules: RequestRules) -> Handler
         for value in ex.params.values():
             if unsafe_param(value, rules.allow_slash):
                 return json_reply(400, {"error": "invalid path parameter"})
-        body = await read_body(ex.receive, rules.max_body, rules.timeout) if rules.reads_body else b""
+        body = await read_request_body(ex, rules.max_body, rules.timeout) if rules.reads_body else b""
         scope = ex.scope
         headers, host = rules.headers_of(scope["headers"])
         if ex.backend_headers:

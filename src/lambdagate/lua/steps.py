@@ -25,7 +25,7 @@ from lambdagate.client.base import ClientError
 from lambdagate.config.server_options import server_options
 from lambdagate.errors import BackendError, StartupError
 from lambdagate.front import Exchange, Handler, Step
-from lambdagate.front.request import read_body
+from lambdagate.front.request import read_request_body
 from lambdagate.lua import api
 from lambdagate.lua.config import BACKEND, ENDPOINT, PROXY, LuaConfig
 from lambdagate.lua.sandbox import ScriptFailed, ScriptSet
@@ -140,7 +140,7 @@ def _endpoint_guard(config: LuaConfig, ctx: StepContext) -> Step:
     def step(inner: Handler) -> Handler:
         async def guarded(ex: Exchange) -> Reply:
             reads_body = ex.method in _BODY_METHODS
-            body = await read_body(ex.receive, options.max_body_bytes, options.read_timeout) if reads_body else b""
+            body = await read_request_body(ex, options.max_body_bytes, options.read_timeout) if reads_body else b""
             state = scripts.new_state()
             context = api.LuaContextApi(ex, state, body)
             deadline = asyncio.get_running_loop().time() + timeout
