@@ -126,6 +126,29 @@ def test_only_allowed_headers_and_query_strings_reach_the_backend() -> None:
     )
 
 
+def test_without_input_headers_only_content_type_reaches_the_backend() -> None:
+    # Lura's default (server.HeadersToSend): a backend can parse the body it gets.
+    fakes = FakeBackends({"/a": returning({"a": 1})})
+    headers = [("Content-Type", "application/json"), ("Authorization", "Bearer t"), ("X-Other", "1")]
+
+    async def scenario(gw: InProcessGateway) -> None:
+        await gw.request("POST", "/p", headers, b'{"a": 1}')
+        await gw.request("POST", "/listed", headers, b'{"a": 1}')
+        default, listed = fakes.seen["/a"]
+        assert default.headers == {"content-type": "application/json"}
+        assert default.body == b'{"a": 1}'
+        assert listed.headers == {"x-other": "1"}  # a list replaces the default
+
+    run(
+        config(
+            endpoint("/p", "/a", method="POST"),
+            endpoint("/listed", "/a", method="POST", input_headers=["X-Other"]),
+        ),
+        fakes,
+        scenario,
+    )
+
+
 @pytest.mark.parametrize("value", ["..%2Fadmin", "a%2Fb", "%252F", "%2E%2E", "a%5Cb", "x%00"])
 def test_a_parameter_that_could_leave_its_segment_never_reaches_a_backend(value: str) -> None:
     fakes = FakeBackends({"/u/{id}": returning({"a": 1})})

@@ -118,14 +118,20 @@ def unsafe_param(value: str, allow_slash: bool) -> bool:
     return True  # still encoded after that many layers: nobody sends that in good faith
 
 
+# What an endpoint without `input_headers` forwards: Content-Type, as Lura (server.HeadersToSend), so a backend can
+# parse the body it gets.
+DEFAULT_INPUT_HEADERS = ("Content-Type",)
+
+
 class RequestRules:
     """An endpoint's request-side rules, precomputed."""
 
     __slots__ = ("all_headers", "headers", "all_query", "query", "reads_body", "allow_slash", "max_body", "timeout")
 
     def __init__(self, config: EndpointConfig, max_body: int, read_timeout: float, allow_slash: bool) -> None:
-        self.all_headers = "*" in config.input_headers
-        self.headers = frozenset(h.lower().encode("latin-1") for h in config.input_headers) - NEVER_FORWARD
+        names = config.input_headers or DEFAULT_INPUT_HEADERS
+        self.all_headers = "*" in names
+        self.headers = frozenset(h.lower().encode("latin-1") for h in names) - NEVER_FORWARD
         self.all_query = "*" in config.input_query_strings
         self.query = frozenset(config.input_query_strings)
         self.reads_body = config.method in _BODY_METHODS
