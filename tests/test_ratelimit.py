@@ -7,14 +7,20 @@ import asyncio
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import orjson
 import pytest
 
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.errors import ConfigError
+from lambdagate.front import Exchange
+from lambdagate.ratelimit import key_reader
 from lambdagate.ratelimit.buckets import ClientBuckets, TokenBucket, client_key
+from lambdagate.ratelimit.config import RouterLimits
 from tests.support.asgi import FakeBackends, InProcessGateway, returning, run
+from tests.support.jwt_keys import jwks, sign
+from tests.support.procs import serve_module
 
 RL = "qos/ratelimit/router"
 
@@ -111,6 +117,19 @@ def test_header_strategy_counts_by_the_header_and_refuses_a_request_without_it()
     )
 
 
+def test_the_header_key_is_read_as_the_guards_left_it() -> None:
+    read = key_reader(RouterLimits(client_max_rate=1, strategy="header", key=" X-User "))
+    ex = Exchange({"headers": [(b"x-other", b"o"), (b"x-user", b"mallory"), (b"x-user", b"2nd")]}, None, "GET", "/")
+    assert read(ex) == "mallory"  # no guard set it: the client's first value
+    ex.backend_headers = {"x-org": "acme"}
+    assert read(ex) == "mallory"
+    ex.backend_headers = {"x-user": "alice"}  # a propagated claim (names are lower case there)
+    assert read(ex) == "alice"
+    ex.backend_headers = {"x-user": ""}  # a missing claim sets it empty: the request is refused, as in KrakenD
+    assert read(ex) == ""
+    assert read(Exchange({"headers": []}, None, "GET", "/")) == ""
+
+
 def test_param_strategy_counts_by_the_path_parameter_and_the_client_check_comes_first() -> None:
     fakes = FakeBackends({"/u": returning({"a": 1})})
 
@@ -165,6 +184,52 @@ def test_backend_limit_fails_that_backend_partial_in_a_merge_and_503_alone(start
     assert (first[0], sorted(first[1]), first[2]) == (200, ["a", "b"], "true")
     assert (second[0], sorted(second[1]), second[2]) == (200, ["a"], "false")
     assert [get(gw.url + "/one")[0] for _ in range(2)] == [200, 503]
+
+
+@pytest.fixture(scope="module")
+def key_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real JWK set server (tests/support/jwks_server.py) publishing one RS256 key."""
+    with serve_module("tests.support.jwks_server", "/ready", tmp_path_factory.mktemp("jwks")) as url:
+        body = orjson.dumps(jwks(("RS256", "k1")))
+        urllib.request.urlopen(urllib.request.Request(f"{url}/jwks", data=body, method="PUT"), timeout=5).read()
+        yield url
+
+
+def test_header_strategy_counts_by_a_propagated_claim_not_the_clients_header(
+    key_server: str, upstream: str, start_gateway
+) -> None:
+    # The shape of a real config (JWT-validation-based rate limiting): the validator writes the user's name into
+    # x-user before the limit reads it, as krakend-jose does (Request.Header.Set), so the limit is per user and a
+    # client's own x-user neither shares nor escapes a bucket.
+    validator = {
+        "alg": "RS256",
+        "jwk_url": f"{key_server}/jwks",
+        "disable_jwk_security": True,
+        "propagate_claims": [["preferred_username", "x-user"]],
+    }
+    limit = {"client_max_rate": 1, "client_capacity": 1, "strategy": "header", "key": "x-user"}
+    gw = start_gateway(
+        config(
+            {
+                "endpoint": "/me",
+                "input_headers": ["x-user"],
+                "extra_config": {"auth/validator": validator, RL: limit},
+                "backend": [{"host": [upstream], "url_pattern": "/echo/me"}],
+            }
+        )
+    )
+    alice, bob = (sign(kid="k1", preferred_username=name) for name in ("alice", "bob"))
+
+    def call(token: str, user: str | None = None) -> tuple[int, dict, str | None]:
+        return get(gw.url + "/me", {"Authorization": f"Bearer {token}", **({"X-User": user} if user else {})})
+
+    first = call(alice, "r0")
+    assert first[0] == 200, first
+    assert first[1]["headers"]["x-user"] == "alice"  # the claim, over the client's value
+    assert [call(alice, f"r{i}")[0] for i in range(1, 4)] + [call(alice)[0]] == [429] * 4
+    second = call(bob)  # his own bucket, not the one every request without x-user would share
+    assert (second[0], second[1]["headers"]["x-user"]) == (200, "bob")
+    assert call(bob, "alice")[0] == 429
 
 
 def _body(raw: bytes) -> dict:

@@ -35,12 +35,24 @@ class Exchange:
     span: ServerSpan | None = None
     calls: list[tuple[str, str, float]] | None = None  # backend calls, when the access log lists them
     # Set by guards: a validated token's claims, and headers for the backend request (after input_headers
-    # filtering, so a guard can add what the client could not, e.g. propagated claims).
+    # filtering, so a guard can add what the client could not, e.g. propagated claims), by lower-case name. The
+    # steps after the guard read them as the request's own (`header`).
     claims: dict[str, Any] | None = None
     backend_headers: dict[str, str] | None = None
     # The worker's admission, once the request holds one of its in-flight places (given back while the request
     # waits for its body: front.request.read_request_body).
     admission: Admission | None = None
+
+    def header(self, name: str) -> str | None:
+        """The request's header `name` (lower case) as KrakenD's later middlewares read it: a value an earlier guard
+        set (krakend-jose's propagated claims replace the client's with `Header.Set`) over the client's first one."""
+        guarded = self.backend_headers
+        if guarded is not None:
+            found = guarded.get(name)
+            if found is not None:
+                return found
+        key = name.encode("latin-1")
+        return next((v.decode("latin-1") for k, v in self.scope["headers"] if k == key), None)
 
     @property
     def client_ip(self) -> str:

@@ -28,13 +28,15 @@ CLIENT_REFUSED = {"error": "too many requests"}
 
 
 def key_reader(cfg: RouterLimits) -> Callable[[Exchange], str]:
-    """How a request names its client. `ip` is the connection's address: X-Forwarded-For and the `key` header are
-    not read, since any client can write them (there is no trusted-proxy setting yet)."""
+    """How a request names its client. `header` reads the header as the guards before the limit left it, as
+    KrakenD's limiter reads the request after krakend-jose set its propagated claims: a claim counts, not the
+    client's own value. `ip` is the connection's address: X-Forwarded-For and the `key` header are not read, since
+    any client can write them (there is no trusted-proxy setting yet)."""
     if cfg.strategy == "header":
-        wanted = cfg.key.strip().lower().encode("latin-1")
+        wanted = cfg.key.strip().lower()
 
         def header(ex: Exchange) -> str:
-            return next((v.decode("latin-1") for k, v in ex.scope["headers"] if k == wanted), "")
+            return ex.header(wanted) or ""
 
         return header
     if cfg.strategy == "param":
