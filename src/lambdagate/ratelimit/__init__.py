@@ -30,8 +30,9 @@ CLIENT_REFUSED = {"error": "too many requests"}
 def key_reader(cfg: RouterLimits) -> Callable[[Exchange], str]:
     """How a request names its client. `header` reads the header as the guards before the limit left it, as
     KrakenD's limiter reads the request after krakend-jose set its propagated claims: a claim counts, not the
-    client's own value. `ip` is the connection's address: X-Forwarded-For and the `key` header are not read, since
-    any client can write them (there is no trusted-proxy setting yet)."""
+    client's own value. `ip` is `Exchange.client_ip`: the connection's address, or the one the router's
+    `forwarded_by_client_ip` read from a `trusted_proxies` peer's header; the `key` header is never read for it,
+    since any client can write it."""
     if cfg.strategy == "header":
         wanted = cfg.key.strip().lower()
 

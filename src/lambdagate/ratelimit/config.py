@@ -152,9 +152,9 @@ def _check_router(cfg: RouterLimits, ctx: NamespaceContext, issues: list[tuple[s
         ctx.warnings.append(
             (
                 "key",
-                f"ignored: the client address is the connection's, never the {cfg.key!r} header "
-                "a client can forge (no trusted-proxy setting yet); to count by a header your "
-                'load balancer sets, write "strategy": "header"',
+                f"ignored: the client address is never read from the {cfg.key!r} header a client can forge; "
+                "behind a proxy, set the router's forwarded_by_client_ip and trusted_proxies (or, to count by "
+                'a header your load balancer sets, write "strategy": "header")',
             )
         )
 
