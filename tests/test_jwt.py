@@ -397,6 +397,39 @@ def test_propagate_claims_to_backend_headers_over_the_clients(keyfile) -> None:
     )
 
 
+def test_an_endpoint_script_and_the_rate_limit_after_it_see_the_propagated_claims(keyfile) -> None:
+    # KrakenD: JWT sets the claim headers on the request, then Lua reads and may change them, then the limit reads
+    # them; the backend gets what the last of them left.
+    backends = fakes()
+    rules = {"jwk_local_path": keyfile(("RS256", "k1")), "propagate_claims": [["sub", "x-user"], ["org", "x-org"]]}
+    pre = """
+local c = ctx.load()
+c:headers("X-Seen", c:headers("X-User") .. "/" .. c:headerList("X-User"):get(0))
+if c:headers("X-Org") == "blocked" then c:headers("X-User", "everyone") end
+c:headers("X-Org", nil)
+"""
+    limit = {"client_max_rate": 1, "strategy": "header", "key": "X-User"}
+    extra = {"modifier/lua-endpoint": {"pre": pre}, "qos/ratelimit/router": limit}
+
+    async def scenario(gw: InProcessGateway) -> None:
+        alice = bearer(sign(sub="alice", org="acme"))
+        assert (await gw.request("GET", "/a", [("X-User", "mallory"), *alice])).status == 200
+        headers = backends.seen["/a"][-1].headers
+        assert (headers["x-user"], headers["x-seen"], "x-org" in headers) == ("alice", "alice/alice", False)
+        assert (await gw.request("GET", "/a", [("X-User", "other"), *alice])).status == 429
+        # The script's value replaces the claim's, for the limit and the backend.
+        assert (await gw.request("GET", "/a", bearer(sign(sub="bob", org="blocked")))).status == 200
+        assert backends.seen["/a"][-1].headers["x-user"] == "everyone"
+        assert (await gw.request("GET", "/a", bearer(sign(sub="carol", org="blocked")))).status == 429
+        assert (await gw.request("GET", "/a", bearer(sign(sub="carol", org="acme")))).status == 200
+
+    run(
+        config(endpoint("/a", None, input_headers=["x-user", "x-seen"], extra_config={NS: rules, **extra})),
+        backends,
+        scenario,
+    )
+
+
 def test_jwt_placeholders_need_their_claims(keyfile) -> None:
     backends = FakeBackends({"/users/{JWT.sub}/{JWT.org.id}": returning({"ok": True})})
 

@@ -428,15 +428,33 @@ class LuaContextApi:
     def headerList(self, name: Any, *value: Any) -> LuaListApi | None:
         key = header_name(name).encode("latin-1")
         if not value:
-            found = [v.decode("latin-1") for k, v in self.ex.scope["headers"] if k == key]
+            guarded = self._guarded(key)
+            found = (
+                [v.decode("latin-1") for k, v in self.ex.scope["headers"] if k == key] if guarded is None else [guarded]
+            )
             return LuaListApi(found, self.state)
         self._set_header(key, [header_value(v, self.state) for v in _list_values(value[0])])
         return None
 
+    def _guarded(self, key: bytes) -> str | None:
+        """A header an earlier guard set (a propagated claim): KrakenD's script reads the request after
+        krakend-jose's `Header.Set`, so it sees that value, not the client's."""
+        guarded = self.ex.backend_headers
+        return None if guarded is None else guarded.get(key.decode("latin-1"))
+
     def _header(self, key: bytes) -> bytes | None:
+        guarded = self._guarded(key)
+        if guarded is not None:
+            return out(guarded)
         return next((v for k, v in self.ex.scope["headers"] if k == key), None)
 
     def _set_header(self, key: bytes, values: list[str]) -> None:
+        guarded, name = self.ex.backend_headers, key.decode("latin-1")
+        if guarded is not None and name in guarded:  # the script's value replaces the guard's, as Header.Set would
+            rest = {k: v for k, v in guarded.items() if k != name}
+            if values:
+                rest[name] = ", ".join(values)
+            self.ex.backend_headers = rest or None
         scope = self._scope()
         kept = [(k, v) for k, v in scope["headers"] if k != key]
         scope["headers"] = kept + [(key, v.encode("latin-1", "replace")) for v in values]
