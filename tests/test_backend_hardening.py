@@ -136,6 +136,20 @@ def test_function_reply_headers_past_the_caps_are_malformed(gw, reply, cause):
     assert_failed(gw, reply_of(gw, b"/l/proxy", reply), 500, MALFORMED_FN, cause)
 
 
+@pytest.mark.parametrize(
+    ("reply", "cause"),
+    [
+        # str.isdigit() is true for these: "²" made int() raise (500 "the backend failed", a traceback logged)
+        ({"statusCode": "\u00b2"}, "statusCode must be an integer 200-599, got '\u00b2'"),
+        ({"statusCode": "2\u00b200"}, "statusCode must be an integer 200-599"),
+        ({"statusCode": "\uff12\uff10\uff10", "body": "{}"}, "statusCode must be an integer 200-599"),  # was 200
+    ],
+    ids=["superscript", "digits-and-superscript", "fullwidth"],
+)
+def test_function_reply_fields_of_the_wrong_kind_are_malformed(gw, reply, cause):
+    assert_failed(gw, reply_of(gw, b"/l/proxy", reply), 500, MALFORMED_FN, cause)
+
+
 def test_function_reply_headers_up_to_the_caps_pass(gw):
     resp = reply_of(
         gw,

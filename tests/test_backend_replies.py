@@ -194,6 +194,17 @@ def test_unwrap_refuses_too_many_names_before_checking_them():
         unwrap({"statusCode": 200, "headers": {f"bad name {i}": "v" for i in range(24600)}})
 
 
+@pytest.mark.parametrize("status", ["\u00b2", "2\u00b200", "\uff12\uff10\uff10", "\u0662\u0660\u0660", "2\u00b9"])
+def test_unwrap_takes_only_ascii_digits_as_a_string_status(status):
+    """str.isdigit() is true for all of these: int() raised on "²" (a 500 with a traceback), read "２００" as 200."""
+    with pytest.raises(MalformedReply, match="statusCode must be an integer 200-599, got"):
+        unwrap({"statusCode": status})
+
+
+def test_unwrap_reads_an_ascii_string_status():
+    assert unwrap({"statusCode": "201"}).status == 201
+
+
 def test_decoder_turns_a_malformed_reply_into_the_backends_error():
     decoder = ReplyDecoder("proxy", "apigateway_v1", single=True)
     with pytest.raises(BackendError) as info:

@@ -45,7 +45,8 @@ def is_proxy_shaped(value: Any) -> bool:
 def unwrap(value: dict[str, Any], limits: HeaderLimits = DEFAULT_LIMITS) -> FunctionHttpResponse:
     """The HTTP reply a proxy-shaped payload describes; MalformedReply if it is not well formed."""
     status = value.get("statusCode", 200)
-    if isinstance(status, str) and status.isdigit():
+    # ASCII digits only: str.isdigit() is also true for "²" (int() raises) and "２００" (int() reads 200).
+    if isinstance(status, str) and status.isascii() and status.isdigit():
         status = int(status)
     # 1xx are interim responses, never a final one: the server refuses to send them as a reply.
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
