@@ -143,11 +143,28 @@ def test_function_reply_headers_past_the_caps_are_malformed(gw, reply, cause):
         ({"statusCode": "\u00b2"}, "statusCode must be an integer 200-599, got '\u00b2'"),
         ({"statusCode": "2\u00b200"}, "statusCode must be an integer 200-599"),
         ({"statusCode": "\uff12\uff10\uff10", "body": "{}"}, "statusCode must be an integer 200-599"),  # was 200
+        # were passed on as Python's text: "None", "{'a': 'b'}", "[1, 2]"
+        ({"statusCode": 200, "headers": {"X-A": None}}, "header X-A is null"),
+        ({"statusCode": 200, "headers": {"X-A": {"a": "b"}}}, "header X-A is an object"),
+        ({"statusCode": 200, "headers": {"X-A": [1, 2]}}, "header X-A is a list"),
+        ({"statusCode": 200, "multiValueHeaders": {"X-A": ["ok", None]}}, "header X-A is null"),
     ],
-    ids=["superscript", "digits-and-superscript", "fullwidth"],
+    ids=["superscript", "digits-and-superscript", "fullwidth", "null", "object", "list", "multi-null"],
 )
 def test_function_reply_fields_of_the_wrong_kind_are_malformed(gw, reply, cause):
     assert_failed(gw, reply_of(gw, b"/l/proxy", reply), 500, MALFORMED_FN, cause)
+
+
+def test_function_reply_numbers_and_booleans_in_headers_pass_as_json_text(gw):
+    reply = {
+        "statusCode": "201",
+        "headers": {"X-B": True, "X-N": 10, "X-R": 1.5},
+        "multiValueHeaders": {"X-M": [0, False]},
+    }
+    resp = reply_of(gw, b"/l/proxy", {**reply, "body": "{}"})
+    assert (resp.status, resp.header(b"x-b"), resp.header(b"x-n"), resp.header(b"x-r")) == (201, b"true", b"10", b"1.5")
+    assert all_of(resp, b"x-m") == [b"0", b"false"]
+    assert_clean_log(gw)
 
 
 def test_function_reply_headers_up_to_the_caps_pass(gw):

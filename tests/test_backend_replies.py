@@ -205,6 +205,48 @@ def test_unwrap_reads_an_ascii_string_status():
     assert unwrap({"statusCode": "201"}).status == 201
 
 
+def test_unwrap_renders_numbers_and_booleans_as_json_text():
+    reply = unwrap(
+        {
+            "statusCode": 200,
+            "headers": {"X-T": True, "X-F": False, "X-I": 10, "X-N": -3, "X-R": 1.5, "X-E": 1e20},
+            "multiValueHeaders": {"X-M": ["a", 2, True, 0.25]},
+            "cookies": ["a=1"],
+        }
+    )
+    assert reply.headers == [
+        ("x-t", "true"),
+        ("x-f", "false"),
+        ("x-i", "10"),
+        ("x-n", "-3"),
+        ("x-r", "1.5"),
+        ("x-e", "1e+20"),
+        ("x-m", "a"),
+        ("x-m", "2"),
+        ("x-m", "true"),
+        ("x-m", "0.25"),
+        ("set-cookie", "a=1"),
+        ("content-type", "application/json"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "cause"),
+    [
+        ({"headers": {"X-A": None}}, "header X-A is null"),
+        ({"headers": {"X-A": {"a": "b"}}}, "header X-A is an object"),
+        ({"headers": {"X-A": [1, 2]}}, "header X-A is a list"),
+        ({"multiValueHeaders": {"X-A": ["ok", None]}}, "header X-A is null"),
+        ({"multiValueHeaders": {"X-A": [{"a": "b"}]}}, "header X-A is an object"),
+        ({"multiValueHeaders": {"X-A": [["v"]]}}, "header X-A is a list"),
+        ({"cookies": ["a=1", None]}, "header set-cookie is null"),
+    ],
+)
+def test_unwrap_refuses_header_values_that_are_not_scalars(reply, cause):
+    with pytest.raises(MalformedReply, match=cause):
+        unwrap({"statusCode": 200, **reply})
+
+
 def test_decoder_turns_a_malformed_reply_into_the_backends_error():
     decoder = ReplyDecoder("proxy", "apigateway_v1", single=True)
     with pytest.raises(BackendError) as info:

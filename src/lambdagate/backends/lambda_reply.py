@@ -104,8 +104,19 @@ def _header_name(name: str) -> str:
 
 
 def _header_value(name: str, item: Any) -> str:
-    text = item if isinstance(item, str) else str(item).lower() if isinstance(item, bool) else str(item)
+    """A string as it is; a number or a boolean as its JSON text (API Gateway takes both: true → "true", 1.5 →
+    "1.5"); null, an object or a list is no header value (never Python's "None" or "{'a': 'b'}")."""
+    if isinstance(item, str):
+        text = item
+    elif isinstance(item, (bool, int, float)):
+        text = orjson.dumps(item).decode()
+    else:
+        raise MalformedReply(f"header {name[:40]} is {_json_type(item)}, not a string, number or boolean")
     return check_value(name, text)
+
+
+def _json_type(item: Any) -> str:
+    return "null" if item is None else "an object" if isinstance(item, dict) else "a list"
 
 
 def data_response(value: Any) -> ProxyResponse:
