@@ -540,7 +540,7 @@ _reply = st.fixed_dictionaries(
             st.integers(200, 599),
             st.integers(200, 599),
             st.integers(-1, 700),
-            st.sampled_from([100, 101, 103, 204, 304, "200", "abc", None, 2.5, True]),
+            st.sampled_from([100, 101, 103, 204, 304, "200", "abc", None, 2.5, True, "\u00b2", "\uff12\uff10\uff10"]),
         ),
         "headers": st.one_of(
             st.dictionaries(_names, st.one_of(_header_text, st.integers(-9, 9), st.booleans()), max_size=3),
