@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -168,6 +169,22 @@ def test_a_token_server_that_answers_no_token_fails_every_caller(oauth: str, mod
     if mode.endswith("?wrong"):
         client = Client(client.token_url, CLIENT_ID, "wrong-secret")
     asyncio.run(with_source(client, use))
+
+
+def _token_reply(form: bool, expires_in: str) -> tuple[str, bytes]:
+    reply = {"access_token": "t", "expires_in": expires_in}
+    if form:
+        return "application/x-www-form-urlencoded", urlencode(reply).encode()
+    return "application/json", json.dumps(reply).encode()
+
+
+@pytest.mark.parametrize("expires_in", ["\u00b2", "-\u00b2", "\uff13\uff16\uff10\uff10"])
+@pytest.mark.parametrize("form", [False, True])
+def test_expires_in_is_read_only_from_ascii_digits(expires_in: str, form: bool) -> None:
+    """str.isdigit() is true for these: int() raised on "²" (not a TokenRefused), read "３６００" as 3600."""
+    with pytest.raises(oauth2_tokens.TokenRefused, match="expires_in is not a number of seconds"):
+        oauth2_tokens.read_token(*_token_reply(form, expires_in))
+    assert oauth2_tokens.read_token(*_token_reply(form, "60")) == ("Bearer t", 60.0)
 
 
 def test_a_hanging_or_absent_token_server_fails_within_the_callers_deadline(oauth: str) -> None:

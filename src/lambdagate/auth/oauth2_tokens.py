@@ -80,7 +80,8 @@ def _text(value: Any) -> str | None:
 
 def _expires_in(value: Any) -> float:
     """Seconds until expiry; inf when the reply gives none (x/oauth2: a token without expiry never expires)."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() is also true for "²" (int() raises) and "３６００" (int() reads 3600).
+    if isinstance(value, str) and (digits := value.strip().lstrip("-")).isascii() and digits.isdigit():
         value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
