@@ -63,6 +63,15 @@ def test_gelf_options_are_read_as_krakend_reads_them(tmp_path: Path) -> None:
             ".address: 'graylog' is not host:port: no GELF output (KrakenD cannot dial it either)",
         ),
         (True, ': not an object such as {"address": "graylog:12201"}: ignored, as KrakenD does'),
+        # str.isdigit() is true for both: int() raised on "²", read "１２２０１" as 12201
+        (
+            {"address": "graylog:\u00b2"},
+            ".address: 'graylog:\u00b2' is not host:port: no GELF output (KrakenD cannot dial it either)",
+        ),
+        (
+            {"address": "graylog:\uff11\uff12\uff12\uff10\uff11"},
+            ".address: 'graylog:\uff11\uff12\uff12\uff10\uff11' is not host:port: no GELF output (KrakenD cannot dial it either)",
+        ),
     ],
 )
 def test_gelf_without_a_usable_address_is_off_with_a_warning(tmp_path: Path, value, warning: str) -> None:

@@ -335,6 +335,11 @@ def test_bad_redis_limits_and_pools_are_refused() -> None:
         validate_document(
             config(endpoint("/a", "/a"), extra_config={"redis": {"clusters": [{"name": "c"}]}}), LoadOptions()
         )
+    # str.isdigit() is true for both ports: int() raised on "²" (not a ConfigError), read "６３７９" as 6379
+    for address in ("h:\u00b2", "h:\uff16\uff13\uff17\uff19"):
+        bad_port = {"redis": {"connection_pools": [{"name": "p", "address": address}]}}
+        with pytest.raises(ConfigError, match=r'connection_pools\[0\]\.address.*must be "host:port"'):
+            validate_document(config(endpoint("/a", "/a"), extra_config=bad_port), LoadOptions())
     # A cluster is named as a pool is.
     limit = {"max_rate": 1, "connection_pool": "big"}
     validate_document(config(endpoint("/a", "/a", limit=limit, key=RL + "/redis"), extra_config=pools), LoadOptions())

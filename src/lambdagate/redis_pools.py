@@ -108,7 +108,7 @@ class RedisConfig(BaseModel):
 
 def _check_address(address: str, path: str, issues: list[tuple[str, str]]) -> None:
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         issues.append((path, f'must be "host:port", e.g. "127.0.0.1:6379", got {address!r}'))
 
 

@@ -52,7 +52,7 @@ def split_address(address: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` → (host, port); ValueError with the reason otherwise."""
     host, sep, port = address.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"{address!r} is not host:port")
     return host, int(port)
 
