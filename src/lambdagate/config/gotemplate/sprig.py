@@ -116,6 +116,11 @@ def _regex(pattern: Any) -> Any:
 _GROUP_REF = re.compile(r"\$(\$|\{(\w+)\}|(\w+))")
 
 
+def _ascii_digits(text: str) -> bool:
+    """Go's digits: str.isdigit() is also true for "²" and "２００"."""
+    return text.isascii() and text.isdigit()
+
+
 def _expand(template: str, match: Any) -> str:
     """Go's Regexp.Expand: $1, ${1}, $name, ${name}; $$ is a dollar; an unknown group is empty."""
 
@@ -124,7 +129,7 @@ def _expand(template: str, match: Any) -> str:
             return "$"
         name = ref.group(2) or ref.group(3)
         try:
-            return match.group(int(name) if name.isdigit() else name) or ""
+            return match.group(int(name) if _ascii_digits(name) else name) or ""
         except (IndexError, KeyError, re2.error):
             return ""
 
@@ -167,7 +172,7 @@ def strings_map() -> dict[str, Callable[..., Any]]:
         "b64dec": _b64dec,
         "toString": strval,
         "toStrings": _strings,
-        "atoi": lambda s: to_int(strval(s)) if strval(s).strip().lstrip("+-").isdigit() else 0,
+        "atoi": lambda s: to_int(strval(s)) if _ascii_digits(strval(s).strip().lstrip("+-")) else 0,
     }
 
 
