@@ -138,7 +138,7 @@ class Connection(asyncio.Protocol):
             raise _Stop
         headers = self.headers()
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self._limit:  # refused before any of it is read
+        if length.isascii() and length.isdigit() and int(length) > self._limit:  # refused before any of it is read
             self._fail(too_large(self._limit, status, headers, int(length)))
             raise _Stop
         encoding = headers.get("content-encoding")
