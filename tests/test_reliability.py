@@ -141,6 +141,40 @@ def test_http11_request_without_host_gets_400(upstream, start_gateway):
         assert sock.recv(100).split(b" ")[1] == b"200"
 
 
+def test_a_large_yaml_reply_does_not_stall_the_other_requests(upstream, start_gateway):
+    # YAML is encoded in Python (~1 s a MB): a client asking for a large reply in YAML must not hold up the worker.
+    cfg = limits_config(upstream)
+    negotiated = {
+        "endpoint": "/records/{n}",
+        "output_encoding": "negotiate",
+        "backend": [{"url_pattern": "/records/{n}"}],
+    }
+    cfg["endpoints"].append(negotiated)
+    gw = start_gateway(cfg)
+    yaml_reply: list = []
+
+    def ask_yaml() -> None:
+        started = time.monotonic()
+        reply = http("GET", f"{gw.url}/records/12000", None, {"Accept": "application/x-yaml"})
+        yaml_reply.append((reply, time.monotonic() - started))
+
+    asking = threading.Thread(target=ask_yaml)
+    asking.start()
+    time.sleep(0.3)  # the backend's reply is in and being rendered
+    probes: list[tuple[int, float]] = []
+    while asking.is_alive() and len(probes) < 50:
+        started = time.monotonic()
+        probes.append((http("GET", f"{gw.url}/get")[0], time.monotonic() - started))
+        time.sleep(0.02)
+    asking.join()
+    (status, headers, body), took = yaml_reply[0]
+    assert status == 200 and headers["Content-Type"].startswith("application/x-yaml")
+    assert body.startswith(b"records:") and body.count(b"-   id: ") == 12000
+    assert took > 1.0, "the YAML reply was too quick to show a stall: make it larger"
+    assert len(probes) >= 5 and all(s == 200 for s, _ in probes)
+    assert max(t for _, t in probes) < 0.5, probes
+
+
 def test_sigterm_lets_in_flight_requests_finish(upstream, tmp_path):
     gateway = launch_gateway(limits_config(upstream, shutdown_grace="5s"), tmp_path)
     proc, url = gateway.process, gateway.url

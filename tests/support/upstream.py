@@ -98,6 +98,12 @@ async def big(request: web.Request) -> web.Response:
     return web.Response(body=b'"' + b"x" * n + b'"', content_type="application/json")
 
 
+async def records(request: web.Request) -> web.Response:
+    n = int(request.match_info["n"])
+    items = [{"id": i, "name": f"record {i}", "tags": ["a", "b", i], "nested": {"x": [1, 2, 3]}} for i in range(n)]
+    return web.json_response({"records": items})
+
+
 async def gzipped(request: web.Request) -> web.Response:
     resp = web.json_response({"zipped": "x" * 2000})
     resp.enable_compression(web.ContentCoding.gzip)
@@ -163,6 +169,7 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/slow/{ms}", slow)
     app.router.add_get("/big/{n}", big)
+    app.router.add_get("/records/{n}", records)
     app.router.add_get("/delayed/{ms}/{name}", delayed)
     app.router.add_route("*", "/digest", digest)
     app.router.add_get("/gzip", gzipped)

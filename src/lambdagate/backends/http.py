@@ -21,7 +21,7 @@ from lambdagate.backends.decoders import DECODERS, XmlRefused
 from lambdagate.backends.forwarded import CLIENT_FORWARDING, without
 from lambdagate.backends.http_cache import response_cache
 from lambdagate.backends.http_status import SUCCESS, on_failure
-from lambdagate.backends.reply_data import TooDeep, is_blank, load_json, shape_data
+from lambdagate.backends.reply_data import BULK_BYTES, TooDeep, gc_paused, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
 from lambdagate.backends.unavailable import has_no_host, unavailable_backend
 from lambdagate.client.base import ClientError, TooLarge
@@ -178,7 +178,10 @@ def _markup_decoder(cfg: BackendConfig) -> DecodeReply:
         if status >= 400:
             raise BackendError("the backend failed", cause=f"invalid status code {status}")
         try:
-            return ProxyResponse.decoded(parse(body))
+            if len(body) <= BULK_BYTES:
+                return ProxyResponse.decoded(parse(body))
+            with gc_paused():
+                return ProxyResponse.decoded(parse(body))
         except XmlRefused as exc:
             raise BackendError(f"the backend reply is not {what}", cause=str(exc)) from None
 

@@ -216,7 +216,10 @@ class EndpointPipeline:
         if self._steps is not None:
             for step in self._steps:
                 outcome = step(outcome)
-        return self._renderer.render(outcome, req.accept)
+        renderer = self._renderer
+        if renderer.others is not None and renderer.in_thread(outcome, req.accept):
+            return await asyncio.to_thread(renderer.render, outcome, req.accept)
+        return renderer.render(outcome, req.accept)
 
 
 async def build_endpoint(

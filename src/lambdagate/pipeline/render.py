@@ -47,6 +47,10 @@ def json_reply(status: int, payload: Any, extra: list[tuple[bytes, bytes]] | Non
     return Reply(status, [JSON_TYPE, *(extra or ())], orjson.dumps(payload))
 
 
+# A reply whose data is larger than this as JSON is rendered as XML or YAML in a thread (Renderer.in_thread).
+IN_THREAD_BYTES = 256 * 1024
+
+
 class Renderer:
     """Built once per endpoint: header lists and the encoder are fixed before the first request."""
 
@@ -75,6 +79,16 @@ class Renderer:
         if self.cache_control is not None:
             complete.append(self.cache_control)
         return complete, [content_type, INCOMPLETE]
+
+    def in_thread(self, outcome: MergedResponse, accept: str) -> bool:
+        """Whether this reply goes out as XML or YAML — encoders written in Python, ~1 s a MB — and is large: the
+        pipeline then renders it in a thread, so the worker's loop keeps serving other requests meanwhile (a
+        client choosing YAML for a large reply must not stall everyone's). Only asked when `others` is set."""
+        resp = outcome.response
+        if outcome.error is not None or resp is None or resp.body is not None or not resp.data:
+            return False
+        encoding = self.negotiated(accept) if self.encoding == "negotiate" else self.encoding
+        return encoding != "json" and len(orjson.dumps(resp.data)) > IN_THREAD_BYTES
 
     def render(self, outcome: MergedResponse, accept: str = "") -> Reply:
         """`accept`: the client's Accept header, read only by `negotiate`."""
