@@ -175,6 +175,29 @@ def test_a_large_yaml_reply_does_not_stall_the_other_requests(upstream, start_ga
     assert max(t for _, t in probes) < 0.5, probes
 
 
+def test_a_client_that_stops_reading_a_large_reply_is_dropped_after_send_timeout(upstream, start_gateway):
+    cfg = limits_config(upstream, send_timeout="1s")
+    cfg["endpoints"].append(
+        {
+            "endpoint": "/big/{n}",
+            "output_encoding": "no-op",
+            "backend": [{"url_pattern": "/big/{n}", "encoding": "no-op"}],
+        }
+    )
+    gw = start_gateway(cfg)
+    size = 8 * 1024 * 1024
+    status, _, body = http("GET", f"{gw.url}/big/{size}")  # a client that reads gets it whole, in order
+    assert status == 200 and body == b'"' + b"x" * size + b'"'
+    port = int(gw.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET /big/{size} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        _wait_for(lambda: "took none of a" in gw.log(), timeout=15)
+    line = next(line for line in gw.log().splitlines() if "took none of a" in line)
+    assert f"of a {size + 2}-byte reply for 1s (send_timeout)" in line  # and the body is let go
+    assert http("GET", f"{gw.url}/get")[0] == 200
+
+
 def test_sigterm_lets_in_flight_requests_finish(upstream, tmp_path):
     gateway = launch_gateway(limits_config(upstream, shutdown_grace="5s"), tmp_path)
     proc, url = gateway.process, gateway.url

@@ -37,6 +37,9 @@ from lambdagate.telemetry.metrics import WorkerMetrics, metrics_options
 from lambdagate.telemetry.tracing import tracing_options
 
 log = logging.getLogger("lambdagate")
+# Reply bodies over this size go to the server in pieces (Gateway._send_in_pieces), each within send_timeout.
+LARGE_REPLY_BYTES = 1024 * 1024
+REPLY_PIECE_BYTES = 64 * 1024
 
 
 def _backend_client(service: ServiceConfig, kind: str | None) -> tuple[aiohttp.ClientSession, Any, SrvDirectory | None]:
@@ -192,7 +195,33 @@ class Gateway:
         reply = await self.handler(Exchange(scope, receive, method, path))  # type: ignore[misc] - set at start-up
         headers = [*reply.headers, self.version_header]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
+        body = b"" if method == "HEAD" else reply.body
+        if len(body) <= LARGE_REPLY_BYTES:
+            await send({"type": "http.response.body", "body": body})
+        else:
+            await self._send_in_pieces(send, body, scope)
+
+    async def _send_in_pieces(self, send: Send, body: bytes, scope: Scope) -> None:
+        """A large body in pieces: the server takes a piece only when its buffers for the client have room, so a
+        client reading none of it would keep the whole body in this worker's memory. A piece not taken within
+        `send_timeout` drops the connection (the body is let go)."""
+        last, timeout = len(body) - REPLY_PIECE_BYTES, self.options.send_timeout
+        for start in range(0, len(body), REPLY_PIECE_BYTES):
+            message = {"type": "http.response.body", "body": body[start : start + REPLY_PIECE_BYTES]}
+            message["more_body"] = start < last
+            try:
+                async with asyncio.timeout(timeout):
+                    await send(message)
+            except TimeoutError:
+                client = scope.get("client")
+                log.warning(
+                    "dropped the connection of %s: it took none of a %d-byte reply for %gs (send_timeout), %d sent",
+                    client[0] if client else "a client",
+                    len(body),
+                    timeout,
+                    start,
+                )
+                return
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -51,8 +51,8 @@ def top_level_issues(service: ServiceConfig) -> list[ConfigIssue]:
         out.append(
             ConfigIssue(
                 "write_timeout",
-                "accepted, not applied: lambdagate has no limit on writing a reply (the endpoint's timeout bounds "
-                "the wait for its backends)",
+                "accepted, not applied: lambdagate has no limit on the whole writing of a reply; a reply over 1 MiB "
+                "that the client stops reading is dropped after lambdagate/server send_timeout (30s)",
             )
         )
     for name in TOP_LEVEL_LIMITS:

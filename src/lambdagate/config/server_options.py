@@ -41,6 +41,9 @@ class ServerOptions(BaseModel):
     # A connection is closed when no complete request head arrives within it from accept.
     read_header_timeout: Duration = Field(default=10.0, gt=0)
     idle_timeout: Duration = Field(default=60.0, gt=0)  # a keep-alive connection waiting for its next request
+    # A reply over 1 MiB is sent in pieces; a piece the client's connection takes none of within it drops the
+    # connection (a client that stops reading cannot keep a large reply in the worker's memory).
+    send_timeout: Duration = Field(default=30.0, gt=0)
     # Per worker, and at most the descriptor limit less a reserve (supervisor.connection_cap).
     max_connections: StrictInt = Field(default=10_000, gt=0)
     shutdown_grace: Duration = Field(default=10.0, ge=0)  # in-flight requests may finish within it on stop/reload
