@@ -328,3 +328,17 @@ def test_a_large_reply_is_decoded_without_cyclic_gc_passes() -> None:
     with pytest.raises(orjson.JSONDecodeError):  # a failed decode leaves the GC on too
         load_json(payload[:-1])
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("flag", ["false", "true", 1, 0, [True]])
+def test_unwrap_takes_only_a_boolean_is_base64_encoded(flag):
+    # "false" is a truthy string: the body would have been base64-decoded (or refused) against the function's word.
+    with pytest.raises(MalformedReply, match="isBase64Encoded must be true or false"):
+        unwrap({"statusCode": 200, "body": "aGk=", "isBase64Encoded": flag})
+
+
+def test_unwrap_is_base64_encoded_true_false_or_absent():
+    assert unwrap({"statusCode": 200, "body": "aGk=", "isBase64Encoded": True}).body == b"hi"
+    assert unwrap({"statusCode": 200, "body": "aGk=", "isBase64Encoded": False}).body == b"aGk="
+    assert unwrap({"statusCode": 200, "body": "aGk=", "isBase64Encoded": None}).body == b"aGk="
+    assert unwrap({"statusCode": 200, "body": "aGk="}).body == b"aGk="

@@ -91,7 +91,10 @@ def _body(value: dict[str, Any]) -> bytes:
         return b""
     if not isinstance(body, str):
         raise MalformedReply("body must be a string")
-    if not value.get("isBase64Encoded"):
+    encoded = value.get("isBase64Encoded")
+    if encoded is not None and not isinstance(encoded, bool):  # "false" is a string, and truthy
+        raise MalformedReply(f"isBase64Encoded must be true or false, got {encoded!r:.40}")
+    if not encoded:
         return body.encode("utf-8")
     try:
         return base64.b64decode(body, validate=True)
