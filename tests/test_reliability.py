@@ -223,8 +223,9 @@ def test_reload_refuses_invalid_and_swaps_valid_config(upstream, tmp_path):
         path.write_text(
             '{"version": 3, "endpoints": [{"endpoint": "/x/{a}", "backend": [{"url_pattern": "/{b}", "host": ["h"]}]}]}'
         )
-        _wait_for(lambda: "reload (file changed) refused" in proc.log())
-        assert "placeholder {b} is not in endpoint /x/{a}" in proc.log()
+        # The refusal's line comes before its list of errors: wait for the error itself.
+        _wait_for(lambda: "placeholder {b} is not in endpoint /x/{a}" in proc.log())
+        assert "reload (file changed) refused" in proc.log()
         assert http("GET", f"{url}/get")[0] == 200
         # valid: swapped in; a request in flight during the swap finishes on the old config
         slow: list[int] = []
