@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from lambdagate.client import (
 from lambdagate.client.fast import FastClient, serialise
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.config.backend_client import PoolSettings
+from tests.support.client_upstream import DATA
 from tests.support.procs import free_port, serve_module
 
 MiB = 1024 * 1024
@@ -135,6 +137,119 @@ def test_gzip_is_decoded_and_a_gzip_bomb_stops_at_the_cap(upstream, kind):
         assert (await get(client, upstream + "/bomb", limit=40 * MiB)).body == bytes(32 * MiB)
 
     run(kind, test)
+
+
+# Compressed bodies read as Go's compress/gzip reads them (KrakenD's transport): see client.inflate.
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_gzip_body_that_stops_early_fails(upstream, kind):
+    """Go: "unexpected EOF". Each reply has an honest Content-Length: only the gzip stream is cut (in its trailer,
+    in its data, in a second member's header)."""
+
+    async def test(client):
+        for path in ("/gzip-truncated", "/gzip-cut-early", "/gzip-member-cut"):
+            with pytest.raises(PayloadError, match="^ClientPayloadError: .*the gzip stream ends early"):
+                await get(client, upstream + path)
+        assert (await get(client, upstream + "/gzip")).body == b'{"gzip":true}'
+
+    run(kind, test)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gzip_members_are_decoded_as_one_body(upstream, kind):
+    """Go's multistream default: every member, also with a member ending at an HTTP chunk's end and a member's
+    header split over two chunks."""
+
+    async def test(client):
+        for path in ("/gzip-members", "/gzip-split"):
+            assert (await get(client, upstream + path)).body == DATA, path
+
+    run(kind, test)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bytes_after_a_gzip_member_that_are_no_member_fail(upstream, kind):
+    """Go: "gzip: invalid header"; the data before them is not served as if it were the whole body (nor, after a
+    member of more than one decoding step, spun on forever)."""
+
+    async def test(client):
+        for path in ("/gzip-trailing", "/gzip-trailing-zeros", "/gzip-big-trailing"):
+            with pytest.raises(PayloadError, match="^ClientPayloadError: Can not decode content-encoding: gzip"):
+                await get(client, upstream + path)
+        assert (await get(client, upstream + "/ok")).status == 200
+
+    run(kind, test)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_gzip_bomb_cap_counts_every_member(upstream, kind):
+    """Four members of 8 MiB each: none passes a 12 MiB cap alone, together they do."""
+
+    async def test(client):
+        with pytest.raises(TooLarge, match=f"reply exceeds {12 * MiB} bytes"):
+            await get(client, upstream + "/bomb-members", limit=12 * MiB)
+        assert (await get(client, upstream + "/bomb-members", limit=40 * MiB)).body == bytes(32 * MiB)
+
+    run(kind, test)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_deflate_that_stops_early_or_has_bytes_after_its_end_fails(upstream, kind):
+    """zlib-wrapped (as the RFC says) and raw (as some servers send it) alike; one stream, nothing after it."""
+
+    async def test(client):
+        for path in ("/deflate", "/deflate-raw"):
+            assert (await get(client, upstream + path)).body == DATA, path
+        for path in ("/deflate-truncated", "/deflate-raw-truncated"):
+            with pytest.raises(PayloadError, match="the deflate stream ends early"):
+                await get(client, upstream + path)
+        for path in ("/deflate-trailing", "/deflate-raw-trailing"):
+            with pytest.raises(PayloadError, match=r"deflate \(data after the end of the stream\)"):
+                await get(client, upstream + path)
+
+    run(kind, test)
+
+
+def _fetch(url: str) -> tuple[int, str, bytes]:
+    """Status, X-KrakenD-Completed and body of a GET, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.headers.get("X-KrakenD-Completed"), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("X-KrakenD-Completed"), exc.read()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gateway_fails_a_backend_whose_gzip_body_stops_early_or_has_bytes_after_it(start_gateway, upstream, kind):
+    """Through the gateway: the backend has failed (500 alone, a partial merge), never a 200 with part of the data,
+    "completed" — `string` backends included. Several members are one body."""
+
+    def endpoint(path: str, *backends: str, encoding: str = "json") -> dict:
+        group = len(backends) > 1
+        return {
+            "endpoint": path,
+            "backend": [
+                {"host": [upstream], "url_pattern": b, "encoding": encoding} | ({"group": b[1:]} if group else {})
+                for b in backends
+            ],
+        }
+
+    extra = {"lambdagate/server": {"http_client": kind}}
+    endpoints = [
+        endpoint("/truncated", "/gzip-truncated"),
+        endpoint("/truncated-string", "/gzip-truncated", encoding="string"),
+        endpoint("/trailing", "/gzip-trailing"),
+        endpoint("/members", "/gzip-members"),
+        endpoint("/merged", "/gzip-members", "/gzip-member-cut"),
+    ]
+    gw = start_gateway({"version": 3, "extra_config": extra, "endpoints": endpoints})
+    for path in ("/truncated", "/truncated-string", "/trailing"):
+        status, completed, _ = _fetch(gw.url + path)
+        assert (status, completed) == (500, "false"), path
+    assert _fetch(gw.url + "/members") == (200, "true", json.dumps(json.loads(DATA), separators=(",", ":")).encode())
+    status, completed, body = _fetch(gw.url + "/merged")
+    assert (status, completed, json.loads(body)) == (200, "false", {"gzip-members": json.loads(DATA)})
 
 
 @pytest.mark.parametrize("kind", KINDS)

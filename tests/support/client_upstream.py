@@ -14,6 +14,9 @@ Connections idle for more than 1 s are closed by the server (as many servers do)
   /continue          100 Continue, then 200
   /gzip              a gzip body ({"gzip": true})
   /bomb              ~30 KiB of gzip inflating to 32 MiB
+  /gzip-*, /deflate* compressed bodies that end early, come in several members or have bytes after their end
+                     (ENCODED below; the gzip-split ones chunked: a member ending at a chunk's end, a header
+                     split across two chunks)
   /big               Content-Length 8 MiB (sent until the client hangs up)
   /big-chunked       8 MiB chunked, no Content-Length
   /truncated         Content-Length 100, 10 bytes, then the connection closes
@@ -48,6 +51,45 @@ def _bomb() -> bytes:
 
 
 BOMB = _bomb()
+DATA = b'{"gzip":true,"members":"' + b"m" * 2000 + b'"}'
+_HALF = len(DATA) // 2
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    encoder = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return encoder.compress(data) + encoder.flush()
+
+
+# path: (Content-Encoding, body). Each whole stream decodes to DATA.
+ENCODED = {
+    "/gzip-truncated": ("gzip", gzip.compress(DATA)[:-10]),  # cut inside the trailer (CRC, size)
+    "/gzip-cut-early": ("gzip", gzip.compress(DATA)[:20]),  # cut inside the deflate data
+    "/gzip-members": ("gzip", gzip.compress(DATA[:_HALF]) + gzip.compress(DATA[_HALF:])),
+    "/gzip-trailing": ("gzip", gzip.compress(DATA) + b"trailing garbage"),
+    "/gzip-trailing-zeros": ("gzip", gzip.compress(DATA) + bytes(8)),
+    # a member decoding to more than one 256 KiB step, then bytes: the old decoder loop spun on them forever
+    "/gzip-big-trailing": ("gzip", gzip.compress(bytes(1 << 20)) + b"trailing garbage"),
+    "/gzip-member-cut": ("gzip", gzip.compress(DATA[:_HALF]) + gzip.compress(DATA[_HALF:])[:6]),
+    "/gzip-empty": ("gzip", b""),
+    "/bomb-members": ("gzip", b"".join(gzip.compress(bytes(8 << 20), 9) for _ in range(4))),  # 32 MiB in all
+    "/deflate": ("deflate", zlib.compress(DATA)),
+    "/deflate-raw": ("deflate", _deflate(DATA, -zlib.MAX_WBITS)),
+    "/deflate-truncated": ("deflate", zlib.compress(DATA)[:-6]),
+    "/deflate-raw-truncated": ("deflate", _deflate(DATA, -zlib.MAX_WBITS)[:-3]),
+    "/deflate-trailing": ("deflate", zlib.compress(DATA) + b"x"),
+    "/deflate-raw-trailing": ("deflate", _deflate(DATA, -zlib.MAX_WBITS) + zlib.compress(DATA)),
+}
+
+
+def _split_members() -> bytes:
+    """Three gzip members of DATA as HTTP chunks: the first member's end is a chunk's end, the second member's
+    10-byte header is split over two chunks."""
+    first, second, third = gzip.compress(DATA[:100]), gzip.compress(DATA[100:_HALF]), gzip.compress(DATA[_HALF:])
+    pieces = [first[:7], first[7:], second[:4], second[4:] + third[:30], third[30:]]
+    return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in pieces) + b"0\r\n\r\n"
+
+
+GZIP_SPLIT = _split_members()
 
 
 def reply(status: str, headers: list[tuple[str, str]], body: bytes = b"", conn: int = 0) -> bytes:
@@ -110,6 +152,14 @@ async def answer(method: str, path: str, lines: list[str], body: bytes, n: int, 
     elif path == "/bomb":
         extra = [("Content-Encoding", "gzip"), ("Content-Length", str(len(BOMB)))]
         writer.write(reply("200 OK", ok + extra, BOMB, n))
+    elif path in ENCODED:
+        coding, data = ENCODED[path]
+        extra = [("Content-Encoding", coding), ("Content-Length", str(len(data)))]
+        writer.write(reply("200 OK", ok + extra, data, n))
+    elif path == "/gzip-split":
+        writer.write(
+            reply("200 OK", ok + [("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")], GZIP_SPLIT, n)
+        )
     elif path in ("/big", "/big-chunked"):
         size = 8 * 1024 * 1024
         chunked = path == "/big-chunked"

@@ -1,7 +1,9 @@
 """The client seam on aiohttp: a worker's `aiohttp.ClientSession` behind `client.base.HttpClient`.
 
 aiohttp's own additions are off (no `Accept`, `Accept-Encoding` or invented `Content-Type`: KrakenD sends none),
-so are its redirects (backends.redirects follows them as Go does); its errors become the seam's.
+so are its redirects (backends.redirects follows them as Go does); its errors become the seam's. Its decoding of
+compressed replies is off too: a session that decompresses has gzip and deflate bodies decoded by client.inflate,
+as the fast client does (aiohttp serves a gzip body that stops early as if whole).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from lambdagate.client.base import (
     TLSFailure,
     too_large,
 )
+from lambdagate.client.inflate import Inflater
 
 # What aiohttp would add on its own and KrakenD never sends (callers set Accept-Encoding themselves).
 SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type")
@@ -50,23 +53,31 @@ def seam_error(exc: aiohttp.ClientError) -> ClientError:
     return ClientError(text)
 
 
-async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The (decoded) body, TooLarge as soon as it passes `limit`."""
+async def read_capped(resp: aiohttp.ClientResponse, limit: int, decode: bool = False) -> bytes:
+    """The body, TooLarge as soon as it passes `limit`; with `decode`, a gzip or deflate body decoded as it is
+    read (client.inflate), its decoded size counted as well."""
     length = resp.content_length
-    if length is not None:
-        if length > limit:
-            raise too_large(limit, resp.status, resp.headers, length)
-        if "Content-Encoding" not in resp.headers:
-            return await resp.read()
-        # Compressed: Content-Length counts the compressed bytes, so the decoded body is counted as it is read.
-    chunks, size = [], 0
-    async for chunk in resp.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            chunks.clear()  # let go now: the exception's traceback holds this frame
-            raise too_large(limit, resp.status, resp.headers)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if length is not None and length > limit:
+        raise too_large(limit, resp.status, resp.headers, length)
+    encoding = resp.headers.get("Content-Encoding") if decode else None
+    inflater = None if encoding is None else Inflater.for_encoding(encoding, limit, resp.status, resp.headers)
+    if length is not None and inflater is None:
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit, resp.status, resp.headers)
+            if inflater is None:
+                chunks.append(chunk)
+            else:
+                inflater.feed(chunk, chunks)
+        return b"".join(chunks) if inflater is None else inflater.finish(chunks)
+    except ClientError:
+        chunks.clear()  # let go now: the exception's traceback holds this frame
+        raise
 
 
 class AiohttpClient:
@@ -74,7 +85,7 @@ class AiohttpClient:
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
-        self.decompresses = session.auto_decompress
+        self.decompresses = session.auto_decompress  # done here (read_capped), not by aiohttp
 
     async def request(
         self,
@@ -90,7 +101,7 @@ class AiohttpClient:
         try:
             resp = await self._send(method, url, headers, body, ssl, header_timeout)
             async with resp:
-                return Reply(resp.status, resp.headers, await read_capped(resp, limit))
+                return Reply(resp.status, resp.headers, await read_capped(resp, limit, self.decompresses))
         except aiohttp.ClientError as exc:
             raise seam_error(exc) from None
         except ValueError as exc:  # yarl/aiohttp refusing a URL or header value
@@ -98,7 +109,14 @@ class AiohttpClient:
 
     async def _send(self, method, url, headers, body, ssl, header_timeout) -> aiohttp.ClientResponse:
         request = self.session.request(
-            method, url, headers=headers, data=body, allow_redirects=False, skip_auto_headers=SKIP_AUTO_HEADERS, ssl=ssl
+            method,
+            url,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            skip_auto_headers=SKIP_AUTO_HEADERS,
+            ssl=ssl,
+            auto_decompress=False,
         )
         if header_timeout is None:
             return await request

@@ -10,13 +10,11 @@ while it arrives, so a reply over the cap stops being read at once and its conne
 from __future__ import annotations
 
 import asyncio
-import zlib
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from lambdagate.client.base import (
-    DECODED_ENCODINGS,
     ClientError,
     ConnectError,
     HeadTimeout,
@@ -25,6 +23,7 @@ from lambdagate.client.base import (
     Reply,
     too_large,
 )
+from lambdagate.client.inflate import Inflater
 
 MAX_HEAD_BYTES = 256 * 1024  # status line and headers; the gateway's own caps on what it passes on are smaller
 MAX_HEADERS = 10_000
@@ -230,49 +229,3 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-
-class Inflater:
-    """A gzip or deflate body decoded as it arrives, in steps of at most 256 KiB of output: TooLarge as soon as the
-    output passes the cap, so a gzip bomb stops there and never needs more than the cap in memory."""
-
-    STEP = 256 * 1024
-
-    def __init__(self, encoding: str, limit: int, status: int, headers: CIMultiDictProxy) -> None:
-        self.encoding, self.limit, self.status, self.headers = encoding, limit, status, headers
-        self.size = 0
-        self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "deflate" else None
-
-    @classmethod
-    def for_encoding(cls, encoding: str, limit: int, status: int, headers: CIMultiDictProxy) -> Inflater | None:
-        coding = encoding.strip().lower()
-        return cls(coding, limit, status, headers) if coding in DECODED_ENCODINGS else None  # others: as received
-
-    def feed(self, data: bytes, out: list[bytes]) -> None:
-        if self.decoder is None:  # deflate: zlib-wrapped as the RFC says, or raw as some servers send it
-            self.decoder = zlib.decompressobj(zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS)
-        decoder = self.decoder
-        try:
-            while data:
-                piece = decoder.decompress(data, self.STEP)
-                self.size += len(piece)
-                if self.size > self.limit:
-                    raise too_large(self.limit, self.status, self.headers)
-                out.append(piece)
-                data = decoder.unconsumed_tail
-        except zlib.error as exc:
-            raise PayloadError(
-                f"ClientPayloadError: Can not decode content-encoding: {self.encoding} ({exc})"
-            ) from None
-
-    def finish(self, out: list[bytes]) -> bytes:
-        if self.decoder is not None:
-            try:
-                rest = self.decoder.flush()
-            except zlib.error:
-                raise PayloadError(f"ClientPayloadError: Can not decode content-encoding: {self.encoding}") from None
-            self.size += len(rest)
-            if self.size > self.limit:
-                raise too_large(self.limit, self.status, self.headers)
-            out.append(rest)
-        return out[0] if len(out) == 1 else b"".join(out)
