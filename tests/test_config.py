@@ -11,8 +11,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, Field, StrictStr
 
-from lambdagate.config import LoadOptions, load_config, read_document, validate_document
+from lambdagate.config import LoadOptions, load_config, read_document, shapes, validate_document
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.namespaces import Namespace, NamespaceError, register
 from lambdagate.errors import ConfigError
@@ -366,6 +367,32 @@ def test_several_type_errors_reported_at_once() -> None:
         "endpoints[0].backend[0].allow: Input should be a valid list, got dict {'x': 1}",
         "endpoints[1].method: Input should be 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD' or 'OPTIONS', got 'GO'",
     ]
+
+
+class _Lists(BaseModel):
+    names: list[StrictStr] = []
+    pairs: list[list[StrictStr]] = []
+    numbers: list[list[int]] | None = None
+    shown: list[list[str]] = Field(default=[], examples=[[["sub", "X-User"]]])
+    objects: list[dict] = []
+
+
+@pytest.mark.parametrize(
+    ("loc", "value", "expected"),
+    [
+        (("names",), "a", '["a"]'),  # a valid item: wrapped
+        (("names",), True, '["text"]'),  # not a valid item: an item of the field's type
+        (("pairs",), True, '[["text"]]'),
+        (("pairs",), "sub", '[["text"]]'),
+        (("pairs", 0), "sub", '["sub"]'),
+        (("numbers",), 3, "[[1]]"),
+        (("shown",), True, '[["sub", "X-User"]]'),  # the field's own example
+        (("objects",), "x", '["x"]'),  # a type with no sample: wrapped, as before
+        (("unknown",), 1, "[1]"),
+    ],
+)
+def test_list_hint_shows_the_shape_of_the_field(loc: tuple, value: Any, expected: str) -> None:
+    assert shapes.list_example(_Lists, loc, value) == expected
 
 
 # --- warnings: accepted but never silently ignored -------------------------------------------------------

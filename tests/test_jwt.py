@@ -666,7 +666,14 @@ def test_config_errors_name_the_field_and_what_to_write(keyfile, tmp_path: Path)
         ({"jwk_local_path": path, "alg": "ES256"}, f"{P}.jwk_local_path: '{path}' has no key for ES256"),
         ({"jwk_local_path": path, "leeway": "soon"}, f"{P}.leeway: malformed duration 'soon'"),
         ({"jwk_local_path": path, "issuer": "a", "ISSUER": "b"}, f'{P}.ISSUER: "issuer" is given twice'),
-        ({"jwk_local_path": path, "audience": "api"}, f"{P}.audience: Input should be a valid list"),
+        (
+            {"jwk_local_path": path, "audience": "api"},
+            f"{P}.audience: Input should be a valid list, got str 'api': write a list, such as [\"api\"]",
+        ),
+        (  # a list of [claim, header] pairs: the hint shows one, not [true]
+            {"jwk_local_path": path, "propagate_claims": True},
+            f'{P}.propagate_claims: Input should be a valid list, got bool True: write a list, such as [["sub", "X-User"]]',
+        ),
         ({"jwk_local_path": path, "secret_url": "x"}, f"{P}.secret_url: encrypted key files"),
     ]
     for validator, expected in cases:

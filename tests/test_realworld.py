@@ -192,7 +192,7 @@ KRAKEND_FAILS_CLOSED: list[tuple[str, str, str]] = [
 LAMBDAGATE_ONLY: dict[str, str] = {
     "AbolfazlRahmani1997__smsgateway__krakend__krakend.json": "`qos/ratelimit/proxy` is read only in a backend's extra_config",
     "AngelMariages__feature-flag-krakend__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'fast-json'",
-    "Arif9878__traefik-grpc__krakend__krakend.json": "Input should be a valid list, got bool True: write a list, such as ",
+    "Arif9878__traefik-grpc__krakend__krakend.json": "propagate_claims: Input should be a valid list, got bool True: write a list, such as [[\"sub\", \"X-User\"]]",
     "BernardN38__socialSphere-backend__api-gateway__config__krakend.json": "'http://*' can match any site, which allow_credentials would let read replies with its use",
     "DeveloperDurp__krakend__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "HADLakmal__krakenD-plugin__krakend.json": "`plugin/req-resp-modifier` protects this endpoint and lambdagate does not implement it",

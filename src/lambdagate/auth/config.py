@@ -71,7 +71,8 @@ class ValidatorConfig(BaseModel):
     scopes_matcher: Literal["any", "all"] = "any"
     cookie_key: StrictStr = "access_token"
     auth_header_name: StrictStr = "Authorization"
-    propagate_claims: list[list[StrictStr]] = Field(default_factory=list)
+    # [claim, header] pairs; the example is what a "not a list" error shows (config/shapes.py)
+    propagate_claims: list[list[StrictStr]] = Field(default_factory=list, examples=[[["sub", "X-User"]]])
     propagate_claims_preserve_array: StrictBool = False
     key_identify_strategy: Literal["kid", "x5t", "kid_x5t", "x5t#S256"] = "kid"
     operation_debug: StrictBool = False

@@ -6,7 +6,6 @@ Type errors come first: the cross-field rules (duplicates, placeholders, namespa
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lambdagate.config import backend_client, core_keys, flexible, guards, namespaces
+from lambdagate.config import backend_client, core_keys, flexible, guards, namespaces, shapes
 from lambdagate.config.encodings import check_service_encoding, resolve_encodings
 from lambdagate.config.lenient import lenient
 from lambdagate.config.model import (
@@ -138,7 +137,7 @@ def validate_document(doc: Any, options: LoadOptions) -> LoadedConfig:
     try:
         service = ServiceConfig.model_validate(doc)
     except ValidationError as exc:
-        raise ConfigError([_pydantic_issue(e) for e in exc.errors()]) from None
+        raise ConfigError([_pydantic_issue(e, ServiceConfig) for e in exc.errors()]) from None
     errors: list[ConfigIssue] = []
     _check_service(service, options, errors, warnings)
     if errors:
@@ -154,7 +153,7 @@ def _path(loc: tuple) -> str:
     return out
 
 
-def _pydantic_issue(err: dict) -> ConfigIssue:
+def _pydantic_issue(err: dict, model: type[BaseModel] | None = None) -> ConfigIssue:
     # Drop pydantic's internal loc parts such as "function-before[...]" or literal choices.
     loc = tuple(p for p in err["loc"] if isinstance(p, int) or not ("[" in p or "(" in p))
     msg = err["msg"].removeprefix("Value error, ")
@@ -163,12 +162,15 @@ def _pydantic_issue(err: dict) -> ConfigIssue:
     elif err["type"] == "literal_error":
         msg = f"{msg}, got {err.get('input')!r}"
     elif err["type"].endswith("_type") or err["type"].endswith("_parsing"):
-        msg = f"{msg}, got {type(err.get('input')).__name__} {_short(err.get('input'))}{_what_to_write(err)}"
+        msg = (
+            f"{msg}, got {type(err.get('input')).__name__} {_short(err.get('input'))}{_what_to_write(err, model, loc)}"
+        )
     return ConfigIssue(_path(loc), msg)
 
 
-def _what_to_write(err: dict) -> str:
-    """For the common JSON slips (a quoted number or boolean, one value for a list), what to write instead."""
+def _what_to_write(err: dict, model: type[BaseModel] | None, loc: tuple) -> str:
+    """For the common JSON slips (a quoted number or boolean, one value for a list), what to write instead.
+    `model`: the model validated, whose field type at `loc` shapes the list shown (config/shapes.py)."""
     kind, value = err["type"], err.get("input")
     if kind.startswith(("int_", "float_")) and isinstance(value, str):
         try:
@@ -179,7 +181,7 @@ def _what_to_write(err: dict) -> str:
     if kind.startswith("bool_") and isinstance(value, str):
         return ": write true or false, without quotes"
     if kind == "list_type" and isinstance(value, (str, int, float)):
-        return f": write a list, such as [{json.dumps(value)}]"  # not orjson: it refuses ints beyond 64 bits
+        return f": write a list, such as {shapes.list_example(model, loc, value)}"
     return ""
 
 
@@ -198,7 +200,7 @@ def parse_namespace_model(
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
-            issue = _pydantic_issue(err)
+            issue = _pydantic_issue(err, model)
             hint = (hints or {}).get(issue.path)
             issues.append((issue.path, f"{hint}, got {err.get('input')!r}" if hint else issue.message))
         raise NamespaceError(issues) from None
