@@ -583,6 +583,52 @@ def test_errors_from_file_keep_paths(tmp_path: Path) -> None:
     ]
 
 
+# --- files the config names: the key, the file, and what to write -----------------------------------------
+
+CLIENT = 'endpoints[0].backend[0].extra_config["backend/http/client"].client_tls'
+
+
+def test_client_tls_files_that_cannot_be_read_name_their_key_and_file(tmp_path: Path) -> None:
+    missing, junk = str(tmp_path / "ca.crt"), tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+
+    def client_tls(tls: dict) -> dict:
+        return service(endpoint("/a", backend(extra_config={"backend/http/client": {"client_tls": tls}})))
+
+    assert errors_of(client_tls({"ca_certs": [missing]})) == [
+        f"{CLIENT}.ca_certs[0]: the file {missing!r} does not exist: write the path of a PEM file of CA "
+        "certificates the gateway can read"
+    ]
+    assert errors_of(client_tls({"ca_certs": [str(tmp_path)]})) == [
+        f"{CLIENT}.ca_certs[0]: the file {str(tmp_path)!r} is a directory: write the path of a PEM file of CA "
+        "certificates the gateway can read"
+    ]
+    [error] = errors_of(client_tls({"ca_certs": [str(junk)]}))
+    assert error.startswith(f"{CLIENT}.ca_certs[0]: the file {str(junk)!r} holds no PEM CA certificate (")
+    assert "_ssl.c" not in error
+    [error] = errors_of(client_tls({"client_certs": [{"certificate": str(junk), "private_key": "client.key"}]}))
+    assert error == (
+        f"{CLIENT}.client_certs[0].private_key: the file 'client.key' does not exist: write the path of a PEM "
+        "private key file the gateway can read (a relative path is read from the working directory)"
+    )
+    # the service's client_tls, too
+    assert errors_of({**service(endpoint()), "client_tls": {"ca_certs": [missing]}}) == [
+        f"client_tls.ca_certs[0]: the file {missing!r} does not exist: write the path of a PEM file of CA "
+        "certificates the gateway can read"
+    ]
+
+
+def test_server_tls_files_that_cannot_be_read_name_their_key_and_file(tmp_path: Path) -> None:
+    key = str(tmp_path / "server.key")
+    doc = {**service(endpoint()), "tls": {"keys": [{"public_key": "cert.pem", "private_key": key}]}}
+    assert errors_of(doc) == [
+        "tls.keys[0].public_key: the file 'cert.pem' does not exist: write the path of a PEM certificate file the "
+        "gateway can read (a relative path is read from the working directory)",
+        f"tls.keys[0].private_key: the file {key!r} does not exist: write the path of a PEM private key file the "
+        "gateway can read",
+    ]
+
+
 # --- property: validation never fails with anything but ConfigError --------------------------------------
 
 _scalars = (

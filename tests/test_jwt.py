@@ -662,7 +662,11 @@ def test_config_errors_name_the_field_and_what_to_write(keyfile, tmp_path: Path)
             f"{P}.propagate_claims[0]: 'X User' is not a header name",
         ),
         ({"jwk_url": "https://idp", "jwk_fingerprints": ["abc"]}, f"{P}.jwk_fingerprints[0]: must be the base64url"),
-        ({"jwk_local_path": str(tmp_path / "none.json")}, f"{P}.jwk_local_path: cannot read"),
+        (
+            {"jwk_local_path": str(tmp_path / "none.json")},
+            f"{P}.jwk_local_path: the file {str(tmp_path / 'none.json')!r} does not exist: write the path of a JSON "
+            "file with a JWK set the gateway can read",
+        ),
         ({"jwk_local_path": path, "alg": "ES256"}, f"{P}.jwk_local_path: '{path}' has no key for ES256"),
         ({"jwk_local_path": path, "leeway": "soon"}, f"{P}.leeway: malformed duration 'soon'"),
         ({"jwk_local_path": path, "issuer": "a", "ISSUER": "b"}, f'{P}.ISSUER: "issuer" is given twice'),

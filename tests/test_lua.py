@@ -400,7 +400,10 @@ def test_md5_mismatch_missing_source_and_syntax_errors_are_refused_with_the_path
     message = _check(config(endpoint({"modifier/lua-proxy": {"sources": ["ok.lua"], "md5": {"ok.lua": "0" * 32}}})))
     assert 'endpoints[0].extra_config["modifier/lua-proxy"].md5["ok.lua"]' in message and good in message
     message = _check(config(endpoint(backends=[backend("/one", {"modifier/lua-backend": {"sources": ["no.lua"]}})])))
-    assert 'backend[0].extra_config["modifier/lua-backend"].sources[0]: cannot read' in message
+    assert (
+        "backend[0].extra_config[\"modifier/lua-backend\"].sources[0]: the file 'no.lua' does not exist: write the "
+        "path of a Lua script the gateway can read (a relative path is read from the working directory)"
+    ) in message
     message = _check(config(endpoint({"modifier/lua-endpoint": {"pre": "local = 1"}})))
     assert '"modifier/lua-endpoint"].pre: Lua syntax error' in message
 

@@ -177,12 +177,20 @@ KRAKEND_REFUSES: list[tuple[str, str, str]] = [
     ("output_encoding$", r'"no-op" passes one backend through', "lura: no-op encoding with several backends"),
     ("^endpoints\\[\\d+\\]$", r"^duplicate of endpoints", "gin panics on a duplicate route"),
     ("^tls$", r'^needs "public_key"', "lura's server stops at start: public key not defined"),
-    (r"^tls\.(public_key|private_key)$", r"^cannot read", "lura's server stops at start: the key file cannot be read"),
+    (
+        r"^tls\.(keys\[\d+\]\.)?(public_key|private_key)$",
+        r"^the file .* (does not exist|cannot be read)",
+        "lura's server stops at start: the key file cannot be read",
+    ),
 ]
 # "KrakenD starts, fails closed": it starts but the endpoint answers 401 to every request (krakend-jose's
 # erroredHandler when the validator or signer cannot be built); lambdagate refuses to start instead.
 KRAKEND_FAILS_CLOSED: list[tuple[str, str, str]] = [
-    (r"\.jwk_local_path$", r"^cannot read", "missing jwk_local_path file: KrakenD answers 401 there"),
+    (
+        r"\.jwk_local_path$",
+        r"^the file .* (does not exist|cannot be read)",
+        "missing jwk_local_path file: KrakenD answers 401 there",
+    ),
     (r"auth/validator\"\]$", r'give exactly one of "jwk_url"', "validator without a key source: 401 there"),
     (r"\.jwk_url$", r"is not an http\(s\) URL", "JWK URL that is a template variable: 401 there"),
     (r"\.secret_url$", r"encrypted key files", "encrypted key file (KrakenD CE reads it)"),
@@ -192,7 +200,7 @@ KRAKEND_FAILS_CLOSED: list[tuple[str, str, str]] = [
 LAMBDAGATE_ONLY: dict[str, str] = {
     "AbolfazlRahmani1997__smsgateway__krakend__krakend.json": "`qos/ratelimit/proxy` is read only in a backend's extra_config",
     "AngelMariages__feature-flag-krakend__krakend.json": "Input should be 'json', 'safejson', 'string' or 'no-op', got 'fast-json'",
-    "Arif9878__traefik-grpc__krakend__krakend.json": "propagate_claims: Input should be a valid list, got bool True: write a list, such as [[\"sub\", \"X-User\"]]",
+    "Arif9878__traefik-grpc__krakend__krakend.json": 'propagate_claims: Input should be a valid list, got bool True: write a list, such as [["sub", "X-User"]]',
     "BernardN38__socialSphere-backend__api-gateway__config__krakend.json": "'http://*' can match any site, which allow_credentials would let read replies with its use",
     "DeveloperDurp__krakend__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "HADLakmal__krakenD-plugin__krakend.json": "`plugin/req-resp-modifier` protects this endpoint and lambdagate does not implement it",

@@ -162,9 +162,9 @@ def test_mutual_tls_refuses_clients_without_a_trusted_certificate(certs: Path, t
     [
         (
             {"public_key": "server.pem", "private_key": "server.key", "enable_mtls": True, "ca_certs": ["nope.pem"]},
-            "tls.ca_certs[0]: cannot read",
+            "nope.pem' does not exist: write the path of a PEM file of CA certificates the gateway can read",
         ),
-        ({"public_key": "missing.pem", "private_key": "server.key"}, "tls.public_key: cannot read"),
+        ({"public_key": "missing.pem", "private_key": "server.key"}, "missing.pem' does not exist: write the path of a PEM certificate"),
         ({"public_key": "server.pem", "private_key": "client.key"}, "are not a PEM certificate and its"),
     ],
 )

@@ -281,7 +281,10 @@ def test_key_problems_refuse_the_config(tmp_path: Path) -> None:
             {"alg": "HS512", "kid": "h1", "jwk_local_path": write_set(tmp_path, hmac_key)},
             "key 'h1' cannot sign HS512",
         ),
-        "missing file": ({"alg": "RS256", "kid": "k1", "jwk_local_path": str(tmp_path / "none.json")}, "cannot read"),
+        "missing file": (
+            {"alg": "RS256", "kid": "k1", "jwk_local_path": str(tmp_path / "none.json")},
+            "does not exist",
+        ),
     }
     for name, (signer, message) in cases.items():
         errors = load_errors(login_config({"keys_to_sign": ["a"], **signer}))
@@ -306,7 +309,7 @@ def test_config_problems_refuse_the_config(tmp_path: Path) -> None:
         ({"alg": "HS256", "jwk_url": "https://k/j", "jwk_fingerprints": ["short"]}, ".jwk_fingerprints[0]: must be"),
         (
             {"alg": "HS256", "jwk_url": "https://k/j", "jwk_local_ca": str(tmp_path / "no-ca.pem")},
-            ".jwk_local_ca: cannot read",
+            f".jwk_local_ca: the file {str(tmp_path / 'no-ca.pem')!r} does not exist: write the path of a PEM file",
         ),
         (
             {"alg": "HS256", "jwk_local_path": local, "secret_url": "base64key://", "cypher_key": "x"},

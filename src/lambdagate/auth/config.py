@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from lambdagate.auth.jwks import ALGORITHMS, MAX_JWKS_BYTES, KeySetError, import_key_set, jws_algorithm
+from lambdagate.config import files
 from lambdagate.config.durations import Duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
@@ -28,6 +29,7 @@ from lambdagate.front.request import NEVER_FORWARD
 NAMESPACE = "auth/validator"
 LEGACY_NAMES = ("github.com/devopsfaith/krakend-jose/validator",)
 DEFAULT_CACHE_SECONDS = 900  # KrakenD's, when "cache": true and no cache_duration
+JWK_FILE = "a JSON file with a JWK set"
 _EXAMPLE = '{"alg": "RS256", "jwk_url": "https://idp.example.com/.well-known/jwks.json", "cache": true}'
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # KrakenD reads "" as "not set" for these: what they mean then.
@@ -259,9 +261,12 @@ def tls_trust(fingerprints: list[str], local_ca: str, https: bool, issues: list[
     if local_ca:
         try:
             ssl.create_default_context().load_verify_locations(cafile=local_ca)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            issues.append(("jwk_local_ca", f"cannot read {local_ca!r} as PEM CA certificates ({reason})"))
+        except ssl.SSLError as exc:  # an OSError too: first
+            issues.append(("jwk_local_ca", f"cannot read {local_ca!r} as PEM CA certificates ({exc.reason or exc})"))
+        except OSError as exc:
+            issues.append(("jwk_local_ca", files.unreadable(local_ca, exc, "a PEM file of CA certificates")))
+        except ValueError as exc:
+            issues.append(("jwk_local_ca", f"cannot read {local_ca!r} as PEM CA certificates ({exc})"))
     return tuple(pins)
 
 
@@ -270,7 +275,7 @@ def _read_local_keys(cfg: ValidatorConfig, issues: list[tuple[str, str]]) -> Non
         with open(cfg.jwk_local_path, "rb") as f:
             data = f.read(MAX_JWKS_BYTES + 1)  # import_key_set refuses a larger set
     except OSError as exc:
-        issues.append(("jwk_local_path", f"cannot read {cfg.jwk_local_path!r}: {exc.strerror}"))
+        issues.append(("jwk_local_path", files.unreadable(cfg.jwk_local_path, exc, JWK_FILE)))
         return
     try:
         keys = import_key_set(data, cfg.key_identify_strategy)

@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
 
-from lambdagate.auth.config import tls_trust
+from lambdagate.auth.config import JWK_FILE, tls_trust
 from lambdagate.auth.jwks import ALGORITHMS, tls_context
 from lambdagate.auth.signing_keys import RemoteSet, SigningKeyError, TokenSigner, fetch_set, pick_key
 from lambdagate.backends.reply_data import TooDeep, load_json
 from lambdagate.client.base import ClientError, HttpClient
+from lambdagate.config import files
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.errors import BackendError, clipped
@@ -125,7 +126,7 @@ def _read_local_key(cfg: SignerConfig, ctx: NamespaceContext, issues: list[tuple
         with open(path, "rb") as f:
             data = f.read(2 * 1024 * 1024)
     except OSError as exc:
-        issues.append(("jwk_local_path", f"cannot read {path!r}: {exc.strerror}"))
+        issues.append(("jwk_local_path", files.unreadable(path, exc, JWK_FILE)))
         return
     try:
         cfg._key, notes = pick_key(data, cfg.kid, cfg.alg)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from lambdagate.config import files
 from lambdagate.config.model import BackendConfig, ServiceConfig
 
 HTTP_CLIENT_NAMESPACE = "backend/http/client"
@@ -105,13 +106,23 @@ class PoolSettings:
     disable_compression: bool = False
 
 
+class TLSFileError(ValueError):
+    """A file client_tls names that cannot be used: `key` is its path within client_tls (`ca_certs[0]`)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
 def tls_context(tls: ClientTLS) -> ssl.SSLContext:
-    """The TLS settings of backend calls. ValueError/OSError/ssl.SSLError when a file or value is unusable."""
+    """The TLS settings of backend calls. TLSFileError for a file that cannot be used, ValueError/OSError/
+    ssl.SSLError for another unusable value."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if not tls.disable_system_ca_pool:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    for path in tls.ca_certs:
-        context.load_verify_locations(cafile=path)
+    for i, path in enumerate(tls.ca_certs):
+        _load_ca(context, f"ca_certs[{i}]", path)
     context.minimum_version = _version(tls.min_version, "min_version")
     context.maximum_version = _version(tls.max_version, "max_version")
     suites = tls.cipher_suites or _DEFAULT_SUITES
@@ -122,12 +133,40 @@ def tls_context(tls: ClientTLS) -> ssl.SSLContext:
     if names:
         context.set_ciphers(":".join(names))
     if tls.client_certs:  # Go offers whichever fits the server's request; one chain per context here
-        first = tls.client_certs[0]
-        context.load_cert_chain(first.certificate, first.private_key)
+        _load_client_cert(context, tls.client_certs[0])
     if tls.allow_insecure_connections:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+_CA_FILE = "a PEM file of CA certificates"
+
+
+def _load_ca(context: ssl.SSLContext, key: str, path: str) -> None:
+    try:
+        context.load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:  # an OSError too: first
+        raise TLSFileError(
+            key, f"the file {path!r} holds no PEM CA certificate ({exc.reason or exc}): write the path of {_CA_FILE}"
+        ) from None
+    except OSError as exc:
+        raise TLSFileError(key, files.unreadable(path, exc, _CA_FILE)) from None
+
+
+def _load_client_cert(context: ssl.SSLContext, cert: ClientCert) -> None:
+    for name, kind in (("certificate", "a PEM certificate file"), ("private_key", "a PEM private key file")):
+        problem = files.problem(getattr(cert, name), kind)
+        if problem is not None:
+            raise TLSFileError(f"client_certs[0].{name}", problem)
+    try:
+        context.load_cert_chain(cert.certificate, cert.private_key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        why = getattr(exc, "reason", None) or exc
+        raise TLSFileError(
+            "client_certs[0]",
+            f"{cert.certificate!r} and {cert.private_key!r} are not a PEM certificate and its unencrypted key ({why})",
+        ) from None
 
 
 def _version(name: str, key: str) -> ssl.TLSVersion:
@@ -142,6 +181,8 @@ def tls_issues(tls: ClientTLS) -> tuple[list[tuple[str, str]], list[tuple[str, s
     warnings: list[tuple[str, str]] = []
     try:
         tls_context(tls)
+    except TLSFileError as exc:
+        errors.append((exc.key, exc.message))
     except (ValueError, OSError, ssl.SSLError) as exc:
         errors.append(("", f"cannot be applied: {exc}"))
     if tls.allow_insecure_connections:

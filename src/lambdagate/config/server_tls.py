@@ -13,15 +13,16 @@ client CAs are `ca_certs` plus the server's own certificates (as in KrakenD), ne
 
 from __future__ import annotations
 
-import os
 import ssl
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from lambdagate.config import files
 from lambdagate.errors import ConfigIssue
 
+CA_FILE = "a PEM file of CA certificates"
 # KrakenD's version names; anything else (or nothing) means TLS 1.3, as in Lura's parseTLSVersion.
 VERSIONS = {"SSL3.0": 0, "TLS10": 10, "TLS11": 11, "TLS12": 12, "TLS13": 13}
 
@@ -67,12 +68,11 @@ def tls_file_issues(tls: ServerTLS) -> list[ConfigIssue]:
     if len(tls.pairs) != 1:
         return []
     pair, issues = tls.pairs[0], []
-    for name in ("public_key", "private_key"):
-        path = Path(getattr(pair, name))
-        if not path.is_file() or not os.access(path, os.R_OK):
-            issues.append(
-                ConfigIssue(f"tls.{name}", f"cannot read {path} (relative paths are from the working directory)")
-            )
+    where = "tls.keys[0]" if tls.keys else "tls"
+    for name, kind in (("public_key", "a PEM certificate file"), ("private_key", "a PEM private key file")):
+        problem = files.problem(getattr(pair, name), kind)
+        if problem is not None:
+            issues.append(ConfigIssue(f"{where}.{name}", problem))
     if not issues:
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(pair.public_key, pair.private_key)
@@ -89,7 +89,7 @@ def _client_ca_issues(tls: ServerTLS) -> list[ConfigIssue]:
         try:
             pems.append(Path(name).read_text(encoding="ascii", errors="replace"))
         except OSError as exc:
-            issues.append(ConfigIssue(f"tls.ca_certs[{i}]", f"cannot read {name}: {exc.strerror}"))
+            issues.append(ConfigIssue(f"tls.ca_certs[{i}]", files.unreadable(name, exc, CA_FILE)))
     if not issues and pems:
         try:
             ssl.create_default_context(cadata="\n".join(pems))

@@ -18,6 +18,7 @@ from typing import Any
 import lupa.lua54 as lua
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
+from lambdagate.config import files
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 
@@ -78,8 +79,10 @@ def _texts(options: LuaOptions) -> tuple[list[tuple[str, bytes]], list[tuple[str
     for i, path in enumerate(options.sources):
         try:
             texts.append((path, read_source(path)))
-        except (OSError, ValueError) as exc:
-            issues.append((f"sources[{i}]", f"cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}"))
+        except OSError as exc:
+            issues.append((f"sources[{i}]", files.unreadable(path, exc, "a Lua script")))
+        except ValueError as exc:
+            issues.append((f"sources[{i}]", f"cannot read {path!r}: {exc}"))
     return texts, issues
 
 
