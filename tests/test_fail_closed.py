@@ -171,6 +171,66 @@ def test_unimplemented_guard_is_refused_at_every_scope() -> None:
     ]
 
 
+NOT_KRAKEND = "is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there)"
+
+
+def test_a_made_up_guard_name_says_krakend_never_ran_it_and_what_was_meant() -> None:
+    config = doc(
+        endpoint_ns={"security/rate-limit": {}, "auth/authorization": {}, "modifier/lua": {}},
+        backend_ns={"modifier/lua": {}},
+        service_ns={"security/jwt": {}, "security/secure-headers": {}, "auth/apikeys": {}, "security/csrf": {}},
+    )
+    assert errors_of(config) == [
+        f'extra_config["security/jwt"]: `security/jwt` {NOT_KRAKEND}: did you mean `auth/validator` (read in each '
+        "endpoint's extra_config)? Rename it, remove it, or start with `--allow-unsupported security/jwt` to serve "
+        "every endpoint without it",
+        f'extra_config["security/secure-headers"]: `security/secure-headers` {NOT_KRAKEND}: did you mean '
+        "`security/http`? Rename it, remove it, or start with `--allow-unsupported security/secure-headers` to "
+        "serve every endpoint without it",
+        f'extra_config["auth/apikeys"]: `auth/apikeys` {NOT_KRAKEND}: did you mean `auth/api-keys`? Rename it, '
+        "remove it, or start with `--allow-unsupported auth/apikeys` to serve every endpoint without it",
+        f'extra_config["security/csrf"]: `security/csrf` {NOT_KRAKEND}: write the KrakenD namespace you meant, '
+        "remove it, or start with `--allow-unsupported security/csrf` to serve every endpoint without it",
+        f'endpoints[0].extra_config["security/rate-limit"]: `security/rate-limit` {NOT_KRAKEND}: did you mean '
+        "`qos/ratelimit/router`? Rename it, remove it, or start with `--allow-unsupported security/rate-limit` to "
+        "serve the endpoint without it",
+        f'endpoints[0].extra_config["auth/authorization"]: `auth/authorization` {NOT_KRAKEND}: did you mean '
+        "`auth/validator` or `security/policies`? Rename it, remove it, or start with `--allow-unsupported "
+        "auth/authorization` to serve the endpoint without it",
+        f'endpoints[0].extra_config["modifier/lua"]: `modifier/lua` {NOT_KRAKEND}: did you mean '
+        "`modifier/lua-endpoint` or `modifier/lua-proxy`? Rename it, remove it, or start with `--allow-unsupported "
+        "modifier/lua` to serve the endpoint without it",
+        f'endpoints[0].backend[0].extra_config["modifier/lua"]: `modifier/lua` {NOT_KRAKEND}: did you mean '
+        "`modifier/lua-backend`? Rename it, remove it, or start with `--allow-unsupported modifier/lua` to call the "
+        "backend without it",
+    ]
+    # the allow-list still serves them, without the guard, each named
+    allowed = ("security/rate-limit", "auth/authorization", "modifier/lua", "security/jwt", "security/secure-headers")
+    assert len(warnings_of(config, *allowed, "auth/apikeys", "security/csrf")) == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "scope", "expected"),
+    [
+        ("endpoint/rate-limit", "service", ["`qos/ratelimit/service`"]),
+        ("endpoint/rate-limit", "backend", ["`qos/ratelimit/proxy`"]),
+        ("auth/jwk-client", "endpoint", ["`auth/validator`"]),
+        ("modifier/lua", "service", ["`modifier/lua-endpoint`"]),
+        ("validation/jsonschema", "endpoint", ["`validation/json-schema`"]),  # a close match
+        ("Security/JWT", "endpoint", ["`auth/validator`"]),
+        ("security/jwtt", "endpoint", []),  # close to nothing a guard (not `security/http`)
+    ],
+)
+def test_what_a_made_up_guard_name_likely_meant(name: str, scope: str, expected: list[str]) -> None:
+    assert not guards.is_krakend_name(name)
+    assert guards.meant(name, scope) == expected
+
+
+@pytest.mark.parametrize("name", ["auth/api-keys", "auth/basic", APIKEYS_V1, "qos/ratelimit/tiered", "Auth/Revoker"])
+def test_krakend_names_are_not_made_up(name: str) -> None:
+    assert guards.is_krakend_name(name)
+
+
 def test_allowed_guard_is_a_warning_naming_what_runs_without_it() -> None:
     config = doc(
         endpoint_ns={"auth/api-keys": {}},

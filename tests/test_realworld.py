@@ -209,7 +209,7 @@ LAMBDAGATE_ONLY: dict[str, str] = {
     "MidhunRajeevan__api-manager__krakend__krakend.json": "`auth/api-keys` protects every endpoint and lambdagate does not implement it",
     "PattpBoy__krakend-playground__krakend__config__krakend.json": "`auth/revoker` protects every endpoint and lambdagate does not implement it",
     "Rahmatulah12__krakend-gw__config__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
-    "ThabisoM7__TholaGateway__krakend.json": "`security/secure-headers` protects every endpoint and lambdagate does not implement it",
+    "ThabisoM7__TholaGateway__krakend.json": "`security/secure-headers` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there)",
     "Velmuruganmp1210__krakend_lua__krakend.json": "modifier/lua-*: cannot read its sources; a gcppubsub:// backend",
     "Vido__krakend-kafka-poc__config__krakend__krakend.json": 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"',
     "agentic-layer__agent-gateway-krakend__local__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
@@ -223,15 +223,15 @@ LAMBDAGATE_ONLY: dict[str, str] = {
     "elbassel__krakend-play-ground__config__krakend.json": "`github.com/devopsfaith/krakend-ratelimit/juju/proxy` is read only in a backen",
     "faozimipa__micro__api_gateway__krakend.json": "`auth/validator` is read only in an endpoint's extra_config",
     "fraserc182__krakend-plugin__config__krakend__krakend.json": "Input should be 'json', 'json-collection', 'string' or 'no-op', got 'negotiate'",
-    "gbbgabriel__url-shortener-platform__gateway__krakend.json": "`security/rate-limit` protects this endpoint and lambdagate does not implement it",
+    "gbbgabriel__url-shortener-platform__gateway__krakend.json": "`security/rate-limit` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there)",
     "gojo-op__ecommerce-go-react-kafka-krakend__krakend__krakend.json": "`github_com/devopsfaith/krakend/transport/http/server/handler` (the old name of `p",
     "herbertscruz__Krakend-experiments__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "ilramdhan__xyn-pos-v1__infra__krakend__krakend.json": "at the service level KrakenD reads only shared_cache_duration, so alg, cache, cache_durati",
     "infratographer__krakend-auth-request__gw-config.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "merlinthedev848__msip__gateway__krakend.json": "`qos/ratelimit/router` is read only in an endpoint's extra_config",
-    "qbem-repos__krakend-poc__krakend-keycloak-poc__krakend.json": "`auth/authorization` protects this endpoint and lambdagate does not implement it",
-    "zascontab__krankend__config__krakend-new.json": "`security/jwt` protects every endpoint and lambdagate does not implement it",
-    "zascontab__krankend__config__krakend-simple-fix.json": "`modifier/lua` protects every endpoint and lambdagate does not implement it",
+    "qbem-repos__krakend-poc__krakend-keycloak-poc__krakend.json": "`auth/authorization` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there)",
+    "zascontab__krankend__config__krakend-new.json": "`security/jwt` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there)",
+    "zascontab__krankend__config__krakend-simple-fix.json": "`modifier/lua` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there)",
 }
 
 

@@ -164,7 +164,10 @@ def test_mutual_tls_refuses_clients_without_a_trusted_certificate(certs: Path, t
             {"public_key": "server.pem", "private_key": "server.key", "enable_mtls": True, "ca_certs": ["nope.pem"]},
             "nope.pem' does not exist: write the path of a PEM file of CA certificates the gateway can read",
         ),
-        ({"public_key": "missing.pem", "private_key": "server.key"}, "missing.pem' does not exist: write the path of a PEM certificate"),
+        (
+            {"public_key": "missing.pem", "private_key": "server.key"},
+            "missing.pem' does not exist: write the path of a PEM certificate",
+        ),
         ({"public_key": "server.pem", "private_key": "client.key"}, "are not a PEM certificate and its"),
     ],
 )

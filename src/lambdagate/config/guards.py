@@ -18,6 +18,7 @@ Pure data and small functions: this module imports nothing from the gateway.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 
@@ -94,6 +95,62 @@ OLD_NAMES: dict[str, str] = {
     "github.com/devopsfaith/krakend-opencensus": "telemetry/opencensus",
 }
 
+# Every namespace KrakenD 2.x reads, CE or EE, by its current name (the extra_config properties of KrakenD's JSON
+# schemas, v2.1 to v2.13). A guard under any other name (none of the old names either) is one KrakenD never ran.
+KRAKEND_NAMESPACES = frozenset(
+    {
+        "ai/llm", "ai/mcp", "async/amqp", "async/kafka",
+        "auth/api-keys", "auth/aws-sigv4", "auth/basic", "auth/client-credentials", "auth/gcp", "auth/ntlm",
+        "auth/revoker", "auth/signer", "auth/validator",
+        "backend/amqp/consumer", "backend/amqp/producer", "backend/conditional", "backend/graphql", "backend/grpc",
+        "backend/http", "backend/http/client", "backend/lambda", "backend/pubsub/publisher",
+        "backend/pubsub/publisher/kafka", "backend/pubsub/subscriber", "backend/pubsub/subscriber/kafka",
+        "backend/soap", "backend/static-filesystem",
+        "documentation/openapi", "documentation/postman", "governance/processors", "governance/quota", "grpc",
+        "modifier/body-generator", "modifier/jmespath", "modifier/lua-backend", "modifier/lua-endpoint",
+        "modifier/lua-proxy", "modifier/martian", "modifier/request-body-extractor",
+        "modifier/request-body-extractor/early", "modifier/request-body-generator", "modifier/response-body",
+        "modifier/response-body-generator", "modifier/response-headers",
+        "plugin/http-client", "plugin/http-server", "plugin/middleware", "plugin/req-resp-modifier", "proxy",
+        "qos/circuit-breaker", "qos/circuit-breaker/http", "qos/http-cache", "qos/ratelimit/proxy",
+        "qos/ratelimit/router", "qos/ratelimit/router/redis", "qos/ratelimit/service", "qos/ratelimit/service/redis",
+        "qos/ratelimit/tiered", "redis", "router",
+        "security/bot-detector", "security/cors", "security/http", "security/policies",
+        "server/static-filesystem", "server/virtualhost",
+        "telemetry/ganalytics", "telemetry/gelf", "telemetry/influx", "telemetry/instana", "telemetry/logging",
+        "telemetry/logstash", "telemetry/metrics", "telemetry/moesif", "telemetry/newrelic", "telemetry/opencensus",
+        "telemetry/opentelemetry", "telemetry/opentelemetry-security",
+        "validation/cel", "validation/json-schema", "validation/response-json-schema", "websocket", "workflow",
+    }
+)  # fmt: skip
+# Guard names that are no KrakenD namespace, as real configs write them → the namespaces they likely meant; `meant`
+# keeps those read in the scope at hand (READ_IN). Other names get a close match among the guards KrakenD reads.
+MEANT: dict[str, tuple[str, ...]] = {
+    "security/jwt": ("auth/validator",),
+    "auth/jwt": ("auth/validator",),
+    "auth/jwk-client": ("auth/validator",),
+    "auth/oauth2": ("auth/validator",),
+    "auth/authorization": ("auth/validator", "security/policies"),
+    "security/rate-limit": ("qos/ratelimit/router", "qos/ratelimit/service", "qos/ratelimit/proxy"),
+    "endpoint/rate-limit": ("qos/ratelimit/router", "qos/ratelimit/service", "qos/ratelimit/proxy"),
+    "qos/ratelimit": ("qos/ratelimit/router", "qos/ratelimit/service", "qos/ratelimit/proxy"),
+    "security/secure-headers": ("security/http",),
+    "security/headers": ("security/http",),
+    "modifier/lua": ("modifier/lua-endpoint", "modifier/lua-proxy", "modifier/lua-backend"),
+}
+# Where the namespaces MEANT names protect something (KrakenD CE's reading, as lambdagate's).
+READ_IN: dict[str, tuple[str, ...]] = {
+    "auth/validator": ("endpoint",),  # at the service level only its key cache's duration is read
+    "security/policies": ("endpoint", "backend"),
+    "qos/ratelimit/router": ("endpoint",),
+    "qos/ratelimit/service": ("service",),
+    "qos/ratelimit/proxy": ("backend",),
+    "security/http": ("service",),
+    "modifier/lua-endpoint": ("service", "endpoint"),
+    "modifier/lua-proxy": ("endpoint",),
+    "modifier/lua-backend": ("backend",),
+}
+
 # How each scope's protection is described: (what it protects, what serving without it means).
 _PROTECTS = {"service": "every endpoint", "endpoint": "this endpoint", "backend": "this backend"}
 _SERVE = {"service": "serve every endpoint", "endpoint": "serve the endpoint", "backend": "call the backend"}
@@ -136,6 +193,47 @@ def refusal(key: str, scope: str, *, implemented: bool) -> str:
     if implemented:
         return f"{protects}, but lambdagate reads it only as `{name}`: rename it, or {allow}"
     return f"{protects} and lambdagate does not implement it; remove it, or {allow}"
+
+
+def is_krakend_name(key: str) -> bool:
+    """True for a namespace KrakenD reads under some name (a current one, or an old one): False for made-up names
+    such as `security/jwt`, which KrakenD ignores."""
+    return is_old_name(key) or canonical(key) in KRAKEND_NAMESPACES
+
+
+_READ_WHERE = {
+    "service": "the service's extra_config",
+    "endpoint": "each endpoint's extra_config",
+    "backend": "each backend's extra_config",
+}
+
+
+def meant(key: str, scope: str) -> list[str]:
+    """The real namespaces a made-up guard name likely stood for, as a message names them: those read in `scope`
+    first; one read elsewhere says where."""
+    name = canonical(key)
+    names = MEANT.get(name) or tuple(
+        difflib.get_close_matches(name, sorted(n for n in KRAKEND_NAMESPACES if is_guard(n)), n=1, cutoff=0.85)
+    )
+    here = [n for n in names if scope in READ_IN.get(n, (scope,))]
+    if here:
+        return [f"`{n}`" for n in here]
+    return [f"`{n}` (read in {_READ_WHERE[READ_IN[n][0]]})" for n in names[:1]]
+
+
+def not_krakend(key: str, scope: str) -> str:
+    """Why a guard name that is no KrakenD namespace refuses the config: KrakenD ignores it, so the guard never ran
+    there, and the endpoint is open in KrakenD."""
+    guesses = meant(key, scope)
+    guess = (
+        f"did you mean {' or '.join(guesses)}? Rename it, remove it"
+        if guesses
+        else "write the KrakenD namespace you meant, remove it"
+    )
+    return (
+        f"`{key}` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there): {guess}, or "
+        f"start with `--allow-unsupported {canonical(key)}` to {_SERVE[scope]} without it"
+    )
 
 
 def misplaced(key: str, scope: str, belongs: str) -> str:

@@ -282,8 +282,12 @@ def _unapplied_guard(
         warnings.append(ConfigIssue(path, guards.served_without(key, served)))
     elif ns is not None:
         errors.append(ConfigIssue(path, guards.misplaced(key, scope, ns.scope)))
+    elif namespaces.lookup(name) is not None:  # under another spelling
+        errors.append(ConfigIssue(path, guards.refusal(key, scope, implemented=True)))
+    elif not guards.is_krakend_name(key):  # e.g. "security/jwt": KrakenD never ran it either
+        errors.append(ConfigIssue(path, guards.not_krakend(key, scope)))
     else:
-        errors.append(ConfigIssue(path, guards.refusal(key, scope, implemented=namespaces.lookup(name) is not None)))
+        errors.append(ConfigIssue(path, guards.refusal(key, scope, implemented=False)))
 
 
 def _check_service(service: ServiceConfig, options: LoadOptions, errors: list, warnings: list) -> None:
