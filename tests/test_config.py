@@ -278,6 +278,40 @@ ERROR_CASES = [
         ["endpoints[0].backend: List should have at least 1 item after validation, not 0"],
         id="no-backend",
     ),
+    pytest.param(  # refused as a Pub/Sub backend, not for its host: "kafka://" is no HTTP address
+        service(
+            endpoint(
+                "/a",
+                {"host": ["kafka://"], "extra_config": {"backend/pubsub/publisher": {"topic_url": "t"}}},
+                backend(),
+            )
+        ),
+        [
+            'endpoints[0].backend[0].extra_config["backend/pubsub/publisher"]: backend/pubsub is not supported by '
+            "lambdagate: `backend/pubsub/publisher` makes this backend a Pub/Sub publisher, not an HTTP backend; "
+            "remove the backend, or reach the broker through an HTTP service or a Lambda function (`backend/lambda`)"
+        ],
+        id="pubsub-backend",
+    ),
+    pytest.param(
+        service(
+            endpoint(
+                "/a",
+                backend(host=["gcppubsub://"], extra_config={"github.com/devopsfaith/krakend-pubsub/subscriber": {}}),
+            ),
+            endpoint("/b", {"host": ["amqp://guest@rabbit:5672"], "extra_config": {"backend/amqp/consumer": {}}}),
+        ),
+        [
+            'endpoints[0].backend[0].extra_config["github.com/devopsfaith/krakend-pubsub/subscriber"]: '
+            "backend/pubsub is not supported by lambdagate: `github.com/devopsfaith/krakend-pubsub/subscriber` (the "
+            "old name of `backend/pubsub/subscriber`) makes this backend a Pub/Sub subscriber, not an HTTP backend; "
+            "remove the backend, or reach the broker through an HTTP service or a Lambda function (`backend/lambda`)",
+            'endpoints[1].backend[0].extra_config["backend/amqp/consumer"]: backend/amqp is not supported by '
+            "lambdagate: `backend/amqp/consumer` makes this backend an AMQP consumer, not an HTTP backend; remove the "
+            "backend, or reach the broker through an HTTP service or a Lambda function (`backend/lambda`)",
+        ],
+        id="pubsub-and-amqp-backends",
+    ),
 ]
 
 

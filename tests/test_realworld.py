@@ -211,7 +211,7 @@ LAMBDAGATE_ONLY: dict[str, str] = {
     "Rahmatulah12__krakend-gw__config__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "ThabisoM7__TholaGateway__krakend.json": "`security/secure-headers` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there)",
     "Velmuruganmp1210__krakend_lua__krakend.json": "modifier/lua-*: cannot read its sources; a gcppubsub:// backend",
-    "Vido__krakend-kafka-poc__config__krakend__krakend.json": 'required for an HTTP backend and must start with "/", e.g. "/users/{id}"',
+    "Vido__krakend-kafka-poc__config__krakend__krakend.json": "backend/pubsub is not supported by lambdagate",
     "agentic-layer__agent-gateway-krakend__local__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "arwoosa__api-gateway__argocd__overlays__staging__cfg__krakend.json": "`plugin/http-server` protects every endpoint and lambdagate does not implement it",
     "birddevelper__kerakend__config__krakend__krakend.json": "`auth/revoker` protects every endpoint and lambdagate does not implement it",

@@ -151,6 +151,18 @@ READ_IN: dict[str, tuple[str, ...]] = {
     "modifier/lua-backend": ("backend",),
 }
 
+# KrakenD backend types that are no HTTP backend and that lambdagate does not implement → (what the backend is,
+# what it reaches). A backend with one is refused for that, before its host ("kafka://") is checked as a URL.
+BACKEND_TYPES_NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
+    "backend/pubsub/publisher": ("a Pub/Sub publisher", "broker"),
+    "backend/pubsub/subscriber": ("a Pub/Sub subscriber", "broker"),
+    "backend/pubsub/publisher/kafka": ("a Kafka publisher", "broker"),
+    "backend/pubsub/subscriber/kafka": ("a Kafka subscriber", "broker"),
+    "backend/amqp/producer": ("an AMQP producer", "broker"),
+    "backend/amqp/consumer": ("an AMQP consumer", "broker"),
+    "backend/grpc": ("a gRPC client", "service"),
+}
+
 # How each scope's protection is described: (what it protects, what serving without it means).
 _PROTECTS = {"service": "every endpoint", "endpoint": "this endpoint", "backend": "this backend"}
 _SERVE = {"service": "serve every endpoint", "endpoint": "serve the endpoint", "backend": "call the backend"}
@@ -233,6 +245,19 @@ def not_krakend(key: str, scope: str) -> str:
     return (
         f"`{key}` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there): {guess}, or "
         f"start with `--allow-unsupported {canonical(key)}` to {_SERVE[scope]} without it"
+    )
+
+
+def backend_type_not_implemented(key: str) -> str | None:
+    """Why a backend whose `key` namespace makes it a KrakenD backend type lambdagate lacks is refused, else None."""
+    found = BACKEND_TYPES_NOT_IMPLEMENTED.get(canonical(key))
+    if found is None:
+        return None
+    kind, reached = found
+    family = "/".join(canonical(key).split("/")[:2])  # backend/pubsub, backend/amqp, backend/grpc
+    return (
+        f"{family} is not supported by lambdagate: {_named(key)} makes this backend {kind}, not an HTTP backend; "
+        f"remove the backend, or reach the {reached} through an HTTP service or a Lambda function (`backend/lambda`)"
     )
 
 

@@ -241,6 +241,9 @@ def _parse_namespaces(
         if (ns is None or not ns.reads(scope)) and guards.is_guard(key):
             _unapplied_guard(key, ns, scope, ctx, path, errors, warnings)
             continue
+        if ns is None and scope == "backend" and (why := guards.backend_type_not_implemented(key)) is not None:
+            errors.append(ConfigIssue(path, why))
+            continue
         if ns is None:
             hint = guards.unsupported_hint(key, implemented=namespaces.lookup(guards.canonical(key)) is not None)
             warnings.append(ConfigIssue(path, "namespace not supported, ignored" + hint))
@@ -387,7 +390,7 @@ def _check_endpoint(
             backend.encoding = "no-op"
         # A "no-op" backend under another encoding is KrakenD's too: called, its data is {} (its body is only
         # read by a sequential endpoint's "resp<N>").
-        if not is_typed_backend(backend):
+        if not is_typed_backend(backend) and not _other_backend_type(backend):
             sd_errors, sd_warnings = backend_client.check_sd(backend)
             errors.extend(ConfigIssue(f"{bpath}.{p}", m) for p, m in sd_errors)
             warnings.extend(ConfigIssue(f"{bpath}.{p}", m) for p, m in sd_warnings)
@@ -435,6 +438,12 @@ def _strip_slash(path: str) -> str:
 def route_shape(path: str) -> str:
     """The path as the router sees it: placeholder names erased (a trailing slash is significant, as in gin)."""
     return PLACEHOLDER_RE.sub("{}", path)
+
+
+def _other_backend_type(backend: BackendConfig) -> bool:
+    """A KrakenD backend type lambdagate does not implement (Pub/Sub, AMQP, ...): refused as such, never checked as
+    an HTTP backend (its host, e.g. "kafka://", is no HTTP address)."""
+    return any(guards.backend_type_not_implemented(key) for key in backend.extra_config)
 
 
 def is_typed_backend(backend: BackendConfig) -> bool:
