@@ -129,6 +129,43 @@ def test_configs_with_an_unapplied_guard_are_refused_for_it(outcomes: list[Outco
         assert len(refused) == len(found), outcome.path.name
 
 
+# A refusal a new user met in a real config, as `check` words it now: (file, issue path, start of the message).
+MESSAGES = [
+    (
+        "Arif9878__traefik-grpc__krakend__krakend.json",
+        'endpoints[2].extra_config["github.com/devopsfaith/krakend-jose/validator"].propagate_claims',
+        'Input should be a valid list, got bool True: write a list, such as [["sub", "X-User"]]',
+    ),
+    (
+        "initialstacker__laravel-ddd__docker__krakend__krakend.json",
+        'endpoints[0].backend[0].extra_config["backend/http/client"].client_tls.ca_certs[0]',
+        "the file '/etc/ssl/ca.crt' does not exist: write the path of a PEM file of CA certificates the gateway can",
+    ),
+    (
+        "zascontab__krankend__config__krakend-new.json",
+        'extra_config["security/jwt"]',
+        "`security/jwt` is not a KrakenD namespace (KrakenD ignores it, so this guard never ran there): did you mean "
+        "`auth/validator` (read in each endpoint's extra_config)?",
+    ),
+    (
+        "Vido__krakend-kafka-poc__config__krakend__krakend.json",
+        'endpoints[0].backend[0].extra_config["backend/pubsub/publisher"]',
+        "backend/pubsub is not supported by lambdagate: `backend/pubsub/publisher` makes this backend a Pub/Sub "
+        "publisher, not an HTTP backend;",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "message"), MESSAGES, ids=[m[0].split("__")[0] for m in MESSAGES])
+def test_real_refusals_name_the_key_and_what_to_write(outcomes: list[Outcome], name: str, path: str, message: str):
+    [outcome] = [o for o in outcomes if o.path.name == name]
+    assert any(i.path == path and i.message.startswith(message) for i in outcome.issues or []), [
+        str(i) for i in outcome.issues or []
+    ]
+    if "pubsub" in path:  # refused for what the backend is, not for its host
+        assert not any(".host[" in i.path for i in outcome.issues)
+
+
 def sample(outcomes: list[Outcome]) -> list[Outcome]:
     """One config of each kind, plus one that is not JSON at all and one in the v1/v2 format."""
     picks: dict[str, Outcome] = {}
