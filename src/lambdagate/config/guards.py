@@ -11,7 +11,8 @@ are ignored, `github_com/` is `github.com/`, and the KrakenD 1.x names (`github.
 validator`, ...) stand for their current name, so `--allow-unsupported auth/validator` covers every spelling.
 KrakenD 2 and later read an old name only when it is spelled exactly as in their alias table (e.g.
 `github_com/devopsfaith/krakend-cors`, `github.com/devopsfaith/krakend-jose/validator`) and ignore the others, so a
-guard under another spelling is served open there.
+guard under another spelling is served open there. A guard name that is no KrakenD namespace at all (`security/jwt`,
+`modifier/lua`) is one KrakenD never ran: its refusal says so, with the namespace likely meant (`meant`).
 
 Pure data and small functions: this module imports nothing from the gateway.
 """
