@@ -617,6 +617,14 @@ def test_errors_from_file_keep_paths(tmp_path: Path) -> None:
     ]
 
 
+def test_an_enterprise_backend_type_is_an_http_backend_as_in_krakend_ce() -> None:
+    # KrakenD CE ignores backend/grpc (Enterprise) and calls the host over HTTP: a warning, not a refusal
+    doc = service(endpoint("/a", backend(extra_config={"backend/grpc": {}})))
+    assert warnings_of(doc) == [
+        'endpoints[0].backend[0].extra_config["backend/grpc"]: namespace not supported, ignored'
+    ]
+
+
 # --- files the config names: the key, the file, and what to write -----------------------------------------
 
 CLIENT = 'endpoints[0].backend[0].extra_config["backend/http/client"].client_tls'

@@ -152,16 +152,14 @@ READ_IN: dict[str, tuple[str, ...]] = {
     "modifier/lua-backend": ("backend",),
 }
 
-# KrakenD backend types that are no HTTP backend and that lambdagate does not implement → (what the backend is,
-# what it reaches). A backend with one is refused for that, before its host ("kafka://") is checked as a URL.
-BACKEND_TYPES_NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
-    "backend/pubsub/publisher": ("a Pub/Sub publisher", "broker"),
-    "backend/pubsub/subscriber": ("a Pub/Sub subscriber", "broker"),
-    "backend/pubsub/publisher/kafka": ("a Kafka publisher", "broker"),
-    "backend/pubsub/subscriber/kafka": ("a Kafka subscriber", "broker"),
-    "backend/amqp/producer": ("an AMQP producer", "broker"),
-    "backend/amqp/consumer": ("an AMQP consumer", "broker"),
-    "backend/grpc": ("a gRPC client", "service"),
+# KrakenD CE backend types that are no HTTP backend and that lambdagate does not implement → what the backend is.
+# A backend with one is refused for that, before its host ("kafka://") is checked as a URL. (Enterprise-only types,
+# such as backend/grpc, are not here: KrakenD CE ignores them and calls the backend over HTTP, as lambdagate does.)
+BACKEND_TYPES_NOT_IMPLEMENTED: dict[str, str] = {
+    "backend/pubsub/publisher": "a Pub/Sub publisher",
+    "backend/pubsub/subscriber": "a Pub/Sub subscriber",
+    "backend/amqp/producer": "an AMQP producer",
+    "backend/amqp/consumer": "an AMQP consumer",
 }
 
 # How each scope's protection is described: (what it protects, what serving without it means).
@@ -251,14 +249,13 @@ def not_krakend(key: str, scope: str) -> str:
 
 def backend_type_not_implemented(key: str) -> str | None:
     """Why a backend whose `key` namespace makes it a KrakenD backend type lambdagate lacks is refused, else None."""
-    found = BACKEND_TYPES_NOT_IMPLEMENTED.get(canonical(key))
-    if found is None:
+    kind = BACKEND_TYPES_NOT_IMPLEMENTED.get(canonical(key))
+    if kind is None:
         return None
-    kind, reached = found
-    family = "/".join(canonical(key).split("/")[:2])  # backend/pubsub, backend/amqp, backend/grpc
+    family = canonical(key).rsplit("/", 1)[0]  # backend/pubsub, backend/amqp
     return (
         f"{family} is not supported by lambdagate: {_named(key)} makes this backend {kind}, not an HTTP backend; "
-        f"remove the backend, or reach the {reached} through an HTTP service or a Lambda function (`backend/lambda`)"
+        "remove the backend, or reach the broker through an HTTP service or a Lambda function (`backend/lambda`)"
     )
 
 
