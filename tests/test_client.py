@@ -31,7 +31,7 @@ from lambdagate.client import (
 from lambdagate.client.fast import FastClient, serialise
 from lambdagate.config import LoadOptions, validate_document
 from lambdagate.config.backend_client import PoolSettings
-from tests.support.client_upstream import DATA
+from tests.support.client_upstream import BROTLI, DATA
 from tests.support.procs import free_port, serve_module
 
 MiB = 1024 * 1024
@@ -250,6 +250,26 @@ def test_gateway_fails_a_backend_whose_gzip_body_stops_early_or_has_bytes_after_
     assert _fetch(gw.url + "/members") == (200, "true", json.dumps(json.loads(DATA), separators=(",", ":")).encode())
     status, completed, body = _fetch(gw.url + "/merged")
     assert (status, completed, json.loads(body)) == (200, "false", {"gzip-members": json.loads(DATA)})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_op_passes_an_encoding_the_client_does_not_decode_with_its_header(start_gateway, upstream, kind):
+    # The body goes on as received; without its Content-Encoding the client would get bytes it cannot read.
+    extra = {"lambdagate/server": {"http_client": kind}}
+    endpoints = [
+        {
+            "endpoint": f"/{p}",
+            "output_encoding": "no-op",
+            "backend": [{"host": [upstream], "url_pattern": f"/{p}", "encoding": "no-op"}],
+        }
+        for p in ("br", "gzip")
+    ]
+    gw = start_gateway({"version": 3, "extra_config": extra, "endpoints": endpoints})
+    request = urllib.request.Request(gw.url + "/br", headers={"Accept-Encoding": "br"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.headers.get("Content-Encoding") == "br" and resp.read() == BROTLI
+    with urllib.request.urlopen(gw.url + "/gzip", timeout=10) as resp:  # decoded by the gateway: no header
+        assert resp.headers.get("Content-Encoding") is None and resp.read() == b'{"gzip":true}'
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -60,6 +60,8 @@ def _deflate(data: bytes, wbits: int) -> bytes:
     return encoder.compress(data) + encoder.flush()
 
 
+BROTLI = b"\x0b\x01\x80hello\x03"  # "hello" as brotli
+
 # path: (Content-Encoding, body). Each whole stream decodes to DATA.
 ENCODED = {
     "/gzip-truncated": ("gzip", gzip.compress(DATA)[:-10]),  # cut inside the trailer (CRC, size)
@@ -152,6 +154,9 @@ async def answer(method: str, path: str, lines: list[str], body: bytes, n: int, 
     elif path == "/bomb":
         extra = [("Content-Encoding", "gzip"), ("Content-Length", str(len(BOMB)))]
         writer.write(reply("200 OK", ok + extra, BOMB, n))
+    elif path == "/br":  # an encoding nobody asked for (the gateway asks for gzip only): bytes to pass on as they are
+        extra = [("Content-Encoding", "br"), ("Content-Length", str(len(BROTLI)))]
+        writer.write(reply("200 OK", ok + extra, BROTLI, n))
     elif path in ENCODED:
         coding, data = ENCODED[path]
         extra = [("Content-Encoding", coding), ("Content-Length", str(len(data)))]

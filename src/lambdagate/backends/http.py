@@ -24,7 +24,7 @@ from lambdagate.backends.http_status import SUCCESS, on_failure
 from lambdagate.backends.reply_data import BULK_BYTES, TooDeep, gc_paused, is_blank, load_json, shape_data
 from lambdagate.backends.reply_headers import NOT_PASSED, HeaderLimits, MalformedReply, checked
 from lambdagate.backends.unavailable import has_no_host, unavailable_backend
-from lambdagate.client.base import ClientError, TooLarge
+from lambdagate.client.base import DECODED_ENCODINGS, ClientError, TooLarge
 from lambdagate.config.backend_client import http_client_options, pool_settings, srv_name, tls_context
 from lambdagate.config.loader import sanitize_host
 from lambdagate.config.model import JWT_PLACEHOLDER_RE, URL_PLACEHOLDER_RE, BackendConfig
@@ -132,14 +132,19 @@ def url_builder(
 def reply_decoder(cfg: BackendConfig, drop: frozenset[str], limits: HeaderLimits) -> DecodeReply:
     """How this backend's reply becomes its response, by `encoding`: as is (no-op), text, or JSON."""
     if cfg.encoding == "no-op":
+        # A reply in an encoding the client does not decode (say br, never asked for) keeps its Content-Encoding:
+        # the body goes on as received, and dropping the header would hand the client bytes it cannot read.
+        raw_drop = drop - {"content-encoding"}
 
         def passthrough(status: int, headers: CIMultiDictProxy, body: bytes) -> ProxyResponse:
+            coding = headers.get("content-encoding")
+            dropped = drop if coding is None or coding.strip().lower() in DECODED_ENCODINGS else raw_drop
             # aiohttp takes what the server can't send: any three-digit status (granian's worker panics under
             # 100, and 1xx are interim replies, 101 a protocol switch), headers it refuses or has no room for.
             try:
                 if not 200 <= status <= 599:
                     raise MalformedReply(f"status {status} is not a final HTTP status (200-599)")
-                kept = checked(list(headers.items()), limits, drop)
+                kept = checked(list(headers.items()), limits, dropped)
             except MalformedReply as exc:
                 raise BackendError("the backend reply is malformed", status=502, cause=str(exc)) from None
             return ProxyResponse.passthrough(status, kept, body, complete=False)
