@@ -186,8 +186,9 @@ def test_a_client_that_stops_reading_a_large_reply_is_dropped_after_send_timeout
     )
     gw = start_gateway(cfg)
     size = 8 * 1024 * 1024
-    status, _, body = http("GET", f"{gw.url}/big/{size}")  # a client that reads gets it whole, in order
+    status, headers, body = http("GET", f"{gw.url}/big/{size}")  # a client that reads gets it whole, in order
     assert status == 200 and body == b'"' + b"x" * size + b'"'
+    assert headers["Content-Length"] == str(size + 2) and "Transfer-Encoding" not in headers
     port = int(gw.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -194,11 +194,13 @@ class Gateway:
         path = raw_path.decode("latin-1").partition("?")[0] if raw_path else quote(scope["path"])
         reply = await self.handler(Exchange(scope, receive, method, path))  # type: ignore[misc] - set at start-up
         headers = [*reply.headers, self.version_header]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         body = b"" if method == "HEAD" else reply.body
         if len(body) <= LARGE_REPLY_BYTES:
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
-        else:
+        else:  # sent in pieces: its length is said up front, as the server says it for a body sent whole
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             await self._send_in_pieces(send, body, scope)
 
     async def _send_in_pieces(self, send: Send, body: bytes, scope: Scope) -> None:
