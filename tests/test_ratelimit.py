@@ -294,6 +294,9 @@ def test_legacy_names_are_read_with_a_warning() -> None:
         ({"client_max_rate": 1, "strategy": "cookie"}, "strategy", '"ip", "header" or "param"'),
         ({"client_max_rate": 1, "strategy": "header"}, "key", "needs the header"),
         ({"client_max_rate": 1, "strategy": "param", "key": "nope"}, "key", "no parameter"),
+        # Not a header name (outside Latin-1 it also failed every request with a traceback, not the start-up).
+        ({"client_max_rate": 1, "strategy": "header", "key": "X-\u0100"}, "key", "is no header name"),
+        ({"client_max_rate": 1, "strategy": "header", "key": "X User"}, "key", "is no header name"),
         ({"max_rate": 1, "every": "soon"}, "every", "malformed duration"),
         ({"client_max_rate": 1, "client_capacity": -2}, "client_capacity", "at least 0"),
     ],

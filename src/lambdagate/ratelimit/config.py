@@ -10,6 +10,7 @@ for `header`/`param`, an unknown `connection_pool`) instead of being read as 0 o
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
@@ -18,6 +19,9 @@ from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.redis_pools import pool_problem
+
+# An HTTP field name (RFC 9110 token): what a `header` strategy's key must be.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 ROUTER = "qos/ratelimit/router"
 SERVICE = "qos/ratelimit/service"
@@ -140,6 +144,8 @@ def _check_router(cfg: RouterLimits, ctx: NamespaceContext, issues: list[tuple[s
                 f'"{"X-Api-Key" if cfg.strategy == "header" else "id"}"',
             )
         )
+    if cfg.strategy == "header" and cfg.key.strip() and not HEADER_NAME.fullmatch(cfg.key.strip()):
+        issues.append(("key", f'{cfg.key[:60]!r} is no header name: write letters, digits and -, e.g. "X-Api-Key"'))
     if cfg.strategy == "param" and ctx.endpoint is None and cfg.client_max_rate > 0:
         issues.append(
             ("strategy", '"param" needs an endpoint\'s path parameters: use "ip" or "header" at service level')
