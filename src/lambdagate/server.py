@@ -39,7 +39,9 @@ from lambdagate.telemetry.tracing import tracing_options
 log = logging.getLogger("lambdagate")
 # Reply bodies over this size go to the server in pieces (Gateway._send_in_pieces), each within send_timeout.
 LARGE_REPLY_BYTES = 1024 * 1024
-REPLY_PIECE_BYTES = 64 * 1024
+# granian's send does not fail once the client is gone (it logs a line per piece): pieces are large enough that a
+# client leaving a 16 MiB reply costs 16 such lines, small enough that a stalled client is seen within a piece.
+REPLY_PIECE_BYTES = 1024 * 1024
 
 
 def _backend_client(service: ServiceConfig, kind: str | None) -> tuple[aiohttp.ClientSession, Any, SrvDirectory | None]:

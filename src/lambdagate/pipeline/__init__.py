@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
@@ -27,6 +28,10 @@ from lambdagate.pipeline.render import Renderer, Reply
 from lambdagate.pipeline.sequential import call_in_sequence, plan
 from lambdagate.pipeline.shadow import Shadows
 from lambdagate.proxy import Backend, ProxyRequest, ProxyResponse
+
+# Large XML/YAML replies are rendered here (Renderer.in_thread), one at a time: with one thread beside it the event
+# loop keeps about half the GIL; with several, its share (and everyone else's latency) falls with each.
+RENDER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambdagate-render")
 
 if TYPE_CHECKING:
     from lambdagate.backends import Resources
@@ -218,7 +223,7 @@ class EndpointPipeline:
                 outcome = step(outcome)
         renderer = self._renderer
         if renderer.others is not None and renderer.in_thread(outcome, req.accept):
-            return await asyncio.to_thread(renderer.render, outcome, req.accept)
+            return await asyncio.get_running_loop().run_in_executor(RENDER_THREAD, renderer.render, outcome, req.accept)
         return renderer.render(outcome, req.accept)
 
 
