@@ -10,18 +10,15 @@ for `header`/`param`, an unknown `connection_pool`) instead of being read as 0 o
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
+from lambdagate.backends.reply_headers import TOKEN
 from lambdagate.config.durations import parse_duration
 from lambdagate.config.loader import parse_namespace_model
 from lambdagate.config.namespaces import Namespace, NamespaceContext, NamespaceError
 from lambdagate.redis_pools import pool_problem
-
-# An HTTP field name (RFC 9110 token): what a `header` strategy's key must be.
-HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 ROUTER = "qos/ratelimit/router"
 SERVICE = "qos/ratelimit/service"
@@ -144,7 +141,7 @@ def _check_router(cfg: RouterLimits, ctx: NamespaceContext, issues: list[tuple[s
                 f'"{"X-Api-Key" if cfg.strategy == "header" else "id"}"',
             )
         )
-    if cfg.strategy == "header" and cfg.key.strip() and not HEADER_NAME.fullmatch(cfg.key.strip()):
+    if cfg.strategy == "header" and cfg.key.strip() and not TOKEN.fullmatch(cfg.key.strip()):
         issues.append(("key", f'{cfg.key[:60]!r} is no header name: write letters, digits and -, e.g. "X-Api-Key"'))
     if cfg.strategy == "param" and ctx.endpoint is None and cfg.client_max_rate > 0:
         issues.append(
