@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lambdagate.asgi import Receive, Scope
+from lambdagate.pipeline.encodings import first_header
 from lambdagate.pipeline.render import Reply
 
 if TYPE_CHECKING:
@@ -43,16 +44,16 @@ class Exchange:
     # waits for its body: front.request.read_request_body).
     admission: Admission | None = None
 
-    def header(self, name: str) -> str | None:
+    def header(self, name: str) -> str:
         """The request's header `name` (lower case) as KrakenD's later middlewares read it: a value an earlier guard
-        set (krakend-jose's propagated claims replace the client's with `Header.Set`) over the client's first one."""
+        set (krakend-jose's propagated claims replace the client's with `Header.Set`) over the client's first one;
+        "" when neither has it (Go's Header.Get)."""
         guarded = self.backend_headers
         if guarded is not None:
             found = guarded.get(name)
             if found is not None:
                 return found
-        key = name.encode("latin-1")
-        return next((v.decode("latin-1") for k, v in self.scope["headers"] if k == key), None)
+        return first_header(self.scope["headers"], name.encode("latin-1"))
 
     @property
     def client_ip(self) -> str:

@@ -37,7 +37,7 @@ def key_reader(cfg: RouterLimits) -> Callable[[Exchange], str]:
         wanted = cfg.key.strip().lower()
 
         def header(ex: Exchange) -> str:
-            return ex.header(wanted) or ""
+            return ex.header(wanted)
 
         return header
     if cfg.strategy == "param":
