@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lambdagate.config import files
-from lambdagate.config.server_tls import CA_FILE, ServerTLS, tls_file_issues
+from lambdagate.config.server_tls import ServerTLS, tls_file_issues
 from lambdagate.errors import StartupError
 
 
@@ -69,7 +69,7 @@ def _client_ca_bundle(tls: ServerTLS, server_cert: Path) -> Path:
         try:
             parts.append(path.read_bytes())
         except OSError as exc:
-            raise StartupError(f"tls.ca_certs[{i}]: {files.unreadable(name, exc, CA_FILE)}") from None
+            raise StartupError(f"tls.ca_certs[{i}]: {files.unreadable(name, exc, files.CA_FILE)}") from None
     parts.append(server_cert.read_bytes())  # KrakenD trusts the server's own certificates for clients too
     fd, name = tempfile.mkstemp(prefix="lambdagate-client-ca-", suffix=".pem")
     bundle = Path(name)

@@ -264,7 +264,7 @@ def tls_trust(fingerprints: list[str], local_ca: str, https: bool, issues: list[
         except ssl.SSLError as exc:  # an OSError too: first
             issues.append(("jwk_local_ca", f"cannot read {local_ca!r} as PEM CA certificates ({exc.reason or exc})"))
         except OSError as exc:
-            issues.append(("jwk_local_ca", files.unreadable(local_ca, exc, "a PEM file of CA certificates")))
+            issues.append(("jwk_local_ca", files.unreadable(local_ca, exc, files.CA_FILE)))
         except ValueError as exc:
             issues.append(("jwk_local_ca", f"cannot read {local_ca!r} as PEM CA certificates ({exc})"))
     return tuple(pins)

@@ -140,22 +140,20 @@ def tls_context(tls: ClientTLS) -> ssl.SSLContext:
     return context
 
 
-_CA_FILE = "a PEM file of CA certificates"
-
-
 def _load_ca(context: ssl.SSLContext, key: str, path: str) -> None:
     try:
         context.load_verify_locations(cafile=path)
     except ssl.SSLError as exc:  # an OSError too: first
         raise TLSFileError(
-            key, f"the file {path!r} holds no PEM CA certificate ({exc.reason or exc}): write the path of {_CA_FILE}"
+            key,
+            f"the file {path!r} holds no PEM CA certificate ({exc.reason or exc}): write the path of {files.CA_FILE}",
         ) from None
     except OSError as exc:
-        raise TLSFileError(key, files.unreadable(path, exc, _CA_FILE)) from None
+        raise TLSFileError(key, files.unreadable(path, exc, files.CA_FILE)) from None
 
 
 def _load_client_cert(context: ssl.SSLContext, cert: ClientCert) -> None:
-    for name, kind in (("certificate", "a PEM certificate file"), ("private_key", "a PEM private key file")):
+    for name, kind in (("certificate", files.CERT_FILE), ("private_key", files.KEY_FILE)):
         problem = files.problem(getattr(cert, name), kind)
         if problem is not None:
             raise TLSFileError(f"client_certs[0].{name}", problem)

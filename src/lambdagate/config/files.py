@@ -10,6 +10,11 @@ import errno
 import os
 import stat
 
+# What each kind of file must be, as the messages say it (TLS keys of the server and of backend calls, JWT CAs).
+CA_FILE = "a PEM file of CA certificates"
+CERT_FILE = "a PEM certificate file"
+KEY_FILE = "a PEM private key file"
+
 _WHY = {
     errno.ENOENT: "does not exist",
     errno.ENOTDIR: "does not exist",

@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from lambdagate.config import files
 from lambdagate.errors import ConfigIssue
 
-CA_FILE = "a PEM file of CA certificates"
 # KrakenD's version names; anything else (or nothing) means TLS 1.3, as in Lura's parseTLSVersion.
 VERSIONS = {"SSL3.0": 0, "TLS10": 10, "TLS11": 11, "TLS12": 12, "TLS13": 13}
 
@@ -69,7 +68,7 @@ def tls_file_issues(tls: ServerTLS) -> list[ConfigIssue]:
         return []
     pair, issues = tls.pairs[0], []
     where = "tls.keys[0]" if tls.keys else "tls"
-    for name, kind in (("public_key", "a PEM certificate file"), ("private_key", "a PEM private key file")):
+    for name, kind in (("public_key", files.CERT_FILE), ("private_key", files.KEY_FILE)):
         problem = files.problem(getattr(pair, name), kind)
         if problem is not None:
             issues.append(ConfigIssue(f"{where}.{name}", problem))
@@ -89,7 +88,7 @@ def _client_ca_issues(tls: ServerTLS) -> list[ConfigIssue]:
         try:
             pems.append(Path(name).read_text(encoding="ascii", errors="replace"))
         except OSError as exc:
-            issues.append(ConfigIssue(f"tls.ca_certs[{i}]", files.unreadable(name, exc, CA_FILE)))
+            issues.append(ConfigIssue(f"tls.ca_certs[{i}]", files.unreadable(name, exc, files.CA_FILE)))
     if not issues and pems:
         try:
             ssl.create_default_context(cadata="\n".join(pems))
