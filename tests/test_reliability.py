@@ -11,6 +11,7 @@ import time
 import orjson
 
 from tests.support.gateway import launch_gateway
+from tests.support.rawhttp import exchange
 from tests.test_lambda_backend import http
 
 
@@ -132,13 +133,9 @@ def test_body_arriving_at_the_in_flight_cap_gets_503(upstream, start_gateway):
 def test_http11_request_without_host_gets_400(upstream, start_gateway):
     gw = start_gateway(limits_config(upstream))
     port = int(gw.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET /get HTTP/1.1\r\nAccept: */*\r\n\r\n")
-        head = sock.recv(1000)
-    assert head.startswith(b"HTTP/1.1 400") and b"missing required Host header" in head
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # HTTP/1.0 has no Host to require
-        sock.sendall(b"GET /get HTTP/1.0\r\n\r\n")
-        assert sock.recv(100).split(b" ")[1] == b"200"
+    reply = exchange(port, b"GET /get HTTP/1.1\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+    assert reply.status == 400 and b"missing required Host header" in reply.body
+    assert exchange(port, b"GET /get HTTP/1.0\r\n\r\n").status == 200  # HTTP/1.0 has no Host to require
 
 
 def test_a_large_yaml_reply_does_not_stall_the_other_requests(upstream, start_gateway):
